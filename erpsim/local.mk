@@ -1,0 +1,1 @@
+#  erpsim/: fragment of the top Makefile.am (see there).

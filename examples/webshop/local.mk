@@ -1,0 +1,1 @@
+#  examples/webshop/: fragment of the top Makefile.am (see there).

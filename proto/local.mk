@@ -1,0 +1,1 @@
+#  proto/: fragment of the top Makefile.am (see there).

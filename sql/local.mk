@@ -1,0 +1,1 @@
+#  sql/: fragment of the top Makefile.am (see there).

@@ -1,0 +1,12 @@
+#  Test helpers shared by integration tests (libpq, processes, ports).
+check_LIBRARIES += tests/libcwtest.a
+tests_libcwtest_a_SOURCES = tests/cw_test.c tests/cw_test.h
+tests_libcwtest_a_CFLAGS = $(AM_CFLAGS) $(PQ_CFLAGS)
+TEST_LIBS = tests/libcwtest.a $(CHECK_LIBS) $(PQ_LIBS)
+
+#  cw_log (lib)
+check_PROGRAMS += tests/check_cw_log
+TESTS += tests/check_cw_log
+tests_check_cw_log_SOURCES = tests/check_cw_log.c
+tests_check_cw_log_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(JANSSON_CFLAGS)
+tests_check_cw_log_LDADD = lib/libcwrt.a $(CHECK_LIBS) $(JANSSON_LIBS)
