@@ -1,5 +1,6 @@
 #  lib/: the shared runtime (I/O allowed), linked by every program.
 noinst_LIBRARIES += lib/libcwrt.a
 lib_libcwrt_a_SOURCES = \
-    lib/cw_log.c lib/cw_log.h
+    lib/cw_log.c lib/cw_log.h \
+    lib/cw_secret.c lib/cw_secret.h
 lib_libcwrt_a_CFLAGS = $(AM_CFLAGS) $(DEP_CFLAGS)

@@ -10,3 +10,9 @@ TESTS += tests/check_cw_log
 tests_check_cw_log_SOURCES = tests/check_cw_log.c
 tests_check_cw_log_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(JANSSON_CFLAGS)
 tests_check_cw_log_LDADD = lib/libcwrt.a $(CHECK_LIBS) $(JANSSON_LIBS)
+
+#  cw_secret (lib)
+check_PROGRAMS += tests/check_cw_secret
+TESTS += tests/check_cw_secret
+tests_check_cw_secret_SOURCES = tests/check_cw_secret.c
+tests_check_cw_secret_LDADD = lib/libcwrt.a $(TEST_LIBS) $(SODIUM_LIBS)
