@@ -4,3 +4,8 @@ lib_libcwrt_a_SOURCES = \
     lib/cw_log.c lib/cw_log.h \
     lib/cw_secret.c lib/cw_secret.h
 lib_libcwrt_a_CFLAGS = $(AM_CFLAGS) $(DEP_CFLAGS)
+
+#  cw_pg, cw_migrate (lib): PostgreSQL connection, migration runner.
+lib_libcwrt_a_SOURCES += \
+    lib/cw_pg.c lib/cw_pg.h \
+    lib/cw_migrate.c lib/cw_migrate.h
