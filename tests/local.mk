@@ -16,3 +16,18 @@ check_PROGRAMS += tests/check_cw_secret
 TESTS += tests/check_cw_secret
 tests_check_cw_secret_SOURCES = tests/check_cw_secret.c
 tests_check_cw_secret_LDADD = lib/libcwrt.a $(TEST_LIBS) $(SODIUM_LIBS)
+
+#  cw_pg (lib): connection, statements, transactions, reconnect
+check_PROGRAMS += tests/check_cw_pg
+TESTS += tests/check_cw_pg
+tests_check_cw_pg_SOURCES = tests/check_cw_pg.c
+tests_check_cw_pg_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PQ_CFLAGS)
+tests_check_cw_pg_LDADD = lib/libcwrt.a $(RUNTIME_LIBS) $(TEST_LIBS)
+
+#  sql/ + migrate/ (integration): migrations, roles, grants, audit chain,
+#  claim index at a million jobs
+check_PROGRAMS += tests/check_sql_schema
+TESTS += tests/check_sql_schema
+tests_check_sql_schema_SOURCES = tests/check_sql_schema.c
+tests_check_sql_schema_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PQ_CFLAGS)
+tests_check_sql_schema_LDADD = lib/libcwrt.a $(RUNTIME_LIBS) $(TEST_LIBS)
