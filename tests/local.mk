@@ -16,3 +16,13 @@ check_PROGRAMS += tests/check_cw_secret
 TESTS += tests/check_cw_secret
 tests_check_cw_secret_SOURCES = tests/check_cw_secret.c
 tests_check_cw_secret_LDADD = lib/libcwrt.a $(TEST_LIBS) $(SODIUM_LIBS)
+
+#  cw_idkey, cw_retry (proto)
+check_PROGRAMS += tests/check_cw_idkey tests/check_cw_retry
+TESTS += tests/check_cw_idkey tests/check_cw_retry
+tests_check_cw_idkey_SOURCES = tests/check_cw_idkey.c
+tests_check_cw_idkey_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_cw_idkey_LDADD = proto/libcwproto.a $(CHECK_LIBS)
+tests_check_cw_retry_SOURCES = tests/check_cw_retry.c
+tests_check_cw_retry_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_cw_retry_LDADD = proto/libcwproto.a $(CHECK_LIBS)
