@@ -17,12 +17,15 @@ TESTS += tests/check_cw_secret
 tests_check_cw_secret_SOURCES = tests/check_cw_secret.c
 tests_check_cw_secret_LDADD = lib/libcwrt.a $(TEST_LIBS) $(SODIUM_LIBS)
 
-#  cw_idkey, cw_retry (proto)
-check_PROGRAMS += tests/check_cw_idkey tests/check_cw_retry
-TESTS += tests/check_cw_idkey tests/check_cw_retry
+#  cw_idkey, cw_retry (proto) and cw_config (lib)
+check_PROGRAMS += tests/check_cw_idkey tests/check_cw_retry tests/check_cw_config
+TESTS += tests/check_cw_idkey tests/check_cw_retry tests/check_cw_config
 tests_check_cw_idkey_SOURCES = tests/check_cw_idkey.c
 tests_check_cw_idkey_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_cw_idkey_LDADD = proto/libcwproto.a $(CHECK_LIBS)
 tests_check_cw_retry_SOURCES = tests/check_cw_retry.c
 tests_check_cw_retry_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_cw_retry_LDADD = proto/libcwproto.a $(CHECK_LIBS)
+tests_check_cw_config_SOURCES = tests/check_cw_config.c
+tests_check_cw_config_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
+tests_check_cw_config_LDADD = lib/libcwrt.a $(TEST_LIBS) $(CZMQ_LIBS) $(ZMQ_LIBS) $(SODIUM_LIBS)
