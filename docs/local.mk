@@ -1,1 +1,4 @@
 #  docs/: fragment of the top Makefile.am (see there).
+
+#  idempotency keys, retry arithmetic, configuration; sample config rules
+EXTRA_DIST += docs/idempotency-keys.md docs/retry.md docs/config.md etc/README

@@ -13,28 +13,28 @@
 #include <stdbool.h>
 #include <strings.h>
 
-#define CW_CONFIG_ERROR_MAX 512     //  Longest load error message
-#define CW_CONFIG_DETAIL_MAX 320    //  Longest value complaint
-#define CW_CONFIG_QUOTE_MAX 64      //  Bytes of a bad value quoted back
-#define CW_CONFIG_INDENT 4          //  ZPL indentation per level
+#define CW_CONFIG_ERROR_MAX 512   //  Longest load error message
+#define CW_CONFIG_DETAIL_MAX 320  //  Longest value complaint
+#define CW_CONFIG_QUOTE_MAX 64    //  Bytes of a bad value quoted back
+#define CW_CONFIG_INDENT 4        //  ZPL indentation per level
 
 //  Where one key's value came from, after a load.
 typedef struct {
-    char *text;                 //  Effective value text, owned
-    char *source;               //  "default", "file F", "env V", owned
+    char *text;    //  Effective value text, owned
+    char *source;  //  "default", "file F", "env V", owned
 } s_value_t;
 
 struct _cw_config_t {
-    const cw_config_entry_t *schema;    //  Borrowed, static
-    size_t count;                       //  Entries in schema
-    s_value_t *values;                  //  One per entry, owns items
-    bool loaded;                        //  Last load succeeded
+    const cw_config_entry_t *schema;  //  Borrowed, static
+    size_t count;                     //  Entries in schema
+    s_value_t *values;                //  One per entry, owns items
+    bool loaded;                      //  Last load succeeded
 };
 
 //  A unit suffix and its multiplier.
 typedef struct {
-    const char *suffix;         //  As written, compared case-sensitively
-    int64_t factor;             //  Into msec or bytes
+    const char *suffix;  //  As written, compared case-sensitively
+    int64_t factor;      //  Into msec or bytes
 } s_unit_t;
 
 static const s_unit_t s_duration_units[] = {
@@ -52,8 +52,8 @@ static const s_unit_t s_size_units[] = {
 static const char *const s_true_words[] = {"true", "yes", "on", "1", NULL};
 static const char *const s_false_words[] = {"false", "no", "off", "0", NULL};
 static const char *const s_secret_words[] = {
-    "password", "passwd", "secret", "token", "credential", "credentials",
-    "api_key", "apikey", "private_key", NULL};
+    "password",    "passwd",  "secret", "token",       "credential",
+    "credentials", "api_key", "apikey", "private_key", NULL};
 
 //  Writes text into quoted[size] for an error message: at most
 //  CW_CONFIG_QUOTE_MAX bytes, non-printable bytes as '?'.
@@ -95,8 +95,7 @@ s_expected (const cw_config_entry_t *entry, char *text, size_t size)
                           "10s, 5m, 1h)",
                           (long long) entry->min, (long long) entry->max);
             else
-                snprintf (text, size,
-                          "a duration (e.g. 250ms, 10s, 5m, 1h)");
+                snprintf (text, size, "a duration (e.g. 250ms, 10s, 5m, 1h)");
             break;
         case CW_CONFIG_SIZE:
             if (entry->min || entry->max)
@@ -152,7 +151,9 @@ s_parse_int (const char *text, int64_t *value)
 //  Parses digits followed by a unit of units (or no unit, when bare_factor
 //  is not 0). Returns 0, -1 for bad form, -2 for overflow.
 static int
-s_parse_unit (const char *text, const s_unit_t *units, int64_t bare_factor,
+s_parse_unit (const char *text,
+              const s_unit_t *units,
+              int64_t bare_factor,
               int64_t *value)
 {
     if (*text < '0' || *text > '9')
@@ -220,8 +221,11 @@ s_word_in (const char *text, const char *const *words)
 //  types store text itself, which must outlive target). Returns 0, or -1
 //  with a complaint in detail[size].
 static int
-s_convert (const cw_config_entry_t *entry, const char *text, void *target,
-           char *detail, size_t size)
+s_convert (const cw_config_entry_t *entry,
+           const char *text,
+           void *target,
+           char *detail,
+           size_t size)
 {
     char quoted[CW_CONFIG_QUOTE_MAX + 8];
     char expected[CW_CONFIG_DETAIL_MAX / 2];
@@ -243,8 +247,9 @@ s_convert (const cw_config_entry_t *entry, const char *text, void *target,
             }
             break;
         case CW_CONFIG_DURATION:
-            rc = streq (text, "0") ? (number = 0, 0)
-               : s_parse_unit (text, s_duration_units, 0, &number);
+            rc = streq (text, "0")
+                     ? (number = 0, 0)
+                     : s_parse_unit (text, s_duration_units, 0, &number);
             if (rc == -1) {
                 snprintf (detail, size,
                           "\"%s\" is not a duration (use e.g. 250ms, 10s, "
@@ -320,10 +325,11 @@ s_convert (const cw_config_entry_t *entry, const char *text, void *target,
         }
     }
     //  INT, DURATION, SIZE: overflow and range
-    if (rc == -2 || ((entry->min || entry->max)
-                     && (number < entry->min || number > entry->max))) {
-        snprintf (detail, size, "\"%s\" is out of range (expected %s)",
-                  quoted, expected);
+    if (rc == -2
+        || ((entry->min || entry->max)
+            && (number < entry->min || number > entry->max))) {
+        snprintf (detail, size, "\"%s\" is out of range (expected %s)", quoted,
+                  expected);
         return -1;
     }
     if (field)
@@ -387,13 +393,14 @@ s_schema_check (const cw_config_entry_t *schema)
         assert (entry->type != CW_CONFIG_ENUM || entry->choices);
         assert (entry->min <= entry->max);
         //  Secrets are only ever named by file path
-        assert (entry->type == CW_CONFIG_SECRET_FILE
-                || (!s_looks_secret (entry->path)
-                    && !s_looks_secret (entry->env)));
+        assert (
+            entry->type == CW_CONFIG_SECRET_FILE
+            || (!s_looks_secret (entry->path) && !s_looks_secret (entry->env)));
         char detail[CW_CONFIG_DETAIL_MAX];
         assert (!entry->default_value
                 || s_convert (entry, entry->default_value, NULL, detail,
-                              sizeof (detail)) == 0);
+                              sizeof (detail))
+                       == 0);
         (void) detail;
         //  ZPL-safe defaults: never both quote kinds
         assert (!entry->default_value || !strchr (entry->default_value, '"')
@@ -409,8 +416,7 @@ s_schema_check (const cw_config_entry_t *schema)
             assert (strncmp (schema[other].path, entry->path, length)
                     || schema[other].path[length] != '/');
             //  Sections are contiguous, so the sample has each once
-            size_t shared = s_common_sections (schema[other].path,
-                                               entry->path);
+            size_t shared = s_common_sections (schema[other].path, entry->path);
             for (size_t between = other + 1; between < count; between++)
                 assert (s_common_sections (schema[between].path, entry->path)
                         >= shared);
@@ -481,14 +487,18 @@ s_is_section (cw_config_t *self, const char *path)
 //  Checks the loaded tree below node (at prefix) for unknown, duplicate
 //  and misplaced keys. Returns 0, or -1 with a message.
 static int
-s_check_tree (cw_config_t *self, zconfig_t *node, const char *prefix,
-              const char *file, char *error, size_t size)
+s_check_tree (cw_config_t *self,
+              zconfig_t *node,
+              const char *prefix,
+              const char *file,
+              char *error,
+              size_t size)
 {
     for (zconfig_t *child = zconfig_child (node); child;
          child = zconfig_next (child)) {
-        char *path = prefix ? zsys_sprintf ("%s/%s", prefix,
-                                            zconfig_name (child))
-                            : strdup (zconfig_name (child));
+        char *path = prefix
+                         ? zsys_sprintf ("%s/%s", prefix, zconfig_name (child))
+                         : strdup (zconfig_name (child));
         int rc = 0;
         for (zconfig_t *other = zconfig_child (node); other != child;
              other = zconfig_next (other))
@@ -509,8 +519,7 @@ s_check_tree (cw_config_t *self, zconfig_t *node, const char *prefix,
                 rc = -1;
             }
         }
-        else
-        if (rc == 0 && s_is_section (self, path)) {
+        else if (rc == 0 && s_is_section (self, path)) {
             const char *value = zconfig_value (child);
             if (value && *value) {
                 snprintf (error, size,
@@ -522,8 +531,7 @@ s_check_tree (cw_config_t *self, zconfig_t *node, const char *prefix,
             else
                 rc = s_check_tree (self, child, path, file, error, size);
         }
-        else
-        if (rc == 0) {
+        else if (rc == 0) {
             snprintf (error, size, "config file \"%s\": unknown key \"%s\"",
                       file, path);
             rc = -1;
@@ -536,8 +544,8 @@ s_check_tree (cw_config_t *self, zconfig_t *node, const char *prefix,
 }
 
 int
-cw_config_load (cw_config_t *self, const char *file, void *target,
-                char *error, size_t size)
+cw_config_load (
+    cw_config_t *self, const char *file, void *target, char *error, size_t size)
 {
     assert (self);
     assert (target);
@@ -574,19 +582,17 @@ cw_config_load (cw_config_t *self, const char *file, void *target,
         const cw_config_entry_t *entry = &self->schema[index];
         s_value_t *value = &self->values[index];
         const char *env = getenv (entry->env);
-        const char *from_file = root ? zconfig_get (root, entry->path, NULL)
-                                     : NULL;
+        const char *from_file =
+            root ? zconfig_get (root, entry->path, NULL) : NULL;
         if (env && *env) {
             value->text = strdup (env);
             value->source = zsys_sprintf ("env %s", entry->env);
         }
-        else
-        if (from_file) {
+        else if (from_file) {
             value->text = strdup (from_file);
             value->source = zsys_sprintf ("file %s", file);
         }
-        else
-        if (entry->default_value) {
+        else if (entry->default_value) {
             value->text = strdup (entry->default_value);
             value->source = strdup ("default");
         }
@@ -602,8 +608,7 @@ cw_config_load (cw_config_t *self, const char *file, void *target,
             if (streq (value->source, "default"))
                 snprintf (error, size, "config key \"%s\" (default): %s",
                           entry->path, detail);
-            else
-            if (env && *env)
+            else if (env && *env)
                 snprintf (error, size, "config key \"%s\" (env %s): %s",
                           entry->path, entry->env, detail);
             else
@@ -667,7 +672,8 @@ cw_config_print (cw_config_t *self, FILE *stream)
 }
 
 int
-cw_config_write_sample (const cw_config_entry_t *schema, const char *title,
+cw_config_write_sample (const cw_config_entry_t *schema,
+                        const char *title,
                         FILE *stream)
 {
     assert (schema);
@@ -683,44 +689,43 @@ cw_config_write_sample (const cw_config_entry_t *schema, const char *title,
                        "overrides the file.\n"
                        "#   ZPL (RFC 4): 4-space indents, name = \"value\".\n",
                        title)
-            >= 0;
+              >= 0;
     const char *previous = NULL;
     for (size_t index = 0; ok && schema[index].path; index++) {
         const cw_config_entry_t *entry = &schema[index];
         size_t depth = s_sections (entry->path);
-        size_t shared = previous ? s_common_sections (previous, entry->path)
-                                 : 0;
+        size_t shared =
+            previous ? s_common_sections (previous, entry->path) : 0;
         //  Open the sections this key needs beyond those already open
         const char *component = entry->path;
         for (size_t level = 0; level < depth; level++) {
             const char *slash = strchr (component, '/');
             if (level >= shared)
                 ok = ok
-                  && fprintf (stream, "%s%*s%.*s\n", level ? "" : "\n",
-                              (int) (level * CW_CONFIG_INDENT), "",
-                              (int) (slash - component), component)
-                         >= 0;
+                     && fprintf (stream, "%s%*s%.*s\n", level ? "" : "\n",
+                                 (int) (level * CW_CONFIG_INDENT), "",
+                                 (int) (slash - component), component)
+                            >= 0;
             component = slash + 1;
         }
         int indent = (int) (depth * CW_CONFIG_INDENT);
         char expected[CW_CONFIG_DETAIL_MAX];
         s_expected (entry, expected, sizeof (expected));
         ok = ok
-          && fprintf (stream, "%*s#   %s\n%*s#   %s; env %s\n", indent, "",
-                      entry->help, indent, "", expected, entry->env)
-                 >= 0;
+             && fprintf (stream, "%*s#   %s\n%*s#   %s; env %s\n", indent, "",
+                         entry->help, indent, "", expected, entry->env)
+                    >= 0;
         if (entry->default_value) {
-            ok = ok
-              && fprintf (stream, "%*s%s = ", indent, "", component) >= 0
-              && s_print_value (stream, entry->default_value) == 0
-              && fprintf (stream, "\n") >= 0;
+            ok = ok && fprintf (stream, "%*s%s = ", indent, "", component) >= 0
+                 && s_print_value (stream, entry->default_value) == 0
+                 && fprintf (stream, "\n") >= 0;
         }
         else
             ok = ok
-              && fprintf (stream,
-                          "%*s#   required, no default\n%*s#%s = \"\"\n",
-                          indent, "", indent, "", component)
-                     >= 0;
+                 && fprintf (stream,
+                             "%*s#   required, no default\n%*s#%s = \"\"\n",
+                             indent, "", indent, "", component)
+                        >= 0;
         previous = entry->path;
     }
     return ok && fflush (stream) == 0 ? 0 : -1;

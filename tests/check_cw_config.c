@@ -30,30 +30,57 @@ typedef struct {
 static const char *const s_modes[] = {"live", "sandbox", "off", NULL};
 
 static const cw_config_entry_t s_schema[] = {
-    {.path = "name", .env = "CW_T_NAME", .type = CW_CONFIG_STRING,
-     .default_value = "causeway", .offset = offsetof (s_settings_t, name),
+    {.path = "name",
+     .env = "CW_T_NAME",
+     .type = CW_CONFIG_STRING,
+     .default_value = "causeway",
+     .offset = offsetof (s_settings_t, name),
      .help = "instance name in logs"},
-    {.path = "server/bind", .env = "CW_T_SERVER_BIND",
-     .type = CW_CONFIG_ENDPOINT, .default_value = "tcp://127.0.0.1:5555",
-     .offset = offsetof (s_settings_t, bind), .help = "where workers connect"},
-    {.path = "server/workers", .env = "CW_T_SERVER_WORKERS",
-     .type = CW_CONFIG_INT, .default_value = "4", .min = 1, .max = 64,
-     .offset = offsetof (s_settings_t, workers), .help = "worker count"},
-    {.path = "server/heartbeat", .env = "CW_T_SERVER_HEARTBEAT",
-     .type = CW_CONFIG_DURATION, .default_value = "1s", .min = 10,
-     .max = 60000, .offset = offsetof (s_settings_t, heartbeat_msec),
+    {.path = "server/bind",
+     .env = "CW_T_SERVER_BIND",
+     .type = CW_CONFIG_ENDPOINT,
+     .default_value = "tcp://127.0.0.1:5555",
+     .offset = offsetof (s_settings_t, bind),
+     .help = "where workers connect"},
+    {.path = "server/workers",
+     .env = "CW_T_SERVER_WORKERS",
+     .type = CW_CONFIG_INT,
+     .default_value = "4",
+     .min = 1,
+     .max = 64,
+     .offset = offsetof (s_settings_t, workers),
+     .help = "worker count"},
+    {.path = "server/heartbeat",
+     .env = "CW_T_SERVER_HEARTBEAT",
+     .type = CW_CONFIG_DURATION,
+     .default_value = "1s",
+     .min = 10,
+     .max = 60000,
+     .offset = offsetof (s_settings_t, heartbeat_msec),
      .help = "heartbeat interval"},
-    {.path = "server/max_body", .env = "CW_T_SERVER_MAX_BODY",
-     .type = CW_CONFIG_SIZE, .default_value = "1MB",
-     .offset = offsetof (s_settings_t, max_body), .help = "largest body"},
-    {.path = "server/verbose", .env = "CW_T_SERVER_VERBOSE",
-     .type = CW_CONFIG_BOOL, .default_value = "false",
-     .offset = offsetof (s_settings_t, verbose), .help = "chatty logs"},
-    {.path = "erp/mode", .env = "CW_T_ERP_MODE", .type = CW_CONFIG_ENUM,
-     .default_value = "live", .choices = s_modes,
-     .offset = offsetof (s_settings_t, mode), .help = "ERP connection mode"},
-    {.path = "log/level", .env = "CW_T_LOG_LEVEL",
-     .type = CW_CONFIG_LOG_LEVEL, .default_value = "info",
+    {.path = "server/max_body",
+     .env = "CW_T_SERVER_MAX_BODY",
+     .type = CW_CONFIG_SIZE,
+     .default_value = "1MB",
+     .offset = offsetof (s_settings_t, max_body),
+     .help = "largest body"},
+    {.path = "server/verbose",
+     .env = "CW_T_SERVER_VERBOSE",
+     .type = CW_CONFIG_BOOL,
+     .default_value = "false",
+     .offset = offsetof (s_settings_t, verbose),
+     .help = "chatty logs"},
+    {.path = "erp/mode",
+     .env = "CW_T_ERP_MODE",
+     .type = CW_CONFIG_ENUM,
+     .default_value = "live",
+     .choices = s_modes,
+     .offset = offsetof (s_settings_t, mode),
+     .help = "ERP connection mode"},
+    {.path = "log/level",
+     .env = "CW_T_LOG_LEVEL",
+     .type = CW_CONFIG_LOG_LEVEL,
+     .default_value = "info",
      .offset = offsetof (s_settings_t, log_level),
      .help = "lowest level logged"},
     {.path = NULL}};
@@ -64,11 +91,14 @@ typedef struct {
 } s_secret_settings_t;
 
 static const cw_config_entry_t s_secret_schema[] = {
-    {.path = "db/password_file", .env = "CW_T_DB_PASSWORD_FILE",
+    {.path = "db/password_file",
+     .env = "CW_T_DB_PASSWORD_FILE",
      .type = CW_CONFIG_SECRET_FILE,
      .offset = offsetof (s_secret_settings_t, password_file),
      .help = "file holding the database password"},
-    {.path = "tenant", .env = "CW_T_TENANT", .type = CW_CONFIG_STRING,
+    {.path = "tenant",
+     .env = "CW_T_TENANT",
+     .type = CW_CONFIG_STRING,
      .offset = offsetof (s_secret_settings_t, tenant),
      .help = "tenant id (required)"},
     {.path = NULL}};
@@ -112,8 +142,8 @@ s_refuse (const char *file, const char *expected)
     s_settings_t settings;
     char error[512] = "";
     cw_config_t *config = cw_config_new (s_schema);
-    ck_assert_int_eq (cw_config_load (config, file, &settings, error,
-                                      sizeof (error)), -1);
+    ck_assert_int_eq (
+        cw_config_load (config, file, &settings, error, sizeof (error)), -1);
     ck_assert_str_eq (error, expected);
     ck_assert_ptr_null (cw_config_source (config, "name"));
     cw_config_destroy (&config);
@@ -135,8 +165,8 @@ START_TEST (test_defaults)
     memset (&settings, 0xAB, sizeof (settings));
     char error[512];
     cw_config_t *config = cw_config_new (s_schema);
-    ck_assert_int_eq (cw_config_load (config, NULL, &settings, error,
-                                      sizeof (error)), 0);
+    ck_assert_int_eq (
+        cw_config_load (config, NULL, &settings, error, sizeof (error)), 0);
     ck_assert_str_eq (settings.name, "causeway");
     ck_assert_str_eq (settings.bind, "tcp://127.0.0.1:5555");
     ck_assert_int_eq (settings.workers, 4);
@@ -145,8 +175,7 @@ START_TEST (test_defaults)
     ck_assert (!settings.verbose);
     ck_assert_int_eq (settings.mode, 0);
     ck_assert_int_eq (settings.log_level, CW_LOG_INFO);
-    ck_assert_str_eq (cw_config_source (config, "server/heartbeat"),
-                      "default");
+    ck_assert_str_eq (cw_config_source (config, "server/heartbeat"), "default");
     ck_assert_ptr_null (cw_config_source (config, "server/nope"));
     cw_config_destroy (&config);
     cw_config_destroy (&config);
@@ -173,9 +202,9 @@ START_TEST (test_file_and_env)
     s_settings_t settings;
     char error[512];
     cw_config_t *config = cw_config_new (s_schema);
-    ck_assert_msg (cw_config_load (config, file, &settings, error,
-                                   sizeof (error)) == 0,
-                   "%s", error);
+    ck_assert_msg (
+        cw_config_load (config, file, &settings, error, sizeof (error)) == 0,
+        "%s", error);
     ck_assert_str_eq (settings.name, "edge one");
     ck_assert_str_eq (settings.bind, "tcp://*:7000");
     ck_assert_int_eq (settings.workers, 64);
@@ -192,9 +221,9 @@ START_TEST (test_file_and_env)
     setenv ("CW_T_ERP_MODE", "off", 1);
     setenv ("CW_T_SERVER_WORKERS", "", 1);
     setenv ("CW_T_SERVER_BIND", "ipc:///tmp/cw.sock", 1);
-    ck_assert_msg (cw_config_load (config, file, &settings, error,
-                                   sizeof (error)) == 0,
-                   "%s", error);
+    ck_assert_msg (
+        cw_config_load (config, file, &settings, error, sizeof (error)) == 0,
+        "%s", error);
     ck_assert_int_eq (settings.heartbeat_msec, 60000);
     ck_assert_int_eq (settings.mode, 2);
     ck_assert_int_eq (settings.workers, 64);
@@ -210,12 +239,10 @@ START_TEST (test_file_and_env)
     FILE *stream = open_memstream (&text, &size);
     ck_assert_int_eq (cw_config_print (config, stream), 0);
     fclose (stream);
-    char *line = zsys_sprintf ("server/workers = \"64\"    # file %s\n",
-                               file);
+    char *line = zsys_sprintf ("server/workers = \"64\"    # file %s\n", file);
     ck_assert_ptr_nonnull (strstr (text, line));
-    ck_assert_ptr_nonnull (
-        strstr (text, "server/heartbeat = \"1m\"    # env "
-                      "CW_T_SERVER_HEARTBEAT\n"));
+    ck_assert_ptr_nonnull (strstr (text, "server/heartbeat = \"1m\"    # env "
+                                         "CW_T_SERVER_HEARTBEAT\n"));
     ck_assert_ptr_nonnull (strstr (text, "name = \"edge one\"    # file"));
     size_t lines = 0;
     for (char *at = text; *at; at++)
@@ -241,18 +268,17 @@ START_TEST (test_good_values)
          offsetof (s_settings_t, heartbeat_msec), 10},
         {"CW_T_SERVER_HEARTBEAT", "60s",
          offsetof (s_settings_t, heartbeat_msec), 60000},
-        {"CW_T_SERVER_HEARTBEAT", "1m",
-         offsetof (s_settings_t, heartbeat_msec), 60000},
-        {"CW_T_SERVER_MAX_BODY", "512", offsetof (s_settings_t, max_body),
-         512},
+        {"CW_T_SERVER_HEARTBEAT", "1m", offsetof (s_settings_t, heartbeat_msec),
+         60000},
+        {"CW_T_SERVER_MAX_BODY", "512", offsetof (s_settings_t, max_body), 512},
         {"CW_T_SERVER_MAX_BODY", "512B", offsetof (s_settings_t, max_body),
          512},
         {"CW_T_SERVER_MAX_BODY", "2KB", offsetof (s_settings_t, max_body),
          2048},
         {"CW_T_SERVER_MAX_BODY", "3GB", offsetof (s_settings_t, max_body),
          INT64_C (3) << 30},
-        {"CW_T_SERVER_MAX_BODY", "8388607TB",
-         offsetof (s_settings_t, max_body), INT64_C (8388607) << 40},
+        {"CW_T_SERVER_MAX_BODY", "8388607TB", offsetof (s_settings_t, max_body),
+         INT64_C (8388607) << 40},
         {"CW_T_SERVER_MAX_BODY", "0", offsetof (s_settings_t, max_body), 0},
     };
     char error[512];
@@ -261,9 +287,10 @@ START_TEST (test_good_values)
          index++) {
         s_settings_t settings;
         setenv (cases[index].variable, cases[index].value, 1);
-        ck_assert_msg (cw_config_load (config, NULL, &settings, error,
-                                       sizeof (error)) == 0,
-                       "%s", error);
+        ck_assert_msg (
+            cw_config_load (config, NULL, &settings, error, sizeof (error))
+                == 0,
+            "%s", error);
         int64_t value;
         memcpy (&value, (char *) &settings + cases[index].offset,
                 sizeof (value));
@@ -275,32 +302,33 @@ START_TEST (test_good_values)
     for (size_t index = 0; yes[index]; index++) {
         s_settings_t settings;
         setenv ("CW_T_SERVER_VERBOSE", yes[index], 1);
-        ck_assert_int_eq (cw_config_load (config, NULL, &settings, error,
-                                          sizeof (error)), 0);
+        ck_assert_int_eq (
+            cw_config_load (config, NULL, &settings, error, sizeof (error)), 0);
         ck_assert (settings.verbose);
     }
     for (size_t index = 0; no[index]; index++) {
         s_settings_t settings;
         setenv ("CW_T_SERVER_VERBOSE", no[index], 1);
-        ck_assert_int_eq (cw_config_load (config, NULL, &settings, error,
-                                          sizeof (error)), 0);
+        ck_assert_int_eq (
+            cw_config_load (config, NULL, &settings, error, sizeof (error)), 0);
         ck_assert (!settings.verbose);
     }
     const char *endpoints[] = {"tcp://127.0.0.1:1", "tcp://*:*",
                                "tcp://[::1]:65535", "tcp://localhost:80",
-                               "inproc://broker", NULL};
+                               "inproc://broker",   NULL};
     for (size_t index = 0; endpoints[index]; index++) {
         s_settings_t settings;
         setenv ("CW_T_SERVER_BIND", endpoints[index], 1);
-        ck_assert_msg (cw_config_load (config, NULL, &settings, error,
-                                       sizeof (error)) == 0,
-                       "%s", error);
+        ck_assert_msg (
+            cw_config_load (config, NULL, &settings, error, sizeof (error))
+                == 0,
+            "%s", error);
         ck_assert_str_eq (settings.bind, endpoints[index]);
     }
     s_settings_t settings;
     setenv ("CW_T_LOG_LEVEL", "fatal", 1);
-    ck_assert_int_eq (cw_config_load (config, NULL, &settings, error,
-                                      sizeof (error)), 0);
+    ck_assert_int_eq (
+        cw_config_load (config, NULL, &settings, error, sizeof (error)), 0);
     ck_assert_int_eq (settings.log_level, CW_LOG_FATAL);
     cw_config_destroy (&config);
 }
@@ -370,10 +398,19 @@ START_TEST (test_bad_values)
     s_refuse_env ("CW_T_LOG_LEVEL", "loud",
                   "config key \"log/level\" (env CW_T_LOG_LEVEL): \"loud\" is "
                   "not one of: debug, info, warn, error, fatal");
-    const char *endpoints[] = {"127.0.0.1:5555", "tcp://", "tcp://host",
-                               "tcp://:5555", "tcp://h:0", "tcp://h:65536",
-                               "tcp://h:-1", "tcp://h:x", "tcp://a b:1",
-                               "ipc://", "inproc://", "udp://h:1", NULL};
+    const char *endpoints[] = {"127.0.0.1:5555",
+                               "tcp://",
+                               "tcp://host",
+                               "tcp://:5555",
+                               "tcp://h:0",
+                               "tcp://h:65536",
+                               "tcp://h:-1",
+                               "tcp://h:x",
+                               "tcp://a b:1",
+                               "ipc://",
+                               "inproc://",
+                               "udp://h:1",
+                               NULL};
     for (size_t index = 0; endpoints[index]; index++) {
         char *expected = zsys_sprintf (
             "config key \"server/bind\" (env CW_T_SERVER_BIND): \"%s\" is "
@@ -394,15 +431,14 @@ START_TEST (test_bad_values)
     s_settings_t settings;
     char error[512];
     cw_config_t *config = cw_config_new (s_schema);
-    ck_assert_int_eq (cw_config_load (config, NULL, &settings, error,
-                                      sizeof (error)), -1);
+    ck_assert_int_eq (
+        cw_config_load (config, NULL, &settings, error, sizeof (error)), -1);
     ck_assert_ptr_nonnull (strstr (error, "xxx...\" is not one of"));
     cw_config_destroy (&config);
     unsetenv ("CW_T_ERP_MODE");
 
     //  A bad value in the file names the file and the variable
-    char *file = s_write ("bad.cfg", "server\n    heartbeat = \"ten\"\n",
-                          0644);
+    char *file = s_write ("bad.cfg", "server\n    heartbeat = \"ten\"\n", 0644);
     char *expected = zsys_sprintf (
         "config key \"server/heartbeat\" (file %s, env "
         "CW_T_SERVER_HEARTBEAT): \"ten\" is not a duration (use e.g. 250ms, "
@@ -412,8 +448,8 @@ START_TEST (test_bad_values)
     //  ...and a good environment value hides it
     setenv ("CW_T_SERVER_HEARTBEAT", "5s", 1);
     config = cw_config_new (s_schema);
-    ck_assert_int_eq (cw_config_load (config, file, &settings, error,
-                                      sizeof (error)), 0);
+    ck_assert_int_eq (
+        cw_config_load (config, file, &settings, error, sizeof (error)), 0);
     ck_assert_int_eq (settings.heartbeat_msec, 5000);
     cw_config_destroy (&config);
     free (expected);
@@ -465,8 +501,8 @@ START_TEST (test_bad_files)
     for (size_t index = 0; index < sizeof (cases) / sizeof (cases[0]);
          index++) {
         file = s_write ("case.cfg", cases[index].content, 0644);
-        expected = zsys_sprintf ("config file \"%s\": %s", file,
-                                 cases[index].message);
+        expected =
+            zsys_sprintf ("config file \"%s\": %s", file, cases[index].message);
         s_refuse (file, expected);
         free (expected);
         free (file);
@@ -479,23 +515,25 @@ START_TEST (test_required_and_secret_file)
     s_secret_settings_t settings;
     char error[512];
     cw_config_t *config = cw_config_new (s_secret_schema);
-    ck_assert_int_eq (cw_config_load (config, NULL, &settings, error,
-                                      sizeof (error)), -1);
+    ck_assert_int_eq (
+        cw_config_load (config, NULL, &settings, error, sizeof (error)), -1);
     ck_assert_str_eq (error, "config key \"db/password_file\" (env "
                              "CW_T_DB_PASSWORD_FILE): missing (set it in the "
                              "config file or in CW_T_DB_PASSWORD_FILE)");
     char *secret = s_write ("db_password", "hunter2\n", 0600);
     char *file = zsys_sprintf ("db\n    password_file = \"%s\"\n", secret);
     char *config_file = s_write ("secret.cfg", file, 0644);
-    ck_assert_int_eq (cw_config_load (config, config_file, &settings, error,
-                                      sizeof (error)), -1);
+    ck_assert_int_eq (
+        cw_config_load (config, config_file, &settings, error, sizeof (error)),
+        -1);
     ck_assert_str_eq (error, "config key \"tenant\" (env CW_T_TENANT): "
                              "missing (set it in the config file or in "
                              "CW_T_TENANT)");
     setenv ("CW_T_TENANT", "t1", 1);
-    ck_assert_msg (cw_config_load (config, config_file, &settings, error,
-                                   sizeof (error)) == 0,
-                   "%s", error);
+    ck_assert_msg (
+        cw_config_load (config, config_file, &settings, error, sizeof (error))
+            == 0,
+        "%s", error);
     ck_assert_str_eq (settings.password_file, secret);
     ck_assert_str_eq (settings.tenant, "t1");
     //  The secret itself never shows in the printed config
@@ -510,19 +548,22 @@ START_TEST (test_required_and_secret_file)
 
     //  A secret file others can read is refused at load
     ck_assert_int_eq (chmod (secret, 0644), 0);
-    ck_assert_int_eq (cw_config_load (config, config_file, &settings, error,
-                                      sizeof (error)), -1);
+    ck_assert_int_eq (
+        cw_config_load (config, config_file, &settings, error, sizeof (error)),
+        -1);
     ck_assert_msg (strstr (error, "config key \"db/password_file\" (file ")
                        == error,
                    "%s", error);
     ck_assert_ptr_nonnull (strstr (error, secret));
     ck_assert_ptr_null (strstr (error, "hunter2"));
     setenv ("CW_T_DB_PASSWORD_FILE", "", 1);
-    ck_assert_int_eq (cw_config_load (config, config_file, &settings, error,
-                                      sizeof (error)), -1);
+    ck_assert_int_eq (
+        cw_config_load (config, config_file, &settings, error, sizeof (error)),
+        -1);
     setenv ("CW_T_DB_PASSWORD_FILE", "/nonexistent/secret", 1);
-    ck_assert_int_eq (cw_config_load (config, config_file, &settings, error,
-                                      sizeof (error)), -1);
+    ck_assert_int_eq (
+        cw_config_load (config, config_file, &settings, error, sizeof (error)),
+        -1);
     ck_assert_msg (strstr (error, "config key \"db/password_file\" (env "
                                   "CW_T_DB_PASSWORD_FILE): ")
                        == error,
@@ -540,8 +581,7 @@ START_TEST (test_sample)
     char *text = NULL;
     size_t size = 0;
     FILE *stream = open_memstream (&text, &size);
-    ck_assert_int_eq (cw_config_write_sample (s_schema, "test program",
-                                              stream),
+    ck_assert_int_eq (cw_config_write_sample (s_schema, "test program", stream),
                       0);
     fclose (stream);
     ck_assert_ptr_nonnull (strstr (text, "#   test program\n"));
@@ -557,9 +597,9 @@ START_TEST (test_sample)
     s_settings_t settings;
     char error[512];
     cw_config_t *config = cw_config_new (s_schema);
-    ck_assert_msg (cw_config_load (config, file, &settings, error,
-                                   sizeof (error)) == 0,
-                   "%s\n%s", error, text);
+    ck_assert_msg (
+        cw_config_load (config, file, &settings, error, sizeof (error)) == 0,
+        "%s\n%s", error, text);
     ck_assert_int_eq (settings.heartbeat_msec, 1000);
     ck_assert_str_eq (settings.name, "causeway");
     char *expected = zsys_sprintf ("file %s", file);
@@ -571,9 +611,8 @@ START_TEST (test_sample)
 
     //  Required keys are written commented out
     stream = open_memstream (&text, &size);
-    ck_assert_int_eq (cw_config_write_sample (s_secret_schema, "secrets",
-                                              stream),
-                      0);
+    ck_assert_int_eq (
+        cw_config_write_sample (s_secret_schema, "secrets", stream), 0);
     fclose (stream);
     ck_assert_ptr_nonnull (
         strstr (text, "db\n    #   file holding the database password\n"
@@ -583,8 +622,9 @@ START_TEST (test_sample)
     file = s_write ("sample2.cfg", text, 0644);
     s_secret_settings_t secret_settings;
     config = cw_config_new (s_secret_schema);
-    ck_assert_int_eq (cw_config_load (config, file, &secret_settings, error,
-                                      sizeof (error)), -1);
+    ck_assert_int_eq (
+        cw_config_load (config, file, &secret_settings, error, sizeof (error)),
+        -1);
     ck_assert_ptr_nonnull (strstr (error, "missing"));
     cw_config_destroy (&config);
     free (file);
@@ -620,9 +660,12 @@ typedef struct {
 } s_bad_settings_t;
 
 static const cw_config_entry_t s_bad_schema[] = {
-    {.path = "db/password", .env = "CW_T_DB_PASSWORD",
-     .type = CW_CONFIG_STRING, .default_value = "x",
-     .offset = offsetof (s_bad_settings_t, password), .help = "no"},
+    {.path = "db/password",
+     .env = "CW_T_DB_PASSWORD",
+     .type = CW_CONFIG_STRING,
+     .default_value = "x",
+     .offset = offsetof (s_bad_settings_t, password),
+     .help = "no"},
     {.path = NULL}};
 
 START_TEST (test_secret_key_refused)

@@ -15,8 +15,7 @@ s_refuse (const char *key, const char *expected)
 {
     cw_idkey_t parsed;
     char reason[256] = "";
-    ck_assert_msg (cw_idkey_parse (key, &parsed, reason, sizeof (reason))
-                       == -1,
+    ck_assert_msg (cw_idkey_parse (key, &parsed, reason, sizeof (reason)) == -1,
                    "accepted \"%s\"", key);
     ck_assert_str_eq (reason, expected);
 }
@@ -27,8 +26,7 @@ s_accept (const char *key)
 {
     cw_idkey_t parsed;
     char reason[256] = "";
-    ck_assert_msg (cw_idkey_parse (key, &parsed, reason, sizeof (reason))
-                       == 0,
+    ck_assert_msg (cw_idkey_parse (key, &parsed, reason, sizeof (reason)) == 0,
                    "refused \"%s\": %s", key, reason);
     const char *fields[CW_IDKEY_FIELDS_MAX];
     for (size_t index = 0; index < parsed.field_count; index++)
@@ -57,8 +55,7 @@ START_TEST (test_exact_vectors)
     key = cw_idkey_payment_status ("o~1", "PAID", 3, reason, sizeof (reason));
     ck_assert_str_eq (key, "payment-status:o~1:PAID:3");
     free (key);
-    key = cw_idkey_invoice ("o1", "INV/2025/001", 12, reason,
-                            sizeof (reason));
+    key = cw_idkey_invoice ("o1", "INV/2025/001", 12, reason, sizeof (reason));
     ck_assert_str_eq (key, "invoice:o1:INV%2F2025%2F001:12");
     free (key);
     key = cw_idkey_price ("ART 1", "EUR:retail", 99, reason, sizeof (reason));
@@ -112,8 +109,8 @@ START_TEST (test_escaping)
     for (const char *half = first; half; half = half == first ? second : NULL) {
         char part[40];
         for (size_t start = 0; start < strlen (half); start += 39) {
-            size_t take = strlen (half + start) < 39 ? strlen (half + start)
-                                                     : 39;
+            size_t take =
+                strlen (half + start) < 39 ? strlen (half + start) : 39;
             memcpy (part, half + start, take);
             part[take] = 0;
             key = cw_idkey_price (part, "x", 1, reason, sizeof (reason));
@@ -136,11 +133,9 @@ START_TEST (test_build_refusals)
     ck_assert_ptr_null (
         cw_idkey_customer ("", "c", 1, reason, sizeof (reason)));
     ck_assert_str_eq (reason, "field \"tenantId\": empty");
-    ck_assert_ptr_null (
-        cw_idkey_invoice ("o", "", 1, reason, sizeof (reason)));
+    ck_assert_ptr_null (cw_idkey_invoice ("o", "", 1, reason, sizeof (reason)));
     ck_assert_str_eq (reason, "field \"invoiceNumber\": empty");
-    ck_assert_ptr_null (
-        cw_idkey_price ("a", "", 1, reason, sizeof (reason)));
+    ck_assert_ptr_null (cw_idkey_price ("a", "", 1, reason, sizeof (reason)));
     ck_assert_str_eq (reason, "field \"priceList\": empty");
     ck_assert_ptr_null (
         cw_idkey_order_status ("t", "o", "", 1, reason, sizeof (reason)));
@@ -241,8 +236,7 @@ START_TEST (test_parse_malformed)
     s_refuse ("price::l:1", "field \"articleNumber\": empty");
     s_refuse ("order-status:t:o::1", "field \"status\": empty");
     //  Escapes
-    s_refuse ("order:t:o%2:1",
-              "field \"orderId\": truncated escape at byte 2");
+    s_refuse ("order:t:o%2:1", "field \"orderId\": truncated escape at byte 2");
     s_refuse ("order:t:o%:1", "field \"orderId\": truncated escape at byte 2");
     s_refuse ("order:t:%2f:1", "field \"orderId\": bad escape \"%2f\" at "
                                "byte 1 (use upper-case hex)");
@@ -252,8 +246,7 @@ START_TEST (test_parse_malformed)
                                "'A', which must be written as is");
     s_refuse ("order:t:%7E:1", "field \"orderId\": \"%7E\" at byte 1 escapes "
                                "'~', which must be written as is");
-    s_refuse ("order:t:%00:1",
-              "field \"orderId\": escaped NUL byte at byte 1");
+    s_refuse ("order:t:%00:1", "field \"orderId\": escaped NUL byte at byte 1");
     //  Bytes that must be escaped
     s_refuse ("order:t:a b:1", "field \"orderId\": byte ' ' at byte 2 must "
                                "be escaped as %20");
