@@ -10,13 +10,15 @@
 
 #include <czmq.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <strings.h>
 
-#define CW_CONFIG_ERROR_MAX 512   //  Longest load error message
-#define CW_CONFIG_DETAIL_MAX 320  //  Longest value complaint
-#define CW_CONFIG_QUOTE_MAX 64    //  Bytes of a bad value quoted back
-#define CW_CONFIG_INDENT 4        //  ZPL indentation per level
+#define CW_CONFIG_ERROR_MAX 512     //  Longest load error message
+#define CW_CONFIG_DETAIL_MAX 320    //  Longest value complaint
+#define CW_CONFIG_QUOTE_MAX 64      //  Bytes of a bad value quoted back
+#define CW_CONFIG_INDENT 4          //  ZPL indentation per level
+#define CW_CONFIG_FILE_MAX 1048576  //  Largest config file read, bytes
 
 //  Where one key's value came from, after a load.
 typedef struct {
@@ -54,6 +56,29 @@ static const char *const s_false_words[] = {"false", "no", "off", "0", NULL};
 static const char *const s_secret_words[] = {
     "password",    "passwd",  "secret", "token",       "credential",
     "credentials", "api_key", "apikey", "private_key", NULL};
+
+//  strdup that aborts when memory runs out, like zmalloc.
+static char *
+s_strdup (const char *text)
+{
+    char *copy = strdup (text);
+    if (!copy)
+        abort ();
+    return copy;
+}
+
+//  zsys_sprintf that aborts when memory runs out, like zmalloc.
+static char *
+s_sprintf (const char *format, ...)
+{
+    va_list arguments;
+    va_start (arguments, format);
+    char *text = zsys_vprintf (format, arguments);
+    va_end (arguments);
+    if (!text)
+        abort ();
+    return text;
+}
 
 //  Writes text into quoted[size] for an error message: at most
 //  CW_CONFIG_QUOTE_MAX bytes, non-printable bytes as '?'.
@@ -496,9 +521,8 @@ s_check_tree (cw_config_t *self,
 {
     for (zconfig_t *child = zconfig_child (node); child;
          child = zconfig_next (child)) {
-        char *path = prefix
-                         ? zsys_sprintf ("%s/%s", prefix, zconfig_name (child))
-                         : strdup (zconfig_name (child));
+        char *path = prefix ? s_sprintf ("%s/%s", prefix, zconfig_name (child))
+                            : s_strdup (zconfig_name (child));
         int rc = 0;
         for (zconfig_t *other = zconfig_child (node); other != child;
              other = zconfig_next (other))
@@ -543,6 +567,38 @@ s_check_tree (cw_config_t *self,
     return 0;
 }
 
+//  Reads a whole config file into a fresh string. Returns NULL with a
+//  message when it cannot be read, is too large or holds a NUL byte.
+static char *
+s_read_file (const char *file, size_t expected, char *error, size_t size)
+{
+    if (expected > CW_CONFIG_FILE_MAX) {
+        snprintf (error, size,
+                  "cannot read config file \"%s\": larger than %d bytes", file,
+                  CW_CONFIG_FILE_MAX);
+        return NULL;
+    }
+    FILE *stream = fopen (file, "r");
+    if (!stream) {
+        snprintf (error, size, "could not open config file \"%s\": %s", file,
+                  strerror (errno));
+        return NULL;
+    }
+    char *text = (char *) zmalloc (CW_CONFIG_FILE_MAX + 2);
+    size_t length = fread (text, 1, CW_CONFIG_FILE_MAX + 1, stream);
+    bool failed = ferror (stream) != 0;
+    fclose (stream);
+    if (failed || length > CW_CONFIG_FILE_MAX || strlen (text) != length) {
+        snprintf (error, size, "cannot read config file \"%s\": %s", file,
+                  failed                        ? "read error"
+                  : length > CW_CONFIG_FILE_MAX ? "file grew too large"
+                                                : "contains a NUL byte");
+        free (text);
+        return NULL;
+    }
+    return text;
+}
+
 int
 cw_config_load (
     cw_config_t *self, const char *file, void *target, char *error, size_t size)
@@ -552,6 +608,7 @@ cw_config_load (
     assert (error && size);
     s_values_clear (self);
     zconfig_t *root = NULL;
+    char *text = NULL;
     int rc = -1;
     if (file) {
         struct stat status;
@@ -566,7 +623,12 @@ cw_config_load (
                       file);
             goto done;
         }
-        root = zconfig_load (file);
+        //  zconfig_load leaks its zfile when the text is not valid ZPL
+        //  (CZMQ 4.2), so read the file here and parse the string.
+        text = s_read_file (file, (size_t) status.st_size, error, size);
+        if (!text)
+            goto done;
+        root = zconfig_str_load (text);
         if (!root) {
             snprintf (error, size,
                       "cannot parse config file \"%s\": not valid ZPL (RFC "
@@ -585,16 +647,16 @@ cw_config_load (
         const char *from_file =
             root ? zconfig_get (root, entry->path, NULL) : NULL;
         if (env && *env) {
-            value->text = strdup (env);
-            value->source = zsys_sprintf ("env %s", entry->env);
+            value->text = s_strdup (env);
+            value->source = s_sprintf ("env %s", entry->env);
         }
         else if (from_file) {
-            value->text = strdup (from_file);
-            value->source = zsys_sprintf ("file %s", file);
+            value->text = s_strdup (from_file);
+            value->source = s_sprintf ("file %s", file);
         }
         else if (entry->default_value) {
-            value->text = strdup (entry->default_value);
-            value->source = strdup ("default");
+            value->text = s_strdup (entry->default_value);
+            value->source = s_strdup ("default");
         }
         else {
             snprintf (error, size,
@@ -622,6 +684,7 @@ cw_config_load (
     rc = 0;
 done:
     zconfig_destroy (&root);
+    free (text);
     if (rc)
         s_values_clear (self);
     return rc;
@@ -632,7 +695,8 @@ cw_config_load_or_exit (cw_config_t *self, const char *file, void *target)
 {
     char error[CW_CONFIG_ERROR_MAX];
     if (cw_config_load (self, file, target, error, sizeof (error))) {
-        cw_log (CW_LOG_FATAL, "config_invalid", error, "file", file, NULL);
+        cw_log (CW_LOG_FATAL, "config_invalid", error, "file", file,
+                (char *) NULL);
         exit (CW_CONFIG_EXIT_CODE);
     }
 }

@@ -480,6 +480,27 @@ START_TEST (test_bad_files)
     free (expected);
     free (file);
 
+    //  A NUL byte, a file over the size limit
+    file = s_write ("nul.cfg", "", 0644);
+    FILE *stream = fopen (file, "w");
+    ck_assert_ptr_nonnull (stream);
+    fwrite ("name = a\0b\n", 1, 11, stream);
+    fclose (stream);
+    expected = zsys_sprintf (
+        "cannot read config file \"%s\": contains a NUL byte", file);
+    s_refuse (file, expected);
+    free (expected);
+    stream = fopen (file, "w");
+    ck_assert_ptr_nonnull (stream);
+    for (int line = 0; line < 100000; line++)
+        fputs ("#   padding!\n", stream);
+    fclose (stream);
+    expected = zsys_sprintf (
+        "cannot read config file \"%s\": larger than 1048576 bytes", file);
+    s_refuse (file, expected);
+    free (expected);
+    free (file);
+
     //  Unknown keys (typo safety), keys used as sections, duplicates
     struct {
         const char *content, *message;
