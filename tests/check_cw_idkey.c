@@ -3,6 +3,7 @@
     =========================================================================
 */
 #include "cw_idkey.h"
+#include "cw_retry.h"
 
 #include <check.h>
 #include <stdint.h>
@@ -288,6 +289,48 @@ START_TEST (test_parse_malformed)
 }
 END_TEST
 
+START_TEST (test_random_round_trips)
+{
+    //  Random byte strings survive build + parse; random mutations of a
+    //  valid key are either refused or still canonical.
+    cw_retry_rng_t rng;
+    cw_retry_rng_seed (&rng, 2026);
+    char reason[256];
+    for (int round = 0; round < 20000; round++) {
+        char fields[3][41];
+        const char *pointers[3];
+        for (int index = 0; index < 3; index++) {
+            size_t length = 1 + cw_retry_rng_next (&rng) % 40;
+            for (size_t at = 0; at < length; at++)
+                fields[index][at] = (char) (1 + cw_retry_rng_next (&rng) % 255);
+            fields[index][length] = 0;
+            pointers[index] = fields[index];
+        }
+        cw_idkey_kind_t kind =
+            (cw_idkey_kind_t) (cw_retry_rng_next (&rng) % CW_IDKEY_KIND_COUNT);
+        uint64_t version = cw_retry_rng_next (&rng) >> (round % 64);
+        char *key =
+            cw_idkey_build (kind, pointers, version, reason, sizeof (reason));
+        if (!key) {
+            ck_assert_str_eq (reason + strlen (reason) - 5, " key)");
+            continue;
+        }
+        cw_idkey_t parsed = s_accept (key);
+        ck_assert_int_eq (parsed.kind, kind);
+        ck_assert (parsed.version == version);
+        for (size_t index = 0; index < parsed.field_count; index++)
+            ck_assert_str_eq (parsed.fields[index], fields[index]);
+        //  Flip one byte to a random non-NUL value
+        size_t at = cw_retry_rng_next (&rng) % strlen (key);
+        key[at] = (char) (1 + cw_retry_rng_next (&rng) % 255);
+        cw_idkey_t mutated;
+        if (cw_idkey_parse (key, &mutated, reason, sizeof (reason)) == 0)
+            s_accept (key);
+        free (key);
+    }
+}
+END_TEST
+
 int
 main (void)
 {
@@ -302,6 +345,7 @@ main (void)
     tcase_set_timeout (parse, 10);
     tcase_add_test (parse, test_parse_vectors);
     tcase_add_test (parse, test_parse_malformed);
+    tcase_add_test (parse, test_random_round_trips);
     suite_add_tcase (suite, parse);
     SRunner *runner = srunner_create (suite);
     srunner_run_all (runner, CK_NORMAL);

@@ -23,6 +23,7 @@ TESTS += tests/check_cw_idkey tests/check_cw_retry tests/check_cw_config
 tests_check_cw_idkey_SOURCES = tests/check_cw_idkey.c
 tests_check_cw_idkey_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_cw_idkey_LDADD = proto/libcwproto.a $(CHECK_LIBS)
+#  (uses cw_retry_rng for its random round trips)
 tests_check_cw_retry_SOURCES = tests/check_cw_retry.c
 tests_check_cw_retry_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_cw_retry_LDADD = proto/libcwproto.a $(CHECK_LIBS)
