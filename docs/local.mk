@@ -2,3 +2,5 @@
 
 #  Database: islands, roles, migrations, claim query, retention.
 EXTRA_DIST += docs/database.md
+#  idempotency keys, retry arithmetic, configuration; sample config rules
+EXTRA_DIST += docs/idempotency-keys.md docs/retry.md docs/config.md etc/README

@@ -9,3 +9,5 @@ lib_libcwrt_a_CFLAGS = $(AM_CFLAGS) $(DEP_CFLAGS)
 lib_libcwrt_a_SOURCES += \
     lib/cw_pg.c lib/cw_pg.h \
     lib/cw_migrate.c lib/cw_migrate.h
+#  cw_config: typed configuration from ZPL files and the environment
+lib_libcwrt_a_SOURCES += lib/cw_config.c lib/cw_config.h
