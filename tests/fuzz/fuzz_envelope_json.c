@@ -23,8 +23,8 @@ int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
     char reason[CW_ENVELOPE_REASON_SIZE] = "";
-    cw_envelope_t *envelope
-        = cw_envelope_decode_json (data, size, reason, sizeof (reason));
+    cw_envelope_t *envelope =
+        cw_envelope_decode_json (data, size, reason, sizeof (reason));
     if (!envelope) {
         if (reason[0] == 0)
             abort ();
@@ -36,12 +36,12 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
                                                sizeof (reason));
     if (json && packed) {
         //  JSON -> envelope -> JSON is stable
-        cw_envelope_t *again = cw_envelope_decode_json (json, strlen (json),
-                                                        reason, sizeof (reason));
+        cw_envelope_t *again = cw_envelope_decode_json (
+            json, strlen (json), reason, sizeof (reason));
         if (!again)
             abort ();
-        char *json_again = cw_envelope_encode_json (again, reason,
-                                                    sizeof (reason));
+        char *json_again =
+            cw_envelope_encode_json (again, reason, sizeof (reason));
         if (!json_again || strcmp (json, json_again) != 0)
             abort ();
         free (json_again);
@@ -51,15 +51,14 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
             packed, packed_size, reason, sizeof (reason));
         if (!from_msgpack)
             abort ();
-        char *json_from_msgpack
-            = cw_envelope_encode_json (from_msgpack, reason, sizeof (reason));
+        char *json_from_msgpack =
+            cw_envelope_encode_json (from_msgpack, reason, sizeof (reason));
         if (!json_from_msgpack || strcmp (json, json_from_msgpack) != 0)
             abort ();
         free (json_from_msgpack);
         cw_envelope_destroy (&from_msgpack);
     }
-    else
-    if (strncmp (reason, "envelope too large", 18) != 0)
+    else if (strncmp (reason, "envelope too large", 18) != 0)
         abort ();
     free (json);
     free (packed);

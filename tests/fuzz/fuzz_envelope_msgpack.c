@@ -30,8 +30,8 @@ int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
     char reason[CW_ENVELOPE_REASON_SIZE] = "";
-    cw_envelope_t *envelope
-        = cw_envelope_decode_msgpack (data, size, reason, sizeof (reason));
+    cw_envelope_t *envelope =
+        cw_envelope_decode_msgpack (data, size, reason, sizeof (reason));
     if (!envelope) {
         if (reason[0] == 0)
             abort ();
@@ -47,8 +47,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         if (!from_json)
             abort ();
         size_t second_size;
-        void *second = cw_envelope_encode_msgpack (
-            from_json, &second_size, reason, sizeof (reason));
+        void *second = cw_envelope_encode_msgpack (from_json, &second_size,
+                                                   reason, sizeof (reason));
         if (!second || second_size != first_size
             || memcmp (first, second, first_size) != 0)
             abort ();
