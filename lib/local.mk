@@ -4,3 +4,6 @@ lib_libcwrt_a_SOURCES = \
     lib/cw_log.c lib/cw_log.h \
     lib/cw_secret.c lib/cw_secret.h
 lib_libcwrt_a_CFLAGS = $(AM_CFLAGS) $(DEP_CFLAGS)
+
+#  cw_http: HTTP server glue over libmicrohttpd (erpsim, webshop, sync API)
+lib_libcwrt_a_SOURCES += lib/cw_http.c lib/cw_http.h

@@ -16,3 +16,10 @@ check_PROGRAMS += tests/check_cw_secret
 TESTS += tests/check_cw_secret
 tests_check_cw_secret_SOURCES = tests/check_cw_secret.c
 tests_check_cw_secret_LDADD = lib/libcwrt.a $(TEST_LIBS) $(SODIUM_LIBS)
+
+#  cw_http (lib): real HTTP on 127.0.0.1, libcurl client
+check_PROGRAMS += tests/check_cw_http
+TESTS += tests/check_cw_http
+tests_check_cw_http_SOURCES = tests/check_cw_http.c
+tests_check_cw_http_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
+tests_check_cw_http_LDADD = lib/libcwrt.a $(TEST_LIBS) $(RUNTIME_LIBS)
