@@ -23,3 +23,10 @@ TESTS += tests/check_cw_http
 tests_check_cw_http_SOURCES = tests/check_cw_http.c
 tests_check_cw_http_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
 tests_check_cw_http_LDADD = lib/libcwrt.a $(TEST_LIBS) $(RUNTIME_LIBS)
+
+#  erpsim (integration): the simulator as a process, libcurl client
+check_PROGRAMS += tests/check_erpsim
+TESTS += tests/check_erpsim
+tests_check_erpsim_SOURCES = tests/check_erpsim.c
+tests_check_erpsim_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
+tests_check_erpsim_LDADD = $(TEST_LIBS) $(CURL_LIBS) $(JANSSON_LIBS)
