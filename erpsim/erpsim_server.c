@@ -1022,8 +1022,8 @@ typedef enum {
 //  Serves one API request into result; returns how to send it.
 static reply_mode_t
 s_serve (erpsim_server_t *self, erpsim_route_t *route,
-         cw_http_request_t *request, result_t *result, char *retry_after,
-         size_t retry_size)
+         const erpsim_faults_t *route_faults, cw_http_request_t *request,
+         result_t *result, char *retry_after, size_t retry_size)
 {
     if (s_outage (self)) {
         s_injected (self, "outageDropped");
@@ -1036,10 +1036,7 @@ s_serve (erpsim_server_t *self, erpsim_route_t *route,
                           NULL, NULL);
         return REPLY_NORMAL;
     }
-    pthread_mutex_lock (&self->mutex);
-    erpsim_faults_t faults = s_faults_for (self, route);
-    pthread_mutex_unlock (&self->mutex);
-
+    const erpsim_faults_t faults = *route_faults;
     const char *key = route->mutating
                           ? cw_http_request_header (request, "Idempotency-Key")
                           : NULL;
@@ -1139,13 +1136,14 @@ s_api (cw_http_request_t *request, void *arg)
     erpsim_server_t *self = route->server;
     pthread_mutex_lock (&self->mutex);
     s_inflight (self, route->key, 1);
+    erpsim_faults_t faults = s_faults_for (self, route);
     pthread_mutex_unlock (&self->mutex);
 
     result_t result;
     memset (&result, 0, sizeof (result));
     char retry_after[16] = "";
-    reply_mode_t mode = s_serve (self, route, request, &result, retry_after,
-                                 sizeof (retry_after));
+    reply_mode_t mode = s_serve (self, route, &faults, request, &result,
+                                 retry_after, sizeof (retry_after));
     if (*retry_after)
         cw_http_reply_header (request, "Retry-After", retry_after);
     if (result.replayed)
