@@ -1197,6 +1197,11 @@ s_api (cw_http_request_t *request, void *arg)
     char status[16];
     snprintf (status, sizeof (status), "%d",
               mode == REPLY_DROP ? 0 : result.status);
+    static const char *modes[] = {"normal", "drop", "malformed", "truncated"};
+    cw_log (CW_LOG_DEBUG, "request_served", "served request", "method",
+            route->method, "route", route->pattern, "#status", status, "reply",
+            modes[mode], "replayed", result.replayed ? "true" : NULL,
+            "correlation_id", cw_http_request_correlation_id (request), NULL);
     pthread_mutex_lock (&self->mutex);
     s_inflight (self, route->key, -1);
     json_t *counts = json_object_get (self->requests, route->key);
