@@ -11,3 +11,8 @@ lib_libcwrt_a_SOURCES += \
     lib/cw_migrate.c lib/cw_migrate.h
 #  cw_config: typed configuration from ZPL files and the environment
 lib_libcwrt_a_SOURCES += lib/cw_config.c lib/cw_config.h
+#  cw_curve, cw_zap (lib): CURVE certificates with roles, ZAP handler,
+#  handshake monitor
+lib_libcwrt_a_SOURCES += \
+    lib/cw_curve.c lib/cw_curve.h \
+    lib/cw_zap.c lib/cw_zap.h
