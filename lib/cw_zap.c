@@ -450,6 +450,9 @@ cw_zap_actor (zsock_t *pipe, void *args)
         s_stats_check (&self.stats, pipe);
     }
     zpoller_destroy (&poller);
+    //  Unbinding inproc is synchronous: a new handler can bind at once.
+    if (self.handler)
+        zsock_unbind (self.handler, CW_ZAP_ENDPOINT);
     zsock_destroy (&self.handler);
     zhashx_destroy (&self.keys);
     zhashx_destroy (&self.limits);
@@ -494,7 +497,7 @@ cw_zap_reload (zactor_t *zap, char *error, size_t size)
 //  The handshake monitor
 
 static const char *const s_monitor_counters[] = {
-    "accepted", "handshake_succeeded", "handshake_failed",
+    "accepted", "disconnected", "handshake_succeeded", "handshake_failed",
     "handshake_failed_no_detail", "handshake_failed_protocol",
     "handshake_failed_auth", NULL};
 
@@ -574,18 +577,23 @@ s_monitor_event (s_monitor_t *self)
             s_stats_add (&self->stats, "accepted");
         struct sockaddr_storage address;
         socklen_t length = sizeof (address);
+        //  Best effort: libzmq 4.3's stable events carry no peer address,
+        //  so it is read from the descriptor, which a quickly failed
+        //  handshake may already have closed (then "unknown").
         s_peer_t *peer = (s_peer_t *) zmalloc (sizeof (s_peer_t));
         if (getpeername ((int) value, (struct sockaddr *) &address, &length)
-                != 0
-            || getnameinfo ((struct sockaddr *) &address, length, peer->host,
+                == 0
+            && getnameinfo ((struct sockaddr *) &address, length, peer->host,
                             sizeof (peer->host), peer->port,
                             sizeof (peer->port),
-                            NI_NUMERICHOST | NI_NUMERICSERV) != 0)
-            snprintf (peer->host, sizeof (peer->host), "unknown");
-        zhashx_update (self->peers, fd, peer);
+                            NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+            zhashx_update (self->peers, fd, peer);
+        else
+            s_peer_destroy (&peer);
     }
     else
     if (event == ZMQ_EVENT_DISCONNECTED) {
+        s_stats_add (&self->stats, "disconnected");
         s_monitor_flush (self, (s_peer_t *) zhashx_lookup (self->peers, fd));
         zhashx_delete (self->peers, fd);
     }

@@ -25,12 +25,16 @@
       $TERM              ends the actor
 
     cw_zap_monitor_actor watches one socket's handshakes (libzmq monitor
-    events) and counts them: accepted, handshake_succeeded,
+    events) and counts them: accepted, disconnected, handshake_succeeded,
     handshake_failed, handshake_failed_no_detail, handshake_failed_protocol,
     handshake_failed_auth. A failure is logged (event handshake_failed,
     with the peer address, the local endpoint and the reason), rate-limited
     per peer address like curve_refused. A plaintext client on a CURVE
-    socket never reaches ZAP: this monitor is where it shows. Commands:
+    socket never reaches ZAP: this monitor is where it shows. The peer
+    address is best effort: libzmq 4.3's stable monitor events carry none,
+    so it is read from the accepted descriptor, which a handshake that
+    fails within microseconds (a plaintext client on loopback) may already
+    have closed; then peer_address is "unknown". Commands:
     STATS, WAIT, $TERM as above.
     =========================================================================
 */
