@@ -8,3 +8,5 @@ EXTRA_DIST += docs/idempotency-keys.md docs/retry.md docs/config.md etc/README
 EXTRA_DIST += docs/envelope.md
 #  erpsim: the ERP simulator
 EXTRA_DIST += docs/erpsim.md
+#  CURVE, ZAP, roles and certificates
+EXTRA_DIST += docs/security.md

@@ -78,3 +78,9 @@ tests_check_erpsim_LDADD = $(TEST_LIBS) $(CURL_LIBS) $(JANSSON_LIBS)
 
 #  erpsim fuzz target (built and run by scripts/fuzz) and its seeds
 EXTRA_DIST += tests/fuzz/fuzz_erpsim_json.c tests/fuzz/corpus/erpsim_json
+#  cw_curve, cw_zap (lib) + causeway cert (client): CURVE over tcp loopback
+check_PROGRAMS += tests/check_cw_curve
+TESTS += tests/check_cw_curve
+tests_check_cw_curve_SOURCES = tests/check_cw_curve.c
+tests_check_cw_curve_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
+tests_check_cw_curve_LDADD = lib/libcwrt.a $(RUNTIME_LIBS) $(TEST_LIBS)
