@@ -4,3 +4,5 @@
 EXTRA_DIST += docs/database.md
 #  idempotency keys, retry arithmetic, configuration; sample config rules
 EXTRA_DIST += docs/idempotency-keys.md docs/retry.md docs/config.md etc/README
+#  The envelope, events, sync bodies and contract versions (proto/)
+EXTRA_DIST += docs/envelope.md

@@ -5,3 +5,9 @@ proto_libcwproto_a_CFLAGS = $(AM_CFLAGS) $(MSGPACK_CFLAGS) $(JANSSON_CFLAGS) $(S
 
 #  idempotency keys and retry arithmetic
 proto_libcwproto_a_SOURCES += proto/cw_idkey.c proto/cw_idkey.h proto/cw_retry.c proto/cw_retry.h
+
+#  envelope and codecs, event and sync-body validators, contract versions
+proto_libcwproto_a_SOURCES += \
+    proto/cw_envelope.c proto/cw_envelope.h \
+    proto/cw_event.c proto/cw_event.h \
+    proto/cw_version.c proto/cw_version.h
