@@ -11,3 +11,7 @@ proto_libcwproto_a_SOURCES += \
     proto/cw_envelope.c proto/cw_envelope.h \
     proto/cw_event.c proto/cw_event.h \
     proto/cw_version.c proto/cw_version.h
+
+#  CWP/1 wire codec (PROTOCOL.md)
+proto_libcwproto_a_SOURCES += proto/cw_msg.c proto/cw_msg.h
+EXTRA_DIST += proto/PROTOCOL.md

@@ -62,3 +62,11 @@ tests_check_cw_version_LDADD = $(PROTO_TEST_LIBS)
 EXTRA_DIST += tests/fuzz/fuzz_envelope_msgpack.c tests/fuzz/fuzz_envelope_json.c \
     tests/fuzz/make-corpus tests/fuzz/corpus/envelope_msgpack \
     tests/fuzz/corpus/envelope_json
+#  cw_msg (proto): CWP/1 wire codec; its fuzz target and seed corpus
+#  (regenerate: CW_MSG_CORPUS=tests/fuzz/corpus/cw_msg build/plain/tests/check_cw_msg)
+check_PROGRAMS += tests/check_cw_msg
+TESTS += tests/check_cw_msg
+tests_check_cw_msg_SOURCES = tests/check_cw_msg.c
+tests_check_cw_msg_CFLAGS = $(PROTO_TEST_CFLAGS)
+tests_check_cw_msg_LDADD = $(PROTO_TEST_LIBS)
+EXTRA_DIST += tests/fuzz/fuzz_cw_msg.c tests/fuzz/corpus/cw_msg
