@@ -704,8 +704,10 @@ s_map_index (s_reader_t *reader, size_t pos, const char *field,
 static const char *
 s_path (char *path, size_t size, const char *parent, const char *key)
 {
-    snprintf (path, size, "%s%s%s", parent ? parent : "", parent ? "." : "",
-              key);
+    int length = snprintf (path, size, "%s%s%s", parent ? parent : "",
+                           parent ? "." : "", key);
+    assert (length >= 0 && (size_t) length < size);
+    (void) length;
     return path;
 }
 
