@@ -10,3 +10,5 @@ EXTRA_DIST += docs/envelope.md
 EXTRA_DIST += docs/erpsim.md
 #  CURVE, ZAP, roles and certificates
 EXTRA_DIST += docs/security.md
+#  The CWP/1 wire codec (proto/cw_msg)
+EXTRA_DIST += docs/wire.md

@@ -84,3 +84,11 @@ TESTS += tests/check_cw_curve
 tests_check_cw_curve_SOURCES = tests/check_cw_curve.c
 tests_check_cw_curve_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
 tests_check_cw_curve_LDADD = lib/libcwrt.a $(RUNTIME_LIBS) $(TEST_LIBS)
+#  cw_msg (proto): CWP/1 wire codec; its fuzz target and seed corpus
+#  (regenerate: CW_MSG_CORPUS=tests/fuzz/corpus/cw_msg build/plain/tests/check_cw_msg)
+check_PROGRAMS += tests/check_cw_msg
+TESTS += tests/check_cw_msg
+tests_check_cw_msg_SOURCES = tests/check_cw_msg.c
+tests_check_cw_msg_CFLAGS = $(PROTO_TEST_CFLAGS)
+tests_check_cw_msg_LDADD = $(PROTO_TEST_LIBS)
+EXTRA_DIST += tests/fuzz/fuzz_cw_msg.c tests/fuzz/corpus/cw_msg
