@@ -62,3 +62,9 @@ tests_check_cw_version_LDADD = $(PROTO_TEST_LIBS)
 EXTRA_DIST += tests/fuzz/fuzz_envelope_msgpack.c tests/fuzz/fuzz_envelope_json.c \
     tests/fuzz/make-corpus tests/fuzz/corpus/envelope_msgpack \
     tests/fuzz/corpus/envelope_json
+#  cw_core (broker): the pure decision core, rule by rule + random events
+check_PROGRAMS += tests/check_cw_core
+TESTS += tests/check_cw_core
+tests_check_cw_core_SOURCES = tests/check_cw_core.c
+tests_check_cw_core_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(CORE_CFLAGS)
+tests_check_cw_core_LDADD = $(CORE_LIBS) $(CHECK_LIBS)
