@@ -6,3 +6,5 @@ EXTRA_DIST += docs/database.md
 EXTRA_DIST += docs/idempotency-keys.md docs/retry.md docs/config.md etc/README
 #  The envelope, events, sync bodies and contract versions (proto/)
 EXTRA_DIST += docs/envelope.md
+#  The broker's pure decision core (broker/cw_core)
+EXTRA_DIST += docs/broker-core.md
