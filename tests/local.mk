@@ -92,3 +92,9 @@ tests_check_cw_msg_SOURCES = tests/check_cw_msg.c
 tests_check_cw_msg_CFLAGS = $(PROTO_TEST_CFLAGS)
 tests_check_cw_msg_LDADD = $(PROTO_TEST_LIBS)
 EXTRA_DIST += tests/fuzz/fuzz_cw_msg.c tests/fuzz/corpus/cw_msg
+#  cw_core (broker): the pure decision core, rule by rule + random events
+check_PROGRAMS += tests/check_cw_core
+TESTS += tests/check_cw_core
+tests_check_cw_core_SOURCES = tests/check_cw_core.c
+tests_check_cw_core_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(CORE_CFLAGS)
+tests_check_cw_core_LDADD = $(CORE_LIBS) $(CHECK_LIBS)
