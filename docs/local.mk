@@ -6,3 +6,5 @@ EXTRA_DIST += docs/database.md
 EXTRA_DIST += docs/idempotency-keys.md docs/retry.md docs/config.md etc/README
 #  The envelope, events, sync bodies and contract versions (proto/)
 EXTRA_DIST += docs/envelope.md
+#  erpsim: the ERP simulator
+EXTRA_DIST += docs/erpsim.md

@@ -11,3 +11,5 @@ lib_libcwrt_a_SOURCES += \
     lib/cw_migrate.c lib/cw_migrate.h
 #  cw_config: typed configuration from ZPL files and the environment
 lib_libcwrt_a_SOURCES += lib/cw_config.c lib/cw_config.h
+#  cw_http: HTTP server glue over libmicrohttpd (erpsim, webshop, sync API)
+lib_libcwrt_a_SOURCES += lib/cw_http.c lib/cw_http.h

@@ -62,3 +62,19 @@ tests_check_cw_version_LDADD = $(PROTO_TEST_LIBS)
 EXTRA_DIST += tests/fuzz/fuzz_envelope_msgpack.c tests/fuzz/fuzz_envelope_json.c \
     tests/fuzz/make-corpus tests/fuzz/corpus/envelope_msgpack \
     tests/fuzz/corpus/envelope_json
+#  cw_http (lib): real HTTP on 127.0.0.1, libcurl client
+check_PROGRAMS += tests/check_cw_http
+TESTS += tests/check_cw_http
+tests_check_cw_http_SOURCES = tests/check_cw_http.c
+tests_check_cw_http_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
+tests_check_cw_http_LDADD = lib/libcwrt.a $(TEST_LIBS) $(RUNTIME_LIBS)
+
+#  erpsim (integration): the simulator as a process, libcurl client
+check_PROGRAMS += tests/check_erpsim
+TESTS += tests/check_erpsim
+tests_check_erpsim_SOURCES = tests/check_erpsim.c
+tests_check_erpsim_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
+tests_check_erpsim_LDADD = $(TEST_LIBS) $(CURL_LIBS) $(JANSSON_LIBS)
+
+#  erpsim fuzz target (built and run by scripts/fuzz) and its seeds
+EXTRA_DIST += tests/fuzz/fuzz_erpsim_json.c tests/fuzz/corpus/erpsim_json
