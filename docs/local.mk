@@ -8,3 +8,5 @@ EXTRA_DIST += docs/idempotency-keys.md docs/retry.md docs/config.md etc/README
 EXTRA_DIST += docs/envelope.md
 #  erpsim: the ERP simulator
 EXTRA_DIST += docs/erpsim.md
+#  The CWP/1 wire codec (proto/cw_msg)
+EXTRA_DIST += docs/wire.md

@@ -78,3 +78,11 @@ tests_check_erpsim_LDADD = $(TEST_LIBS) $(CURL_LIBS) $(JANSSON_LIBS)
 
 #  erpsim fuzz target (built and run by scripts/fuzz) and its seeds
 EXTRA_DIST += tests/fuzz/fuzz_erpsim_json.c tests/fuzz/corpus/erpsim_json
+#  cw_msg (proto): CWP/1 wire codec; its fuzz target and seed corpus
+#  (regenerate: CW_MSG_CORPUS=tests/fuzz/corpus/cw_msg build/plain/tests/check_cw_msg)
+check_PROGRAMS += tests/check_cw_msg
+TESTS += tests/check_cw_msg
+tests_check_cw_msg_SOURCES = tests/check_cw_msg.c
+tests_check_cw_msg_CFLAGS = $(PROTO_TEST_CFLAGS)
+tests_check_cw_msg_LDADD = $(PROTO_TEST_LIBS)
+EXTRA_DIST += tests/fuzz/fuzz_cw_msg.c tests/fuzz/corpus/cw_msg
