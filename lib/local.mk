@@ -13,3 +13,8 @@ lib_libcwrt_a_SOURCES += \
 lib_libcwrt_a_SOURCES += lib/cw_config.c lib/cw_config.h
 #  cw_http: HTTP server glue over libmicrohttpd (erpsim, webshop, sync API)
 lib_libcwrt_a_SOURCES += lib/cw_http.c lib/cw_http.h
+#  cw_curve, cw_zap (lib): CURVE certificates with roles, ZAP handler,
+#  handshake monitor
+lib_libcwrt_a_SOURCES += \
+    lib/cw_curve.c lib/cw_curve.h \
+    lib/cw_zap.c lib/cw_zap.h

@@ -86,3 +86,9 @@ tests_check_cw_msg_SOURCES = tests/check_cw_msg.c
 tests_check_cw_msg_CFLAGS = $(PROTO_TEST_CFLAGS)
 tests_check_cw_msg_LDADD = $(PROTO_TEST_LIBS)
 EXTRA_DIST += tests/fuzz/fuzz_cw_msg.c tests/fuzz/corpus/cw_msg
+#  cw_curve, cw_zap (lib) + causeway cert (client): CURVE over tcp loopback
+check_PROGRAMS += tests/check_cw_curve
+TESTS += tests/check_cw_curve
+tests_check_cw_curve_SOURCES = tests/check_cw_curve.c
+tests_check_cw_curve_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
+tests_check_cw_curve_LDADD = lib/libcwrt.a $(RUNTIME_LIBS) $(TEST_LIBS)
