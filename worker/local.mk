@@ -21,3 +21,18 @@ tests_check_cw_flow_SOURCES = tests/check_cw_flow.c
 tests_check_cw_flow_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS) \
     -I$(top_srcdir)/worker
 tests_check_cw_flow_LDADD = $(WORKER_LIBS) $(TEST_LIBS)
+
+#  The worker: sessions with brokers, jobs, results
+worker_libcwworker_a_SOURCES += worker/cw_worker.c worker/cw_worker.h
+bin_PROGRAMS += worker/causeway-worker
+worker_causeway_worker_SOURCES = worker/main.c
+worker_causeway_worker_CFLAGS = $(AM_CFLAGS) $(DEP_CFLAGS)
+worker_causeway_worker_LDADD = $(WORKER_LIBS)
+
+#  Integration: the worker process against a test broker and erpsim
+check_PROGRAMS += tests/check_worker
+TESTS += tests/check_worker
+tests_check_worker_SOURCES = tests/check_worker.c \
+    tests/worker_fixture.c tests/worker_fixture.h
+tests_check_worker_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
+tests_check_worker_LDADD = $(WORKER_LIBS) $(TEST_LIBS)
