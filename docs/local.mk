@@ -10,3 +10,5 @@ EXTRA_DIST += docs/envelope.md
 EXTRA_DIST += docs/erpsim.md
 #  The CWP/1 wire codec (proto/cw_msg)
 EXTRA_DIST += docs/wire.md
+#  causeway-worker: config, flows, outcome mapping, shutdown
+EXTRA_DIST += docs/worker.md etc/causeway-worker.cfg

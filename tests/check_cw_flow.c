@@ -11,13 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const cw_flow_target_t s_target
-    = {.name = "erp",
-       .base_url = "http://127.0.0.1:8080",
-       .credential = "s3cret",
-       .auth = CW_FLOW_AUTH_BEARER,
-       .connect_timeout_msec = 1000,
-       .timeout_msec = 5000};
+static const cw_flow_target_t s_target = {.name = "erp",
+                                          .base_url = "http://127.0.0.1:8080",
+                                          .credential = "s3cret",
+                                          .auth = CW_FLOW_AUTH_BEARER,
+                                          .connect_timeout_msec = 1000,
+                                          .timeout_msec = 5000};
 
 static cw_envelope_t *
 s_envelope (const char *data_json)
@@ -91,14 +90,15 @@ START_TEST (test_encode)
 END_TEST
 
 static void
-s_expect_path (const char *template, const char *fields_json,
+s_expect_path (const char *template,
+               const char *fields_json,
                const char *expected)
 {
     char reason[256] = "";
     json_t *fields = json_loads (fields_json, 0, NULL);
     ck_assert_ptr_nonnull (fields);
-    char *path = cw_flow_http_expand (template, fields, reason,
-                                      sizeof (reason));
+    char *path =
+        cw_flow_http_expand (template, fields, reason, sizeof (reason));
     json_decref (fields);
     if (expected) {
         ck_assert_msg (path != NULL, "%s: %s", template, reason);
@@ -125,21 +125,21 @@ START_TEST (test_expand)
                    "{\"a\":\"1 2\",\"b\":\"\xc3\xa9\",\"c\":\"x&y\"}",
                    "/x/1%202/%C3%A9?q=x%26y");
     //  Refused, each naming the field
-    s_expect_path ("api/v1", "{}", NULL);           //  no leading /
-    s_expect_path ("//evil.example/x", "{}", NULL); //  scheme-relative
-    s_expect_path ("/a/../b", "{}", NULL);          //  dot segment
+    s_expect_path ("api/v1", "{}", NULL);            //  no leading /
+    s_expect_path ("//evil.example/x", "{}", NULL);  //  scheme-relative
+    s_expect_path ("/a/../b", "{}", NULL);           //  dot segment
     s_expect_path ("/a/./b", "{}", NULL);
     s_expect_path ("/x/{id}", "{\"id\":\"..\"}", NULL);
-    s_expect_path ("/x/{id}", "{}", NULL);          //  missing field
+    s_expect_path ("/x/{id}", "{}", NULL);  //  missing field
     s_expect_path ("/x/{id}", "{\"id\":\"\"}", NULL);
     s_expect_path ("/x/{id}", "{\"id\":1.5}", NULL);
     s_expect_path ("/x/{id}", "{\"id\":{}}", NULL);
     s_expect_path ("/x/{id", "{\"id\":\"1\"}", NULL);  //  unclosed
     s_expect_path ("/x/{}", "{}", NULL);
     s_expect_path ("/x/{a b}", "{}", NULL);
-    s_expect_path ("/x y", "{}", NULL);             //  space
+    s_expect_path ("/x y", "{}", NULL);  //  space
     s_expect_path ("/x#frag", "{}", NULL);
-    s_expect_path ("/x\r\nHost: evil", "{}", NULL); //  header injection
+    s_expect_path ("/x\r\nHost: evil", "{}", NULL);  //  header injection
 }
 END_TEST
 
@@ -150,9 +150,9 @@ START_TEST (test_build)
     const cw_flow_handler_t *generic = cw_flow_http_generic ();
     cw_envelope_t *envelope = s_envelope (
         "{\"path\":\"/api/v1/customers\",\"body\":{\"tenant\":\"t1\"}}");
-    ck_assert_int_eq (generic->build (envelope, &s_target, &request, reason,
-                                      sizeof (reason)),
-                      0);
+    ck_assert_int_eq (
+        generic->build (envelope, &s_target, &request, reason, sizeof (reason)),
+        0);
     ck_assert_str_eq (request.method, "POST");
     ck_assert_str_eq (request.url, "http://127.0.0.1:8080/api/v1/customers");
     ck_assert_str_eq (request.body, "{\"tenant\":\"t1\"}");
@@ -160,12 +160,12 @@ START_TEST (test_build)
     ck_assert_ptr_null (request.url);
     cw_envelope_destroy (&envelope);
 
-    envelope = s_envelope (
-        "{\"method\":\"GET\",\"path\":\"/api/v1/orders/{erpId}\","
-        "\"erpId\":\"ORD-000001\"}");
-    ck_assert_int_eq (generic->build (envelope, &s_target, &request, reason,
-                                      sizeof (reason)),
-                      0);
+    envelope =
+        s_envelope ("{\"method\":\"GET\",\"path\":\"/api/v1/orders/{erpId}\","
+                    "\"erpId\":\"ORD-000001\"}");
+    ck_assert_int_eq (
+        generic->build (envelope, &s_target, &request, reason, sizeof (reason)),
+        0);
     ck_assert_str_eq (request.method, "GET");
     ck_assert_str_eq (request.url,
                       "http://127.0.0.1:8080/api/v1/orders/ORD-000001");
@@ -185,8 +185,8 @@ START_TEST (test_build)
         {"[1,2]", "payload"}};
     for (size_t index = 0; index < sizeof (bad) / sizeof (bad[0]); index++) {
         envelope = s_envelope (bad[index][0]);
-        ck_assert_int_eq (generic->build (envelope, &s_target, &request,
-                                          reason, sizeof (reason)),
+        ck_assert_int_eq (generic->build (envelope, &s_target, &request, reason,
+                                          sizeof (reason)),
                           -1);
         ck_assert_msg (strstr (reason, bad[index][1]) != NULL, "%s: %s",
                        bad[index][0], reason);
@@ -202,16 +202,16 @@ START_TEST (test_headers)
     cw_envelope_t *envelope = s_envelope ("{}");
     cw_envelope_set_traceparent (
         envelope, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
-    char **headers = cw_flow_headers (envelope, &s_target, reason,
-                                      sizeof (reason));
+    char **headers =
+        cw_flow_headers (envelope, &s_target, reason, sizeof (reason));
     ck_assert_ptr_nonnull (headers);
     ck_assert_str_eq (headers[0], "Idempotency-Key: key-1");
     ck_assert_str_eq (headers[1], "X-Correlation-ID: corr-1");
     //  A child span: same trace id, new span id, same flags
-    ck_assert_int_eq (strncmp (headers[2],
-                               "traceparent: 00-0af7651916cd43dd8448eb211c80319c-",
-                               49),
-                      0);
+    ck_assert_int_eq (
+        strncmp (headers[2],
+                 "traceparent: 00-0af7651916cd43dd8448eb211c80319c-", 49),
+        0);
     ck_assert_int_eq (strlen (headers[2]), 13 + 55);
     ck_assert_int_ne (strncmp (headers[2] + 49, "b7ad6b7169203331", 16), 0);
     ck_assert_str_eq (headers[2] + 65, "-01");

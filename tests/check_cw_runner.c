@@ -20,35 +20,34 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define NOW_MSEC 1738317723000LL    //  2025-01-31T10:02:03Z
-#define MANY 200                    //  Calls in flight at once
+#define NOW_MSEC 1738317723000LL  //  2025-01-31T10:02:03Z
+#define MANY 200                  //  Calls in flight at once
 #define WAIT_MSEC 20000
 
 //  Classification -------------------------------------------------------
 
 typedef struct {
-    const char *name;           //  Row
+    const char *name;  //  Row
     int curl_code;
     long status;
     const char *retry_after;
     const char *body;
     bool body_over;
-    cw_outcome_t outcome;       //  Expected
-    int64_t retry_after_msec;   //  Expected
-    const char *error;          //  Expected substring ("" = empty error)
-    bool response;              //  Expected: a response object
+    cw_outcome_t outcome;      //  Expected
+    int64_t retry_after_msec;  //  Expected
+    const char *error;         //  Expected substring ("" = empty error)
+    bool response;             //  Expected: a response object
 } s_row_t;
 
 static const s_row_t s_rows[] = {
     {"200 json", CURLE_OK, 200, NULL, "{\"id\":\"CUST-1\"}", false,
      CW_OUTCOME_OK, -1, "", true},
-    {"201 empty", CURLE_OK, 201, NULL, "", false, CW_OUTCOME_OK, -1, "",
-     false},
+    {"201 empty", CURLE_OK, 201, NULL, "", false, CW_OUTCOME_OK, -1, "", false},
     {"204", CURLE_OK, 204, NULL, NULL, false, CW_OUTCOME_OK, -1, "", false},
     {"200 array", CURLE_OK, 200, NULL, "[1]", false, CW_OUTCOME_OK, -1, "",
      false},
-    {"200 over cap", CURLE_OK, 200, NULL, "{\"a\":", true, CW_OUTCOME_OK,
-     -1, "", false},
+    {"200 over cap", CURLE_OK, 200, NULL, "{\"a\":", true, CW_OUTCOME_OK, -1,
+     "", false},
     {"200 malformed", CURLE_OK, 200, NULL, "<html>oops", false,
      CW_OUTCOME_TRANSIENT, -1, "malformed response (status 200)", false},
     {"409", CURLE_OK, 409, NULL,
@@ -78,8 +77,8 @@ static const s_row_t s_rows[] = {
     {"400 lookalike type", CURLE_OK, 400, NULL,
      "{\"type\":\"x/not_unsupported_contract_version\"}", false,
      CW_OUTCOME_REJECTED, -1, "rejected (400)", true},
-    {"429 seconds", CURLE_OK, 429, "3", "{}", false, CW_OUTCOME_TRANSIENT,
-     3000, "rate limited (429)", true},
+    {"429 seconds", CURLE_OK, 429, "3", "{}", false, CW_OUTCOME_TRANSIENT, 3000,
+     "rate limited (429)", true},
     {"429 date", CURLE_OK, 429, "Fri, 31 Jan 2025 10:02:13 GMT", NULL, false,
      CW_OUTCOME_TRANSIENT, 10000, "rate limited (429)", false},
     {"429 bad retry-after", CURLE_OK, 429, "soon", NULL, false,
@@ -102,8 +101,8 @@ static const s_row_t s_rows[] = {
      CW_OUTCOME_TRANSIENT, -1, "could not complete call: ", false},
     {"truncated", CURLE_PARTIAL_FILE, 200, NULL, "{\"id\":", false,
      CW_OUTCOME_TRANSIENT, -1, "could not complete call: ", false},
-    {"recv error", CURLE_RECV_ERROR, 0, NULL, NULL, false,
-     CW_OUTCOME_TRANSIENT, -1, "could not complete call: ", false},
+    {"recv error", CURLE_RECV_ERROR, 0, NULL, NULL, false, CW_OUTCOME_TRANSIENT,
+     -1, "could not complete call: ", false},
     {"dns", CURLE_COULDNT_RESOLVE_HOST, 0, NULL, NULL, false,
      CW_OUTCOME_TRANSIENT, -1, "could not complete call: ", false},
 };
@@ -128,8 +127,8 @@ START_TEST (test_classify)
     else
         ck_assert_msg (result.error[0] == 0, "%s: error \"%s\"", row->name,
                        result.error);
-    ck_assert_msg ((result.response != NULL) == row->response,
-                   "%s: response", row->name);
+    ck_assert_msg ((result.response != NULL) == row->response, "%s: response",
+                   row->name);
     json_decref (result.response);
 }
 END_TEST
@@ -157,8 +156,12 @@ static const char *s_auth = "X-Api-Key: " WORKER_FIXTURE_API_KEY;
 
 //  Starts a POST /api/v1/customers for customer with key.
 static void
-s_start_customer (cw_runner_t *runner, worker_sim_t *sim, const char *key,
-                  const char *correlation, const char *customer, void *tag,
+s_start_customer (cw_runner_t *runner,
+                  worker_sim_t *sim,
+                  const char *key,
+                  const char *correlation,
+                  const char *customer,
+                  void *tag,
                   int64_t timeout_msec)
 {
     char url[128], body[256], key_line[128], correlation_line[128];
@@ -223,7 +226,8 @@ START_TEST (test_many_in_flight)
     }
     //  Full: one more is refused
     char error[256];
-    cw_runner_call_t extra = {.method = "GET", .url = sim.base_url,
+    cw_runner_call_t extra = {.method = "GET",
+                              .url = sim.base_url,
                               .connect_timeout_msec = 100,
                               .timeout_msec = 100};
     ck_assert_int_eq (cw_runner_start (runner, &extra, error, sizeof (error)),
@@ -262,8 +266,8 @@ START_TEST (test_many_in_flight)
         ck_assert_int_eq (results[index]->http_status, 200);
         cw_runner_result_destroy (&results[index]);
     }
-    uint64_t second_connections
-        = cw_runner_connections (runner) - first_connections;
+    uint64_t second_connections =
+        cw_runner_connections (runner) - first_connections;
     fprintf (stderr,
              "runner: %d calls in flight, 100 ms latency: round 1 %lld ms, "
              "%llu connections; round 2 %lld ms, %llu new connections\n",
@@ -277,12 +281,13 @@ START_TEST (test_many_in_flight)
     json_t *inflight = json_object_get (report, "inFlight");
     ck_assert_int_gt (json_integer_value (json_object_get (inflight, "max")),
                       1);
-    json_t *customers = json_object_get (
-        json_object_get (report, "effects"), "customers");
+    json_t *customers =
+        json_object_get (json_object_get (report, "effects"), "customers");
     ck_assert_uint_eq (json_object_size (customers), MANY);
     const char *id;
     json_t *effect;
-    json_object_foreach (customers, id, effect) {
+    json_object_foreach (customers, id, effect)
+    {
         ck_assert_int_eq (
             json_integer_value (json_object_get (effect, "creates")), 1);
         ck_assert_int_eq (
@@ -407,7 +412,8 @@ START_TEST (test_faults)
     snprintf (url, sizeof (url), "%s/api/v1/customers", sim.base_url);
     const char *headers[] = {"Idempotency-Key: key-422",
                              "Content-Type: application/json", s_auth, NULL};
-    cw_runner_call_t call = {.method = "POST", .url = url,
+    cw_runner_call_t call = {.method = "POST",
+                             .url = url,
                              .body = "{\"tenant\":\"t1\",\"customerId\":\"x\"}",
                              .headers = headers,
                              .connect_timeout_msec = 1000,
@@ -447,8 +453,8 @@ START_TEST (test_refused_and_cancel)
     int fd = socket (AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in address = {.sin_family = AF_INET};
     address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    ck_assert_int_eq (
-        bind (fd, (struct sockaddr *) &address, sizeof (address)), 0);
+    ck_assert_int_eq (bind (fd, (struct sockaddr *) &address, sizeof (address)),
+                      0);
     socklen_t length = sizeof (address);
     getsockname (fd, (struct sockaddr *) &address, &length);
     close (fd);
@@ -456,9 +462,11 @@ START_TEST (test_refused_and_cancel)
     snprintf (url, sizeof (url), "http://127.0.0.1:%d/x",
               ntohs (address.sin_port));
     cw_runner_t *runner = cw_runner_new (2);
-    cw_runner_call_t call = {.method = "GET", .url = url,
+    cw_runner_call_t call = {.method = "GET",
+                             .url = url,
                              .connect_timeout_msec = 1000,
-                             .timeout_msec = 2000, .tag = (void *) 1};
+                             .timeout_msec = 2000,
+                             .tag = (void *) 1};
     char error[256];
     ck_assert_int_eq (cw_runner_start (runner, &call, error, sizeof (error)),
                       0);

@@ -26,17 +26,17 @@
 #define HEARTBEAT_MSEC 200
 
 typedef struct {
-    worker_sim_t sim;           //  The ERP
-    char *dir;                  //  Keys, certs, logs
-    char *certs;                //  Allowed public certs (ZAP)
-    zactor_t *zap;              //  ZAP handler
-    zcert_t *cert;              //  Broker's certificate
-    zsock_t *router;            //  The test broker
-    char *endpoint;             //  Where it listens
-    pid_t pid;                  //  The worker
-    char *log_path;             //  The worker's log
-    zframe_t *peer;             //  Routing id of the worker's session
-    int64_t heartbeat_at;       //  Next HEARTBEAT we send
+    worker_sim_t sim;      //  The ERP
+    char *dir;             //  Keys, certs, logs
+    char *certs;           //  Allowed public certs (ZAP)
+    zactor_t *zap;         //  ZAP handler
+    zcert_t *cert;         //  Broker's certificate
+    zsock_t *router;       //  The test broker
+    char *endpoint;        //  Where it listens
+    pid_t pid;             //  The worker
+    char *log_path;        //  The worker's log
+    zframe_t *peer;        //  Routing id of the worker's session
+    int64_t heartbeat_at;  //  Next HEARTBEAT we send
 } fixture_t;
 
 //  Starts erpsim, the broker side and the worker with extra environment
@@ -46,8 +46,8 @@ s_start (const char *const *sim_flags, const char *first_env, ...)
 {
     fixture_t *self = (fixture_t *) zmalloc (sizeof (fixture_t));
     if (sim_flags && sim_flags[0])
-        worker_sim_start (&self->sim, sim_flags[0], sim_flags[1],
-                          sim_flags[2], sim_flags[3], NULL);
+        worker_sim_start (&self->sim, sim_flags[0], sim_flags[1], sim_flags[2],
+                          sim_flags[3], NULL);
     else
         worker_sim_start (&self->sim, NULL);
     self->dir = cw_test_tmpdir ("check_worker");
@@ -58,8 +58,8 @@ s_start (const char *const *sim_flags, const char *first_env, ...)
     //  The worker's key pair: public half allowed, secret half its own
     zcert_t *worker_cert = cw_curve_cert_new ("worker", "worker");
     char error[512];
-    ck_assert_msg (cw_curve_cert_save (worker_cert, self->dir, "worker",
-                                       false, error, sizeof (error))
+    ck_assert_msg (cw_curve_cert_save (worker_cert, self->dir, "worker", false,
+                                       error, sizeof (error))
                        == 0,
                    "%s", error);
     ck_assert_int_eq (cw_curve_cert_save (worker_cert, self->certs, "worker",
@@ -80,14 +80,14 @@ s_start (const char *const *sim_flags, const char *first_env, ...)
     self->endpoint = strdup (zsock_endpoint (self->router));
 
     char *program = cw_test_build_path ("worker/causeway-worker");
-    char *env_endpoint
-        = zsys_sprintf ("CW_WORKER_BROKER_ENDPOINTS=%s", self->endpoint);
+    char *env_endpoint =
+        zsys_sprintf ("CW_WORKER_BROKER_ENDPOINTS=%s", self->endpoint);
     char *env_key = zsys_sprintf ("CW_WORKER_BROKER_PUBLIC_KEY=%s",
                                   zcert_public_txt (self->cert));
     char *env_cert = zsys_sprintf (
-        "CW_WORKER_SECURITY_CERTIFICATE=%s/worker.secret", self->dir);
-    char *env_base
-        = zsys_sprintf ("CW_WORKER_TARGET_BASE_URL=%s", self->sim.base_url);
+        "CW_WORKER_SECURITY_CERTIFICATE_FILE=%s/worker.secret", self->dir);
+    char *env_base =
+        zsys_sprintf ("CW_WORKER_TARGET_BASE_URL=%s", self->sim.base_url);
     char *env_credentials = zsys_sprintf (
         "CW_WORKER_TARGET_CREDENTIALS_FILE=%s", self->sim.key_path);
     const char *envp[32] = {env_endpoint,
@@ -166,8 +166,7 @@ s_send_heartbeat (fixture_t *self)
 //  if none), sending our heartbeats meanwhile when keep_alive. Skips the
 //  worker's HEARTBEATs unless want_heartbeat. Remembers the routing id.
 static cw_msg_t *
-s_recv (fixture_t *self, int timeout_msec, bool keep_alive,
-        bool want_heartbeat)
+s_recv (fixture_t *self, int timeout_msec, bool keep_alive, bool want_heartbeat)
 {
     int64_t deadline = zclock_mono () + timeout_msec;
     zpoller_t *poller = zpoller_new (self->router, NULL);
@@ -198,8 +197,8 @@ s_recv (fixture_t *self, int timeout_msec, bool keep_alive,
         ck_assert_ptr_nonnull (zframe_meta (zmsg_first (msg), "User-Id"));
         char reason[256];
         cw_msg_error_t error;
-        cw_msg_t *decoded
-            = cw_msg_decode (frames, count, &error, reason, sizeof (reason));
+        cw_msg_t *decoded =
+            cw_msg_decode (frames, count, &error, reason, sizeof (reason));
         ck_assert_msg (decoded != NULL, "worker sent bad message: %s", reason);
         ck_assert_int_eq (decoded->protocol, CW_MSG_WORKER);
         zmsg_destroy (&msg);
@@ -228,8 +227,11 @@ s_expect (fixture_t *self, cw_msg_command_t command)
 
 //  Sends a JOB whose payload is data_json.
 static void
-s_send_job (fixture_t *self, int64_t job_id, const char *flow,
-            const char *target, const char *data_json)
+s_send_job (fixture_t *self,
+            int64_t job_id,
+            const char *flow,
+            const char *target,
+            const char *data_json)
 {
     cw_msg_t *job = cw_msg_new (CW_MSG_WORKER, CW_MSG_JOB);
     job->job.job_id = job_id;
@@ -302,10 +304,9 @@ s_collect (fixture_t *self, seen_t *seen, size_t slots, size_t count)
             ck_assert_int_eq (result->attempt, 1);
             snprintf (slot->error, sizeof (slot->error), "%s",
                       result->error ? result->error : "");
-            const char *id = json_string_value (
-                json_object_get (result->response, "id"));
-            snprintf (slot->erp_id, sizeof (slot->erp_id), "%s",
-                      id ? id : "");
+            const char *id =
+                json_string_value (json_object_get (result->response, "id"));
+            snprintf (slot->erp_id, sizeof (slot->erp_id), "%s", id ? id : "");
             got++;
         }
         cw_msg_destroy (&msg);
@@ -319,8 +320,8 @@ s_wait_inflight (fixture_t *self, int64_t current)
     int64_t deadline = zclock_mono () + WAIT_MSEC;
     while (zclock_mono () < deadline) {
         json_t *report = worker_sim_introspect (&self->sim);
-        int64_t now = json_integer_value (json_object_get (
-            json_object_get (report, "inFlight"), "current"));
+        int64_t now = json_integer_value (
+            json_object_get (json_object_get (report, "inFlight"), "current"));
         json_decref (report);
         if (now == current)
             return true;
@@ -356,8 +357,8 @@ START_TEST (test_session)
         ck_assert_int_eq (strncmp (seen[index].erp_id, "CUST-", 5), 0);
     }
     json_t *report = worker_sim_introspect (&self->sim);
-    json_t *customers
-        = json_object_get (json_object_get (report, "effects"), "customers");
+    json_t *customers =
+        json_object_get (json_object_get (report, "effects"), "customers");
     ck_assert_uint_eq (json_object_size (customers), JOBS);
     json_decref (report);
     //  The headers arrived: erpsim logged each job's correlation id
@@ -379,8 +380,9 @@ START_TEST (test_session)
 
     //  4xx from the ERP: rejected; 429: transient with retry_after_ms
     memset (seen, 0, sizeof (seen));
-    s_send_job (self, 1, "http.generic", "erp",
-                "{\"path\":\"/api/v1/customers\",\"body\":{\"tenant\":\"t1\"}}");
+    s_send_job (
+        self, 1, "http.generic", "erp",
+        "{\"path\":\"/api/v1/customers\",\"body\":{\"tenant\":\"t1\"}}");
     credit = s_collect (self, seen, 1, 1);
     ck_assert_int_eq (seen[0].outcome, CW_MSG_OUTCOME_REJECTED);
     ck_assert_int_eq (seen[0].http_status, 422);
@@ -389,7 +391,7 @@ START_TEST (test_session)
         &self->sim, "PUT", "/_control/faults",
         "{\"*\":{\"rateLimitRate\":1,\"retryAfterSeconds\":4}}", &status));
     memset (seen, 0, sizeof (seen));
-    s_send_customer_job (self, 50);     //  A fresh key: no replay
+    s_send_customer_job (self, 50);  //  A fresh key: no replay
     s_collect (self, seen, 50, 1);
     ck_assert_int_eq (seen[49].outcome, CW_MSG_OUTCOME_TRANSIENT);
     ck_assert_int_eq (seen[49].http_status, 429);
@@ -442,8 +444,7 @@ START_TEST (test_shutdown_abandons)
 {
     //  Calls stall beyond shutdown_timeout: abandoned, not reported
     const char *flags[] = {"--stall-rate", "1", "--stall-ms", "8000"};
-    fixture_t *self = s_start (flags, "CW_WORKER_SHUTDOWN_TIMEOUT=300ms",
-                               NULL);
+    fixture_t *self = s_start (flags, "CW_WORKER_SHUTDOWN_TIMEOUT=300ms", NULL);
     cw_msg_destroy (&(cw_msg_t *){s_expect (self, CW_MSG_READY)});
     s_send_customer_job (self, 1);
     s_send_customer_job (self, 2);
@@ -464,8 +465,7 @@ END_TEST
 START_TEST (test_second_signal)
 {
     const char *flags[] = {"--stall-rate", "1", "--stall-ms", "8000"};
-    fixture_t *self
-        = s_start (flags, "CW_WORKER_SHUTDOWN_TIMEOUT=60s", NULL);
+    fixture_t *self = s_start (flags, "CW_WORKER_SHUTDOWN_TIMEOUT=60s", NULL);
     cw_msg_destroy (&(cw_msg_t *){s_expect (self, CW_MSG_READY)});
     s_send_customer_job (self, 1);
     ck_assert (s_wait_inflight (self, 1));
@@ -513,8 +513,8 @@ START_TEST (test_broker_lost)
     msg = s_recv (self, 3500, true, false);
     ck_assert_ptr_null (msg);
     //  The new session works
-    json_decref (worker_sim_control (&self->sim, "PUT", "/_control/faults",
-                                     "{}", NULL));
+    json_decref (
+        worker_sim_control (&self->sim, "PUT", "/_control/faults", "{}", NULL));
     s_send_customer_job (self, 2);
     seen_t seen[2];
     memset (seen, 0, sizeof (seen));
@@ -547,6 +547,30 @@ START_TEST (test_bad_config)
     pid = cw_test_spawn (help, NULL, log);
     ck_assert_int_eq (waitpid (pid, &status, 0), pid);
     ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    //  etc/causeway-worker.cfg is exactly the generated sample
+    char *sample_log = zsys_sprintf ("%s/sample", dir);
+    const char *sample[] = {program, "--sample-config", NULL};
+    pid = cw_test_spawn (sample, NULL, sample_log);
+    ck_assert_int_eq (waitpid (pid, &status, 0), pid);
+    ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    char *etc = cw_test_src_path ("etc/causeway-worker.cfg");
+    char *generated = NULL, *committed = NULL;
+    size_t generated_size = 0, committed_size = 0;
+    FILE *stream = fopen (sample_log, "r");
+    ck_assert_ptr_nonnull (stream);
+    ck_assert_int_gt (getdelim (&generated, &generated_size, 0, stream), 0);
+    fclose (stream);
+    stream = fopen (etc, "r");
+    ck_assert_ptr_nonnull (stream);
+    ck_assert_int_gt (getdelim (&committed, &committed_size, 0, stream), 0);
+    fclose (stream);
+    ck_assert_msg (streq (generated, committed),
+                   "etc/causeway-worker.cfg is stale: regenerate it with "
+                   "causeway-worker --sample-config");
+    free (generated);
+    free (committed);
+    free (etc);
+    zstr_free (&sample_log);
     zstr_free (&log);
     cw_test_tmpdir_destroy (&dir);
     free (program);

@@ -36,12 +36,11 @@ worker_sim_start (worker_sim_t *sim, const char *first, ...)
     char port_file[512], control_file[512];
     snprintf (port_file, sizeof (port_file), "%s/port", sim->dir);
     snprintf (control_file, sizeof (control_file), "%s/control", sim->dir);
-    const char *argv[ARGS_MAX] = {program,         "--api-key-file",
-                                  sim->key_path,   "--port-file",
-                                  port_file,       "--control-port-file",
-                                  control_file,    "--listen",
-                                  "127.0.0.1:0",   "--log-level",
-                                  "debug",         "--allow-unknown-customers"};
+    const char *argv[ARGS_MAX] = {
+        program,       "--api-key-file", sim->key_path,
+        "--port-file", port_file,        "--control-port-file",
+        control_file,  "--listen",       "127.0.0.1:0",
+        "--log-level", "debug",          "--allow-unknown-customers"};
     int argc = 12;
     va_list args;
     va_start (args, first);
@@ -94,8 +93,11 @@ s_write (char *data, size_t size, size_t count, void *arg)
 }
 
 json_t *
-worker_sim_control (worker_sim_t *sim, const char *method, const char *path,
-                    const char *body, long *status_p)
+worker_sim_control (worker_sim_t *sim,
+                    const char *method,
+                    const char *path,
+                    const char *body,
+                    long *status_p)
 {
     char url[256];
     snprintf (url, sizeof (url), "http://127.0.0.1:%d%s", sim->control, path);
@@ -107,8 +109,8 @@ worker_sim_control (worker_sim_t *sim, const char *method, const char *path,
     curl_easy_setopt (curl, CURLOPT_TIMEOUT_MS, 10000L);
     if (body)
         curl_easy_setopt (curl, CURLOPT_POSTFIELDS, body);
-    struct curl_slist *headers
-        = curl_slist_append (NULL, "Content-Type: application/json");
+    struct curl_slist *headers =
+        curl_slist_append (NULL, "Content-Type: application/json");
     curl_easy_setopt (curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, s_write);
     curl_easy_setopt (curl, CURLOPT_WRITEDATA, &buffer);
@@ -121,9 +123,8 @@ worker_sim_control (worker_sim_t *sim, const char *method, const char *path,
         *status_p = status;
     curl_slist_free_all (headers);
     curl_easy_cleanup (curl);
-    json_t *reply = buffer.size
-                        ? json_loadb (buffer.data, buffer.size, 0, NULL)
-                        : NULL;
+    json_t *reply =
+        buffer.size ? json_loadb (buffer.data, buffer.size, 0, NULL) : NULL;
     free (buffer.data);
     return reply;
 }
@@ -132,8 +133,8 @@ json_t *
 worker_sim_introspect (worker_sim_t *sim)
 {
     long status = 0;
-    json_t *report
-        = worker_sim_control (sim, "GET", "/_introspect", NULL, &status);
+    json_t *report =
+        worker_sim_control (sim, "GET", "/_introspect", NULL, &status);
     ck_assert_int_eq (status, 200);
     ck_assert_ptr_nonnull (report);
     return report;

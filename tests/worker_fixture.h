@@ -23,25 +23,23 @@ typedef struct {
 
 //  Starts erpsim (debug log, so served requests are logged) with extra
 //  flags, NULL-terminated. Fails the test if it does not come up.
-void
-    worker_sim_start (worker_sim_t *sim, const char *first, ...);
+void worker_sim_start (worker_sim_t *sim, const char *first, ...);
 
 //  Stops erpsim by pid and checks it exited 0; removes its directory.
-void
-    worker_sim_stop (worker_sim_t *sim);
+void worker_sim_stop (worker_sim_t *sim);
 
 //  A request to the control listener; returns the parsed reply body
 //  (caller decrefs) and the status in *status_p.
-json_t *
-    worker_sim_control (worker_sim_t *sim, const char *method,
-                        const char *path, const char *body, long *status_p);
+json_t *worker_sim_control (worker_sim_t *sim,
+                            const char *method,
+                            const char *path,
+                            const char *body,
+                            long *status_p);
 
 //  GET /_introspect. Caller decrefs.
-json_t *
-    worker_sim_introspect (worker_sim_t *sim);
+json_t *worker_sim_introspect (worker_sim_t *sim);
 
 //  Counts lines of erpsim's log that contain text.
-int
-    worker_sim_log_count (worker_sim_t *sim, const char *text);
+int worker_sim_log_count (worker_sim_t *sim, const char *text);
 
 #endif

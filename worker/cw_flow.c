@@ -9,12 +9,12 @@
 #include <sodium.h>
 #include <string.h>
 
-#define FLOWS_MAX 64            //  As many as READY may announce
+#define FLOWS_MAX 64  //  As many as READY may announce
 
 struct _cw_flow_t {
-    char *names[FLOWS_MAX];     //  Registered names, owned
-    const cw_flow_handler_t *handlers[FLOWS_MAX];   //  Borrowed
-    size_t size;                //  Entries used
+    char *names[FLOWS_MAX];                        //  Registered names, owned
+    const cw_flow_handler_t *handlers[FLOWS_MAX];  //  Borrowed
+    size_t size;                                   //  Entries used
 };
 
 cw_flow_t *
@@ -37,8 +37,10 @@ cw_flow_destroy (cw_flow_t **self_p)
 }
 
 int
-cw_flow_register (cw_flow_t *self, const char *name,
-                  const cw_flow_handler_t *handler, char *reason,
+cw_flow_register (cw_flow_t *self,
+                  const char *name,
+                  const cw_flow_handler_t *handler,
+                  char *reason,
                   size_t size)
 {
     assert (self);
@@ -52,8 +54,8 @@ cw_flow_register (cw_flow_t *self, const char *name,
         return -1;
     }
     for (const char *c = name; *c; c++)
-        if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9')
-              || *c == '.' || *c == '_' || *c == '-')) {
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '.'
+              || *c == '_' || *c == '-')) {
             snprintf (reason, size,
                       "flow name \"%s\" may only hold a-z, 0-9, '.', '_', "
                       "'-'",
@@ -127,8 +129,8 @@ s_traceparent_valid (const char *text)
     }
     //  Version 00, trace id and parent id not all zero
     return strncmp (text, "00", 2) == 0
-        && strncmp (text + 3, "00000000000000000000000000000000", 32) != 0
-        && strncmp (text + 36, "0000000000000000", 16) != 0;
+           && strncmp (text + 3, "00000000000000000000000000000000", 32) != 0
+           && strncmp (text + 36, "0000000000000000", 16) != 0;
 }
 
 static void
@@ -165,8 +167,10 @@ cw_flow_traceparent_child (const char *parent, char *buffer, size_t size)
 }
 
 char **
-cw_flow_headers (const cw_envelope_t *envelope, const cw_flow_target_t *target,
-                 char *reason, size_t size)
+cw_flow_headers (const cw_envelope_t *envelope,
+                 const cw_flow_target_t *target,
+                 char *reason,
+                 size_t size)
 {
     assert (envelope);
     assert (target && target->credential);
@@ -182,18 +186,18 @@ cw_flow_headers (const cw_envelope_t *envelope, const cw_flow_target_t *target,
         return NULL;
     }
     char traceparent[CW_FLOW_TRACEPARENT_SIZE];
-    cw_flow_traceparent_child (cw_envelope_traceparent (envelope),
-                               traceparent, sizeof (traceparent));
+    cw_flow_traceparent_child (cw_envelope_traceparent (envelope), traceparent,
+                               sizeof (traceparent));
     char **headers = (char **) zmalloc (7 * sizeof (char *));
     headers[0] = zsys_sprintf ("Idempotency-Key: %s", key);
     headers[1] = zsys_sprintf ("X-Correlation-ID: %s", correlation);
     headers[2] = zsys_sprintf ("traceparent: %s", traceparent);
     headers[3] = strdup ("Content-Type: application/json");
     headers[4] = strdup ("Accept: application/json");
-    headers[5] = target->auth == CW_FLOW_AUTH_BEARER
-                     ? zsys_sprintf ("Authorization: Bearer %s",
-                                     target->credential)
-                     : zsys_sprintf ("X-Api-Key: %s", target->credential);
+    headers[5] =
+        target->auth == CW_FLOW_AUTH_BEARER
+            ? zsys_sprintf ("Authorization: Bearer %s", target->credential)
+            : zsys_sprintf ("X-Api-Key: %s", target->credential);
     for (size_t index = 0; index < 6; index++)
         assert (headers[index]);
     return headers;

@@ -9,7 +9,7 @@
 #include <inttypes.h>
 #include <string.h>
 
-#define PLACEHOLDER_MAX 64      //  Bytes in a {name}
+#define PLACEHOLDER_MAX 64  //  Bytes in a {name}
 
 //  Characters allowed literally in a path template (RFC 3986 pchar, '/',
 //  '?' and the query's '&' '='), besides the placeholders' braces.
@@ -17,15 +17,15 @@ static bool
 s_path_char (char c)
 {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-        || (c >= '0' && c <= '9') || strchr ("-._~/?&=%:@!$'()*+,;", c);
+           || (c >= '0' && c <= '9') || strchr ("-._~/?&=%:@!$'()*+,;", c);
 }
 
 static bool
 s_unreserved (unsigned char c)
 {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-        || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'
-        || c == '~';
+           || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'
+           || c == '~';
 }
 
 char *
@@ -55,8 +55,8 @@ s_has_dot_segment (const char *path)
     const char *end = path + strcspn (path, "?");
     for (const char *segment = path; segment < end;) {
         const char *next = memchr (segment, '/', (size_t) (end - segment));
-        size_t length = next ? (size_t) (next - segment)
-                             : (size_t) (end - segment);
+        size_t length =
+            next ? (size_t) (next - segment) : (size_t) (end - segment);
         if ((length == 1 && segment[0] == '.')
             || (length == 2 && segment[0] == '.' && segment[1] == '.'))
             return true;
@@ -68,7 +68,9 @@ s_has_dot_segment (const char *path)
 }
 
 char *
-cw_flow_http_expand (const char *template, const json_t *fields, char *reason,
+cw_flow_http_expand (const char *template,
+                     const json_t *fields,
+                     char *reason,
                      size_t size)
 {
     assert (template);
@@ -111,8 +113,8 @@ cw_flow_http_expand (const char *template, const json_t *fields, char *reason,
                               name);
                     goto failed;
                 }
-            const json_t *value
-                = fields ? json_object_get (fields, name) : NULL;
+            const json_t *value =
+                fields ? json_object_get (fields, name) : NULL;
             if (json_is_string (value) && json_string_length (value) > 0) {
                 const char *text = json_string_value (value);
                 if (streq (text, ".") || streq (text, "..")) {
@@ -122,8 +124,7 @@ cw_flow_http_expand (const char *template, const json_t *fields, char *reason,
                 }
                 piece = encoded = cw_flow_http_encode (text);
             }
-            else
-            if (json_is_integer (value)) {
+            else if (json_is_integer (value)) {
                 snprintf (number, sizeof (number), "%" PRId64,
                           (int64_t) json_integer_value (value));
                 piece = number;
@@ -168,8 +169,11 @@ failed:
 }
 
 static int
-s_build (const cw_envelope_t *envelope, const cw_flow_target_t *target,
-         cw_flow_request_t *request, char *reason, size_t size)
+s_build (const cw_envelope_t *envelope,
+         const cw_flow_target_t *target,
+         cw_flow_request_t *request,
+         char *reason,
+         size_t size)
 {
     assert (envelope);
     assert (target && target->base_url);
@@ -193,8 +197,7 @@ s_build (const cw_envelope_t *envelope, const cw_flow_target_t *target,
             return -1;
         }
     }
-    const char *template
-        = json_string_value (json_object_get (data, "path"));
+    const char *template = json_string_value (json_object_get (data, "path"));
     if (!template) {
         snprintf (reason, size, "field \"path\" is missing or not a string");
         return -1;

@@ -24,24 +24,23 @@
 #include <jansson.h>
 
 #define CW_FLOW_HTTP_GENERIC "http.generic"
-#define CW_FLOW_HTTP_PATH_MAX 2048      //  Bytes in an expanded path
+#define CW_FLOW_HTTP_PATH_MAX 2048  //  Bytes in an expanded path
 
 //  The handler of http.generic (static).
-const cw_flow_handler_t *
-    cw_flow_http_generic (void);
+const cw_flow_handler_t *cw_flow_http_generic (void);
 
 //  Expands the {name} placeholders of template with the values of fields
 //  (a JSON object), percent-encoded. Returns a fresh string, or NULL with
 //  a reason naming the field in reason[size].
 //  Caller owns return value and must free it when done.
-char *
-    cw_flow_http_expand (const char *template, const json_t *fields,
-                         char *reason, size_t size);
+char *cw_flow_http_expand (const char *template,
+                           const json_t *fields,
+                           char *reason,
+                           size_t size);
 
 //  Percent-encodes every byte of text that is not an RFC 3986 unreserved
 //  character (A-Z a-z 0-9 - . _ ~).
 //  Caller owns return value and must free it when done.
-char *
-    cw_flow_http_encode (const char *text);
+char *cw_flow_http_encode (const char *text);
 
 #endif

@@ -21,48 +21,47 @@
 #include <string.h>
 #include <strings.h>
 
-#define RETRY_AFTER_MAX 128     //  Retry-After value bytes kept
-#define SOCKETS_INITIAL 16      //  Initial socket table size
+#define RETRY_AFTER_MAX 128  //  Retry-After value bytes kept
+#define SOCKETS_INITIAL 16   //  Initial socket table size
 
 //  One call slot
 typedef struct {
-    CURL *easy;                 //  Reused easy handle, owned
-    bool busy;                  //  A call is in flight in this slot
-    struct curl_slist *headers; //  Request headers, owned, wiped on free
-    void *tag;                  //  Caller's handle
-    int64_t started;            //  zclock_mono at start
-    int64_t timeout_msec;       //  The call's total timeout
-    char *body;                 //  Response bytes kept, owned
-    size_t body_size;           //  Bytes in body
-    bool body_over;             //  Bytes beyond CW_RUNNER_BODY_MAX dropped
+    CURL *easy;                  //  Reused easy handle, owned
+    bool busy;                   //  A call is in flight in this slot
+    struct curl_slist *headers;  //  Request headers, owned, wiped on free
+    void *tag;                   //  Caller's handle
+    int64_t started;             //  zclock_mono at start
+    int64_t timeout_msec;        //  The call's total timeout
+    char *body;                  //  Response bytes kept, owned
+    size_t body_size;            //  Bytes in body
+    bool body_over;              //  Bytes beyond CW_RUNNER_BODY_MAX dropped
     char retry_after[RETRY_AFTER_MAX];  //  Last Retry-After value
     char error[CURL_ERROR_SIZE];        //  CURLOPT_ERRORBUFFER
 } s_slot_t;
 
 //  One socket curl asked us to watch
 typedef struct {
-    curl_socket_t fd;           //  The socket
-    short events;               //  ZMQ_POLLIN / ZMQ_POLLOUT
+    curl_socket_t fd;  //  The socket
+    short events;      //  ZMQ_POLLIN / ZMQ_POLLOUT
 } s_socket_t;
 
 struct _cw_runner_t {
-    CURLM *multi;               //  The one multi handle
-    s_slot_t *slots;            //  max_inflight slots
-    size_t max_inflight;        //  Slot count
-    size_t busy;                //  Slots in flight
-    s_socket_t *sockets;        //  Sockets curl watches
-    size_t sockets_count;       //  Entries used
-    size_t sockets_size;        //  Entries allocated
-    int64_t timer_at;           //  zclock_mono when curl wants a call, -1
-    zlistx_t *done;             //  Finished results, owned
-    size_t done_count;          //  Results in done
-    uint64_t calls;             //  Calls finished
-    uint64_t connections;       //  Connections opened
+    CURLM *multi;          //  The one multi handle
+    s_slot_t *slots;       //  max_inflight slots
+    size_t max_inflight;   //  Slot count
+    size_t busy;           //  Slots in flight
+    s_socket_t *sockets;   //  Sockets curl watches
+    size_t sockets_count;  //  Entries used
+    size_t sockets_size;   //  Entries allocated
+    int64_t timer_at;      //  zclock_mono when curl wants a call, -1
+    zlistx_t *done;        //  Finished results, owned
+    size_t done_count;     //  Results in done
+    uint64_t calls;        //  Calls finished
+    uint64_t connections;  //  Connections opened
 };
 
 static int
-s_socket_cb (CURL *easy, curl_socket_t fd, int what, void *userp,
-             void *socketp)
+s_socket_cb (CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     (void) easy;
     (void) socketp;
@@ -131,10 +130,9 @@ s_header_cb (char *data, size_t size, size_t count, void *userp)
     size_t bytes = size * count;
     static const char name[] = "retry-after:";
     if (bytes > 5 && strncmp (data, "HTTP/", 5) == 0)
-        slot->retry_after[0] = 0;   //  A new response (after 1xx)
-    else
-    if (bytes > sizeof (name) - 1
-        && strncasecmp (data, name, sizeof (name) - 1) == 0) {
+        slot->retry_after[0] = 0;  //  A new response (after 1xx)
+    else if (bytes > sizeof (name) - 1
+             && strncasecmp (data, name, sizeof (name) - 1) == 0) {
         const char *value = data + sizeof (name) - 1;
         size_t length = bytes - (sizeof (name) - 1);
         while (length && (*value == ' ' || *value == '\t')) {
@@ -188,8 +186,8 @@ cw_runner_new (size_t max_inflight)
     self->max_inflight = max_inflight;
     self->slots = (s_slot_t *) zmalloc (max_inflight * sizeof (s_slot_t));
     self->sockets_size = SOCKETS_INITIAL;
-    self->sockets = (s_socket_t *) zmalloc (self->sockets_size
-                                            * sizeof (s_socket_t));
+    self->sockets =
+        (s_socket_t *) zmalloc (self->sockets_size * sizeof (s_socket_t));
     self->timer_at = -1;
     self->done = zlistx_new ();
     zlistx_set_destructor (self->done, s_result_destroy_item);
@@ -227,8 +225,10 @@ cw_runner_destroy (cw_runner_t **self_p)
 }
 
 int
-cw_runner_start (cw_runner_t *self, const cw_runner_call_t *call,
-                 char *error, size_t size)
+cw_runner_start (cw_runner_t *self,
+                 const cw_runner_call_t *call,
+                 char *error,
+                 size_t size)
 {
     assert (self);
     assert (call);
@@ -238,9 +238,9 @@ cw_runner_start (cw_runner_t *self, const cw_runner_call_t *call,
     bool has_body = true;
     if (streq (call->method, "GET"))
         has_body = false;
-    else
-    if (!streq (call->method, "POST") && !streq (call->method, "PUT")
-        && !streq (call->method, "PATCH") && !streq (call->method, "DELETE")) {
+    else if (!streq (call->method, "POST") && !streq (call->method, "PUT")
+             && !streq (call->method, "PATCH")
+             && !streq (call->method, "DELETE")) {
         snprintf (error, size, "method \"%s\" is not supported", call->method);
         return -1;
     }
@@ -325,8 +325,8 @@ cw_runner_cancel (cw_runner_t *self, void *tag)
         }
     }
     //  Finished but not yet taken
-    cw_runner_result_t *result
-        = (cw_runner_result_t *) zlistx_first (self->done);
+    cw_runner_result_t *result =
+        (cw_runner_result_t *) zlistx_first (self->done);
     while (result) {
         if (result->tag == tag) {
             zlistx_delete (self->done, zlistx_cursor (self->done));
@@ -395,8 +395,8 @@ s_collect (cw_runner_t *self)
         curl_easy_getinfo (easy, CURLINFO_RESPONSE_CODE, &status);
         long connects = 0;
         curl_easy_getinfo (easy, CURLINFO_NUM_CONNECTS, &connects);
-        cw_runner_result_t *result
-            = (cw_runner_result_t *) zmalloc (sizeof (cw_runner_result_t));
+        cw_runner_result_t *result =
+            (cw_runner_result_t *) zmalloc (sizeof (cw_runner_result_t));
         result->tag = slot->tag;
         result->duration_msec = zclock_mono () - slot->started;
         result->new_connections = connects;
@@ -415,8 +415,7 @@ s_collect (cw_runner_t *self)
 }
 
 void
-cw_runner_action (cw_runner_t *self, const zmq_pollitem_t *items,
-                  size_t count)
+cw_runner_action (cw_runner_t *self, const zmq_pollitem_t *items, size_t count)
 {
     assert (self);
     assert (items || count == 0);
@@ -462,8 +461,8 @@ cw_runner_result_t *
 cw_runner_next (cw_runner_t *self)
 {
     assert (self);
-    cw_runner_result_t *result
-        = (cw_runner_result_t *) zlistx_detach (self->done, NULL);
+    cw_runner_result_t *result =
+        (cw_runner_result_t *) zlistx_detach (self->done, NULL);
     if (result)
         self->done_count--;
     return result;
@@ -501,13 +500,12 @@ cw_runner_connections (cw_runner_t *self)
 static bool
 s_is_version_problem (const json_t *problem)
 {
-    static const char *const names[]
-        = {CW_RUNNER_CONTRACT_VERSION_TYPE, "unsupported-contract-version",
-           NULL};
+    static const char *const names[] = {CW_RUNNER_CONTRACT_VERSION_TYPE,
+                                        "unsupported-contract-version", NULL};
     const char *fields[] = {"type", "code"};
     for (size_t field = 0; field < 2; field++) {
-        const char *value
-            = json_string_value (json_object_get (problem, fields[field]));
+        const char *value =
+            json_string_value (json_object_get (problem, fields[field]));
         if (!value)
             continue;
         size_t length = strlen (value);
@@ -525,11 +523,13 @@ s_is_version_problem (const json_t *problem)
 
 //  Appends the problem's detail (or title) to error.
 static void
-s_problem_text (const json_t *problem, const char *prefix, char *error,
+s_problem_text (const json_t *problem,
+                const char *prefix,
+                char *error,
                 size_t size)
 {
-    const char *detail
-        = json_string_value (json_object_get (problem, "detail"));
+    const char *detail =
+        json_string_value (json_object_get (problem, "detail"));
     if (!detail)
         detail = json_string_value (json_object_get (problem, "title"));
     if (detail)
@@ -539,10 +539,16 @@ s_problem_text (const json_t *problem, const char *prefix, char *error,
 }
 
 void
-cw_runner_classify (int curl_code, const char *curl_error, long http_status,
-                    const char *retry_after, const char *body,
-                    size_t body_size, bool body_over, int64_t timeout_msec,
-                    int64_t now_msec, cw_runner_result_t *result)
+cw_runner_classify (int curl_code,
+                    const char *curl_error,
+                    long http_status,
+                    const char *retry_after,
+                    const char *body,
+                    size_t body_size,
+                    bool body_over,
+                    int64_t timeout_msec,
+                    int64_t now_msec,
+                    cw_runner_result_t *result)
 {
     assert (result);
     assert (body || body_size == 0);
@@ -593,37 +599,31 @@ cw_runner_classify (int curl_code, const char *curl_error, long http_status,
         else
             result->outcome = CW_OUTCOME_OK;
     }
-    else
-    if (http_status == 409) {
+    else if (http_status == 409) {
         result->outcome = CW_OUTCOME_DUPLICATE;
         s_problem_text (result->response, "conflict (409)", error, size);
     }
-    else
-    if (http_status == 429) {
+    else if (http_status == 429) {
         result->outcome = CW_OUTCOME_TRANSIENT;
         snprintf (error, size, "rate limited (429)");
     }
-    else
-    if (http_status == 408) {
+    else if (http_status == 408) {
         result->outcome = CW_OUTCOME_TRANSIENT;
         snprintf (error, size, "request timeout (408)");
     }
-    else
-    if (http_status == 400 && result->response
-        && s_is_version_problem (result->response)) {
+    else if (http_status == 400 && result->response
+             && s_is_version_problem (result->response)) {
         result->outcome = CW_OUTCOME_VERSION;
         s_problem_text (result->response,
                         "contract version not supported (400)", error, size);
     }
-    else
-    if (http_status >= 400 && http_status < 500) {
+    else if (http_status >= 400 && http_status < 500) {
         char prefix[64];
         snprintf (prefix, sizeof (prefix), "rejected (%ld)", http_status);
         result->outcome = CW_OUTCOME_REJECTED;
         s_problem_text (result->response, prefix, error, size);
     }
-    else
-    if (http_status >= 500 && http_status < 600) {
+    else if (http_status >= 500 && http_status < 600) {
         char prefix[64];
         snprintf (prefix, sizeof (prefix), "server error (%ld)", http_status);
         result->outcome = CW_OUTCOME_TRANSIENT;

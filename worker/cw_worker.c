@@ -25,130 +25,174 @@
 #include <string.h>
 #include <unistd.h>
 
-#define RESULT_BATCH_BYTES (512 * 1024)    //  Estimated body size per RESULT
-#define RESULT_OVERHEAD 1400               //  Estimated bytes per result
-#define DISCONNECT_LINGER_MSEC 1000        //  Time to flush DISCONNECT
-#define POLL_MAX_MSEC 1000                 //  Longest single poll
+#define RESULT_BATCH_BYTES (512 * 1024)  //  Estimated body size per RESULT
+#define RESULT_OVERHEAD 1400             //  Estimated bytes per result
+#define DISCONNECT_LINGER_MSEC 1000      //  Time to flush DISCONNECT
+#define POLL_MAX_MSEC 1000               //  Longest single poll
 
 static const char *const s_auth_choices[] = {"bearer", "api_key", NULL};
 
 static const cw_config_entry_t s_schema[] = {
-    {.path = "broker/endpoints", .env = "CW_WORKER_BROKER_ENDPOINTS",
-     .type = CW_CONFIG_STRING, .default_value = "tcp://127.0.0.1:5570",
+    {.path = "broker/endpoints",
+     .env = "CW_WORKER_BROKER_ENDPOINTS",
+     .type = CW_CONFIG_STRING,
+     .default_value = "tcp://127.0.0.1:5570",
      .offset = offsetof (cw_worker_config_t, brokers),
      .help = "broker endpoints, comma-separated (one DEALER each)"},
-    {.path = "broker/public_key", .env = "CW_WORKER_BROKER_PUBLIC_KEY",
-     .type = CW_CONFIG_STRING, .default_value = NULL,
+    {.path = "broker/public_key",
+     .env = "CW_WORKER_BROKER_PUBLIC_KEY",
+     .type = CW_CONFIG_STRING,
+     .default_value = NULL,
      .offset = offsetof (cw_worker_config_t, broker_public_key),
      .help = "the brokers' CURVE public key (Z85, 40 characters)"},
-    {.path = "security/certificate", .env = "CW_WORKER_SECURITY_CERTIFICATE",
-     .type = CW_CONFIG_SECRET_FILE, .default_value = NULL,
+    {.path = "security/certificate_file",
+     .env = "CW_WORKER_SECURITY_CERTIFICATE_FILE",
+     .type = CW_CONFIG_SECRET_FILE,
+     .default_value = NULL,
      .offset = offsetof (cw_worker_config_t, certificate),
      .help = "the worker's secret certificate file (mode 0600, role worker)"},
-    {.path = "worker/flows", .env = "CW_WORKER_FLOWS",
-     .type = CW_CONFIG_STRING, .default_value = CW_FLOW_HTTP_GENERIC,
+    {.path = "worker/flows",
+     .env = "CW_WORKER_FLOWS",
+     .type = CW_CONFIG_STRING,
+     .default_value = CW_FLOW_HTTP_GENERIC,
      .offset = offsetof (cw_worker_config_t, flows),
      .help = "flows served, comma-separated (http.generic)"},
-    {.path = "worker/name", .env = "CW_WORKER_NAME", .type = CW_CONFIG_STRING,
+    {.path = "worker/name",
+     .env = "CW_WORKER_NAME",
+     .type = CW_CONFIG_STRING,
      .default_value = "",
      .offset = offsetof (cw_worker_config_t, name),
      .help = "informational name sent in READY (empty: host/pid)"},
-    {.path = "worker/inflight", .env = "CW_WORKER_INFLIGHT",
-     .type = CW_CONFIG_INT, .default_value = "64", .min = 1, .max = 4096,
+    {.path = "worker/inflight",
+     .env = "CW_WORKER_INFLIGHT",
+     .type = CW_CONFIG_INT,
+     .default_value = "64",
+     .min = 1,
+     .max = 4096,
      .offset = offsetof (cw_worker_config_t, inflight),
      .help = "calls in flight at most (credit, split over the brokers)"},
-    {.path = "worker/heartbeat", .env = "CW_WORKER_HEARTBEAT",
-     .type = CW_CONFIG_DURATION, .default_value = "1s", .min = 10,
-     .max = 60000, .offset = offsetof (cw_worker_config_t, heartbeat_msec),
+    {.path = "worker/heartbeat",
+     .env = "CW_WORKER_HEARTBEAT",
+     .type = CW_CONFIG_DURATION,
+     .default_value = "1s",
+     .min = 10,
+     .max = 60000,
+     .offset = offsetof (cw_worker_config_t, heartbeat_msec),
      .help = "heartbeat interval (must equal the broker's)"},
-    {.path = "worker/liveness", .env = "CW_WORKER_LIVENESS",
-     .type = CW_CONFIG_INT, .default_value = "3", .min = 2, .max = 100,
+    {.path = "worker/liveness",
+     .env = "CW_WORKER_LIVENESS",
+     .type = CW_CONFIG_INT,
+     .default_value = "3",
+     .min = 2,
+     .max = 100,
      .offset = offsetof (cw_worker_config_t, liveness),
      .help = "silent heartbeat intervals before a broker counts as lost"},
-    {.path = "worker/reconnect", .env = "CW_WORKER_RECONNECT",
-     .type = CW_CONFIG_DURATION, .default_value = "1s", .min = 10,
+    {.path = "worker/reconnect",
+     .env = "CW_WORKER_RECONNECT",
+     .type = CW_CONFIG_DURATION,
+     .default_value = "1s",
+     .min = 10,
      .max = CW_WORKER_RECONNECT_MAX,
      .offset = offsetof (cw_worker_config_t, reconnect_msec),
      .help = "first reconnect delay; doubles up to 30s"},
-    {.path = "worker/shutdown_timeout", .env = "CW_WORKER_SHUTDOWN_TIMEOUT",
-     .type = CW_CONFIG_DURATION, .default_value = "10s", .min = 0,
+    {.path = "worker/shutdown_timeout",
+     .env = "CW_WORKER_SHUTDOWN_TIMEOUT",
+     .type = CW_CONFIG_DURATION,
+     .default_value = "10s",
+     .min = 0,
      .max = 3600000,
      .offset = offsetof (cw_worker_config_t, shutdown_timeout_msec),
      .help = "on SIGTERM, time to finish calls in flight"},
-    {.path = "target/name", .env = "CW_WORKER_TARGET_NAME",
-     .type = CW_CONFIG_STRING, .default_value = "erp",
+    {.path = "target/name",
+     .env = "CW_WORKER_TARGET_NAME",
+     .type = CW_CONFIG_STRING,
+     .default_value = "erp",
      .offset = offsetof (cw_worker_config_t, target_name),
      .help = "the target served (JOB \"target\")"},
-    {.path = "target/base_url", .env = "CW_WORKER_TARGET_BASE_URL",
-     .type = CW_CONFIG_STRING, .default_value = NULL,
+    {.path = "target/base_url",
+     .env = "CW_WORKER_TARGET_BASE_URL",
+     .type = CW_CONFIG_STRING,
+     .default_value = NULL,
      .offset = offsetof (cw_worker_config_t, target_base_url),
      .help = "base URL of every call (http[s]://host[:port][/prefix])"},
     {.path = "target/credentials_file",
      .env = "CW_WORKER_TARGET_CREDENTIALS_FILE",
-     .type = CW_CONFIG_SECRET_FILE, .default_value = NULL,
+     .type = CW_CONFIG_SECRET_FILE,
+     .default_value = NULL,
      .offset = offsetof (cw_worker_config_t, target_credentials),
      .help = "file holding the target's API token (mode 0600)"},
-    {.path = "target/auth", .env = "CW_WORKER_TARGET_AUTH",
-     .type = CW_CONFIG_ENUM, .default_value = "bearer",
+    {.path = "target/auth",
+     .env = "CW_WORKER_TARGET_AUTH",
+     .type = CW_CONFIG_ENUM,
+     .default_value = "bearer",
      .choices = s_auth_choices,
      .offset = offsetof (cw_worker_config_t, target_auth),
      .help = "how the credential is sent: bearer or api_key (X-Api-Key)"},
-    {.path = "target/connect_timeout", .env = "CW_WORKER_TARGET_CONNECT_TIMEOUT",
-     .type = CW_CONFIG_DURATION, .default_value = "2s", .min = 1,
+    {.path = "target/connect_timeout",
+     .env = "CW_WORKER_TARGET_CONNECT_TIMEOUT",
+     .type = CW_CONFIG_DURATION,
+     .default_value = "2s",
+     .min = 1,
      .max = 600000,
      .offset = offsetof (cw_worker_config_t, connect_timeout_msec),
      .help = "connect timeout per call"},
-    {.path = "target/timeout", .env = "CW_WORKER_TARGET_TIMEOUT",
-     .type = CW_CONFIG_DURATION, .default_value = "10s", .min = 1,
-     .max = 600000, .offset = offsetof (cw_worker_config_t, timeout_msec),
+    {.path = "target/timeout",
+     .env = "CW_WORKER_TARGET_TIMEOUT",
+     .type = CW_CONFIG_DURATION,
+     .default_value = "10s",
+     .min = 1,
+     .max = 600000,
+     .offset = offsetof (cw_worker_config_t, timeout_msec),
      .help = "whole-call timeout (capped by the JOB's deadline_ms)"},
-    {.path = "log/level", .env = "CW_WORKER_LOG_LEVEL",
-     .type = CW_CONFIG_LOG_LEVEL, .default_value = "info",
+    {.path = "log/level",
+     .env = "CW_WORKER_LOG_LEVEL",
+     .type = CW_CONFIG_LOG_LEVEL,
+     .default_value = "info",
      .offset = offsetof (cw_worker_config_t, log_level),
      .help = "lowest level logged"},
     {.path = NULL}};
 
 typedef enum {
-    S_CONNECTED,                //  Socket open, READY sent
-    S_WAITING                   //  Socket closed, reconnect at reconnect_at
+    S_CONNECTED,  //  Socket open, READY sent
+    S_WAITING     //  Socket closed, reconnect at reconnect_at
 } s_state_t;
 
 //  One broker
 typedef struct {
-    char *endpoint;             //  tcp://host:port
-    s_state_t state;            //  See above
-    zsock_t *sock;              //  DEALER while CONNECTED
-    int64_t credit;             //  Jobs the broker may still send
-    int64_t expires_at;         //  Lost when nothing arrives before this
-    int64_t heartbeat_at;       //  Send HEARTBEAT if nothing sent by this
-    int64_t reconnect_at;       //  WAITING: when to connect again
-    int64_t backoff_msec;       //  Next reconnect delay
-    cw_msg_t *results;          //  RESULT being batched this turn, or NULL
-    size_t results_bytes;       //  Its estimated size
+    char *endpoint;        //  tcp://host:port
+    s_state_t state;       //  See above
+    zsock_t *sock;         //  DEALER while CONNECTED
+    int64_t credit;        //  Jobs the broker may still send
+    int64_t expires_at;    //  Lost when nothing arrives before this
+    int64_t heartbeat_at;  //  Send HEARTBEAT if nothing sent by this
+    int64_t reconnect_at;  //  WAITING: when to connect again
+    int64_t backoff_msec;  //  Next reconnect delay
+    cw_msg_t *results;     //  RESULT being batched this turn, or NULL
+    size_t results_bytes;  //  Its estimated size
 } s_session_t;
 
 //  One job in flight (the runner's tag)
 typedef struct {
-    s_session_t *session;       //  Where it came from, borrowed
-    int64_t job_id;             //  As in JOB
-    int64_t attempt;            //  As in JOB
-    char *flow;                 //  As in JOB
-    char *correlation_id;       //  From the envelope
+    s_session_t *session;  //  Where it came from, borrowed
+    int64_t job_id;        //  As in JOB
+    int64_t attempt;       //  As in JOB
+    char *flow;            //  As in JOB
+    char *correlation_id;  //  From the envelope
 } s_job_t;
 
 struct _cw_worker_t {
-    const cw_worker_config_t *config;   //  Borrowed
-    zcert_t *cert;              //  The worker's certificate
-    char *credential;           //  The target's secret
-    cw_flow_target_t target;    //  Where calls go
-    cw_flow_t *flows;           //  Registry; the served flows
-    cw_runner_t *runner;        //  curl multi
-    s_session_t *sessions;      //  One per broker
+    const cw_worker_config_t *config;  //  Borrowed
+    zcert_t *cert;                     //  The worker's certificate
+    char *credential;                  //  The target's secret
+    cw_flow_target_t target;           //  Where calls go
+    cw_flow_t *flows;                  //  Registry; the served flows
+    cw_runner_t *runner;               //  curl multi
+    s_session_t *sessions;             //  One per broker
     size_t sessions_count;
-    zlistx_t *jobs;             //  s_job_t in flight, owned
-    char name[CW_MSG_NAME_MAX + 1];     //  READY name
-    bool stopping;              //  SIGTERM seen: no new jobs
-    int64_t stop_deadline;      //  When stopping ends
+    zlistx_t *jobs;                  //  s_job_t in flight, owned
+    char name[CW_MSG_NAME_MAX + 1];  //  READY name
+    bool stopping;                   //  SIGTERM seen: no new jobs
+    int64_t stop_deadline;           //  When stopping ends
 };
 
 const cw_config_entry_t *
@@ -190,8 +234,8 @@ s_split (const char *text)
             start++;
             length--;
         }
-        while (length && (start[length - 1] == ' '
-                          || start[length - 1] == '\t'))
+        while (length
+               && (start[length - 1] == ' ' || start[length - 1] == '\t'))
             length--;
         if (length == 0) {
             zlistx_destroy (&words);
@@ -235,12 +279,12 @@ cw_worker_new (const cw_worker_config_t *config, char *error, size_t size)
     self->cert = cw_curve_cert_load_secret (config->certificate, reason,
                                             sizeof (reason));
     if (!self->cert) {
-        snprintf (error, size, "config key \"security/certificate\": %s",
+        snprintf (error, size, "config key \"security/certificate_file\": %s",
                   reason);
         goto failed;
     }
-    self->credential = cw_secret_load (config->target_credentials, reason,
-                                       sizeof (reason));
+    self->credential =
+        cw_secret_load (config->target_credentials, reason, sizeof (reason));
     if (!self->credential) {
         snprintf (error, size, "config key \"target/credentials_file\": %s",
                   reason);
@@ -248,7 +292,8 @@ cw_worker_new (const cw_worker_config_t *config, char *error, size_t size)
     }
     const char *base = config->target_base_url;
     size_t base_length = strlen (base);
-    if (!(strncmp (base, "http://", 7) == 0 || strncmp (base, "https://", 8) == 0)
+    if (!(strncmp (base, "http://", 7) == 0
+          || strncmp (base, "https://", 8) == 0)
         || base_length < 9 || base[base_length - 1] == '/'
         || strpbrk (base, " ?#{}")) {
         snprintf (error, size,
@@ -300,11 +345,11 @@ cw_worker_new (const cw_worker_config_t *config, char *error, size_t size)
         goto failed;
     }
     self->sessions_count = zlistx_size (brokers);
-    self->sessions = (s_session_t *) zmalloc (self->sessions_count
-                                              * sizeof (s_session_t));
+    self->sessions =
+        (s_session_t *) zmalloc (self->sessions_count * sizeof (s_session_t));
     size_t index = 0;
-    for (const char *endpoint = (const char *) zlistx_first (brokers);
-         endpoint; endpoint = (const char *) zlistx_next (brokers)) {
+    for (const char *endpoint = (const char *) zlistx_first (brokers); endpoint;
+         endpoint = (const char *) zlistx_next (brokers)) {
         if (strncmp (endpoint, "tcp://", 6) != 0
             && strncmp (endpoint, "ipc://", 6) != 0) {
             snprintf (error, size,
@@ -337,8 +382,8 @@ failed:
     return NULL;
 }
 
-static void s_session_close (cw_worker_t *self, s_session_t *session,
-                             int linger_msec);
+static void
+s_session_close (cw_worker_t *self, s_session_t *session, int linger_msec);
 
 void
 cw_worker_destroy (cw_worker_t **self_p)
@@ -369,15 +414,15 @@ s_send (s_session_t *session, const cw_msg_t *msg)
     cw_msg_frames_t *frames = cw_msg_encode (msg, reason, sizeof (reason));
     if (!frames) {
         cw_log (CW_LOG_ERROR, "encode_failed", "could not encode message",
-                "command", cw_msg_command_name (msg->command), "reason",
-                reason, NULL);
+                "command", cw_msg_command_name (msg->command), "reason", reason,
+                NULL);
         return -1;
     }
     void *handle = zsock_resolve (session->sock);
     int rc = 0;
     for (size_t index = 0; index < frames->count && rc == 0; index++) {
-        int flags = ZMQ_DONTWAIT
-                    | (index + 1 < frames->count ? ZMQ_SNDMORE : 0);
+        int flags =
+            ZMQ_DONTWAIT | (index + 1 < frames->count ? ZMQ_SNDMORE : 0);
         if (zmq_send (handle, frames->frame[index].data,
                       frames->frame[index].size, flags)
             < 0)
@@ -456,8 +501,8 @@ s_session_open (cw_worker_t *self, s_session_t *session)
     }
     session->state = S_CONNECTED;
     int64_t now = zclock_mono ();
-    session->expires_at
-        = now + self->config->heartbeat_msec * self->config->liveness;
+    session->expires_at =
+        now + self->config->heartbeat_msec * self->config->liveness;
     s_send_ready (self, session);
 }
 
@@ -507,8 +552,8 @@ s_session_lost (cw_worker_t *self, s_session_t *session, const char *why)
     s_session_close (self, session, 0);
     int64_t delay = session->backoff_msec;
     //  Jitter: between half and all of the backoff
-    delay = delay / 2 + (int64_t) (randombytes_uniform (
-                            (uint32_t) (delay / 2 + 1)));
+    delay = delay / 2
+            + (int64_t) (randombytes_uniform ((uint32_t) (delay / 2 + 1)));
     session->reconnect_at = zclock_mono () + delay;
     session->backoff_msec *= 2;
     if (session->backoff_msec > CW_WORKER_RECONNECT_MAX)
@@ -523,10 +568,16 @@ s_session_lost (cw_worker_t *self, s_session_t *session, const char *why)
 
 //  Adds one result to the session's RESULT batch of this turn.
 static void
-s_result_add (cw_worker_t *self, s_session_t *session, int64_t job_id,
-              int64_t attempt, cw_outcome_t outcome, long http_status,
-              const char *error, int64_t duration_msec,
-              int64_t retry_after_msec, json_t *response)
+s_result_add (cw_worker_t *self,
+              s_session_t *session,
+              int64_t job_id,
+              int64_t attempt,
+              cw_outcome_t outcome,
+              long http_status,
+              const char *error,
+              int64_t duration_msec,
+              int64_t retry_after_msec,
+              json_t *response)
 {
     size_t response_size = 0;
     if (response) {
@@ -534,7 +585,7 @@ s_result_add (cw_worker_t *self, s_session_t *session, int64_t job_id,
         response_size = text ? strlen (text) : 0;
         free (text);
         if (response_size > CW_WORKER_RESPONSE_MAX)
-            response = NULL;    //  Too large to report
+            response = NULL;  //  Too large to report
     }
     size_t estimate = RESULT_OVERHEAD + (response ? response_size : 0);
     if (session->results
@@ -553,9 +604,9 @@ s_result_add (cw_worker_t *self, s_session_t *session, int64_t job_id,
     result->job_id = job_id;
     result->attempt = attempt;
     cw_msg_outcome_parse (cw_outcome_name (outcome), &result->outcome);
-    result->http_status = http_status >= 0 && http_status <= CW_MSG_HTTP_STATUS_MAX
-                              ? http_status
-                              : 0;
+    result->http_status =
+        http_status >= 0 && http_status <= CW_MSG_HTTP_STATUS_MAX ? http_status
+                                                                  : 0;
     if (error && *error)
         result->error = strndup (error, CW_MSG_TEXT_MAX);
     result->duration_ms = duration_msec;
@@ -572,8 +623,11 @@ s_result_add (cw_worker_t *self, s_session_t *session, int64_t job_id,
 }
 
 static void
-s_log_result (const s_job_t *job, cw_outcome_t outcome, long http_status,
-              int64_t duration_msec, const char *error)
+s_log_result (const s_job_t *job,
+              cw_outcome_t outcome,
+              long http_status,
+              int64_t duration_msec,
+              const char *error)
 {
     char job_id[32], attempt[32], status[32], duration[32];
     snprintf (job_id, sizeof (job_id), "%" PRId64, job->job_id);
@@ -608,8 +662,7 @@ s_handle_job (cw_worker_t *self, s_session_t *session, cw_msg_job_t *body)
         snprintf (job_id, sizeof (job_id), "%" PRId64, job->job_id);
         cw_log (CW_LOG_INFO, "job_abandoned",
                 "abandoned job received while stopping", "#job_id", job_id,
-                "flow", job->flow, "correlation_id", job->correlation_id,
-                NULL);
+                "flow", job->flow, "correlation_id", job->correlation_id, NULL);
         s_job_destroy (&job);
         return;
     }
@@ -621,19 +674,17 @@ s_handle_job (cw_worker_t *self, s_session_t *session, cw_msg_job_t *body)
     if (!handler)
         snprintf (reason, sizeof (reason),
                   "flow \"%s\" is not served by this worker", body->flow);
-    else
-    if (!streq (body->target, self->target.name)) {
+    else if (!streq (body->target, self->target.name)) {
         outcome = CW_OUTCOME_TRANSIENT;
         snprintf (reason, sizeof (reason),
                   "target \"%s\" is not configured on this worker",
                   body->target);
     }
-    else
-    if ((headers = cw_flow_headers (body->envelope, &self->target, reason,
-                                    sizeof (reason)))
-        && handler->build (body->envelope, &self->target, &request, reason,
-                           sizeof (reason))
-               == 0) {
+    else if ((headers = cw_flow_headers (body->envelope, &self->target, reason,
+                                         sizeof (reason)))
+             && handler->build (body->envelope, &self->target, &request, reason,
+                                sizeof (reason))
+                    == 0) {
         int64_t timeout = self->target.timeout_msec;
         if (body->deadline_ms > 0 && body->deadline_ms < timeout)
             timeout = body->deadline_ms;
@@ -653,7 +704,7 @@ s_handle_job (cw_worker_t *self, s_session_t *session, cw_msg_job_t *body)
             job = NULL;
         }
         else
-            outcome = CW_OUTCOME_TRANSIENT;     //  Full: broker overran
+            outcome = CW_OUTCOME_TRANSIENT;  //  Full: broker overran
     }
     cw_flow_request_reset (&request);
     cw_flow_headers_destroy (&headers);
@@ -673,9 +724,9 @@ s_session_read (cw_worker_t *self, s_session_t *session)
         zmsg_t *msg = zmsg_recv (session->sock);
         if (!msg)
             break;
-        session->expires_at = zclock_mono ()
-                              + self->config->heartbeat_msec
-                                    * self->config->liveness;
+        session->expires_at =
+            zclock_mono ()
+            + self->config->heartbeat_msec * self->config->liveness;
         session->backoff_msec = self->config->reconnect_msec;
         cw_msg_frame_t frames[CW_MSG_FRAMES + 1];
         size_t count = 0;
@@ -687,16 +738,15 @@ s_session_read (cw_worker_t *self, s_session_t *session)
         }
         char reason[256];
         cw_msg_error_t error;
-        cw_msg_t *decoded = cw_msg_decode (frames, count, &error, reason,
-                                           sizeof (reason));
+        cw_msg_t *decoded =
+            cw_msg_decode (frames, count, &error, reason, sizeof (reason));
         zmsg_destroy (&msg);
         if (!decoded || decoded->protocol != CW_MSG_WORKER
             || cw_msg_direction (decoded->command) == CW_MSG_TO_BROKER) {
             cw_log (CW_LOG_WARN, "malformed_message",
                     "dropped malformed message from broker", "endpoint",
                     session->endpoint, "reason",
-                    decoded ? "not a broker-to-worker command" : reason,
-                    NULL);
+                    decoded ? "not a broker-to-worker command" : reason, NULL);
             cw_msg_destroy (&decoded);
             continue;
         }
@@ -709,8 +759,8 @@ s_session_read (cw_worker_t *self, s_session_t *session)
             case CW_MSG_DISCONNECT:
                 cw_log (CW_LOG_INFO, "broker_disconnect",
                         "broker ended the session", "endpoint",
-                        session->endpoint, "reason",
-                        decoded->disconnect.reason, NULL);
+                        session->endpoint, "reason", decoded->disconnect.reason,
+                        NULL);
                 s_session_lost (self, session, "broker sent DISCONNECT");
                 break;
             case CW_MSG_ERROR:
@@ -728,7 +778,8 @@ s_session_read (cw_worker_t *self, s_session_t *session)
                 reply->reply.call_id = decoded->call.call_id;
                 reply->reply.outcome = CW_MSG_OUTCOME_TRANSIENT;
                 reply->reply.http_status = 0;
-                reply->reply.error = strdup ("CALL is not served by this worker");
+                reply->reply.error =
+                    strdup ("CALL is not served by this worker");
                 s_send_msg (self, session, &reply);
                 break;
             }
@@ -843,12 +894,12 @@ cw_worker_run (cw_worker_t *self, int signal_fd)
             && (zlistx_size (self->jobs) == 0
                 || zclock_mono () >= self->stop_deadline))
             break;
-        size_t needed = 1 + self->sessions_count
-                        + cw_runner_socket_count (self->runner);
+        size_t needed =
+            1 + self->sessions_count + cw_runner_socket_count (self->runner);
         if (needed > items_size) {
             items_size = needed * 2;
-            items = (zmq_pollitem_t *) realloc (items, items_size
-                                                         * sizeof (*items));
+            items = (zmq_pollitem_t *) realloc (items,
+                                                items_size * sizeof (*items));
             assert (items);
         }
         size_t count = 0;
@@ -860,11 +911,10 @@ cw_worker_run (cw_worker_t *self, int signal_fd)
         size_t first_session = count;
         for (size_t index = 0; index < self->sessions_count; index++) {
             s_session_t *session = &self->sessions[index];
-            void *handle = session->sock ? zsock_resolve (session->sock)
-                                         : NULL;
+            void *handle = session->sock ? zsock_resolve (session->sock) : NULL;
             //  A closed session polls nothing (fd -1 is ignored)
-            items[count++] = (zmq_pollitem_t){handle, -1,
-                                              handle ? ZMQ_POLLIN : 0, 0};
+            items[count++] =
+                (zmq_pollitem_t){handle, -1, handle ? ZMQ_POLLIN : 0, 0};
         }
         size_t first_curl = count;
         count += cw_runner_pollitems (self->runner, items + count,

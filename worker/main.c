@@ -20,7 +20,7 @@
 
 #define EXIT_USAGE 2
 
-static int s_signal_pipe[2] = {-1, -1};     //  Written by the handler
+static int s_signal_pipe[2] = {-1, -1};  //  Written by the handler
 
 static void
 s_signal_handler (int signal_number)
@@ -61,21 +61,19 @@ main (int argc, char *argv[])
             s_usage (stdout);
             return 0;
         }
-        else
-        if (streq (argv[index], "--sample-config"))
+        else if (streq (argv[index], "--sample-config"))
             return cw_config_write_sample (cw_worker_schema (),
                                            "causeway-worker", stdout)
                        ? 1
                        : 0;
-        else
-        if (streq (argv[index], "--print-config"))
+        else if (streq (argv[index], "--print-config"))
             print_config = true;
-        else
-        if (streq (argv[index], "--config") && index + 1 < argc)
+        else if (streq (argv[index], "--config") && index + 1 < argc)
             file = argv[++index];
         else {
-            fprintf (stderr, "causeway-worker: unknown or incomplete "
-                             "argument \"%s\"\n",
+            fprintf (stderr,
+                     "causeway-worker: unknown or incomplete "
+                     "argument \"%s\"\n",
                      argv[index]);
             s_usage (stderr);
             return EXIT_USAGE;
@@ -125,7 +123,7 @@ main (int argc, char *argv[])
             settings.target_name, NULL);
     int rc = cw_worker_run (worker, s_signal_pipe[0]);
     if (rc != 0)
-        _exit (rc);     //  Second signal: at once, nothing more
+        _exit (rc);  //  Second signal: at once, nothing more
     cw_worker_destroy (&worker);
     cw_config_destroy (&config);
     close (s_signal_pipe[0]);
