@@ -4,3 +4,6 @@ lib_libcwrt_a_SOURCES = \
     lib/cw_log.c lib/cw_log.h \
     lib/cw_secret.c lib/cw_secret.h
 lib_libcwrt_a_CFLAGS = $(AM_CFLAGS) $(DEP_CFLAGS)
+
+#  cw_token: Ed25519 service tokens (webshop branch)
+lib_libcwrt_a_SOURCES += lib/cw_token.c lib/cw_token.h

@@ -16,3 +16,12 @@ check_PROGRAMS += tests/check_cw_secret
 TESTS += tests/check_cw_secret
 tests_check_cw_secret_SOURCES = tests/check_cw_secret.c
 tests_check_cw_secret_LDADD = lib/libcwrt.a $(TEST_LIBS) $(SODIUM_LIBS)
+
+#  cw_token (lib)
+check_PROGRAMS += tests/check_cw_token
+TESTS += tests/check_cw_token
+tests_check_cw_token_SOURCES = tests/check_cw_token.c
+tests_check_cw_token_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(SODIUM_CFLAGS)
+tests_check_cw_token_LDADD = lib/libcwrt.a $(TEST_LIBS) $(JANSSON_LIBS) \
+    $(SODIUM_LIBS)
+EXTRA_tests_check_cw_token_DEPENDENCIES = token/causeway-token
