@@ -7,3 +7,6 @@ lib_libcwrt_a_CFLAGS = $(AM_CFLAGS) $(DEP_CFLAGS)
 
 #  cw_token: Ed25519 service tokens (webshop branch)
 lib_libcwrt_a_SOURCES += lib/cw_token.c lib/cw_token.h
+
+#  cw_http: HTTP server glue over libmicrohttpd (erpsim, webshop, sync API)
+lib_libcwrt_a_SOURCES += lib/cw_http.c lib/cw_http.h

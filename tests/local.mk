@@ -25,3 +25,10 @@ tests_check_cw_token_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(SODIUM_CFLAGS)
 tests_check_cw_token_LDADD = lib/libcwrt.a $(TEST_LIBS) $(JANSSON_LIBS) \
     $(SODIUM_LIBS)
 EXTRA_tests_check_cw_token_DEPENDENCIES = token/causeway-token
+
+#  cw_http (lib): real HTTP on 127.0.0.1, libcurl client
+check_PROGRAMS += tests/check_cw_http
+TESTS += tests/check_cw_http
+tests_check_cw_http_SOURCES = tests/check_cw_http.c
+tests_check_cw_http_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
+tests_check_cw_http_LDADD = lib/libcwrt.a $(TEST_LIBS) $(RUNTIME_LIBS)
