@@ -10,3 +10,8 @@ lib_libcwrt_a_SOURCES += lib/cw_token.c lib/cw_token.h
 
 #  cw_http: HTTP server glue over libmicrohttpd (erpsim, webshop, sync API)
 lib_libcwrt_a_SOURCES += lib/cw_http.c lib/cw_http.h
+
+#  cw_pg, cw_migrate (lib): PostgreSQL connection, migration runner.
+lib_libcwrt_a_SOURCES += \
+    lib/cw_pg.c lib/cw_pg.h \
+    lib/cw_migrate.c lib/cw_migrate.h

@@ -1,1 +1,11 @@
 #  sql/: fragment of the top Makefile.am (see there).
+#  Installed under $(pkgdatadir)/sql, where causeway-migrate looks by
+#  default; every new migration file is listed here.
+nobase_dist_pkgdata_DATA = \
+    sql/roles.sql \
+    sql/erp_mw/001_queue.sql \
+    sql/erp_mw/002_audit_log.sql \
+    sql/erp_mw/003_retention.sql \
+    sql/erp_mw/004_grants.sql \
+    sql/shop/001_tables.sql \
+    sql/shop/002_grants.sql
