@@ -32,3 +32,13 @@ TESTS += tests/check_cw_http
 tests_check_cw_http_SOURCES = tests/check_cw_http.c
 tests_check_cw_http_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
 tests_check_cw_http_LDADD = lib/libcwrt.a $(TEST_LIBS) $(RUNTIME_LIBS)
+
+#  cw_idkey, cw_retry (proto)
+check_PROGRAMS += tests/check_cw_idkey tests/check_cw_retry
+TESTS += tests/check_cw_idkey tests/check_cw_retry
+tests_check_cw_idkey_SOURCES = tests/check_cw_idkey.c
+tests_check_cw_idkey_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_cw_idkey_LDADD = proto/libcwproto.a $(CHECK_LIBS)
+tests_check_cw_retry_SOURCES = tests/check_cw_retry.c
+tests_check_cw_retry_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_cw_retry_LDADD = proto/libcwproto.a $(CHECK_LIBS)
