@@ -148,7 +148,7 @@ s_currency_valid (const char *text)
                                      == 3;
 }
 
-typedef enum { S_ID, S_STATUS, S_CURRENCY, S_TEXT, S_TIME } s_kind_t;
+typedef enum { S_ID, S_STATUS, S_CURRENCY, S_TEXT, S_TIME, S_TOKEN } s_kind_t;
 
 //  Reads string member field of body checked as kind. Returns it
 //  (borrowed), or NULL: when absent and optional (*failed false), or after
@@ -188,6 +188,10 @@ s_string (cw_http_request_t *request, json_t *body, const char *field,
             case S_TEXT:
                 valid = strlen (text) <= WEBSHOP_TEXT_MAX;
                 shape = "a string of at most 256 bytes";
+                break;
+            case S_TOKEN:
+                valid = strlen (text) <= CW_TOKEN_SIZE_MAX;
+                shape = "a string of at most 8192 bytes";
                 break;
             case S_TIME:
                 valid = cw_envelope_time_valid (text);
@@ -420,7 +424,6 @@ typedef struct {
     const char *order_id;
     const char *status;
     int64_t external_version;
-    bool has_amount;
     int64_t amount_minor;
     const char *currency;
 } s_payment_t;
@@ -436,24 +439,47 @@ s_unknown_order (s_outcome_t *outcome, const char *order_id)
               "order \"%s\" does not exist", order_id);
 }
 
+//  Finds the tenant of an order. Returns 0 with *tenant_id (caller
+//  frees), 1 with a 404/409 outcome, -1 on a database error.
+static int
+s_order_tenant (cw_pg_t *pg, const char *order_id, char **tenant_id,
+                s_outcome_t *outcome)
+{
+    int found = cw_webshop_store_order_tenant (pg, order_id, tenant_id);
+    if (found < 0)
+        return -1;
+    if (found == 0) {
+        s_unknown_order (outcome, order_id);
+        return 1;
+    }
+    if (found == 2) {
+        outcome->status = 409;
+        outcome->slug = "ambiguous-order";
+        outcome->title = "ambiguous order id";
+        outcome->field = "orderId";
+        snprintf (outcome->detail, sizeof (outcome->detail),
+                  "order id \"%s\" is used by several tenants", order_id);
+        return 1;
+    }
+    return 0;
+}
+
 static int
 s_apply_payment (cw_webshop_t *self, cw_pg_t *pg, void *args,
                  s_outcome_t *outcome)
 {
     (void) self;
     s_payment_t *payment = (s_payment_t *) args;
-    int exists = cw_webshop_store_order_exists (pg, payment->order_id);
-    if (exists < 0)
-        return -1;
-    if (exists == 0) {
-        s_unknown_order (outcome, payment->order_id);
-        return 0;
-    }
+    char *tenant_id = NULL;
+    int found = s_order_tenant (pg, payment->order_id, &tenant_id, outcome);
+    if (found != 0)
+        return found < 0 ? -1 : 0;
     int64_t current = 0;
     int applied = cw_webshop_store_payment_apply (
-        pg, payment->order_id, payment->status, payment->external_version,
-        payment->has_amount ? &payment->amount_minor : NULL,
-        payment->currency, &current);
+        pg, tenant_id, payment->order_id, payment->status,
+        payment->external_version, payment->amount_minor, payment->currency,
+        &current);
+    free (tenant_id);
     if (applied < 0)
         return -1;
     outcome->status = 200;
@@ -502,15 +528,14 @@ s_post_payment_status (cw_http_request_t *request, void *arg)
                       &payment.external_version)
                < 0)
         failed = true;
-    int amount = failed ? -1
-                        : s_integer (request, body, "amountMinor", false,
-                                     INT64_MIN, &payment.amount_minor);
-    if (amount < 0)
+    if (!failed
+        && s_integer (request, body, "amountMinor", true, INT64_MIN,
+                      &payment.amount_minor)
+               < 0)
         failed = true;
-    payment.has_amount = amount == 0;
     if (!failed)
         payment.currency =
-            s_string (request, body, "currency", S_CURRENCY, false, &failed);
+            s_string (request, body, "currency", S_CURRENCY, true, &failed);
     char *key = NULL;
     if (!failed) {
         char reason[WEBSHOP_DETAIL_SIZE];
@@ -535,13 +560,10 @@ s_post_payment_status (cw_http_request_t *request, void *arg)
 typedef struct {
     const char *order_id;
     const char *invoice_number;
+    const char *invoice_id;
     int64_t external_version;
     const char *document_url;
     const char *document_token;
-    bool has_amount;
-    int64_t amount_minor;
-    const char *currency;
-    const char *issued_at;
 } s_invoice_t;
 
 static int
@@ -550,19 +572,15 @@ s_apply_invoice (cw_webshop_t *self, cw_pg_t *pg, void *args,
 {
     (void) self;
     s_invoice_t *invoice = (s_invoice_t *) args;
-    int exists = cw_webshop_store_order_exists (pg, invoice->order_id);
-    if (exists < 0)
-        return -1;
-    if (exists == 0) {
-        s_unknown_order (outcome, invoice->order_id);
-        return 0;
-    }
+    char *tenant_id = NULL;
+    int found = s_order_tenant (pg, invoice->order_id, &tenant_id, outcome);
+    if (found != 0)
+        return found < 0 ? -1 : 0;
     int applied = cw_webshop_store_invoice_apply (
-        pg, invoice->order_id, invoice->invoice_number,
-        invoice->external_version, invoice->document_url,
-        invoice->document_token,
-        invoice->has_amount ? &invoice->amount_minor : NULL,
-        invoice->currency, invoice->issued_at);
+        pg, tenant_id, invoice->order_id, invoice->invoice_number,
+        invoice->invoice_id, invoice->external_version,
+        invoice->document_url, invoice->document_token);
+    free (tenant_id);
     if (applied < 0)
         return -1;
     outcome->status = 200;
@@ -601,19 +619,10 @@ s_read_invoice (cw_http_request_t *request, json_t *body,
     }
     if (!failed)
         invoice->document_token = s_string (request, body, "documentToken",
-                                            S_TEXT, false, &failed);
-    if (failed)
-        return false;
-    int amount = s_integer (request, body, "amountMinor", false, INT64_MIN,
-                            &invoice->amount_minor);
-    if (amount < 0)
-        return false;
-    invoice->has_amount = amount == 0;
-    invoice->currency =
-        s_string (request, body, "currency", S_CURRENCY, false, &failed);
+                                            S_TOKEN, false, &failed);
     if (!failed)
-        invoice->issued_at =
-            s_string (request, body, "issuedAt", S_TIME, false, &failed);
+        invoice->invoice_id =
+            s_string (request, body, "invoiceId", S_ID, false, &failed);
     return !failed;
 }
 
@@ -777,10 +786,10 @@ s_apply_synced (cw_webshop_t *self, cw_pg_t *pg, void *args,
     bool customer = strcmp (synced->kind, "customer") == 0;
     int changed = customer ? cw_webshop_store_customer_synced (
                                  pg, synced->tenant_id, synced->id,
-                                 synced->external_id, synced->sync_status)
+                                 synced->external_id)
                            : cw_webshop_store_order_synced (
                                  pg, synced->tenant_id, synced->id,
-                                 synced->external_id, synced->sync_status);
+                                 synced->external_id);
     if (changed < 0)
         return -1;
     if (changed == 0) {
@@ -885,9 +894,8 @@ s_post_events (cw_http_request_t *request, void *arg)
 //  Fills event_id[33]. Returns 0 or -1.
 static int
 s_outbox_event (cw_webshop_t *self, cw_pg_t *pg, const char *type,
-                const char *tenant_id, const char *aggregate_id,
-                const char *key, const char *correlation_id, json_t *data,
-                char *event_id)
+                const char *tenant_id, const char *key,
+                const char *correlation_id, json_t *data, char *event_id)
 {
     unsigned char random[WEBSHOP_EVENT_ID_BYTES];
     randombytes_buf (random, sizeof (random));
@@ -912,9 +920,8 @@ s_outbox_event (cw_webshop_t *self, cw_pg_t *pg, const char *type,
                 "type", type, "reason", reason, NULL);
         return -1;
     }
-    int rc = cw_webshop_store_outbox_add (pg, event_id, type, tenant_id,
-                                          aggregate_id, key, correlation_id,
-                                          text);
+    int rc = cw_webshop_store_outbox_add (pg, type, tenant_id, key,
+                                          correlation_id, text);
     free (text);
     return rc;
 }
@@ -970,37 +977,42 @@ s_run_customer (cw_webshop_t *self, cw_pg_t *pg, cw_http_request_t *request,
     const char *email = json_string_value (json_object_get (body, "email"));
     const char *name = json_string_value (json_object_get (body, "name"));
     int64_t version = 0;
-    if (cw_webshop_store_customer_upsert (pg, tenant_id, customer_id, email,
-                                          name, &version))
-        return -1;
+    json_t *changed = json_array ();
+    int upserted = cw_webshop_store_customer_upsert (
+        pg, tenant_id, customer_id, email, name, &version, changed);
+    if (upserted <= 0) {
+        json_decref (changed);
+        if (upserted == 0) {
+            //  Nothing changed: no new version, no event.
+            outcome->status = 200;
+            outcome->body = json_pack (
+                "{s:s, s:s, s:I, s:b}", "tenantId", tenant_id, "customerId",
+                customer_id, "version", (json_int_t) version, "changed", 0);
+        }
+        return upserted;
+    }
     char reason[WEBSHOP_DETAIL_SIZE];
     char *key = cw_idkey_customer (tenant_id, customer_id, (uint64_t) version,
                                    reason, sizeof (reason));
-    if (!key)
+    if (!key) {
+        json_decref (changed);
         return -1;
-    json_t *changed = json_array ();
-    if (email)
-        json_array_append_new (changed, json_string ("email"));
-    if (name)
-        json_array_append_new (changed, json_string ("name"));
-    json_t *data = json_pack ("{s:s, s:s, s:I, s:o}", "tenantId", tenant_id,
-                              "customerId", customer_id, "version",
-                              (json_int_t) version, "changedFields", changed);
-    if (email)
-        json_object_set_new (data, "email", json_string (email));
-    if (name)
-        json_object_set_new (data, "name", json_string (name));
+    }
+    json_t *data = json_pack ("{s:s, s:s, s:I, s:o, s:s, s:s}", "tenantId",
+                              tenant_id, "customerId", customer_id, "version",
+                              (json_int_t) version, "changedFields", changed,
+                              "email", email, "name", name);
     char event_id[WEBSHOP_EVENT_ID_BYTES * 2 + 1];
     int rc = s_outbox_event (self, pg, "customer.upsert.requested.v1",
-                             tenant_id, customer_id, key,
+                             tenant_id, key,
                              cw_http_request_correlation_id (request), data,
                              event_id);
     if (rc == 0) {
         outcome->status = version == 1 ? 201 : 200;
-        outcome->body = json_pack ("{s:s, s:s, s:I, s:s, s:s}", "tenantId",
-                                   tenant_id, "customerId", customer_id,
-                                   "version", (json_int_t) version, "eventId",
-                                   event_id, "idempotencyKey", key);
+        outcome->body = json_pack (
+            "{s:s, s:s, s:I, s:b, s:s, s:s}", "tenantId", tenant_id,
+            "customerId", customer_id, "version", (json_int_t) version,
+            "changed", 1, "eventId", event_id, "idempotencyKey", key);
     }
     free (key);
     return rc;
@@ -1018,9 +1030,9 @@ s_post_customers (cw_http_request_t *request, void *arg)
     if (!failed)
         s_string (request, body, "customerId", S_ID, true, &failed);
     if (!failed)
-        s_string (request, body, "email", S_TEXT, false, &failed);
+        s_string (request, body, "email", S_TEXT, true, &failed);
     if (!failed)
-        s_string (request, body, "name", S_TEXT, false, &failed);
+        s_string (request, body, "name", S_TEXT, true, &failed);
     if (!failed)
         s_transaction (self, request, body, s_run_customer);
     json_decref (body);
@@ -1060,8 +1072,30 @@ s_run_order (cw_webshop_t *self, cw_pg_t *pg, cw_http_request_t *request,
                        (json_int_t) price, "lineTotalMinor",
                        (json_int_t) (quantity * price)));
     }
-    int created = cw_webshop_store_order_create (
-        pg, tenant_id, order_id, customer_id, currency, total, "placed");
+    int created = cw_webshop_store_customer_exists (pg, tenant_id,
+                                                    customer_id);
+    if (created == 0) {
+        json_decref (event_lines);
+        outcome->status = 422;
+        outcome->slug = "unknown-customer";
+        outcome->title = "unknown customer";
+        outcome->field = "customerId";
+        snprintf (outcome->detail, sizeof (outcome->detail),
+                  "customer \"%s\" of tenant \"%s\" does not exist",
+                  customer_id, tenant_id);
+        return 0;
+    }
+    //  Order ids are unique across tenants: the ERP pushes name none.
+    char *owner = NULL;
+    if (created > 0)
+        created = cw_webshop_store_order_tenant (pg, order_id, &owner);
+    free (owner);
+    if (created > 0)
+        created = 0;
+    else
+    if (created == 0)
+        created = cw_webshop_store_order_create (
+            pg, tenant_id, order_id, customer_id, currency, total, "placed");
     if (created <= 0) {
         json_decref (event_lines);
         if (created == 0) {
@@ -1079,11 +1113,11 @@ s_run_order (cw_webshop_t *self, cw_pg_t *pg, cw_http_request_t *request,
     }
     json_array_foreach (lines, index, line) {
         if (cw_webshop_store_order_line_add (
-                pg, order_id, (int) index + 1,
+                pg, tenant_id, order_id, (int) index + 1,
                 json_string_value (json_object_get (line, "articleNumber")),
                 json_integer_value (json_object_get (line, "quantity")),
-                json_integer_value (json_object_get (line, "unitPriceMinor")),
-                currency)) {
+                json_integer_value (
+                    json_object_get (line, "unitPriceMinor")))) {
             json_decref (event_lines);
             return -1;
         }
@@ -1101,8 +1135,7 @@ s_run_order (cw_webshop_t *self, cw_pg_t *pg, cw_http_request_t *request,
         customer_id, "currency", currency, "lines", event_lines, "totals",
         "totalMinor", (json_int_t) total, "currency", currency);
     char event_id[WEBSHOP_EVENT_ID_BYTES * 2 + 1];
-    int rc = s_outbox_event (self, pg, "order.created.v1", tenant_id,
-                             order_id, key,
+    int rc = s_outbox_event (self, pg, "order.created.v1", tenant_id, key,
                              cw_http_request_correlation_id (request), data,
                              event_id);
     if (rc == 0) {
@@ -1161,6 +1194,11 @@ s_post_orders (cw_http_request_t *request, void *arg)
             if (failed
                 || s_integer (request, line, "quantity", true, 1, &quantity)
                        < 0
+                || (quantity > INT32_MAX
+                    && (s_reply_invalid (request, 422, "quantity",
+                                         "field \"quantity\" must be at "
+                                         "most 2147483647"),
+                        true))
                 || s_integer (request, line, "unitPriceMinor", true, 0,
                               &price)
                        < 0) {
@@ -1192,14 +1230,22 @@ s_run_status (cw_webshop_t *self, cw_pg_t *pg, cw_http_request_t *request,
     int64_t version = 0;
     int changed = cw_webshop_store_order_set_status (
         pg, order_id, status, &tenant_id, &previous, &version);
-    if (changed <= 0) {
+    if (changed != 1) {
         free (tenant_id);
         free (previous);
-        if (changed == 0) {
+        if (changed == 0)
             s_unknown_order (outcome, order_id);
-            return 0;
+        else
+        if (changed == 2) {
+            outcome->status = 409;
+            outcome->slug = "ambiguous-order";
+            outcome->title = "ambiguous order id";
+            outcome->field = "orderId";
+            snprintf (outcome->detail, sizeof (outcome->detail),
+                      "order id \"%s\" is used by several tenants",
+                      order_id);
         }
-        return -1;
+        return changed < 0 ? -1 : 0;
     }
     char reason[WEBSHOP_DETAIL_SIZE];
     char *key = cw_idkey_order_status (tenant_id, order_id, status,
@@ -1215,7 +1261,7 @@ s_run_status (cw_webshop_t *self, cw_pg_t *pg, cw_http_request_t *request,
             "previousStatus", previous, "status", status, "changedAt", now);
         char event_id[WEBSHOP_EVENT_ID_BYTES * 2 + 1];
         rc = s_outbox_event (self, pg, "order.status.changed.v1", tenant_id,
-                             order_id, key,
+                             key,
                              cw_http_request_correlation_id (request), data,
                              event_id);
         if (rc == 0) {
@@ -1263,12 +1309,17 @@ s_get_invoices (cw_http_request_t *request, void *arg)
         return;
     }
     cw_pg_t *pg = cw_webshop_store_acquire (self->store);
-    int exists = cw_webshop_store_order_exists (pg, order_id);
-    json_t *list = exists == 1 ? cw_webshop_store_invoices (pg, order_id)
-                               : NULL;
+    char *tenant_id = NULL;
+    int exists = cw_webshop_store_order_tenant (pg, order_id, &tenant_id);
+    json_t *list = exists == 1
+                       ? cw_webshop_store_invoices (pg, tenant_id, order_id)
+                       : NULL;
     cw_webshop_store_release (self->store, pg);
-    if (exists == 0) {
-        s_reply_invalid (request, 404, "orderId", "order does not exist");
+    free (tenant_id);
+    if (exists == 0 || exists == 2) {
+        s_reply_invalid (request, exists ? 409 : 404, "orderId",
+                         exists ? "order id is used by several tenants"
+                                : "order does not exist");
         return;
     }
     if (!list) {
@@ -1392,11 +1443,16 @@ s_get_document (cw_http_request_t *request, void *arg)
     }
     unsigned char *document = NULL;
     size_t size = 0;
-    char *content_type = NULL, *url = NULL, *token = NULL;
+    char *url = NULL, *token = NULL, *tenant_id = NULL;
     cw_pg_t *pg = cw_webshop_store_acquire (self->store);
-    int found = cw_webshop_store_document_get (pg, order_id, invoice_number,
-                                               &document, &size,
-                                               &content_type, &url, &token);
+    int found = cw_webshop_store_order_tenant (pg, order_id, &tenant_id);
+    if (found == 1)
+        found = cw_webshop_store_document_get (pg, tenant_id, order_id,
+                                               invoice_number, &document,
+                                               &size, &url, &token);
+    else
+    if (found == 2)
+        found = 0;
     cw_webshop_store_release (self->store, pg);
     if (found < 0)
         s_reply_unavailable (request);
@@ -1406,9 +1462,8 @@ s_get_document (cw_http_request_t *request, void *arg)
                          "no such invoice for this order");
     else
     if (document) {
-        cw_http_reply_bytes (request, 200,
-                             content_type ? content_type : "application/pdf",
-                             document, size);
+        cw_http_reply_bytes (request, 200, "application/pdf", document,
+                             size);
     }
     else {
         s_buffer_t buffer = {0};
@@ -1427,9 +1482,9 @@ s_get_document (cw_http_request_t *request, void *arg)
         }
         else {
             pg = cw_webshop_store_acquire (self->store);
-            if (cw_webshop_store_document_put (pg, order_id, invoice_number,
-                                               buffer.data, buffer.size,
-                                               fetched_type))
+            if (cw_webshop_store_document_put (pg, tenant_id, order_id,
+                                               invoice_number, buffer.data,
+                                               buffer.size))
                 cw_log (CW_LOG_WARN, "document_not_stored",
                         "could not store fetched document", "order_id",
                         order_id, "invoice_number", invoice_number, NULL);
@@ -1438,14 +1493,14 @@ s_get_document (cw_http_request_t *request, void *arg)
                                                      "invoice document",
                     "order_id", order_id, "invoice_number", invoice_number,
                     NULL);
-            cw_http_reply_bytes (request, 200, fetched_type, buffer.data,
-                                 buffer.size);
+            cw_http_reply_bytes (request, 200, "application/pdf",
+                                 buffer.data, buffer.size);
         }
         free (buffer.data);
         free (fetched_type);
     }
     free (document);
-    free (content_type);
+    free (tenant_id);
     free (url);
     if (token)
         sodium_memzero (token, strlen (token));

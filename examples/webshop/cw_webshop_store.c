@@ -33,8 +33,8 @@ typedef struct {
 
 static const s_statement_t s_statements[] = {
     {"inbox_claim",
-     "INSERT INTO shop.inbox (idempotency_key, message_type, request_sha256, "
-     "correlation_id) VALUES ($1, $2, $3, $4) "
+     "INSERT INTO shop.inbox (idempotency_key, event_type, response_status, "
+     "request_sha256, correlation_id) VALUES ($1, $2, 0, $3, $4) "
      "ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1",
      4},
     {"inbox_finish",
@@ -46,73 +46,85 @@ static const s_statement_t s_statements[] = {
      "FROM shop.inbox WHERE idempotency_key = $1",
      1},
     {"outbox_add",
-     "INSERT INTO shop.outbox (event_id, event_type, tenant, aggregate_id, "
-     "idempotency_key, correlation_id, envelope) "
-     "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
-     7},
-    {"customer_upsert",
-     "INSERT INTO shop.customers AS c (tenant, customer_id, email, name, "
-     "version) VALUES ($1, $2, $3, $4, 1) "
-     "ON CONFLICT (tenant, customer_id) DO UPDATE SET email = "
-     "EXCLUDED.email, name = EXCLUDED.name, version = c.version + 1, "
-     "updated_at = now() RETURNING version",
+     "INSERT INTO shop.outbox (event_type, tenant, idempotency_key, "
+     "correlation_id, payload) VALUES ($1, $2, $3, $4, $5::jsonb)",
+     5},
+    {"customer_lock",
+     "SELECT email, name, version FROM shop.customers "
+     "WHERE tenant = $1 AND customer_id = $2 FOR UPDATE",
+     2},
+    {"customer_insert",
+     "INSERT INTO shop.customers (tenant, customer_id, email, name, version) "
+     "VALUES ($1, $2, $3, $4, 1)",
+     4},
+    {"customer_update",
+     "UPDATE shop.customers SET email = $3, name = $4, version = version + 1, "
+     "updated_at = now() WHERE tenant = $1 AND customer_id = $2 "
+     "RETURNING version",
      4},
     {"customer_synced",
-     "UPDATE shop.customers SET erp_customer_id = $3, erp_sync_status = $4, "
-     "updated_at = now() WHERE tenant = $1 AND customer_id = $2",
-     4},
+     "UPDATE shop.customers SET erp_customer_id = $3, updated_at = now() "
+     "WHERE tenant = $1 AND customer_id = $2",
+     3},
+    {"order_tenant", "SELECT tenant FROM shop.orders WHERE order_id = $1", 1},
     {"order_create",
      "INSERT INTO shop.orders (tenant, order_id, customer_id, currency, "
      "total_minor, status, version) VALUES ($1, $2, $3, $4, $5, $6, 1) "
-     "ON CONFLICT (order_id) DO NOTHING RETURNING 1",
+     "ON CONFLICT (tenant, order_id) DO NOTHING RETURNING 1",
      6},
     {"order_line_add",
-     "INSERT INTO shop.order_lines (order_id, line_number, article_number, "
-     "quantity, unit_price_minor, currency) VALUES ($1, $2, $3, $4, $5, $6)",
-     6},
+     "INSERT INTO shop.order_lines (tenant, order_id, line_no, "
+     "article_number, quantity, unit_price_minor, line_total_minor) "
+     "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+     7},
     {"order_lock",
      "SELECT tenant, status FROM shop.orders WHERE order_id = $1 FOR UPDATE",
      1},
     {"order_set_status",
-     "UPDATE shop.orders SET status = $2, version = version + 1, "
-     "updated_at = now() WHERE order_id = $1 RETURNING version",
-     2},
+     "UPDATE shop.orders SET status = $3, version = version + 1, "
+     "updated_at = now() WHERE tenant = $1 AND order_id = $2 "
+     "RETURNING version",
+     3},
     {"order_synced",
-     "UPDATE shop.orders SET erp_order_id = $3, erp_sync_status = $4, "
+     "UPDATE shop.orders SET erp_order_id = $3, updated_at = now() "
+     "WHERE tenant = $1 AND order_id = $2",
+     3},
+    {"payment_apply",
+     "INSERT INTO shop.payments AS p (tenant, order_id, status, "
+     "external_version, amount_minor, currency) "
+     "VALUES ($1, $2, $3, $4, $5, $6) "
+     "ON CONFLICT (tenant, order_id) DO UPDATE SET status = EXCLUDED.status, "
+     "external_version = EXCLUDED.external_version, amount_minor = "
+     "EXCLUDED.amount_minor, currency = EXCLUDED.currency, updated_at = now() "
+     "WHERE p.external_version < EXCLUDED.external_version RETURNING 1",
+     6},
+    {"payment_order",
+     "UPDATE shop.orders SET payment_status = $3, payment_version = $4, "
      "updated_at = now() WHERE tenant = $1 AND order_id = $2",
      4},
-    {"order_exists", "SELECT 1 FROM shop.orders WHERE order_id = $1", 1},
-    {"payment_apply",
-     "INSERT INTO shop.payments AS p (order_id, status, external_version, "
-     "amount_minor, currency) VALUES ($1, $2, $3, $4, $5) "
-     "ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, "
-     "external_version = EXCLUDED.external_version, amount_minor = "
-     "COALESCE (EXCLUDED.amount_minor, p.amount_minor), currency = "
-     "COALESCE (EXCLUDED.currency, p.currency), updated_at = now() "
-     "WHERE p.external_version < EXCLUDED.external_version RETURNING 1",
-     5},
     {"payment_version",
-     "SELECT external_version FROM shop.payments WHERE order_id = $1", 1},
+     "SELECT external_version FROM shop.payments "
+     "WHERE tenant = $1 AND order_id = $2",
+     2},
     {"invoice_apply",
-     "INSERT INTO shop.order_documents AS d (order_id, invoice_number, "
-     "external_version, document_url, document_token, amount_minor, "
-     "currency, issued_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
-     "ON CONFLICT (order_id, invoice_number) DO UPDATE SET "
-     "external_version = EXCLUDED.external_version, document_url = "
-     "EXCLUDED.document_url, document_token = EXCLUDED.document_token, "
-     "amount_minor = EXCLUDED.amount_minor, currency = EXCLUDED.currency, "
-     "issued_at = EXCLUDED.issued_at, document = NULL, content_type = NULL, "
-     "updated_at = now() "
+     "INSERT INTO shop.order_documents AS d (tenant, order_id, "
+     "invoice_number, invoice_id, external_version, document_url, "
+     "document_token) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+     "ON CONFLICT (tenant, order_id, invoice_number) DO UPDATE SET "
+     "invoice_id = EXCLUDED.invoice_id, external_version = "
+     "EXCLUDED.external_version, document_url = EXCLUDED.document_url, "
+     "document_token = EXCLUDED.document_token, pdf = NULL, "
+     "linked_at = now() "
      "WHERE d.external_version < EXCLUDED.external_version RETURNING 1",
-     8},
+     7},
     {"price_apply",
      "INSERT INTO shop.product_prices AS p (article_number, price_list, "
      "external_version, amount_minor, currency, effective_at) "
-     "VALUES ($1, $2, $3, $4, $5, $6) "
+     "VALUES ($1, $2, $3, $4, $5, COALESCE ($6::timestamptz, now())) "
      "ON CONFLICT (article_number, price_list) DO UPDATE SET "
      "external_version = EXCLUDED.external_version, amount_minor = "
      "EXCLUDED.amount_minor, currency = EXCLUDED.currency, effective_at = "
-     "EXCLUDED.effective_at, updated_at = now() "
+     "EXCLUDED.effective_at "
      "WHERE p.external_version < EXCLUDED.external_version RETURNING 1",
      6},
     {"price_version",
@@ -120,20 +132,20 @@ static const s_statement_t s_statements[] = {
      "WHERE article_number = $1 AND price_list = $2",
      2},
     {"invoices",
-     "SELECT invoice_number, external_version, amount_minor, currency, "
-     "to_char (issued_at AT TIME ZONE 'UTC', "
-     "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), document IS NOT NULL "
-     "FROM shop.order_documents WHERE order_id = $1 ORDER BY invoice_number",
-     1},
-    {"document_get",
-     "SELECT encode (document, 'hex'), content_type, document_url, "
-     "document_token FROM shop.order_documents "
-     "WHERE order_id = $1 AND invoice_number = $2",
+     "SELECT invoice_number, invoice_id, external_version, "
+     "to_char (linked_at AT TIME ZONE 'UTC', "
+     "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), pdf IS NOT NULL "
+     "FROM shop.order_documents WHERE tenant = $1 AND order_id = $2 "
+     "ORDER BY invoice_number",
      2},
+    {"document_get",
+     "SELECT encode (pdf, 'hex'), document_url, document_token "
+     "FROM shop.order_documents "
+     "WHERE tenant = $1 AND order_id = $2 AND invoice_number = $3",
+     3},
     {"document_put",
-     "UPDATE shop.order_documents SET document = decode ($3, 'hex'), "
-     "content_type = $4, updated_at = now() "
-     "WHERE order_id = $1 AND invoice_number = $2",
+     "UPDATE shop.order_documents SET pdf = decode ($4, 'hex') "
+     "WHERE tenant = $1 AND order_id = $2 AND invoice_number = $3",
      4},
     {NULL, NULL, 0}};
 
@@ -340,30 +352,28 @@ cw_webshop_store_inbox_get (cw_pg_t *pg, const char *key, int *status,
 }
 
 int
-cw_webshop_store_outbox_add (cw_pg_t *pg, const char *event_id,
-                             const char *event_type, const char *tenant_id,
-                             const char *aggregate_id,
+cw_webshop_store_outbox_add (cw_pg_t *pg, const char *event_type,
+                             const char *tenant_id,
                              const char *idempotency_key,
                              const char *correlation_id,
                              const char *envelope_json)
 {
-    const char *values[] = {event_id,        event_type,     tenant_id,
-                            aggregate_id,    idempotency_key, correlation_id,
-                            envelope_json};
-    return s_exec_count (pg, "outbox_add", 7, values) == 1 ? 0 : -1;
+    const char *values[] = {event_type, tenant_id, idempotency_key,
+                            correlation_id, envelope_json};
+    return s_exec_count (pg, "outbox_add", 5, values) == 1 ? 0 : -1;
 }
 
-int
-cw_webshop_store_customer_upsert (cw_pg_t *pg, const char *tenant_id,
-                                  const char *customer_id, const char *email,
-                                  const char *name, int64_t *version)
+
+//  Reads a one-row int64 result column 0 of statement name.
+static int
+s_exec_int (cw_pg_t *pg, const char *name, int nparams,
+            const char *const *values, int64_t *value)
 {
-    const char *values[] = {tenant_id, customer_id, email, name};
-    cw_pg_rows_t *rows = s_exec (pg, "customer_upsert", 4, values);
+    cw_pg_rows_t *rows = s_exec (pg, name, nparams, values);
     if (!rows)
         return -1;
     int rc = cw_pg_rows_count (rows) == 1
-                     && s_parse_int (cw_pg_rows_value (rows, 0, 0), version)
+                     && s_parse_int (cw_pg_rows_value (rows, 0, 0), value)
                             == 0
                  ? 0
                  : -1;
@@ -372,13 +382,71 @@ cw_webshop_store_customer_upsert (cw_pg_t *pg, const char *tenant_id,
 }
 
 int
+cw_webshop_store_customer_upsert (cw_pg_t *pg, const char *tenant_id,
+                                  const char *customer_id, const char *email,
+                                  const char *name, int64_t *version,
+                                  json_t *changed)
+{
+    const char *values[] = {tenant_id, customer_id, email, name};
+    cw_pg_rows_t *rows = s_exec (pg, "customer_lock", 2, values);
+    if (!rows)
+        return -1;
+    if (cw_pg_rows_count (rows) == 0) {
+        cw_pg_rows_destroy (&rows);
+        if (s_exec_count (pg, "customer_insert", 4, values) != 1)
+            return -1;
+        *version = 1;
+        json_array_append_new (changed, json_string ("email"));
+        json_array_append_new (changed, json_string ("name"));
+        return 1;
+    }
+    bool email_changed = strcmp (cw_pg_rows_value (rows, 0, 0), email) != 0;
+    bool name_changed = strcmp (cw_pg_rows_value (rows, 0, 1), name) != 0;
+    int rc = s_parse_int (cw_pg_rows_value (rows, 0, 2), version);
+    cw_pg_rows_destroy (&rows);
+    if (rc)
+        return -1;
+    if (!email_changed && !name_changed)
+        return 0;
+    if (email_changed)
+        json_array_append_new (changed, json_string ("email"));
+    if (name_changed)
+        json_array_append_new (changed, json_string ("name"));
+    return s_exec_int (pg, "customer_update", 4, values, version) ? -1 : 1;
+}
+
+int
+cw_webshop_store_customer_exists (cw_pg_t *pg, const char *tenant_id,
+                                  const char *customer_id)
+{
+    const char *values[] = {tenant_id, customer_id};
+    int64_t count = s_exec_count (pg, "customer_lock", 2, values);
+    return count < 0 ? -1 : count > 0;
+}
+
+int
 cw_webshop_store_customer_synced (cw_pg_t *pg, const char *tenant_id,
                                   const char *customer_id,
-                                  const char *erp_id, const char *sync_status)
+                                  const char *erp_id)
 {
-    const char *values[] = {tenant_id, customer_id, erp_id, sync_status};
-    int64_t count = s_exec_count (pg, "customer_synced", 4, values);
+    const char *values[] = {tenant_id, customer_id, erp_id};
+    int64_t count = s_exec_count (pg, "customer_synced", 3, values);
     return count < 0 ? -1 : count > 0;
+}
+
+int
+cw_webshop_store_order_tenant (cw_pg_t *pg, const char *order_id,
+                               char **tenant_id)
+{
+    const char *values[] = {order_id};
+    cw_pg_rows_t *rows = s_exec (pg, "order_tenant", 1, values);
+    if (!rows)
+        return -1;
+    int count = cw_pg_rows_count (rows);
+    if (count == 1)
+        *tenant_id = s_strdup (cw_pg_rows_value (rows, 0, 0));
+    cw_pg_rows_destroy (&rows);
+    return count > 1 ? 2 : count;
 }
 
 int
@@ -396,18 +464,20 @@ cw_webshop_store_order_create (cw_pg_t *pg, const char *tenant_id,
 }
 
 int
-cw_webshop_store_order_line_add (cw_pg_t *pg, const char *order_id,
-                                 int line_number, const char *article_number,
-                                 int64_t quantity, int64_t unit_price_minor,
-                                 const char *currency)
+cw_webshop_store_order_line_add (cw_pg_t *pg, const char *tenant_id,
+                                 const char *order_id, int line_number,
+                                 const char *article_number,
+                                 int64_t quantity, int64_t unit_price_minor)
 {
-    char line[STORE_INT_SIZE], count[STORE_INT_SIZE], price[STORE_INT_SIZE];
+    char line[STORE_INT_SIZE], count[STORE_INT_SIZE], price[STORE_INT_SIZE],
+        total[STORE_INT_SIZE];
     s_int_text (line_number, line);
     s_int_text (quantity, count);
     s_int_text (unit_price_minor, price);
-    const char *values[] = {order_id, line,  article_number,
-                            count,    price, currency};
-    return s_exec_count (pg, "order_line_add", 6, values) == 1 ? 0 : -1;
+    s_int_text (quantity * unit_price_minor, total);
+    const char *values[] = {tenant_id, order_id, line, article_number,
+                            count,     price,    total};
+    return s_exec_count (pg, "order_line_add", 7, values) == 1 ? 0 : -1;
 }
 
 int
@@ -415,98 +485,71 @@ cw_webshop_store_order_set_status (cw_pg_t *pg, const char *order_id,
                                    const char *status, char **tenant_id,
                                    char **previous_status, int64_t *version)
 {
-    const char *values[] = {order_id, status};
+    const char *values[] = {order_id};
     cw_pg_rows_t *rows = s_exec (pg, "order_lock", 1, values);
     if (!rows)
         return -1;
-    if (cw_pg_rows_count (rows) == 0) {
+    int count = cw_pg_rows_count (rows);
+    if (count != 1) {
         cw_pg_rows_destroy (&rows);
-        return 0;
+        return count > 1 ? 2 : 0;
     }
     *tenant_id = s_strdup (cw_pg_rows_value (rows, 0, 0));
     *previous_status = s_strdup (cw_pg_rows_value (rows, 0, 1));
     cw_pg_rows_destroy (&rows);
-    rows = s_exec (pg, "order_set_status", 2, values);
-    if (!rows)
-        return -1;
-    int rc = cw_pg_rows_count (rows) == 1
-                     && s_parse_int (cw_pg_rows_value (rows, 0, 0), version)
-                            == 0
-                 ? 1
-                 : -1;
-    cw_pg_rows_destroy (&rows);
-    return rc;
+    const char *update[] = {*tenant_id, order_id, status};
+    return s_exec_int (pg, "order_set_status", 3, update, version) ? -1 : 1;
 }
 
 int
 cw_webshop_store_order_synced (cw_pg_t *pg, const char *tenant_id,
-                               const char *order_id, const char *erp_id,
-                               const char *sync_status)
+                               const char *order_id, const char *erp_id)
 {
-    const char *values[] = {tenant_id, order_id, erp_id, sync_status};
-    int64_t count = s_exec_count (pg, "order_synced", 4, values);
+    const char *values[] = {tenant_id, order_id, erp_id};
+    int64_t count = s_exec_count (pg, "order_synced", 3, values);
     return count < 0 ? -1 : count > 0;
 }
 
 int
-cw_webshop_store_order_exists (cw_pg_t *pg, const char *order_id)
-{
-    const char *values[] = {order_id};
-    int64_t count = s_exec_count (pg, "order_exists", 1, values);
-    return count < 0 ? -1 : count > 0;
-}
-
-//  Reads one stored version with statement name; 0 when there is none.
-static int
-s_version (cw_pg_t *pg, const char *name, int nparams,
-           const char *const *values, int64_t *current)
-{
-    cw_pg_rows_t *rows = s_exec (pg, name, nparams, values);
-    if (!rows)
-        return -1;
-    *current = 0;
-    if (cw_pg_rows_count (rows) > 0)
-        s_parse_int (cw_pg_rows_value (rows, 0, 0), current);
-    cw_pg_rows_destroy (&rows);
-    return 0;
-}
-
-int
-cw_webshop_store_payment_apply (cw_pg_t *pg, const char *order_id,
-                                const char *status, int64_t external_version,
-                                const int64_t *amount_minor,
-                                const char *currency, int64_t *current)
+cw_webshop_store_payment_apply (cw_pg_t *pg, const char *tenant_id,
+                                const char *order_id, const char *status,
+                                int64_t external_version,
+                                int64_t amount_minor, const char *currency,
+                                int64_t *current)
 {
     char version[STORE_INT_SIZE], amount[STORE_INT_SIZE];
     s_int_text (external_version, version);
-    if (amount_minor)
-        s_int_text (*amount_minor, amount);
-    const char *values[] = {order_id, status, version,
-                            amount_minor ? amount : NULL, currency};
-    int64_t count = s_exec_count (pg, "payment_apply", 5, values);
-    if (count < 0 || s_version (pg, "payment_version", 1, values, current))
+    s_int_text (amount_minor, amount);
+    const char *values[] = {tenant_id, order_id, status,
+                            version,   amount,   currency};
+    int64_t count = s_exec_count (pg, "payment_apply", 6, values);
+    if (count < 0)
+        return -1;
+    if (count > 0) {
+        const char *order[] = {tenant_id, order_id, status, version};
+        if (s_exec_count (pg, "payment_order", 4, order) != 1)
+            return -1;
+    }
+    if (s_exec_int (pg, "payment_version", 2, values, current))
         return -1;
     return count > 0;
 }
 
 int
-cw_webshop_store_invoice_apply (cw_pg_t *pg, const char *order_id,
+cw_webshop_store_invoice_apply (cw_pg_t *pg, const char *tenant_id,
+                                const char *order_id,
                                 const char *invoice_number,
+                                const char *invoice_id,
                                 int64_t external_version,
                                 const char *document_url,
-                                const char *document_token,
-                                const int64_t *amount_minor,
-                                const char *currency, const char *issued_at)
+                                const char *document_token)
 {
-    char version[STORE_INT_SIZE], amount[STORE_INT_SIZE];
+    char version[STORE_INT_SIZE];
     s_int_text (external_version, version);
-    if (amount_minor)
-        s_int_text (*amount_minor, amount);
-    const char *values[] = {order_id,       invoice_number,
-                            version,        document_url,
-                            document_token, amount_minor ? amount : NULL,
-                            currency,       issued_at};
-    int64_t count = s_exec_count (pg, "invoice_apply", 8, values);
+    const char *values[] = {tenant_id,    order_id,      invoice_number,
+                            invoice_id,   version,       document_url,
+                            document_token};
+    int64_t count = s_exec_count (pg, "invoice_apply", 7, values);
     return count < 0 ? -1 : count > 0;
 }
 
@@ -523,35 +566,32 @@ cw_webshop_store_price_apply (cw_pg_t *pg, const char *article_number,
     const char *values[] = {article_number, price_list, version,
                             amount,         currency,   effective_at};
     int64_t count = s_exec_count (pg, "price_apply", 6, values);
-    if (count < 0 || s_version (pg, "price_version", 2, values, current))
+    if (count < 0 || s_exec_int (pg, "price_version", 2, values, current))
         return -1;
     return count > 0;
 }
 
 json_t *
-cw_webshop_store_invoices (cw_pg_t *pg, const char *order_id)
+cw_webshop_store_invoices (cw_pg_t *pg, const char *tenant_id,
+                           const char *order_id)
 {
-    const char *values[] = {order_id};
-    cw_pg_rows_t *rows = s_exec (pg, "invoices", 1, values);
+    const char *values[] = {tenant_id, order_id};
+    cw_pg_rows_t *rows = s_exec (pg, "invoices", 2, values);
     if (!rows)
         return NULL;
     json_t *list = json_array ();
     for (int row = 0; row < cw_pg_rows_count (rows); row++) {
-        int64_t version = 0, amount = 0;
-        s_parse_int (cw_pg_rows_value (rows, row, 1), &version);
+        int64_t version = 0;
+        s_parse_int (cw_pg_rows_value (rows, row, 2), &version);
         json_t *item = json_pack (
-            "{s:s, s:I, s:b}", "invoiceNumber",
+            "{s:s, s:I, s:s, s:b}", "invoiceNumber",
             cw_pg_rows_value (rows, row, 0), "externalVersion",
-            (json_int_t) version, "documentStored",
-            strcmp (cw_pg_rows_value (rows, row, 5), "t") == 0);
-        if (s_parse_int (cw_pg_rows_value (rows, row, 2), &amount) == 0)
-            json_object_set_new (item, "amountMinor", json_integer (amount));
-        const char *currency = cw_pg_rows_value (rows, row, 3);
-        if (currency)
-            json_object_set_new (item, "currency", json_string (currency));
-        const char *issued = cw_pg_rows_value (rows, row, 4);
-        if (issued)
-            json_object_set_new (item, "issuedAt", json_string (issued));
+            (json_int_t) version, "linkedAt",
+            cw_pg_rows_value (rows, row, 3), "documentStored",
+            strcmp (cw_pg_rows_value (rows, row, 4), "t") == 0);
+        const char *invoice_id = cw_pg_rows_value (rows, row, 1);
+        if (invoice_id)
+            json_object_set_new (item, "invoiceId", json_string (invoice_id));
         json_array_append_new (list, item);
     }
     cw_pg_rows_destroy (&rows);
@@ -559,18 +599,18 @@ cw_webshop_store_invoices (cw_pg_t *pg, const char *order_id)
 }
 
 int
-cw_webshop_store_document_get (cw_pg_t *pg, const char *order_id,
+cw_webshop_store_document_get (cw_pg_t *pg, const char *tenant_id,
+                               const char *order_id,
                                const char *invoice_number,
                                unsigned char **document, size_t *size,
-                               char **content_type, char **url, char **token)
+                               char **url, char **token)
 {
-    const char *values[] = {order_id, invoice_number};
-    cw_pg_rows_t *rows = s_exec (pg, "document_get", 2, values);
+    const char *values[] = {tenant_id, order_id, invoice_number};
+    cw_pg_rows_t *rows = s_exec (pg, "document_get", 3, values);
     if (!rows)
         return -1;
     *document = NULL;
     *size = 0;
-    *content_type = NULL;
     *url = NULL;
     *token = NULL;
     if (cw_pg_rows_count (rows) == 0) {
@@ -594,24 +634,23 @@ cw_webshop_store_document_get (cw_pg_t *pg, const char *order_id,
         *document = bytes;
         *size = decoded;
     }
-    *content_type = s_strdup (cw_pg_rows_value (rows, 0, 1));
-    *url = s_strdup (cw_pg_rows_value (rows, 0, 2));
-    *token = s_strdup (cw_pg_rows_value (rows, 0, 3));
+    *url = s_strdup (cw_pg_rows_value (rows, 0, 1));
+    *token = s_strdup (cw_pg_rows_value (rows, 0, 2));
     cw_pg_rows_destroy (&rows);
     return 1;
 }
 
 int
-cw_webshop_store_document_put (cw_pg_t *pg, const char *order_id,
+cw_webshop_store_document_put (cw_pg_t *pg, const char *tenant_id,
+                               const char *order_id,
                                const char *invoice_number,
-                               const unsigned char *document, size_t size,
-                               const char *content_type)
+                               const unsigned char *document, size_t size)
 {
     char *encoded = (char *) malloc (size * 2 + 1);
     if (!encoded)
         abort ();
     sodium_bin2hex (encoded, size * 2 + 1, document, size);
-    const char *values[] = {order_id, invoice_number, encoded, content_type};
+    const char *values[] = {tenant_id, order_id, invoice_number, encoded};
     int64_t count = s_exec_count (pg, "document_put", 4, values);
     free (encoded);
     return count == 1 ? 0 : -1;

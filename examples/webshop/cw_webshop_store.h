@@ -63,36 +63,46 @@ int
 //  ---------------------------------------------------------------------
 //  Outbox
 
-//  Adds an event to shop.outbox (inside the caller's transaction).
+//  Adds an event (its whole CloudEvents envelope as JSON text) to
+//  shop.outbox, inside the caller's transaction. Returns 0 or -1.
 int
-    cw_webshop_store_outbox_add (cw_pg_t *pg, const char *event_id,
-                                 const char *event_type,
+    cw_webshop_store_outbox_add (cw_pg_t *pg, const char *event_type,
                                  const char *tenant_id,
-                                 const char *aggregate_id,
                                  const char *idempotency_key,
                                  const char *correlation_id,
                                  const char *envelope_json);
 
 //  ---------------------------------------------------------------------
-//  Domain
+//  Domain. Functions returning "1 done, 0 not found, -1 error" run in the
+//  caller's transaction; -1 leaves the failure in cw_pg_failure.
 
-//  Creates or changes a customer and returns its new version (1 when new)
-//  in *version. Returns 0 or -1.
+//  Creates a customer at version 1, or changes it (version + 1) when
+//  email or name differ. Appends the names of changed fields to changed
+//  (a JSON array). Returns 1 created or changed, 0 unchanged, -1 error.
 int
     cw_webshop_store_customer_upsert (cw_pg_t *pg, const char *tenant_id,
                                       const char *customer_id,
                                       const char *email, const char *name,
-                                      int64_t *version);
+                                      int64_t *version, json_t *changed);
 
-//  Sets the ERP id of a customer. Returns 1 changed, 0 unknown, -1 error.
+//  1 when the customer exists (and locks it), 0 not, -1 error.
+int
+    cw_webshop_store_customer_exists (cw_pg_t *pg, const char *tenant_id,
+                                      const char *customer_id);
+
+//  Sets the ERP id of a customer. 1 changed, 0 unknown, -1 error.
 int
     cw_webshop_store_customer_synced (cw_pg_t *pg, const char *tenant_id,
                                       const char *customer_id,
-                                      const char *erp_id,
-                                      const char *sync_status);
+                                      const char *erp_id);
 
-//  Creates an order at version 1. Returns 1 created, 0 when the order id
-//  exists already, -1 error.
+//  Finds the tenant of an order id (caller frees *tenant_id). 1 found,
+//  0 unknown, 2 ambiguous (several tenants use the id), -1 error.
+int
+    cw_webshop_store_order_tenant (cw_pg_t *pg, const char *order_id,
+                                   char **tenant_id);
+
+//  Creates an order at version 1. 1 created, 0 exists already, -1 error.
 int
     cw_webshop_store_order_create (cw_pg_t *pg, const char *tenant_id,
                                    const char *order_id,
@@ -100,58 +110,52 @@ int
                                    const char *currency, int64_t total_minor,
                                    const char *status);
 
-//  Adds one order line.
+//  Adds one order line (line total = quantity * unit price).
 int
-    cw_webshop_store_order_line_add (cw_pg_t *pg, const char *order_id,
-                                     int line_number,
+    cw_webshop_store_order_line_add (cw_pg_t *pg, const char *tenant_id,
+                                     const char *order_id, int line_number,
                                      const char *article_number,
                                      int64_t quantity,
-                                     int64_t unit_price_minor,
-                                     const char *currency);
+                                     int64_t unit_price_minor);
 
-//  Changes an order's status, locking the row. Fills tenant, previous
-//  status (caller frees) and the new version. Returns 1 changed, 0 when
-//  the order is unknown, -1 error.
+//  Changes an order's status, locking the row first. Fills the tenant and
+//  previous status (caller frees both) and the new version. 1 changed,
+//  0 unknown order, 2 ambiguous order id, -1 error.
 int
     cw_webshop_store_order_set_status (cw_pg_t *pg, const char *order_id,
                                        const char *status, char **tenant_id,
                                        char **previous_status,
                                        int64_t *version);
 
-//  Sets the ERP id of an order. Returns 1 changed, 0 unknown, -1 error.
+//  Sets the ERP id of an order. 1 changed, 0 unknown, -1 error.
 int
     cw_webshop_store_order_synced (cw_pg_t *pg, const char *tenant_id,
-                                   const char *order_id, const char *erp_id,
-                                   const char *sync_status);
+                                   const char *order_id, const char *erp_id);
 
-//  True-ish: 1 when the order exists, 0 not, -1 error.
+//  Records a payment status (shop.payments and the order's
+//  payment_status) unless an equal or newer external version is stored.
+//  1 applied, 0 stale (ignored), -1 error; *current: the stored version.
 int
-    cw_webshop_store_order_exists (cw_pg_t *pg, const char *order_id);
-
-//  Records a payment status unless an equal or newer external version is
-//  stored. Returns 1 applied, 0 stale (ignored), -1 error. *current gets
-//  the stored version after the call.
-int
-    cw_webshop_store_payment_apply (cw_pg_t *pg, const char *order_id,
-                                    const char *status,
+    cw_webshop_store_payment_apply (cw_pg_t *pg, const char *tenant_id,
+                                    const char *order_id, const char *status,
                                     int64_t external_version,
-                                    const int64_t *amount_minor,
+                                    int64_t amount_minor,
                                     const char *currency, int64_t *current);
 
-//  Records invoice metadata for an order unless a newer external version
-//  of the same invoice is stored. Returns 1 applied, 0 stale, -1 error.
+//  Links invoice metadata to an order unless an equal or newer external
+//  version of that invoice is stored (a newer one drops the stored PDF).
+//  1 applied, 0 stale, -1 error.
 int
-    cw_webshop_store_invoice_apply (cw_pg_t *pg, const char *order_id,
+    cw_webshop_store_invoice_apply (cw_pg_t *pg, const char *tenant_id,
+                                    const char *order_id,
                                     const char *invoice_number,
+                                    const char *invoice_id,
                                     int64_t external_version,
                                     const char *document_url,
-                                    const char *document_token,
-                                    const int64_t *amount_minor,
-                                    const char *currency,
-                                    const char *issued_at);
+                                    const char *document_token);
 
-//  Records a price unless an equal or newer one is stored. Returns 1
-//  applied, 0 stale, -1 error; *current gets the stored version.
+//  Records a price unless an equal or newer one is stored (effective_at
+//  NULL: now). 1 applied, 0 stale, -1 error; *current: stored version.
 int
     cw_webshop_store_price_apply (cw_pg_t *pg, const char *article_number,
                                   const char *price_list,
@@ -159,25 +163,28 @@ int
                                   int64_t amount_minor, const char *currency,
                                   const char *effective_at, int64_t *current);
 
-//  Lists an order's invoices as a JSON array (caller owns). NULL on error.
+//  Lists an order's invoices as a JSON array, or NULL on error.
+//  Caller owns return value.
 json_t *
-    cw_webshop_store_invoices (cw_pg_t *pg, const char *order_id);
+    cw_webshop_store_invoices (cw_pg_t *pg, const char *tenant_id,
+                               const char *order_id);
 
-//  Reads one invoice's document source. Returns 1 found, 0 unknown
-//  invoice, -1 error. *document (caller frees) is NULL when no copy is
-//  stored yet; url and token (caller frees) tell where to fetch it.
+//  Reads one invoice's document: 1 found, 0 unknown invoice, -1 error.
+//  *document (caller frees) is NULL while no copy is stored; *url and
+//  *token (caller frees) tell where to fetch it.
 int
-    cw_webshop_store_document_get (cw_pg_t *pg, const char *order_id,
+    cw_webshop_store_document_get (cw_pg_t *pg, const char *tenant_id,
+                                   const char *order_id,
                                    const char *invoice_number,
                                    unsigned char **document, size_t *size,
-                                   char **content_type, char **url,
-                                   char **token);
+                                   char **url, char **token);
 
-//  Stores the fetched copy of a document.
+//  Stores the fetched copy of a document. Returns 0 or -1.
 int
-    cw_webshop_store_document_put (cw_pg_t *pg, const char *order_id,
+    cw_webshop_store_document_put (cw_pg_t *pg, const char *tenant_id,
+                                   const char *order_id,
                                    const char *invoice_number,
-                                   const unsigned char *document, size_t size,
-                                   const char *content_type);
+                                   const unsigned char *document,
+                                   size_t size);
 
 #endif
