@@ -1,6 +1,10 @@
-#  proto/: the contract in code; pure, no I/O.
+#  proto/: the contract in code, pure (no I/O): envelope and codecs, event
+#  and sync-body validators, contract versions.
 noinst_LIBRARIES += proto/libcwproto.a
-proto_libcwproto_a_SOURCES =
+proto_libcwproto_a_SOURCES = \
+    proto/cw_envelope.c proto/cw_envelope.h \
+    proto/cw_event.c proto/cw_event.h \
+    proto/cw_version.c proto/cw_version.h
 proto_libcwproto_a_CFLAGS = $(AM_CFLAGS) $(MSGPACK_CFLAGS) $(JANSSON_CFLAGS) $(SODIUM_CFLAGS)
 
 #  idempotency keys and retry arithmetic

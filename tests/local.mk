@@ -42,3 +42,22 @@ tests_check_cw_idkey_LDADD = proto/libcwproto.a $(CHECK_LIBS)
 tests_check_cw_retry_SOURCES = tests/check_cw_retry.c
 tests_check_cw_retry_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_cw_retry_LDADD = proto/libcwproto.a $(CHECK_LIBS)
+
+#  proto: envelope, events, versions (pure unit tests)
+PROTO_TEST_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(JANSSON_CFLAGS) $(MSGPACK_CFLAGS)
+PROTO_TEST_LIBS = proto/libcwproto.a $(PROTO_LIBS) $(CHECK_LIBS)
+check_PROGRAMS += tests/check_cw_envelope tests/check_cw_event tests/check_cw_version
+TESTS += tests/check_cw_envelope tests/check_cw_event tests/check_cw_version
+tests_check_cw_envelope_SOURCES = tests/check_cw_envelope.c
+tests_check_cw_envelope_CFLAGS = $(PROTO_TEST_CFLAGS)
+tests_check_cw_envelope_LDADD = $(PROTO_TEST_LIBS)
+tests_check_cw_event_SOURCES = tests/check_cw_event.c
+tests_check_cw_event_CFLAGS = $(PROTO_TEST_CFLAGS)
+tests_check_cw_event_LDADD = $(PROTO_TEST_LIBS)
+tests_check_cw_version_SOURCES = tests/check_cw_version.c
+tests_check_cw_version_CFLAGS = $(PROTO_TEST_CFLAGS)
+tests_check_cw_version_LDADD = $(PROTO_TEST_LIBS)
+#  Fuzz targets and their seed corpus (built and run by scripts/fuzz)
+EXTRA_DIST += tests/fuzz/fuzz_envelope_msgpack.c tests/fuzz/fuzz_envelope_json.c \
+    tests/fuzz/make-corpus tests/fuzz/corpus/envelope_msgpack \
+    tests/fuzz/corpus/envelope_json
