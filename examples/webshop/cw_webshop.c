@@ -9,6 +9,7 @@
 */
 #include "cw_webshop.h"
 #include "cw_envelope.h"
+#include "cw_event.h"
 #include "cw_http.h"
 #include "cw_idkey.h"
 #include "cw_log.h"
@@ -26,15 +27,11 @@
 #include <sys/time.h>
 #include <time.h>
 
-#define WEBSHOP_ID_MAX 128          //  Longest id field, bytes
-#define WEBSHOP_TEXT_MAX 256        //  Longest free text field, bytes
-#define WEBSHOP_STATUS_MAX 32       //  Longest status word, bytes
-#define WEBSHOP_LINES_MAX 500       //  Most lines in one order
 #define WEBSHOP_ATTEMPTS 3          //  Transaction attempts on conflicts
-#define WEBSHOP_AUDIENCE "webshop"  //  Default token audience
 #define WEBSHOP_DETAIL_SIZE 512     //  Room for a problem detail
 #define WEBSHOP_EVENT_ID_BYTES 16   //  Random bytes in an event id
 #define WEBSHOP_SOURCE_DEFAULT "urn:causeway:webshop"
+#define WEBSHOP_TIME_SIZE 40        //  Room for an RFC 3339 time
 
 struct _cw_webshop_t {
     cw_http_t *http;                //  HTTP server, owned
@@ -47,15 +44,18 @@ struct _cw_webshop_t {
 //  What applying a change decided: a reply to store, or a problem.
 typedef struct {
     int status;                         //  HTTP status
-    json_t *body;                       //  Success body, owned
     const char *slug;                   //  Problem type slug (status >= 400)
     const char *title;                  //  Problem title
     const char *field;                  //  Field the problem is about
     char detail[WEBSHOP_DETAIL_SIZE];   //  Problem detail
+    char name[WEBSHOP_DETAIL_SIZE];     //  Room for a field name
 } s_outcome_t;
 
+//  Applies one delivery inside the inbox transaction: sets outcome->status
+//  and *reply (a 2xx body), or a problem (status >= 400: rolled back, not
+//  remembered). Returns 0, or -1 on a database error.
 typedef int (s_apply_fn) (cw_webshop_t *self, cw_pg_t *pg, void *args,
-                          s_outcome_t *outcome);
+                          s_outcome_t *outcome, json_t **reply);
 
 //  ---------------------------------------------------------------------
 //  Small helpers
@@ -98,15 +98,35 @@ s_json_sha256 (const json_t *value, char hex[crypto_hash_sha256_BYTES * 2 + 1])
     free (text);
 }
 
-//  Replies 422 (or status) naming the field.
+//  Replies with a problem (status) naming the field.
 static void
 s_reply_invalid (cw_http_request_t *request, int status, const char *field,
                  const char *detail)
 {
-    json_t *extensions = json_pack ("{s:s}", "field", field);
-    cw_http_reply_problem (request, status, "validation",
-                           "invalid request", detail, extensions);
+    json_t *extensions = field ? json_pack ("{s:s}", "field", field) : NULL;
+    cw_http_reply_problem (request, status, "validation", "invalid request",
+                           detail, extensions);
     json_decref (extensions);
+}
+
+//  Replies 422 with a cw_event reason ("field \"data.x\": ..."), naming
+//  the field without its "data." prefix.
+static void
+s_reply_reason (cw_http_request_t *request, const char *reason)
+{
+    char field[CW_ENVELOPE_REASON_SIZE] = "";
+    const char *start = strstr (reason, "field \"");
+    if (start) {
+        start += 7;
+        if (strncmp (start, "data.", 5) == 0)
+            start += 5;
+        size_t length = strcspn (start, "\"");
+        if (length < sizeof (field)) {
+            memcpy (field, start, length);
+            field[length] = 0;
+        }
+    }
+    s_reply_invalid (request, 422, *field ? field : "body", reason);
 }
 
 static void
@@ -119,119 +139,30 @@ s_reply_unavailable (cw_http_request_t *request)
                            NULL);
 }
 
-//  True for an id: 1..WEBSHOP_ID_MAX bytes of A-Z a-z 0-9 - . _ ~
+//  True for an id as the contract has them: 1..64 bytes of letters,
+//  digits, '.', '_' and '-'.
 static bool
 s_id_valid (const char *text)
 {
-    size_t length = strlen (text);
-    if (length == 0 || length > WEBSHOP_ID_MAX)
-        return false;
-    return strspn (text, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                         "0123456789-._~")
-           == length;
+    size_t length = text ? strlen (text) : 0;
+    return length > 0 && length <= CW_EVENT_ID_MAX
+           && strspn (text, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvw"
+                            "xyz0123456789._-")
+                  == length;
 }
 
-//  True for a status word: 1..WEBSHOP_STATUS_MAX of a-z and _.
-static bool
-s_status_valid (const char *text)
-{
-    size_t length = strlen (text);
-    return length > 0 && length <= WEBSHOP_STATUS_MAX
-           && strspn (text, "abcdefghijklmnopqrstuvwxyz_") == length;
-}
-
-//  True for an ISO 4217-shaped currency code (three upper-case letters).
-static bool
-s_currency_valid (const char *text)
-{
-    return strlen (text) == 3 && strspn (text, "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-                                     == 3;
-}
-
-typedef enum { S_ID, S_STATUS, S_CURRENCY, S_TEXT, S_TIME, S_TOKEN } s_kind_t;
-
-//  Reads string member field of body checked as kind. Returns it
-//  (borrowed), or NULL: when absent and optional (*failed false), or after
-//  replying 422 naming the field (*failed true).
+//  String member of an object already validated (or NULL).
 static const char *
-s_string (cw_http_request_t *request, json_t *body, const char *field,
-          s_kind_t kind, bool required, bool *failed)
+s_text (const json_t *object, const char *name)
 {
-    json_t *item = json_object_get (body, field);
-    char detail[WEBSHOP_DETAIL_SIZE];
-    if (!item || json_is_null (item)) {
-        if (!required)
-            return NULL;
-        snprintf (detail, sizeof (detail), "field \"%s\" is required",
-                  field);
-        s_reply_invalid (request, 422, field, detail);
-        *failed = true;
-        return NULL;
-    }
-    const char *text = json_string_value (item);
-    bool valid = text != NULL;
-    const char *shape = "a string";
-    if (valid)
-        switch (kind) {
-            case S_ID:
-                valid = s_id_valid (text);
-                shape = "1 to 128 characters of A-Z a-z 0-9 - . _ ~";
-                break;
-            case S_STATUS:
-                valid = s_status_valid (text);
-                shape = "1 to 32 characters of a-z and _";
-                break;
-            case S_CURRENCY:
-                valid = s_currency_valid (text);
-                shape = "a three-letter upper-case currency code";
-                break;
-            case S_TEXT:
-                valid = strlen (text) <= WEBSHOP_TEXT_MAX;
-                shape = "a string of at most 256 bytes";
-                break;
-            case S_TOKEN:
-                valid = strlen (text) <= CW_TOKEN_SIZE_MAX;
-                shape = "a string of at most 8192 bytes";
-                break;
-            case S_TIME:
-                valid = cw_envelope_time_valid (text);
-                shape = "an RFC 3339 date-time with offset";
-                break;
-        }
-    if (!valid) {
-        snprintf (detail, sizeof (detail), "field \"%s\" must be %s", field,
-                  shape);
-        s_reply_invalid (request, 422, field, detail);
-        *failed = true;
-        return NULL;
-    }
-    return text;
+    return json_string_value (json_object_get (object, name));
 }
 
-//  Reads integer member field (min..INT64_MAX). Returns 0 with *value, 1
-//  when absent and optional, -1 after replying 422 naming the field.
-static int
-s_integer (cw_http_request_t *request, json_t *body, const char *field,
-           bool required, int64_t min, int64_t *value)
+//  Integer member of an object already validated (0 when absent).
+static int64_t
+s_number (const json_t *object, const char *name)
 {
-    json_t *item = json_object_get (body, field);
-    char detail[WEBSHOP_DETAIL_SIZE];
-    if (!item || json_is_null (item)) {
-        if (!required)
-            return 1;
-        snprintf (detail, sizeof (detail), "field \"%s\" is required",
-                  field);
-        s_reply_invalid (request, 422, field, detail);
-        return -1;
-    }
-    if (!json_is_integer (item) || json_integer_value (item) < min) {
-        snprintf (detail, sizeof (detail),
-                  "field \"%s\" must be an integer >= %" PRId64, field, min);
-        s_reply_invalid (request, 422, field, detail);
-        return -1;
-    }
-    *value = (int64_t) json_integer_value (item);
-    return 0;
+    return (int64_t) json_integer_value (json_object_get (object, name));
 }
 
 //  Parses the body: must be a JSON object. NULL after replying.
@@ -257,9 +188,8 @@ s_authorized (cw_webshop_t *self, cw_http_request_t *request)
     if (header && strncasecmp (header, "Bearer ", 7) == 0)
         token = header + 7;
     cw_token_claims_t claims;
-    if (!token) {
+    if (!token)
         snprintf (error, sizeof (error), "missing bearer token");
-    }
     else
     if (cw_token_verify (self->verifier, token, (int64_t) time (NULL),
                          &claims, error, sizeof (error))
@@ -270,11 +200,10 @@ s_authorized (cw_webshop_t *self, cw_http_request_t *request)
         cw_token_claims_reset (&claims);
         return true;
     }
-    cw_log (CW_LOG_WARN, "caller_rejected", "rejected request without a "
-                                            "valid token",
-            "reason", error, "path", cw_http_request_path (request),
-            "correlation_id", cw_http_request_correlation_id (request),
-            NULL);
+    cw_log (CW_LOG_WARN, "caller_rejected",
+            "rejected request without a valid token", "reason", error, "path",
+            cw_http_request_path (request), "correlation_id",
+            cw_http_request_correlation_id (request), NULL);
     cw_http_reply_header (request, "WWW-Authenticate",
                           "Bearer realm=\"webshop\"");
     cw_http_reply_problem (request, 401, "unauthorized",
@@ -308,155 +237,210 @@ s_key_matches (cw_http_request_t *request, const char *expected,
     return true;
 }
 
+//  Builds a key of kind; NULL after replying 422 with the reason.
+static char *
+s_build_key (cw_http_request_t *request, cw_idkey_kind_t kind,
+             const char *const *fields, int64_t version)
+{
+    char reason[WEBSHOP_DETAIL_SIZE];
+    char *key = cw_idkey_build (kind, fields, (uint64_t) version, reason,
+                                sizeof (reason));
+    if (!key)
+        s_reply_invalid (request, 422, "body", reason);
+    return key;
+}
+
+static void
+s_outcome_problem (s_outcome_t *outcome, int status, const char *slug,
+                   const char *title, const char *field)
+{
+    outcome->status = status;
+    outcome->slug = slug;
+    outcome->title = title;
+    outcome->field = field;
+}
+
+static void
+s_reply_outcome (cw_http_request_t *request, s_outcome_t *outcome)
+{
+    json_t *extensions =
+        outcome->field ? json_pack ("{s:s}", "field", outcome->field) : NULL;
+    cw_http_reply_problem (request, outcome->status, outcome->slug,
+                           outcome->title, outcome->detail, extensions);
+    json_decref (extensions);
+}
+
 //  ---------------------------------------------------------------------
-//  The inbox: de-duplicate, apply, remember the response, in one
-//  transaction
+//  The inbox: de-duplicate, apply and remember the response in one
+//  transaction. The result is a status and body text (stored or new),
+//  or a problem in result->outcome (status >= 400, nothing remembered).
+
+typedef struct {
+    int status;                 //  HTTP status
+    char *body;                 //  JSON text to send, owned (status < 400)
+    bool replayed;              //  A stored response of a duplicate
+    s_outcome_t outcome;        //  The problem when status >= 400
+} s_result_t;
+
+static void
+s_process (cw_webshop_t *self, const char *correlation_id, const char *key,
+           const char *message_type, const json_t *content,
+           s_apply_fn *apply, void *args, s_result_t *result)
+{
+    memset (result, 0, sizeof (*result));
+    char hash[crypto_hash_sha256_BYTES * 2 + 1];
+    s_json_sha256 (content, hash);
+    for (int attempt = 1; attempt <= WEBSHOP_ATTEMPTS; attempt++) {
+        cw_pg_t *pg = cw_webshop_store_acquire (self->store);
+        //  A concurrent holder of the key makes the claim wait until that
+        //  transaction ends; then the key is ours (it rolled back) or
+        //  theirs (it committed, and its response is stored).
+        int claimed = cw_pg_begin (pg) == 0
+                          ? cw_webshop_store_inbox_claim (
+                                pg, key, message_type, hash, correlation_id)
+                          : -1;
+        if (claimed == 0) {
+            cw_pg_rollback (pg);
+            char *stored_hash = NULL;
+            int found = cw_webshop_store_inbox_get (
+                pg, key, &result->status, &result->body, &stored_hash);
+            cw_webshop_store_release (self->store, pg);
+            if (found == 1 && stored_hash && strcmp (stored_hash, hash) != 0) {
+                free (result->body);
+                result->body = NULL;
+                s_outcome_problem (&result->outcome, 422, "validation",
+                                   "invalid request", "Idempotency-Key");
+                snprintf (result->outcome.detail,
+                          sizeof (result->outcome.detail),
+                          "idempotency key \"%.200s\" was already used with "
+                          "a different body",
+                          key);
+                result->status = 422;
+            }
+            else
+            if (found == 1 && result->body && result->status > 0) {
+                result->replayed = true;
+                cw_log (CW_LOG_INFO, "duplicate_acknowledged",
+                        "acknowledged duplicate delivery", "idempotency_key",
+                        key, "correlation_id", correlation_id, NULL);
+            }
+            else {
+                free (result->body);
+                result->body = NULL;
+                result->status = 0;
+            }
+            free (stored_hash);
+            if (result->status)
+                return;
+            continue;           //  Gone again: claim once more
+        }
+        if (claimed == 1) {
+            s_outcome_t *outcome = &result->outcome;
+            json_t *body = NULL;
+            int rc = apply (self, pg, args, outcome, &body);
+            if (rc == 0 && outcome->status >= 400) {
+                //  Rejected: nothing is remembered; a corrected or later
+                //  delivery may pass.
+                json_decref (body);
+                cw_webshop_store_release (self->store, pg);
+                result->status = outcome->status;
+                cw_log (CW_LOG_WARN, "delivery_rejected", outcome->detail,
+                        "idempotency_key", key, "correlation_id",
+                        correlation_id, NULL);
+                return;
+            }
+            if (rc == 0) {
+                char *text = json_dumps (body, JSON_COMPACT);
+                json_decref (body);
+                if (cw_webshop_store_inbox_finish (pg, key, outcome->status,
+                                                   text)
+                        == 0
+                    && cw_pg_commit (pg) == 0) {
+                    cw_webshop_store_release (self->store, pg);
+                    cw_log (CW_LOG_INFO, "delivery_applied",
+                            "applied delivery", "idempotency_key", key,
+                            "message_type", message_type, "correlation_id",
+                            correlation_id, NULL);
+                    result->status = outcome->status;
+                    result->body = text;
+                    return;
+                }
+                free (text);
+            }
+        }
+        cw_pg_failure_t failure = cw_pg_failure (pg);
+        cw_webshop_store_release (self->store, pg);
+        if (failure != CW_PG_SERIALIZATION && failure != CW_PG_UNIQUE
+            && failure != CW_PG_CONNECTION)
+            break;
+    }
+    result->status = 503;
+}
+
+//  Replies with a result and frees its body.
+static void
+s_reply_result (cw_http_request_t *request, s_result_t *result)
+{
+    if (result->status == 503)
+        s_reply_unavailable (request);
+    else
+    if (result->status >= 400)
+        s_reply_outcome (request, &result->outcome);
+    else {
+        if (result->replayed)
+            cw_http_reply_header (request, "Idempotent-Replayed", "true");
+        cw_http_reply_bytes (request, result->status, "application/json",
+                             result->body, strlen (result->body));
+    }
+    free (result->body);
+    result->body = NULL;
+}
 
 static void
 s_deliver (cw_webshop_t *self, cw_http_request_t *request, const char *key,
            const char *message_type, const json_t *content,
            s_apply_fn *apply, void *args)
 {
-    char hash[crypto_hash_sha256_BYTES * 2 + 1];
-    s_json_sha256 (content, hash);
-    const char *correlation_id = cw_http_request_correlation_id (request);
-    for (int attempt = 1; attempt <= WEBSHOP_ATTEMPTS; attempt++) {
-        cw_pg_t *pg = cw_webshop_store_acquire (self->store);
-        bool retry = false;
-        if (cw_pg_begin (pg) != 0) {
-            retry = true;
-            goto failed;
-        }
-        //  A concurrent holder of the key makes this wait until it ends.
-        int claimed = cw_webshop_store_inbox_claim (pg, key, message_type,
-                                                    hash, correlation_id);
-        if (claimed < 0) {
-            retry = true;
-            goto failed;
-        }
-        if (claimed == 0) {
-            cw_pg_rollback (pg);
-            int status = 0;
-            char *stored = NULL;
-            char *stored_hash = NULL;
-            int found = cw_webshop_store_inbox_get (pg, key, &status, &stored,
-                                                    &stored_hash);
-            cw_webshop_store_release (self->store, pg);
-            if (found == 1 && stored_hash && strcmp (stored_hash, hash) != 0)
-                s_reply_invalid (request, 422, "Idempotency-Key",
-                                 "idempotency key was already used with a "
-                                 "different body");
-            else
-            if (found == 1 && stored && status > 0) {
-                cw_log (CW_LOG_INFO, "duplicate_acknowledged",
-                        "acknowledged duplicate delivery", "idempotency_key",
-                        key, "correlation_id", correlation_id, NULL);
-                cw_http_reply_header (request, "Idempotent-Replayed", "true");
-                cw_http_reply_bytes (request, status, "application/json",
-                                     stored, strlen (stored));
-            }
-            else
-            if (found == 0 && attempt < WEBSHOP_ATTEMPTS) {
-                //  The holder rolled back between our claim and our read.
-                free (stored);
-                free (stored_hash);
-                continue;
-            }
-            else
-                s_reply_unavailable (request);
-            free (stored);
-            free (stored_hash);
-            return;
-        }
-        s_outcome_t outcome;
-        memset (&outcome, 0, sizeof (outcome));
-        if (apply (self, pg, args, &outcome) != 0) {
-            json_decref (outcome.body);
-            retry = true;
-            goto failed;
-        }
-        if (outcome.status >= 400) {
-            //  Rejected: nothing is remembered, a corrected retry may pass.
-            cw_webshop_store_release (self->store, pg);
-            json_t *extensions =
-                outcome.field ? json_pack ("{s:s}", "field", outcome.field)
-                              : NULL;
-            cw_http_reply_problem (request, outcome.status, outcome.slug,
-                                   outcome.title, outcome.detail, extensions);
-            json_decref (extensions);
-            json_decref (outcome.body);
-            cw_log (CW_LOG_WARN, "delivery_rejected", outcome.detail,
-                    "idempotency_key", key, "correlation_id", correlation_id,
-                    NULL);
-            return;
-        }
-        char *text = json_dumps (outcome.body, JSON_COMPACT);
-        json_decref (outcome.body);
-        if (cw_webshop_store_inbox_finish (pg, key, outcome.status, text) != 0
-            || cw_pg_commit (pg) != 0) {
-            free (text);
-            retry = true;
-            goto failed;
-        }
-        cw_webshop_store_release (self->store, pg);
-        cw_log (CW_LOG_INFO, "delivery_applied", "applied delivery",
-                "idempotency_key", key, "message_type", message_type,
-                "correlation_id", correlation_id, NULL);
-        cw_http_reply_bytes (request, outcome.status, "application/json",
-                             text, strlen (text));
-        free (text);
-        return;
-    failed:;
-        cw_pg_failure_t failure = cw_pg_failure (pg);
-        cw_webshop_store_release (self->store, pg);
-        if (!retry || (failure != CW_PG_SERIALIZATION
-                       && failure != CW_PG_UNIQUE
-                       && failure != CW_PG_CONNECTION))
-            break;
-    }
-    s_reply_unavailable (request);
+    s_result_t result;
+    s_process (self, cw_http_request_correlation_id (request), key,
+               message_type, content, apply, args, &result);
+    s_reply_result (request, &result);
 }
 
 //  ---------------------------------------------------------------------
-//  POST /webshop/orders/{orderId}/payment-status
-
-typedef struct {
-    const char *order_id;
-    const char *status;
-    int64_t external_version;
-    int64_t amount_minor;
-    const char *currency;
-} s_payment_t;
+//  Orders named by the ERP: order ids are unique across tenants
 
 static void
 s_unknown_order (s_outcome_t *outcome, const char *order_id)
 {
-    outcome->status = 404;
-    outcome->slug = "unknown-order";
-    outcome->title = "unknown order";
-    outcome->field = "orderId";
+    s_outcome_problem (outcome, 404, "unknown-order", "unknown order",
+                       "orderId");
     snprintf (outcome->detail, sizeof (outcome->detail),
               "order \"%s\" does not exist", order_id);
 }
 
-//  Finds the tenant of an order. Returns 0 with *tenant_id (caller
-//  frees), 1 with a 404/409 outcome, -1 on a database error.
+//  Finds the tenant of an order (and checks it against tenant, when the
+//  body names one). Returns 0 with *tenant_id (caller frees), 1 with a
+//  404 or 409 outcome, -1 on a database error.
 static int
-s_order_tenant (cw_pg_t *pg, const char *order_id, char **tenant_id,
-                s_outcome_t *outcome)
+s_order_tenant (cw_pg_t *pg, const char *order_id, const char *tenant,
+                char **tenant_id, s_outcome_t *outcome)
 {
     int found = cw_webshop_store_order_tenant (pg, order_id, tenant_id);
     if (found < 0)
         return -1;
+    if (found == 1 && tenant && strcmp (tenant, *tenant_id) != 0) {
+        free (*tenant_id);
+        *tenant_id = NULL;
+        found = 0;
+    }
     if (found == 0) {
         s_unknown_order (outcome, order_id);
         return 1;
     }
     if (found == 2) {
-        outcome->status = 409;
-        outcome->slug = "ambiguous-order";
-        outcome->title = "ambiguous order id";
-        outcome->field = "orderId";
+        s_outcome_problem (outcome, 409, "ambiguous-order",
+                           "ambiguous order id", "orderId");
         snprintf (outcome->detail, sizeof (outcome->detail),
                   "order id \"%s\" is used by several tenants", order_id);
         return 1;
@@ -464,169 +448,7 @@ s_order_tenant (cw_pg_t *pg, const char *order_id, char **tenant_id,
     return 0;
 }
 
-static int
-s_apply_payment (cw_webshop_t *self, cw_pg_t *pg, void *args,
-                 s_outcome_t *outcome)
-{
-    (void) self;
-    s_payment_t *payment = (s_payment_t *) args;
-    char *tenant_id = NULL;
-    int found = s_order_tenant (pg, payment->order_id, &tenant_id, outcome);
-    if (found != 0)
-        return found < 0 ? -1 : 0;
-    int64_t current = 0;
-    int applied = cw_webshop_store_payment_apply (
-        pg, tenant_id, payment->order_id, payment->status,
-        payment->external_version, payment->amount_minor, payment->currency,
-        &current);
-    free (tenant_id);
-    if (applied < 0)
-        return -1;
-    outcome->status = 200;
-    outcome->body = json_pack ("{s:s, s:s, s:I, s:b, s:I}", "orderId",
-                               payment->order_id, "status", payment->status,
-                               "externalVersion",
-                               (json_int_t) payment->external_version,
-                               "applied", applied, "currentVersion",
-                               (json_int_t) current);
-    if (!applied)
-        json_object_set_new (outcome->body, "reason",
-                             json_string ("stale version"));
-    return 0;
-}
-
-static void
-s_post_payment_status (cw_http_request_t *request, void *arg)
-{
-    cw_webshop_t *self = (cw_webshop_t *) arg;
-    if (!s_authorized (self, request))
-        return;
-    json_t *body = s_body_object (request);
-    if (!body)
-        return;
-    s_payment_t payment = {0};
-    bool failed = false;
-    payment.order_id = cw_http_request_param (request, "orderId");
-    const char *body_order =
-        s_string (request, body, "orderId", S_ID, false, &failed);
-    if (!failed && !s_id_valid (payment.order_id)) {
-        s_reply_invalid (request, 422, "orderId",
-                         "path orderId must be 1 to 128 characters of "
-                         "A-Z a-z 0-9 - . _ ~");
-        failed = true;
-    }
-    if (!failed && body_order && strcmp (body_order, payment.order_id) != 0) {
-        s_reply_invalid (request, 422, "orderId",
-                         "field \"orderId\" does not match the path");
-        failed = true;
-    }
-    if (!failed)
-        payment.status =
-            s_string (request, body, "status", S_STATUS, true, &failed);
-    if (!failed
-        && s_integer (request, body, "externalVersion", true, 0,
-                      &payment.external_version)
-               < 0)
-        failed = true;
-    if (!failed
-        && s_integer (request, body, "amountMinor", true, INT64_MIN,
-                      &payment.amount_minor)
-               < 0)
-        failed = true;
-    if (!failed)
-        payment.currency =
-            s_string (request, body, "currency", S_CURRENCY, true, &failed);
-    char *key = NULL;
-    if (!failed) {
-        char reason[WEBSHOP_DETAIL_SIZE];
-        key = cw_idkey_payment_status (payment.order_id, payment.status,
-                                       (uint64_t) payment.external_version,
-                                       reason, sizeof (reason));
-        if (!key) {
-            s_reply_invalid (request, 422, "body", reason);
-            failed = true;
-        }
-    }
-    if (!failed && s_key_matches (request, key, true))
-        s_deliver (self, request, key, "payment-status", body,
-                   s_apply_payment, &payment);
-    free (key);
-    json_decref (body);
-}
-
-//  ---------------------------------------------------------------------
-//  POST /webshop/orders/{orderId}/invoice-available
-
-typedef struct {
-    const char *order_id;
-    const char *invoice_number;
-    const char *invoice_id;
-    int64_t external_version;
-    const char *document_url;
-    const char *document_token;
-} s_invoice_t;
-
-static int
-s_apply_invoice (cw_webshop_t *self, cw_pg_t *pg, void *args,
-                 s_outcome_t *outcome)
-{
-    (void) self;
-    s_invoice_t *invoice = (s_invoice_t *) args;
-    char *tenant_id = NULL;
-    int found = s_order_tenant (pg, invoice->order_id, &tenant_id, outcome);
-    if (found != 0)
-        return found < 0 ? -1 : 0;
-    int applied = cw_webshop_store_invoice_apply (
-        pg, tenant_id, invoice->order_id, invoice->invoice_number,
-        invoice->invoice_id, invoice->external_version,
-        invoice->document_url, invoice->document_token);
-    free (tenant_id);
-    if (applied < 0)
-        return -1;
-    outcome->status = 200;
-    outcome->body = json_pack (
-        "{s:s, s:s, s:I, s:b}", "orderId", invoice->order_id,
-        "invoiceNumber", invoice->invoice_number, "externalVersion",
-        (json_int_t) invoice->external_version, "applied", applied);
-    if (!applied)
-        json_object_set_new (outcome->body, "reason",
-                             json_string ("stale version"));
-    return 0;
-}
-
-//  Reads the invoice fields of body (the push body or an event's data).
-//  False after replying.
-static bool
-s_read_invoice (cw_http_request_t *request, json_t *body,
-                s_invoice_t *invoice)
-{
-    bool failed = false;
-    invoice->invoice_number =
-        s_string (request, body, "invoiceNumber", S_ID, true, &failed);
-    if (failed
-        || s_integer (request, body, "externalVersion", true, 0,
-                      &invoice->external_version)
-               < 0)
-        return false;
-    invoice->document_url =
-        s_string (request, body, "documentUrl", S_TEXT, true, &failed);
-    if (!failed && strncmp (invoice->document_url, "http://", 7) != 0
-        && strncmp (invoice->document_url, "https://", 8) != 0) {
-        s_reply_invalid (request, 422, "documentUrl",
-                         "field \"documentUrl\" must be an http or https "
-                         "URL");
-        return false;
-    }
-    if (!failed)
-        invoice->document_token = s_string (request, body, "documentToken",
-                                            S_TOKEN, false, &failed);
-    if (!failed)
-        invoice->invoice_id =
-            s_string (request, body, "invoiceId", S_ID, false, &failed);
-    return !failed;
-}
-
-//  Checks that body's optional orderId equals the path's. False after
+//  Checks the path's orderId and the body's optional one. False after
 //  replying.
 static bool
 s_path_order (cw_http_request_t *request, json_t *body, const char **order_id)
@@ -634,8 +456,8 @@ s_path_order (cw_http_request_t *request, json_t *body, const char **order_id)
     *order_id = cw_http_request_param (request, "orderId");
     if (!s_id_valid (*order_id)) {
         s_reply_invalid (request, 422, "orderId",
-                         "path orderId must be 1 to 128 characters of "
-                         "A-Z a-z 0-9 - . _ ~");
+                         "path orderId must be 1 to 64 letters, digits, "
+                         "'.', '_' or '-'");
         return false;
     }
     json_t *item = json_object_get (body, "orderId");
@@ -648,6 +470,122 @@ s_path_order (cw_http_request_t *request, json_t *body, const char **order_id)
     return true;
 }
 
+//  Validates a push body against the contract; false after replying 422.
+static bool
+s_body_valid (cw_http_request_t *request, cw_event_endpoint_t endpoint,
+              json_t *body)
+{
+    //  orderId in the body is checked against the path, not the contract.
+    json_t *copy = json_copy (body);
+    json_object_del (copy, "orderId");
+    char reason[CW_ENVELOPE_REASON_SIZE];
+    int rc = cw_event_validate_body (endpoint, copy, reason, sizeof (reason));
+    json_decref (copy);
+    if (rc != 0)
+        s_reply_reason (request, reason);
+    return rc == 0;
+}
+
+//  ---------------------------------------------------------------------
+//  POST /webshop/orders/{orderId}/payment-status
+
+typedef struct {
+    const char *order_id;
+    json_t *body;               //  Validated body, borrowed
+} s_args_t;
+
+static int
+s_apply_payment (cw_webshop_t *self, cw_pg_t *pg, void *args,
+                 s_outcome_t *outcome, json_t **reply)
+{
+    (void) self;
+    s_args_t *payment = (s_args_t *) args;
+    char *tenant_id = NULL;
+    int found = s_order_tenant (pg, payment->order_id,
+                                s_text (payment->body, "tenantId"),
+                                &tenant_id, outcome);
+    if (found != 0)
+        return found < 0 ? -1 : 0;
+    int64_t version = s_number (payment->body, "externalVersion");
+    int64_t amount = s_number (payment->body, "amount");
+    bool has_amount = json_object_get (payment->body, "amount") != NULL;
+    int64_t current = 0;
+    int applied = cw_webshop_store_payment_apply (
+        pg, tenant_id, payment->order_id, s_text (payment->body, "status"),
+        version, has_amount ? &amount : NULL,
+        s_text (payment->body, "currency"), &current);
+    free (tenant_id);
+    if (applied < 0)
+        return -1;
+    outcome->status = 200;
+    *reply = json_pack ("{s:s, s:s, s:I, s:b, s:I}", "orderId",
+                        payment->order_id, "status",
+                        s_text (payment->body, "status"), "externalVersion",
+                        (json_int_t) version, "applied", applied,
+                        "currentVersion", (json_int_t) current);
+    if (!applied)
+        json_object_set_new (*reply, "reason", json_string ("stale version"));
+    return 0;
+}
+
+static void
+s_post_payment_status (cw_http_request_t *request, void *arg)
+{
+    cw_webshop_t *self = (cw_webshop_t *) arg;
+    if (!s_authorized (self, request))
+        return;
+    json_t *body = s_body_object (request);
+    if (!body)
+        return;
+    s_args_t payment = {.body = body};
+    if (s_path_order (request, body, &payment.order_id)
+        && s_body_valid (request, CW_EVENT_ENDPOINT_WEBSHOP_PAYMENT_STATUS,
+                         body)) {
+        const char *fields[] = {payment.order_id, s_text (body, "status")};
+        char *key = s_build_key (request, CW_IDKEY_PAYMENT_STATUS, fields,
+                                 s_number (body, "externalVersion"));
+        if (key && s_key_matches (request, key, true))
+            s_deliver (self, request, key, "payment-status", body,
+                       s_apply_payment, &payment);
+        free (key);
+    }
+    json_decref (body);
+}
+
+//  ---------------------------------------------------------------------
+//  POST /webshop/orders/{orderId}/invoice-available
+
+static int
+s_apply_invoice (cw_webshop_t *self, cw_pg_t *pg, void *args,
+                 s_outcome_t *outcome, json_t **reply)
+{
+    (void) self;
+    s_args_t *invoice = (s_args_t *) args;
+    json_t *body = invoice->body;
+    char *tenant_id = NULL;
+    int found = s_order_tenant (pg, invoice->order_id,
+                                s_text (body, "tenantId"), &tenant_id,
+                                outcome);
+    if (found != 0)
+        return found < 0 ? -1 : 0;
+    int64_t version = s_number (body, "externalVersion");
+    int applied = cw_webshop_store_invoice_apply (
+        pg, tenant_id, invoice->order_id, s_text (body, "invoiceNumber"),
+        s_text (body, "invoiceId"), version, s_text (body, "documentUrl"),
+        s_text (body, "documentToken"));
+    free (tenant_id);
+    if (applied < 0)
+        return -1;
+    outcome->status = 200;
+    *reply = json_pack ("{s:s, s:s, s:I, s:b}", "orderId", invoice->order_id,
+                        "invoiceNumber", s_text (body, "invoiceNumber"),
+                        "externalVersion", (json_int_t) version, "applied",
+                        applied);
+    if (!applied)
+        json_object_set_new (*reply, "reason", json_string ("stale version"));
+    return 0;
+}
+
 static void
 s_post_invoice_available (cw_http_request_t *request, void *arg)
 {
@@ -657,86 +595,58 @@ s_post_invoice_available (cw_http_request_t *request, void *arg)
     json_t *body = s_body_object (request);
     if (!body)
         return;
-    s_invoice_t invoice = {0};
-    char *key = NULL;
+    s_args_t invoice = {.body = body};
     if (s_path_order (request, body, &invoice.order_id)
-        && s_read_invoice (request, body, &invoice)) {
-        char reason[WEBSHOP_DETAIL_SIZE];
-        key = cw_idkey_invoice (invoice.order_id, invoice.invoice_number,
-                                (uint64_t) invoice.external_version, reason,
-                                sizeof (reason));
-        if (!key)
-            s_reply_invalid (request, 422, "body", reason);
-        else
-        if (s_key_matches (request, key, true))
+        && s_body_valid (request,
+                         CW_EVENT_ENDPOINT_WEBSHOP_INVOICE_AVAILABLE, body)) {
+        const char *fields[] = {invoice.order_id,
+                                s_text (body, "invoiceNumber")};
+        char *key = s_build_key (request, CW_IDKEY_INVOICE, fields,
+                                 s_number (body, "externalVersion"));
+        if (key && s_key_matches (request, key, true))
             s_deliver (self, request, key, "invoice-available", body,
                        s_apply_invoice, &invoice);
+        free (key);
     }
-    free (key);
     json_decref (body);
 }
 
 //  ---------------------------------------------------------------------
 //  POST /webshop/products/prices
 
-typedef struct {
-    const char *article_number;
-    const char *price_list;
-    int64_t external_version;
-    int64_t amount_minor;
-    const char *currency;
-    const char *effective_at;
-} s_price_t;
-
 static int
 s_apply_price (cw_webshop_t *self, cw_pg_t *pg, void *args,
-               s_outcome_t *outcome)
+               s_outcome_t *outcome, json_t **reply)
 {
     (void) self;
-    s_price_t *price = (s_price_t *) args;
+    json_t *price = ((s_args_t *) args)->body;
+    int64_t version = s_number (price, "externalVersion");
     int64_t current = 0;
     int applied = cw_webshop_store_price_apply (
-        pg, price->article_number, price->price_list,
-        price->external_version, price->amount_minor, price->currency,
-        price->effective_at, &current);
+        pg, s_text (price, "articleNumber"), s_text (price, "priceListId"),
+        version, s_number (price, "amount"), s_text (price, "currency"),
+        s_text (price, "effectiveAt"), &current);
     if (applied < 0)
         return -1;
     outcome->status = 200;
-    outcome->body = json_pack (
-        "{s:s, s:s, s:I, s:b, s:I}", "articleNumber", price->article_number,
-        "priceList", price->price_list, "externalVersion",
-        (json_int_t) price->external_version, "applied", applied,
-        "currentVersion", (json_int_t) current);
+    *reply = json_pack ("{s:s, s:s, s:I, s:b, s:I}", "articleNumber",
+                        s_text (price, "articleNumber"), "priceListId",
+                        s_text (price, "priceListId"), "externalVersion",
+                        (json_int_t) version, "applied", applied,
+                        "currentVersion", (json_int_t) current);
     if (!applied)
-        json_object_set_new (outcome->body, "reason",
-                             json_string ("stale version"));
+        json_object_set_new (*reply, "reason", json_string ("stale version"));
     return 0;
 }
 
-//  Reads a price from body (the push body or an event's data).
-static bool
-s_read_price (cw_http_request_t *request, json_t *body, s_price_t *price)
+//  Builds the key of one price; NULL after replying.
+static char *
+s_price_key (cw_http_request_t *request, json_t *price)
 {
-    bool failed = false;
-    price->article_number =
-        s_string (request, body, "articleNumber", S_ID, true, &failed);
-    if (!failed)
-        price->price_list =
-            s_string (request, body, "priceList", S_ID, true, &failed);
-    if (failed
-        || s_integer (request, body, "externalVersion", true, 0,
-                      &price->external_version)
-               < 0
-        || s_integer (request, body, "amountMinor", true, 0,
-                      &price->amount_minor)
-               < 0)
-        return false;
-    price->currency =
-        s_string (request, body, "currency", S_CURRENCY, true, &failed);
-    if (!failed)
-        price->effective_at =
-            s_string (request, body, "effectiveAt", S_TIME, false, &failed);
-    return !failed;
+    const char *fields[] = {s_text (price, "articleNumber"),
+                            s_text (price, "priceListId")};
+    return s_build_key (request, CW_IDKEY_PRICE, fields,
+                        s_number (price, "externalVersion"));
 }
 
 static void
@@ -748,64 +658,98 @@ s_post_prices (cw_http_request_t *request, void *arg)
     json_t *body = s_body_object (request);
     if (!body)
         return;
-    s_price_t price = {0};
-    char *key = NULL;
-    if (s_read_price (request, body, &price)) {
-        char reason[WEBSHOP_DETAIL_SIZE];
-        key = cw_idkey_price (price.article_number, price.price_list,
-                              (uint64_t) price.external_version, reason,
-                              sizeof (reason));
-        if (!key)
-            s_reply_invalid (request, 422, "body", reason);
-        else
-        if (s_key_matches (request, key, true))
-            s_deliver (self, request, key, "price", body, s_apply_price,
-                       &price);
+    if (!s_body_valid (request, CW_EVENT_ENDPOINT_WEBSHOP_PRODUCT_PRICES,
+                       body)) {
+        json_decref (body);
+        return;
     }
-    free (key);
+    //  Each price is de-duplicated by its own key. With one price the
+    //  Idempotency-Key header must be that key; with several it is
+    //  optional and each price's outcome is listed in the reply.
+    json_t *prices = json_object_get (body, "prices");
+    size_t count = json_array_size (prices);
+    if (count == 1) {
+        json_t *price = json_array_get (prices, 0);
+        char *key = s_price_key (request, price);
+        s_args_t args = {.body = price};
+        if (key && s_key_matches (request, key, true))
+            s_deliver (self, request, key, "price", price, s_apply_price,
+                       &args);
+        free (key);
+        json_decref (body);
+        return;
+    }
+    json_t *results = json_array ();
+    size_t index;
+    json_t *price;
+    json_array_foreach (prices, index, price) {
+        char *key = s_price_key (request, price);
+        if (!key)
+            break;
+        s_args_t args = {.body = price};
+        s_result_t result;
+        s_process (self, cw_http_request_correlation_id (request), key,
+                   "price", price, s_apply_price, &args, &result);
+        free (key);
+        if (result.status >= 400) {
+            //  Prices before this one stay applied (and remembered): a
+            //  retry of the whole batch replays them.
+            char field[32];
+            snprintf (field, sizeof (field), "prices[%zu]", index);
+            if (result.status < 500)
+                result.outcome.field = field;
+            s_reply_result (request, &result);
+            break;
+        }
+        json_t *item = json_loads (result.body, 0, NULL);
+        json_object_set_new (item, "replayed", json_boolean (result.replayed));
+        json_array_append_new (results, item);
+        free (result.body);
+    }
+    if (!cw_http_request_answered (request)) {
+        json_t *reply = json_pack ("{s:o}", "results", results);
+        cw_http_reply_json (request, 200, reply);
+        json_decref (reply);
+    }
+    else
+        json_decref (results);
     json_decref (body);
 }
 
 //  ---------------------------------------------------------------------
 //  POST /webshop/events: erp.*.v1 CloudEvents in structured JSON mode
 
-typedef struct {
-    const char *kind;           //  "customer" or "order"
-    const char *tenant_id;
-    const char *id;
-    const char *external_id;
-    const char *sync_status;
-} s_synced_t;
-
 static int
 s_apply_synced (cw_webshop_t *self, cw_pg_t *pg, void *args,
-                s_outcome_t *outcome)
+                s_outcome_t *outcome, json_t **reply)
 {
     (void) self;
-    s_synced_t *synced = (s_synced_t *) args;
-    bool customer = strcmp (synced->kind, "customer") == 0;
+    json_t *data = ((s_args_t *) args)->body;
+    bool customer = json_object_get (data, "customerId") != NULL;
+    const char *id = s_text (data, customer ? "customerId" : "orderId");
+    const char *tenant_id = s_text (data, "tenantId");
+    const char *external_id = s_text (data, "externalId");
     int changed = customer ? cw_webshop_store_customer_synced (
-                                 pg, synced->tenant_id, synced->id,
-                                 synced->external_id)
-                           : cw_webshop_store_order_synced (
-                                 pg, synced->tenant_id, synced->id,
-                                 synced->external_id);
+                                 pg, tenant_id, id, external_id)
+                           : cw_webshop_store_order_synced (pg, tenant_id, id,
+                                                            external_id);
     if (changed < 0)
         return -1;
     if (changed == 0) {
-        outcome->status = 404;
-        outcome->slug = customer ? "unknown-customer" : "unknown-order";
-        outcome->title = customer ? "unknown customer" : "unknown order";
-        outcome->field = customer ? "customerId" : "orderId";
+        s_outcome_problem (outcome, 404,
+                           customer ? "unknown-customer" : "unknown-order",
+                           customer ? "unknown customer" : "unknown order",
+                           customer ? "customerId" : "orderId");
         snprintf (outcome->detail, sizeof (outcome->detail),
-                  "%s \"%s\" of tenant \"%s\" does not exist", synced->kind,
-                  synced->id, synced->tenant_id);
+                  "%s \"%s\" of tenant \"%s\" does not exist",
+                  customer ? "customer" : "order", id, tenant_id);
         return 0;
     }
     outcome->status = 200;
-    outcome->body = json_pack ("{s:s, s:s, s:s, s:b}", "kind", synced->kind,
-                               "id", synced->id, "externalId",
-                               synced->external_id, "applied", 1);
+    *reply = json_pack ("{s:s, s:s, s:s, s:b}", customer ? "customerId"
+                                                          : "orderId",
+                        id, "externalId", external_id, "syncStatus",
+                        s_text (data, "syncStatus"), "applied", 1);
     return 0;
 }
 
@@ -820,69 +764,46 @@ s_post_events (cw_http_request_t *request, void *arg)
         cw_http_request_body (request), cw_http_request_body_size (request),
         reason, sizeof (reason));
     if (!event) {
-        s_reply_invalid (request, 400, "envelope", reason);
+        s_reply_reason (request, reason);
         return;
     }
     const char *type = cw_envelope_type (event);
     const char *key = cw_envelope_idempotency_key (event);
     json_t *data = cw_envelope_data (event);
-    bool failed = false;
-    if (!s_key_matches (request, key, false))
-        failed = true;
-    else
+    s_args_t args = {.body = data};
+    s_apply_fn *apply = NULL;
     if (strcmp (type, "erp.customer.synced.v1") == 0
-        || strcmp (type, "erp.order.synced.v1") == 0) {
-        bool customer = type[4] == 'c';
-        s_synced_t synced = {.kind = customer ? "customer" : "order"};
-        synced.tenant_id =
-            s_string (request, data, "tenantId", S_ID, true, &failed);
-        if (!failed)
-            synced.id = s_string (request, data,
-                                  customer ? "customerId" : "orderId", S_ID,
-                                  true, &failed);
-        if (!failed)
-            synced.external_id =
-                s_string (request, data, "externalId", S_ID, true, &failed);
-        if (!failed)
-            synced.sync_status =
-                s_string (request, data, "syncStatus", S_STATUS, true,
-                          &failed);
-        if (!failed && strcmp (synced.tenant_id,
-                               cw_envelope_tenant_id (event))
-                           != 0) {
-            s_reply_invalid (request, 422, "tenantId",
-                             "field \"tenantId\" does not match the "
-                             "envelope's tenantid");
-            failed = true;
-        }
-        if (!failed)
-            s_deliver (self, request, key, type, data, s_apply_synced,
-                       &synced);
-    }
+        || strcmp (type, "erp.order.synced.v1") == 0)
+        apply = s_apply_synced;
     else
-    if (strcmp (type, "erp.invoice.available.v1") == 0) {
-        s_invoice_t invoice = {0};
-        invoice.order_id =
-            s_string (request, data, "orderId", S_ID, true, &failed);
-        if (!failed && s_read_invoice (request, data, &invoice))
-            s_deliver (self, request, key, type, data, s_apply_invoice,
-                       &invoice);
-    }
+    if (strcmp (type, "erp.invoice.available.v1") == 0)
+        apply = s_apply_invoice;
     else
-    if (strcmp (type, "erp.price.updated.v1") == 0) {
-        s_price_t price = {0};
-        if (s_read_price (request, data, &price))
-            s_deliver (self, request, key, type, data, s_apply_price,
-                       &price);
-    }
-    else {
+    if (strcmp (type, "erp.price.updated.v1") == 0)
+        apply = s_apply_price;
+    if (!apply) {
         char detail[WEBSHOP_DETAIL_SIZE];
         snprintf (detail, sizeof (detail),
-                  "event type \"%s\" is not supported (supported: "
+                  "event type \"%.128s\" is not taken here (taken: "
                   "erp.customer.synced.v1, erp.order.synced.v1, "
                   "erp.invoice.available.v1, erp.price.updated.v1)",
                   type);
-        s_reply_invalid (request, 400, "type", detail);
+        s_reply_invalid (request, 422, "type", detail);
+    }
+    else
+    if (cw_event_validate (type, data, reason, sizeof (reason)) != 0)
+        s_reply_reason (request, reason);
+    else
+    if (json_object_get (data, "tenantId")
+        && strcmp (s_text (data, "tenantId"), cw_envelope_tenant_id (event))
+               != 0)
+        s_reply_invalid (request, 422, "tenantId",
+                         "field \"data.tenantId\" does not match the "
+                         "envelope's tenantid");
+    else
+    if (s_key_matches (request, key, false)) {
+        args.order_id = s_text (data, "orderId");
+        s_deliver (self, request, key, type, data, apply, &args);
     }
     cw_envelope_destroy (&event);
 }
@@ -890,18 +811,19 @@ s_post_events (cw_http_request_t *request, void *arg)
 //  ---------------------------------------------------------------------
 //  The shop's own API: domain rows + outbox event in one transaction
 
-//  Builds an envelope around data (taken) and adds it to the outbox.
-//  Fills event_id[33]. Returns 0 or -1.
+//  Builds an envelope around data (borrowed) and adds it to the outbox.
+//  Fills event_id. Returns 0, -1 on a database error.
 static int
 s_outbox_event (cw_webshop_t *self, cw_pg_t *pg, const char *type,
                 const char *tenant_id, const char *key,
-                const char *correlation_id, json_t *data, char *event_id)
+                const char *correlation_id, json_t *data,
+                char event_id[WEBSHOP_EVENT_ID_BYTES * 2 + 1])
 {
     unsigned char random[WEBSHOP_EVENT_ID_BYTES];
     randombytes_buf (random, sizeof (random));
     sodium_bin2hex (event_id, WEBSHOP_EVENT_ID_BYTES * 2 + 1, random,
                     sizeof (random));
-    char now[40];
+    char now[WEBSHOP_TIME_SIZE];
     s_now_text (now, sizeof (now));
     cw_envelope_t *event = cw_envelope_new ();
     cw_envelope_set_id (event, event_id);
@@ -911,11 +833,13 @@ s_outbox_event (cw_webshop_t *self, cw_pg_t *pg, const char *type,
     cw_envelope_set_tenant_id (event, tenant_id);
     cw_envelope_set_correlation_id (event, correlation_id);
     cw_envelope_set_idempotency_key (event, key);
-    cw_envelope_set_data (event, &data);
+    json_t *copy = json_incref (data);
+    cw_envelope_set_data (event, &copy);
     char reason[CW_ENVELOPE_REASON_SIZE];
     char *text = cw_envelope_encode_json (event, reason, sizeof (reason));
     cw_envelope_destroy (&event);
     if (!text) {
+        //  Our own event broke the contract: a bug, not bad input.
         cw_log (CW_LOG_ERROR, "event_invalid", "could not encode event",
                 "type", type, "reason", reason, NULL);
         return -1;
@@ -926,12 +850,12 @@ s_outbox_event (cw_webshop_t *self, cw_pg_t *pg, const char *type,
     return rc;
 }
 
-//  Runs body in a transaction with retries; replies 503 when it fails.
-//  run returns 0 committed-ready (reply prepared in outcome), -1 error.
 typedef int (s_run_fn) (cw_webshop_t *self, cw_pg_t *pg,
                         cw_http_request_t *request, json_t *body,
-                        s_outcome_t *outcome);
+                        s_outcome_t *outcome, json_t **reply);
 
+//  Runs run in a transaction, retried on serialization failures and lost
+//  connections; replies with its outcome, or 503.
 static void
 s_transaction (cw_webshop_t *self, cw_http_request_t *request, json_t *body,
                s_run_fn *run)
@@ -940,80 +864,96 @@ s_transaction (cw_webshop_t *self, cw_http_request_t *request, json_t *body,
         cw_pg_t *pg = cw_webshop_store_acquire (self->store);
         s_outcome_t outcome;
         memset (&outcome, 0, sizeof (outcome));
-        if (cw_pg_begin (pg) == 0 && run (self, pg, request, body, &outcome) == 0
+        json_t *reply = NULL;
+        if (cw_pg_begin (pg) == 0
+            && run (self, pg, request, body, &outcome, &reply) == 0
             && (outcome.status >= 400 || cw_pg_commit (pg) == 0)) {
             cw_webshop_store_release (self->store, pg);
-            if (outcome.status >= 400) {
-                json_t *extensions =
-                    outcome.field ? json_pack ("{s:s}", "field", outcome.field)
-                                  : NULL;
-                cw_http_reply_problem (request, outcome.status, outcome.slug,
-                                       outcome.title, outcome.detail,
-                                       extensions);
-                json_decref (extensions);
-            }
+            if (outcome.status >= 400)
+                s_reply_outcome (request, &outcome);
             else
-                cw_http_reply_json (request, outcome.status, outcome.body);
-            json_decref (outcome.body);
+                cw_http_reply_json (request, outcome.status, reply);
+            json_decref (reply);
             return;
         }
-        json_decref (outcome.body);
+        json_decref (reply);
         cw_pg_failure_t failure = cw_pg_failure (pg);
         cw_webshop_store_release (self->store, pg);
-        if (failure != CW_PG_SERIALIZATION && failure != CW_PG_CONNECTION)
+        if (failure != CW_PG_SERIALIZATION && failure != CW_PG_UNIQUE
+            && failure != CW_PG_CONNECTION)
             break;
     }
     s_reply_unavailable (request);
 }
 
+//  Checks event data we are about to publish; 422 outcome when invalid.
+static bool
+s_event_valid (const char *type, json_t *data, s_outcome_t *outcome)
+{
+    char reason[CW_ENVELOPE_REASON_SIZE];
+    if (cw_event_validate (type, data, reason, sizeof (reason)) == 0)
+        return true;
+    const char *field = strstr (reason, "field \"data.");
+    snprintf (outcome->name, sizeof (outcome->name), "%s",
+              field ? field + 12 : "body");
+    outcome->name[strcspn (outcome->name, "\"")] = 0;
+    s_outcome_problem (outcome, 422, "validation", "invalid request",
+                       outcome->name);
+    snprintf (outcome->detail, sizeof (outcome->detail), "%s", reason);
+    return false;
+}
+
+//  POST /shop/customers {tenantId, customerId, customer: {name, email,
+//  countryCode}}: creates or changes a customer.
 static int
 s_run_customer (cw_webshop_t *self, cw_pg_t *pg, cw_http_request_t *request,
-                json_t *body, s_outcome_t *outcome)
+                json_t *body, s_outcome_t *outcome, json_t **reply)
 {
-    const char *tenant_id = json_string_value (json_object_get (body,
-                                                                "tenantId"));
-    const char *customer_id =
-        json_string_value (json_object_get (body, "customerId"));
-    const char *email = json_string_value (json_object_get (body, "email"));
-    const char *name = json_string_value (json_object_get (body, "name"));
+    const char *tenant_id = s_text (body, "tenantId");
+    const char *customer_id = s_text (body, "customerId");
+    json_t *customer = json_object_get (body, "customer");
     int64_t version = 0;
     json_t *changed = json_array ();
     int upserted = cw_webshop_store_customer_upsert (
-        pg, tenant_id, customer_id, email, name, &version, changed);
+        pg, tenant_id, customer_id, s_text (customer, "email"),
+        s_text (customer, "name"), &version, changed);
     if (upserted <= 0) {
         json_decref (changed);
         if (upserted == 0) {
             //  Nothing changed: no new version, no event.
             outcome->status = 200;
-            outcome->body = json_pack (
-                "{s:s, s:s, s:I, s:b}", "tenantId", tenant_id, "customerId",
-                customer_id, "version", (json_int_t) version, "changed", 0);
+            *reply = json_pack ("{s:s, s:s, s:I, s:b}", "tenantId", tenant_id,
+                                "customerId", customer_id, "version",
+                                (json_int_t) version, "changed", 0);
         }
         return upserted;
     }
+    const char *fields[] = {tenant_id, customer_id};
     char reason[WEBSHOP_DETAIL_SIZE];
-    char *key = cw_idkey_customer (tenant_id, customer_id, (uint64_t) version,
-                                   reason, sizeof (reason));
-    if (!key) {
-        json_decref (changed);
-        return -1;
-    }
-    json_t *data = json_pack ("{s:s, s:s, s:I, s:o, s:s, s:s}", "tenantId",
+    char *key = cw_idkey_build (CW_IDKEY_CUSTOMER, fields, (uint64_t) version,
+                                reason, sizeof (reason));
+    json_t *data = json_pack ("{s:s, s:s, s:I, s:o, s:O}", "tenantId",
                               tenant_id, "customerId", customer_id, "version",
                               (json_int_t) version, "changedFields", changed,
-                              "email", email, "name", name);
+                              "customer", customer);
+    int rc = 0;
     char event_id[WEBSHOP_EVENT_ID_BYTES * 2 + 1];
-    int rc = s_outbox_event (self, pg, "customer.upsert.requested.v1",
+    if (!key)
+        rc = -1;
+    else
+    if (s_event_valid ("customer.upsert.requested.v1", data, outcome))
+        rc = s_outbox_event (self, pg, "customer.upsert.requested.v1",
                              tenant_id, key,
                              cw_http_request_correlation_id (request), data,
                              event_id);
-    if (rc == 0) {
+    if (rc == 0 && outcome->status == 0) {
         outcome->status = version == 1 ? 201 : 200;
-        outcome->body = json_pack (
-            "{s:s, s:s, s:I, s:b, s:s, s:s}", "tenantId", tenant_id,
-            "customerId", customer_id, "version", (json_int_t) version,
-            "changed", 1, "eventId", event_id, "idempotencyKey", key);
+        *reply = json_pack ("{s:s, s:s, s:I, s:b, s:s, s:s}", "tenantId",
+                            tenant_id, "customerId", customer_id, "version",
+                            (json_int_t) version, "changed", 1, "eventId",
+                            event_id, "idempotencyKey", key);
     }
+    json_decref (data);
     free (key);
     return rc;
 }
@@ -1025,126 +965,96 @@ s_post_customers (cw_http_request_t *request, void *arg)
     json_t *body = s_body_object (request);
     if (!body)
         return;
-    bool failed = false;
-    s_string (request, body, "tenantId", S_ID, true, &failed);
-    if (!failed)
-        s_string (request, body, "customerId", S_ID, true, &failed);
-    if (!failed)
-        s_string (request, body, "email", S_TEXT, true, &failed);
-    if (!failed)
-        s_string (request, body, "name", S_TEXT, true, &failed);
-    if (!failed)
+    //  The same checks as the event it causes, before touching the database.
+    json_t *probe = json_pack ("{s:O?, s:O?, s:i, s:[s], s:O?}", "tenantId",
+                               json_object_get (body, "tenantId"),
+                               "customerId",
+                               json_object_get (body, "customerId"),
+                               "version", 1, "changedFields", "name",
+                               "customer", json_object_get (body, "customer"));
+    s_outcome_t outcome;
+    memset (&outcome, 0, sizeof (outcome));
+    json_t *customer = json_object_get (body, "customer");
+    if (!s_event_valid ("customer.upsert.requested.v1", probe, &outcome))
+        s_reply_outcome (request, &outcome);
+    else
+    if (!json_is_string (json_object_get (customer, "email")))
+        s_reply_invalid (request, 422, "customer.email",
+                         "field \"customer.email\": missing");
+    else
         s_transaction (self, request, body, s_run_customer);
+    json_decref (probe);
     json_decref (body);
 }
 
+//  POST /shop/orders {tenantId, orderId, customerId, currency, lines:
+//  [{articleNumber, quantity, unitPrice}], tax, shipping, discount}
 static int
 s_run_order (cw_webshop_t *self, cw_pg_t *pg, cw_http_request_t *request,
-             json_t *body, s_outcome_t *outcome)
+             json_t *data, s_outcome_t *outcome, json_t **reply)
 {
-    const char *tenant_id = json_string_value (json_object_get (body,
-                                                                "tenantId"));
-    const char *order_id = json_string_value (json_object_get (body,
-                                                               "orderId"));
-    const char *customer_id =
-        json_string_value (json_object_get (body, "customerId"));
-    const char *currency = json_string_value (json_object_get (body,
-                                                               "currency"));
-    json_t *lines = json_object_get (body, "lines");
-    //  Totals: the validator has checked that nothing overflows.
-    int64_t total = 0;
-    size_t index;
-    json_t *line;
-    json_t *event_lines = json_array ();
-    json_array_foreach (lines, index, line) {
-        int64_t quantity = json_integer_value (json_object_get (line,
-                                                                "quantity"));
-        int64_t price =
-            json_integer_value (json_object_get (line, "unitPriceMinor"));
-        total += quantity * price;
-        json_array_append_new (
-            event_lines,
-            json_pack ("{s:I, s:s, s:I, s:I, s:I}", "lineNumber",
-                       (json_int_t) index + 1, "articleNumber",
-                       json_string_value (
-                           json_object_get (line, "articleNumber")),
-                       "quantity", (json_int_t) quantity, "unitPriceMinor",
-                       (json_int_t) price, "lineTotalMinor",
-                       (json_int_t) (quantity * price)));
-    }
-    int created = cw_webshop_store_customer_exists (pg, tenant_id,
-                                                    customer_id);
-    if (created == 0) {
-        json_decref (event_lines);
-        outcome->status = 422;
-        outcome->slug = "unknown-customer";
-        outcome->title = "unknown customer";
-        outcome->field = "customerId";
+    const char *tenant_id = s_text (data, "tenantId");
+    const char *order_id = s_text (data, "orderId");
+    const char *customer_id = s_text (data, "customerId");
+    const char *currency = s_text (data, "currency");
+    int64_t total = s_number (json_object_get (data, "totals"), "total");
+    int found = cw_webshop_store_customer_exists (pg, tenant_id, customer_id);
+    if (found < 0)
+        return -1;
+    if (found == 0) {
+        s_outcome_problem (outcome, 422, "unknown-customer",
+                           "unknown customer", "customerId");
         snprintf (outcome->detail, sizeof (outcome->detail),
                   "customer \"%s\" of tenant \"%s\" does not exist",
                   customer_id, tenant_id);
         return 0;
     }
-    //  Order ids are unique across tenants: the ERP pushes name none.
+    //  Order ids are unique across tenants: the ERP's pushes name none.
     char *owner = NULL;
-    if (created > 0)
-        created = cw_webshop_store_order_tenant (pg, order_id, &owner);
+    found = cw_webshop_store_order_tenant (pg, order_id, &owner);
     free (owner);
-    if (created > 0)
-        created = 0;
-    else
-    if (created == 0)
-        created = cw_webshop_store_order_create (
-            pg, tenant_id, order_id, customer_id, currency, total, "placed");
+    int created = found == 0
+                      ? cw_webshop_store_order_create (pg, tenant_id, order_id,
+                                                       customer_id, currency,
+                                                       total, "pending")
+                      : found > 0 ? 0 : -1;
     if (created <= 0) {
-        json_decref (event_lines);
         if (created == 0) {
-            outcome->status = 409;
-            outcome->slug = "order-exists";
-            outcome->title = "order exists";
-            outcome->field = "orderId";
+            s_outcome_problem (outcome, 409, "order-exists", "order exists",
+                               "orderId");
             snprintf (outcome->detail, sizeof (outcome->detail),
-                      "order \"%s\" exists already; change it with POST "
-                      "/shop/orders/{orderId}/status",
+                      "order \"%s\" exists already; change its status with "
+                      "POST /shop/orders/{orderId}/status",
                       order_id);
             return 0;
         }
         return -1;
     }
-    json_array_foreach (lines, index, line) {
+    size_t index;
+    json_t *line;
+    json_array_foreach (json_object_get (data, "lines"), index, line)
         if (cw_webshop_store_order_line_add (
                 pg, tenant_id, order_id, (int) index + 1,
-                json_string_value (json_object_get (line, "articleNumber")),
-                json_integer_value (json_object_get (line, "quantity")),
-                json_integer_value (
-                    json_object_get (line, "unitPriceMinor")))) {
-            json_decref (event_lines);
+                s_text (line, "articleNumber"), s_number (line, "quantity"),
+                s_number (line, "unitPrice")))
             return -1;
-        }
-    }
+    const char *fields[] = {tenant_id, order_id};
     char reason[WEBSHOP_DETAIL_SIZE];
-    char *key = cw_idkey_order (tenant_id, order_id, 1, reason,
+    char *key = cw_idkey_build (CW_IDKEY_ORDER, fields, 1, reason,
                                 sizeof (reason));
-    if (!key) {
-        json_decref (event_lines);
+    if (!key)
         return -1;
-    }
-    json_t *data = json_pack (
-        "{s:s, s:s, s:I, s:s, s:s, s:o, s:{s:I, s:s}}", "tenantId", tenant_id,
-        "orderId", order_id, "version", (json_int_t) 1, "customerId",
-        customer_id, "currency", currency, "lines", event_lines, "totals",
-        "totalMinor", (json_int_t) total, "currency", currency);
     char event_id[WEBSHOP_EVENT_ID_BYTES * 2 + 1];
     int rc = s_outbox_event (self, pg, "order.created.v1", tenant_id, key,
                              cw_http_request_correlation_id (request), data,
                              event_id);
     if (rc == 0) {
         outcome->status = 201;
-        outcome->body = json_pack (
-            "{s:s, s:s, s:I, s:I, s:s, s:s, s:s}", "tenantId", tenant_id,
-            "orderId", order_id, "version", (json_int_t) 1, "totalMinor",
-            (json_int_t) total, "currency", currency, "eventId", event_id,
-            "idempotencyKey", key);
+        *reply = json_pack ("{s:s, s:s, s:I, s:s, s:I, s:s, s:s, s:s}",
+                            "tenantId", tenant_id, "orderId", order_id,
+                            "version", (json_int_t) 1, "status", "pending",
+                            "total", (json_int_t) total, "currency", currency,
+                            "eventId", event_id, "idempotencyKey", key);
     }
     free (key);
     return rc;
@@ -1157,122 +1067,139 @@ s_post_orders (cw_http_request_t *request, void *arg)
     json_t *body = s_body_object (request);
     if (!body)
         return;
-    bool failed = false;
-    s_string (request, body, "tenantId", S_ID, true, &failed);
-    if (!failed)
-        s_string (request, body, "orderId", S_ID, true, &failed);
-    if (!failed)
-        s_string (request, body, "customerId", S_ID, true, &failed);
-    if (!failed)
-        s_string (request, body, "currency", S_CURRENCY, true, &failed);
+    //  The event's data: the request plus version, createdAt, each line's
+    //  lineTotal and the totals; then the contract's checks name any bad
+    //  field (lines[1].quantity, totals.total...).
+    char now[WEBSHOP_TIME_SIZE];
+    s_now_text (now, sizeof (now));
+    json_t *data = json_pack (
+        "{s:O?, s:O?, s:i, s:O?, s:O?, s:s}", "tenantId",
+        json_object_get (body, "tenantId"), "orderId",
+        json_object_get (body, "orderId"), "version", 1, "customerId",
+        json_object_get (body, "customerId"), "currency",
+        json_object_get (body, "currency"), "createdAt", now);
     json_t *lines = json_object_get (body, "lines");
-    if (!failed
-        && (!json_is_array (lines) || json_array_size (lines) == 0
-            || json_array_size (lines) > WEBSHOP_LINES_MAX)) {
-        s_reply_invalid (request, 422, "lines",
-                         "field \"lines\" must be an array of 1 to 500 "
-                         "lines");
-        failed = true;
-    }
-    //  Each line: articleNumber, quantity >= 1, unitPriceMinor >= 0, and
-    //  the order total must fit in 64 bits.
-    int64_t total = 0;
+    json_t *event_lines = json_array ();
+    json_int_t subtotal = 0;
+    bool overflow = false;
     size_t index;
     json_t *line;
-    if (!failed)
-        json_array_foreach (lines, index, line) {
-            char field[64];
-            int64_t quantity = 0, price = 0;
-            if (!json_is_object (line)) {
-                snprintf (field, sizeof (field), "lines[%zu]", index);
-                s_reply_invalid (request, 422, field,
-                                 "each line must be an object");
-                failed = true;
-                break;
-            }
-            s_string (request, line, "articleNumber", S_ID, true, &failed);
-            if (failed
-                || s_integer (request, line, "quantity", true, 1, &quantity)
-                       < 0
-                || (quantity > INT32_MAX
-                    && (s_reply_invalid (request, 422, "quantity",
-                                         "field \"quantity\" must be at "
-                                         "most 2147483647"),
-                        true))
-                || s_integer (request, line, "unitPriceMinor", true, 0,
-                              &price)
-                       < 0) {
-                failed = true;
-                break;
-            }
-            int64_t line_total;
-            if (__builtin_mul_overflow (quantity, price, &line_total)
-                || __builtin_add_overflow (total, line_total, &total)) {
-                s_reply_invalid (request, 422, "lines",
-                                 "order total does not fit in 64 bits");
-                failed = true;
-                break;
-            }
+    json_array_foreach (lines, index, line) {
+        json_t *copy = json_is_object (line) ? json_deep_copy (line)
+                                             : json_incref (line);
+        json_t *quantity = json_object_get (line, "quantity");
+        json_t *price = json_object_get (line, "unitPrice");
+        if (json_is_integer (quantity) && json_is_integer (price)) {
+            json_int_t product;
+            if (__builtin_mul_overflow (json_integer_value (quantity),
+                                        json_integer_value (price), &product)
+                || __builtin_add_overflow (subtotal, product, &subtotal))
+                overflow = true;
+            else
+                json_object_set_new (copy, "lineTotal",
+                                     json_integer (product));
         }
-    if (!failed)
-        s_transaction (self, request, body, s_run_order);
+        json_array_append_new (event_lines, copy);
+    }
+    json_object_set_new (data, "lines",
+                         json_is_array (lines) ? event_lines
+                                               : json_incref (lines));
+    if (!json_is_array (lines))
+        json_decref (event_lines);
+    json_int_t tax = json_integer_value (json_object_get (body, "tax"));
+    json_int_t shipping =
+        json_integer_value (json_object_get (body, "shipping"));
+    json_int_t discount =
+        json_integer_value (json_object_get (body, "discount"));
+    json_object_set_new (
+        data, "totals",
+        json_pack ("{s:I, s:I, s:I, s:I, s:I}", "subtotal", subtotal,
+                   "discount", discount, "tax", tax, "shipping", shipping,
+                   "total", subtotal - discount + tax + shipping));
+    s_outcome_t outcome;
+    memset (&outcome, 0, sizeof (outcome));
+    const char *amounts[] = {"tax", "shipping", "discount", NULL};
+    const char *bad_amount = NULL;
+    for (int which = 0; amounts[which]; which++) {
+        json_t *value = json_object_get (body, amounts[which]);
+        if (value
+            && (!json_is_integer (value) || json_integer_value (value) < 0
+                || json_integer_value (value) > CW_EVENT_AMOUNT_MAX))
+            bad_amount = amounts[which];
+    }
+    if (bad_amount) {
+        char detail[WEBSHOP_DETAIL_SIZE];
+        snprintf (detail, sizeof (detail),
+                  "field \"%s\": must be an integer amount in minor units, "
+                  "0 to %lld",
+                  bad_amount, (long long) CW_EVENT_AMOUNT_MAX);
+        s_reply_invalid (request, 422, bad_amount, detail);
+    }
+    else
+    if (overflow)
+        s_reply_invalid (request, 422, "lines",
+                         "field \"lines\": order total is too large");
+    else
+    if (!s_event_valid ("order.created.v1", data, &outcome))
+        s_reply_outcome (request, &outcome);
+    else
+        s_transaction (self, request, data, s_run_order);
+    json_decref (data);
     json_decref (body);
 }
 
+//  POST /shop/orders/{orderId}/status {status}
 static int
 s_run_status (cw_webshop_t *self, cw_pg_t *pg, cw_http_request_t *request,
-              json_t *body, s_outcome_t *outcome)
+              json_t *body, s_outcome_t *outcome, json_t **reply)
 {
     const char *order_id = cw_http_request_param (request, "orderId");
-    const char *status = json_string_value (json_object_get (body, "status"));
+    const char *status = s_text (body, "status");
     char *tenant_id = NULL;
     char *previous = NULL;
     int64_t version = 0;
     int changed = cw_webshop_store_order_set_status (
         pg, order_id, status, &tenant_id, &previous, &version);
     if (changed != 1) {
-        free (tenant_id);
-        free (previous);
         if (changed == 0)
             s_unknown_order (outcome, order_id);
         else
         if (changed == 2) {
-            outcome->status = 409;
-            outcome->slug = "ambiguous-order";
-            outcome->title = "ambiguous order id";
-            outcome->field = "orderId";
+            s_outcome_problem (outcome, 409, "ambiguous-order",
+                               "ambiguous order id", "orderId");
             snprintf (outcome->detail, sizeof (outcome->detail),
                       "order id \"%s\" is used by several tenants",
                       order_id);
         }
+        free (tenant_id);
+        free (previous);
         return changed < 0 ? -1 : 0;
     }
+    char now[WEBSHOP_TIME_SIZE];
+    s_now_text (now, sizeof (now));
+    json_t *data = json_pack ("{s:s, s:s, s:I, s:s, s:s, s:s}", "tenantId",
+                              tenant_id, "orderId", order_id, "version",
+                              (json_int_t) version, "previousStatus",
+                              previous, "status", status, "changedAt", now);
+    const char *fields[] = {tenant_id, order_id, status};
     char reason[WEBSHOP_DETAIL_SIZE];
-    char *key = cw_idkey_order_status (tenant_id, order_id, status,
-                                       (uint64_t) version, reason,
-                                       sizeof (reason));
-    int rc = -1;
-    if (key) {
-        char now[40];
-        s_now_text (now, sizeof (now));
-        json_t *data = json_pack (
-            "{s:s, s:s, s:I, s:s, s:s, s:s}", "tenantId", tenant_id,
-            "orderId", order_id, "version", (json_int_t) version,
-            "previousStatus", previous, "status", status, "changedAt", now);
-        char event_id[WEBSHOP_EVENT_ID_BYTES * 2 + 1];
+    char *key = cw_idkey_build (CW_IDKEY_ORDER_STATUS, fields,
+                                (uint64_t) version, reason, sizeof (reason));
+    int rc = key ? 0 : -1;
+    char event_id[WEBSHOP_EVENT_ID_BYTES * 2 + 1];
+    if (key && s_event_valid ("order.status.changed.v1", data, outcome))
         rc = s_outbox_event (self, pg, "order.status.changed.v1", tenant_id,
-                             key,
-                             cw_http_request_correlation_id (request), data,
-                             event_id);
-        if (rc == 0) {
-            outcome->status = 200;
-            outcome->body = json_pack (
-                "{s:s, s:s, s:s, s:s, s:I, s:s, s:s}", "tenantId", tenant_id,
-                "orderId", order_id, "previousStatus", previous, "status",
-                status, "version", (json_int_t) version, "eventId", event_id,
-                "idempotencyKey", key);
-        }
+                             key, cw_http_request_correlation_id (request),
+                             data, event_id);
+    if (rc == 0 && outcome->status == 0) {
+        outcome->status = 200;
+        *reply = json_pack ("{s:s, s:s, s:s, s:s, s:I, s:s, s:s}",
+                            "tenantId", tenant_id, "orderId", order_id,
+                            "previousStatus", previous, "status", status,
+                            "version", (json_int_t) version, "eventId",
+                            event_id, "idempotencyKey", key);
     }
+    json_decref (data);
     free (key);
     free (tenant_id);
     free (previous);
@@ -1286,11 +1213,12 @@ s_post_order_status (cw_http_request_t *request, void *arg)
     json_t *body = s_body_object (request);
     if (!body)
         return;
-    bool failed = false;
     const char *order_id;
     if (s_path_order (request, body, &order_id)) {
-        s_string (request, body, "status", S_STATUS, true, &failed);
-        if (!failed)
+        if (!json_is_string (json_object_get (body, "status")))
+            s_reply_invalid (request, 422, "status",
+                             "field \"status\": missing or not a string");
+        else
             s_transaction (self, request, body, s_run_status);
     }
     json_decref (body);

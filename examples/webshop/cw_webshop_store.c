@@ -92,7 +92,9 @@ static const s_statement_t s_statements[] = {
     {"payment_apply",
      "INSERT INTO shop.payments AS p (tenant, order_id, status, "
      "external_version, amount_minor, currency) "
-     "VALUES ($1, $2, $3, $4, $5, $6) "
+     "SELECT tenant, order_id, $3, $4, COALESCE ($5::bigint, total_minor), "
+     "COALESCE ($6::char(3), currency) FROM shop.orders "
+     "WHERE tenant = $1 AND order_id = $2 "
      "ON CONFLICT (tenant, order_id) DO UPDATE SET status = EXCLUDED.status, "
      "external_version = EXCLUDED.external_version, amount_minor = "
      "EXCLUDED.amount_minor, currency = EXCLUDED.currency, updated_at = now() "
@@ -514,14 +516,16 @@ int
 cw_webshop_store_payment_apply (cw_pg_t *pg, const char *tenant_id,
                                 const char *order_id, const char *status,
                                 int64_t external_version,
-                                int64_t amount_minor, const char *currency,
-                                int64_t *current)
+                                const int64_t *amount_minor,
+                                const char *currency, int64_t *current)
 {
     char version[STORE_INT_SIZE], amount[STORE_INT_SIZE];
     s_int_text (external_version, version);
-    s_int_text (amount_minor, amount);
+    if (amount_minor)
+        s_int_text (*amount_minor, amount);
     const char *values[] = {tenant_id, order_id, status,
-                            version,   amount,   currency};
+                            version,   amount_minor ? amount : NULL,
+                            currency};
     int64_t count = s_exec_count (pg, "payment_apply", 6, values);
     if (count < 0)
         return -1;

@@ -134,12 +134,13 @@ int
 
 //  Records a payment status (shop.payments and the order's
 //  payment_status) unless an equal or newer external version is stored.
+//  amount_minor NULL / currency NULL: the order's total and currency.
 //  1 applied, 0 stale (ignored), -1 error; *current: the stored version.
 int
     cw_webshop_store_payment_apply (cw_pg_t *pg, const char *tenant_id,
                                     const char *order_id, const char *status,
                                     int64_t external_version,
-                                    int64_t amount_minor,
+                                    const int64_t *amount_minor,
                                     const char *currency, int64_t *current);
 
 //  Links invoice metadata to an order unless an equal or newer external
