@@ -61,3 +61,12 @@ tests_check_cw_version_LDADD = $(PROTO_TEST_LIBS)
 EXTRA_DIST += tests/fuzz/fuzz_envelope_msgpack.c tests/fuzz/fuzz_envelope_json.c \
     tests/fuzz/make-corpus tests/fuzz/corpus/envelope_msgpack \
     tests/fuzz/corpus/envelope_json
+
+#  webshop-ref (examples/webshop): real process, PostgreSQL and HTTP
+check_PROGRAMS += tests/check_webshop
+TESTS += tests/check_webshop
+tests_check_webshop_SOURCES = tests/check_webshop.c
+tests_check_webshop_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
+tests_check_webshop_LDADD = lib/libcwrt.a $(TEST_LIBS) $(RUNTIME_LIBS)
+EXTRA_tests_check_webshop_DEPENDENCIES = examples/webshop/webshop-ref \
+    migrate/causeway-migrate
