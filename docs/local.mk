@@ -1,1 +1,4 @@
 #  docs/: fragment of the top Makefile.am (see there).
+
+#  webshop branch: the reference webshop and service tokens
+EXTRA_DIST += docs/webshop.md docs/tokens.md
