@@ -2,3 +2,6 @@
 
 #  webshop branch: the reference webshop and service tokens
 EXTRA_DIST += docs/webshop.md docs/tokens.md
+
+#  erpsim: the ERP simulator
+EXTRA_DIST += docs/erpsim.md

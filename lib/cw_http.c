@@ -74,6 +74,7 @@ struct _cw_http_request_t {
     header_t *headers;          //  Headers for the reply
     struct MHD_Response *response;  //  The reply, once made
     int status;                 //  Its status
+    bool drop;                  //  Close without a reply
 };
 
 //  Body of a truncated reply
@@ -358,7 +359,7 @@ s_request_dispatch (cw_http_request_t *self)
         s_route_match (route, self->path, self);
         self->route = route;
         route->handler (self, route->arg);
-        if (!self->response)
+        if (!self->response && !self->drop)
             cw_http_reply_problem (self, 500, "internal", "Internal Error",
                                    "handler sent no reply", NULL);
         return;
@@ -391,8 +392,10 @@ s_access (void *cls, struct MHD_Connection *connection, const char *url,
         *upload_data_size = 0;
         return MHD_YES;
     }
-    if (!request->response)
+    if (!request->response && !request->drop)
         s_request_dispatch (request);
+    if (request->drop)
+        return MHD_NO;
     assert (request->response);
     return MHD_queue_response (connection, (unsigned int) request->status,
                                request->response);
@@ -636,7 +639,7 @@ bool
 cw_http_request_answered (cw_http_request_t *self)
 {
     assert (self);
-    return self->response != NULL;
+    return self->response != NULL || self->drop;
 }
 
 //  Replies --------------------------------------------------------------
@@ -663,6 +666,7 @@ s_reply (cw_http_request_t *self, int status, struct MHD_Response *response,
 {
     assert (response);
     assert (self->response == NULL);
+    assert (!self->drop);
     if (content_type)
         MHD_add_response_header (response, MHD_HTTP_HEADER_CONTENT_TYPE,
                                  content_type);
@@ -767,4 +771,12 @@ cw_http_reply_truncated (cw_http_request_t *self, int status,
     struct MHD_Response *response = MHD_create_response_from_callback (
         size, sent ? sent : 1, s_truncated_read, truncated, s_truncated_free);
     s_reply (self, status, response, content_type);
+}
+
+void
+cw_http_reply_drop (cw_http_request_t *self)
+{
+    assert (self);
+    assert (self->response == NULL);
+    self->drop = true;
 }

@@ -183,4 +183,9 @@ void
                              const char *content_type, const void *data,
                              size_t size, size_t sent);
 
+//  Answers by closing the connection without sending any reply (the
+//  client sees an empty reply or a reset). For fault injection.
+void
+    cw_http_reply_drop (cw_http_request_t *self);
+
 #endif

@@ -204,6 +204,14 @@ s_silent (cw_http_request_t *request, void *arg)
 }
 
 static void
+s_drop (cw_http_request_t *request, void *arg)
+{
+    (void) arg;
+    cw_http_reply_drop (request);
+    ck_assert (cw_http_request_answered (request));
+}
+
+static void
 s_slow (cw_http_request_t *request, void *arg)
 {
     (void) arg;
@@ -230,6 +238,7 @@ s_server (int threads)
     cw_http_route (http, "GET", "/truncated", s_truncated, NULL);
     cw_http_route (http, "GET", "/silent", s_silent, NULL);
     cw_http_route (http, "GET", "/slow", s_slow, NULL);
+    cw_http_route (http, "GET", "/drop", s_drop, NULL);
     cw_http_set_body_limit (http, 1024);
     char error[256];
     int rc = cw_http_start (http, error, sizeof (error));
@@ -373,6 +382,10 @@ START_TEST (test_bytes_and_truncated)
     ck_assert_int_eq (reply.status, 200);
     ck_assert_int_ne (reply.code, CURLE_OK);
     ck_assert_int_eq (reply.size, 5);
+    free (reply.body);
+    s_request (port, "GET", "/drop", NULL, NULL, &reply);
+    ck_assert_int_eq (reply.status, 0);
+    ck_assert_int_eq (reply.code, CURLE_GOT_NOTHING);
     free (reply.body);
     //  The server keeps serving
     s_request (port, "GET", "/bytes", NULL, NULL, &reply);

@@ -70,3 +70,13 @@ tests_check_webshop_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
 tests_check_webshop_LDADD = lib/libcwrt.a $(TEST_LIBS) $(RUNTIME_LIBS)
 EXTRA_tests_check_webshop_DEPENDENCIES = examples/webshop/webshop-ref \
     migrate/causeway-migrate
+
+#  erpsim (integration): the simulator as a process, libcurl client
+check_PROGRAMS += tests/check_erpsim
+TESTS += tests/check_erpsim
+tests_check_erpsim_SOURCES = tests/check_erpsim.c
+tests_check_erpsim_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
+tests_check_erpsim_LDADD = $(TEST_LIBS) $(CURL_LIBS) $(JANSSON_LIBS)
+
+#  erpsim fuzz target (built and run by scripts/fuzz) and its seeds
+EXTRA_DIST += tests/fuzz/fuzz_erpsim_json.c tests/fuzz/corpus/erpsim_json
