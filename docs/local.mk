@@ -5,3 +5,6 @@ EXTRA_DIST += docs/webshop.md docs/tokens.md
 
 #  erpsim: the ERP simulator
 EXTRA_DIST += docs/erpsim.md
+
+#  Database: islands, roles, migrations, claim query, retention.
+EXTRA_DIST += docs/database.md

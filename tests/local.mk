@@ -80,3 +80,18 @@ tests_check_erpsim_LDADD = $(TEST_LIBS) $(CURL_LIBS) $(JANSSON_LIBS)
 
 #  erpsim fuzz target (built and run by scripts/fuzz) and its seeds
 EXTRA_DIST += tests/fuzz/fuzz_erpsim_json.c tests/fuzz/corpus/erpsim_json
+
+#  cw_pg (lib): connection, statements, transactions, reconnect
+check_PROGRAMS += tests/check_cw_pg
+TESTS += tests/check_cw_pg
+tests_check_cw_pg_SOURCES = tests/check_cw_pg.c
+tests_check_cw_pg_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PQ_CFLAGS)
+tests_check_cw_pg_LDADD = lib/libcwrt.a $(RUNTIME_LIBS) $(TEST_LIBS)
+
+#  sql/ + migrate/ (integration): migrations, roles, grants, audit chain,
+#  claim index at a million jobs
+check_PROGRAMS += tests/check_sql_schema
+TESTS += tests/check_sql_schema
+tests_check_sql_schema_SOURCES = tests/check_sql_schema.c
+tests_check_sql_schema_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PQ_CFLAGS)
+tests_check_sql_schema_LDADD = lib/libcwrt.a $(RUNTIME_LIBS) $(TEST_LIBS)
