@@ -8,3 +8,6 @@ EXTRA_DIST += docs/erpsim.md
 
 #  Database: islands, roles, migrations, claim query, retention.
 EXTRA_DIST += docs/database.md
+
+#  The envelope, events, sync bodies and contract versions (proto/)
+EXTRA_DIST += docs/envelope.md

@@ -26,7 +26,7 @@
 #define S_PATH_MAX 256  //  Field path kept for reasons, truncated beyond
 #define S_STRINGIFY(x) #x
 #define S_TOSTRING(x) S_STRINGIFY (x)
-#define S_TOO_DEEP \
+#define S_TOO_DEEP                                                             \
     "nesting deeper than " S_TOSTRING (CW_ENVELOPE_MAX_DEPTH) " levels"
 
 struct _cw_envelope_t {
@@ -54,8 +54,7 @@ struct _cw_envelope_t {
 #define S_IDEMPOTENCYKEY "idempotencykey"
 #define S_DATA "data"
 
-static void
-s_reason (char *reason, size_t reason_size, const char *format, ...)
+static void s_reason (char *reason, size_t reason_size, const char *format, ...)
     __attribute__ ((format (printf, 3, 4)));
 
 static void
@@ -231,8 +230,7 @@ cw_envelope_correlation_id (const cw_envelope_t *self)
 }
 
 void
-cw_envelope_set_correlation_id (cw_envelope_t *self,
-                                const char *correlation_id)
+cw_envelope_set_correlation_id (cw_envelope_t *self, const char *correlation_id)
 {
     assert (self);
     assert (correlation_id);
@@ -306,8 +304,7 @@ static int
 s_days_in_month (int year, int month)
 {
     static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (month == 2
-        && ((year % 4 == 0 && year % 100 != 0) || year % 400 == 0))
+    if (month == 2 && ((year % 4 == 0 && year % 100 != 0) || year % 400 == 0))
         return 29;
     return days[month - 1];
 }
@@ -378,13 +375,15 @@ cw_envelope_traceparent_valid (const char *text)
     if (!text || strlen (text) != 55)
         return false;
     return text[0] == '0' && text[1] == '0' && text[2] == '-'
-        && s_hex (text + 3, 32, true) && text[35] == '-'
-        && s_hex (text + 36, 16, true) && text[52] == '-'
-        && s_hex (text + 53, 2, false);
+           && s_hex (text + 3, 32, true) && text[35] == '-'
+           && s_hex (text + 36, 16, true) && text[52] == '-'
+           && s_hex (text + 53, 2, false);
 }
 
 int
-cw_envelope_parse_type (const char *type, char *family, size_t family_size,
+cw_envelope_parse_type (const char *type,
+                        char *family,
+                        size_t family_size,
                         int *version_p)
 {
     assert (type);
@@ -411,11 +410,9 @@ cw_envelope_parse_type (const char *type, char *family, size_t family_size,
                 return -1;
             segment_start = false;
         }
-        else
-        if (c == '.')
+        else if (c == '.')
             segment_start = true;
-        else
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')))
+        else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')))
             return -1;
     }
     if (segment_start)
@@ -433,8 +430,11 @@ cw_envelope_parse_type (const char *type, char *family, size_t family_size,
 
 //  Checks a token attribute: 1..max bytes of printable ASCII, no space
 static int
-s_check_token (const char *name, const char *value, size_t max,
-               char *reason, size_t reason_size)
+s_check_token (const char *name,
+               const char *value,
+               size_t max,
+               char *reason,
+               size_t reason_size)
 {
     if (!value) {
         s_reason (reason, reason_size, "field \"%s\": missing", name);
@@ -478,8 +478,7 @@ s_check_tenant_id (const char *value, char *reason, size_t reason_size)
 }
 
 //  Appends ".key" or "[index]" to a path, truncating safely
-static size_t
-s_path_push (char *path, size_t length, const char *format, ...)
+static size_t s_path_push (char *path, size_t length, const char *format, ...)
     __attribute__ ((format (printf, 3, 4)));
 
 static size_t
@@ -499,8 +498,12 @@ s_path_push (char *path, size_t length, const char *format, ...)
 
 //  Checks a data value: depth, key lengths, no NUL in strings
 static int
-s_check_value (const json_t *value, char *path, size_t path_length,
-               int depth, char *reason, size_t reason_size)
+s_check_value (const json_t *value,
+               char *path,
+               size_t path_length,
+               int depth,
+               char *reason,
+               size_t reason_size)
 {
     if (json_is_object (value) || json_is_array (value)) {
         if (depth > CW_ENVELOPE_MAX_DEPTH) {
@@ -512,7 +515,8 @@ s_check_value (const json_t *value, char *path, size_t path_length,
     if (json_is_object (value)) {
         const char *key;
         json_t *member;
-        json_object_foreach ((json_t *) value, key, member) {
+        json_object_foreach ((json_t *) value, key, member)
+        {
             size_t length = s_path_push (path, path_length, ".%s", key);
             if (strlen (key) > CW_ENVELOPE_KEY_MAX) {
                 s_reason (reason, reason_size,
@@ -527,19 +531,17 @@ s_check_value (const json_t *value, char *path, size_t path_length,
                 return -1;
         }
     }
-    else
-    if (json_is_array (value)) {
+    else if (json_is_array (value)) {
         for (size_t index = 0; index < json_array_size (value); index++) {
             size_t length = s_path_push (path, path_length, "[%zu]", index);
-            int rc = s_check_value (json_array_get (value, index), path,
-                                    length, depth + 1, reason, reason_size);
+            int rc = s_check_value (json_array_get (value, index), path, length,
+                                    depth + 1, reason, reason_size);
             path[path_length] = 0;
             if (rc)
                 return -1;
         }
     }
-    else
-    if (json_is_string (value)) {
+    else if (json_is_string (value)) {
         if (memchr (json_string_value (value), 0, json_string_length (value))) {
             s_reason (reason, reason_size,
                       "field \"%s\": must not contain NUL characters", path);
@@ -550,12 +552,12 @@ s_check_value (const json_t *value, char *path, size_t path_length,
 }
 
 int
-cw_envelope_validate (const cw_envelope_t *self, char *reason,
+cw_envelope_validate (const cw_envelope_t *self,
+                      char *reason,
                       size_t reason_size)
 {
     assert (self);
-    if (s_check_token (S_ID, self->id, CW_ENVELOPE_ID_MAX, reason,
-                       reason_size)
+    if (s_check_token (S_ID, self->id, CW_ENVELOPE_ID_MAX, reason, reason_size)
         || s_check_token (S_SOURCE, self->source, CW_ENVELOPE_SOURCE_MAX,
                           reason, reason_size))
         return -1;
@@ -585,7 +587,8 @@ cw_envelope_validate (const cw_envelope_t *self, char *reason,
         || s_check_token (S_CORRELATIONID, self->correlation_id,
                           CW_ENVELOPE_CORRELATIONID_MAX, reason, reason_size))
         return -1;
-    if (self->traceparent && !cw_envelope_traceparent_valid (self->traceparent)) {
+    if (self->traceparent
+        && !cw_envelope_traceparent_valid (self->traceparent)) {
         s_reason (reason, reason_size,
                   "field \"%s\": must be a W3C traceparent "
                   "\"00-<32 hex>-<16 hex>-<2 hex>\" with non-zero ids",
@@ -655,14 +658,14 @@ s_pack_value (msgpack_packer *packer, const json_t *value)
     switch (json_typeof (value)) {
         case JSON_OBJECT: {
             size_t count = json_object_size (value);
-            const char **keys
-                = (const char **) malloc ((count ? count : 1) * sizeof (char *));
+            const char **keys =
+                (const char **) malloc ((count ? count : 1) * sizeof (char *));
             assert (keys);
             size_t index = 0;
             const char *key;
             json_t *member;
-            json_object_foreach ((json_t *) value, key, member)
-                keys[index++] = key;
+            json_object_foreach ((json_t *) value, key, member) keys[index++] =
+                key;
             qsort (keys, count, sizeof (char *), s_compare_keys);
             msgpack_pack_map (packer, count);
             for (index = 0; index < count; index++) {
@@ -703,8 +706,10 @@ s_pack_value (msgpack_packer *packer, const json_t *value)
 }
 
 void *
-cw_envelope_encode_msgpack (const cw_envelope_t *self, size_t *size_p,
-                            char *reason, size_t reason_size)
+cw_envelope_encode_msgpack (const cw_envelope_t *self,
+                            size_t *size_p,
+                            char *reason,
+                            size_t reason_size)
 {
     assert (self);
     assert (size_p);
@@ -730,7 +735,8 @@ cw_envelope_encode_msgpack (const cw_envelope_t *self, size_t *size_p,
 }
 
 char *
-cw_envelope_encode_json (const cw_envelope_t *self, char *reason,
+cw_envelope_encode_json (const cw_envelope_t *self,
+                         char *reason,
                          size_t reason_size)
 {
     assert (self);
@@ -754,16 +760,21 @@ cw_envelope_encode_json (const cw_envelope_t *self, char *reason,
 //  ---------------------------------------------------------------------
 //  Decoding: tree -> envelope, shared by both decoders
 
-static const char *s_known[] = {
-    S_SPECVERSION, S_ID, S_SOURCE, S_TYPE, S_TIME, S_DATACONTENTTYPE,
-    S_TENANTID, S_CORRELATIONID, S_TRACEPARENT, S_IDEMPOTENCYKEY, S_DATA,
-    NULL};
+static const char *s_known[] = {S_SPECVERSION, S_ID,
+                                S_SOURCE,      S_TYPE,
+                                S_TIME,        S_DATACONTENTTYPE,
+                                S_TENANTID,    S_CORRELATIONID,
+                                S_TRACEPARENT, S_IDEMPOTENCYKEY,
+                                S_DATA,        NULL};
 
 //  Returns the string attribute, NULL with reason if present and not a
 //  string; *present_p says whether it was there
 static int
-s_attribute (const json_t *tree, const char *name, const char **value_p,
-             char *reason, size_t reason_size)
+s_attribute (const json_t *tree,
+             const char *name,
+             const char **value_p,
+             char *reason,
+             size_t reason_size)
 {
     *value_p = NULL;
     json_t *value = json_object_get (tree, name);
@@ -793,14 +804,14 @@ s_from_tree (json_t *tree, char *reason, size_t reason_size)
     //  silently, and a typo in an extension name is caught at once.
     const char *key;
     json_t *member;
-    json_object_foreach (tree, key, member) {
+    json_object_foreach (tree, key, member)
+    {
         bool known = false;
         for (int index = 0; s_known[index] && !known; index++)
             known = strcmp (key, s_known[index]) == 0;
         if (!known) {
-            s_reason (reason, reason_size,
-                      "field \"%.*s\": unknown attribute", CW_ENVELOPE_KEY_MAX,
-                      key);
+            s_reason (reason, reason_size, "field \"%.*s\": unknown attribute",
+                      CW_ENVELOPE_KEY_MAX, key);
             return NULL;
         }
     }
@@ -859,11 +870,11 @@ s_from_tree (json_t *tree, char *reason, size_t reason_size)
 //  msgpack reader: bytes -> JSON tree, every limit checked first
 
 typedef struct {
-    const uint8_t *data;  //  Input, borrowed
-    size_t size;          //  Input size
-    size_t position;      //  Next byte to read
-    char *reason;         //  Caller's reason buffer
-    size_t reason_size;   //  Its size
+    const uint8_t *data;    //  Input, borrowed
+    size_t size;            //  Input size
+    size_t position;        //  Next byte to read
+    char *reason;           //  Caller's reason buffer
+    size_t reason_size;     //  Its size
     char path[S_PATH_MAX];  //  Field path of the value being read
 } s_reader_t;
 
@@ -975,14 +986,11 @@ s_read_map (s_reader_t *reader, uint64_t count, int depth)
         bool ok = true;
         if (marker >= 0xa0 && marker <= 0xbf)
             length = marker & 0x1f;
-        else
-        if (marker == 0xd9)
+        else if (marker == 0xd9)
             ok = s_length (reader, 1, &length);
-        else
-        if (marker == 0xda)
+        else if (marker == 0xda)
             ok = s_length (reader, 2, &length);
-        else
-        if (marker == 0xdb)
+        else if (marker == 0xdb)
             ok = s_length (reader, 4, &length);
         else
             is_string = false;
@@ -996,7 +1004,8 @@ s_read_map (s_reader_t *reader, uint64_t count, int depth)
         }
         if (length > CW_ENVELOPE_KEY_MAX) {
             json_decref (object);
-            return s_fail (reader, "map key longer than " S_TOSTRING (CW_ENVELOPE_KEY_MAX) " bytes");
+            return s_fail (reader, "map key longer than " S_TOSTRING (
+                                       CW_ENVELOPE_KEY_MAX) " bytes");
         }
         if (!s_take (reader, (size_t) length, &bytes)) {
             json_decref (object);
@@ -1016,8 +1025,7 @@ s_read_map (s_reader_t *reader, uint64_t count, int depth)
         }
         json_decref (check);
         //  Top-level attributes are named bare, data members with a dot
-        s_path_push (reader->path, path_length, depth == 0 ? "%s" : ".%s",
-                     key);
+        s_path_push (reader->path, path_length, depth == 0 ? "%s" : ".%s", key);
         if (json_object_get (object, key)) {
             json_decref (object);
             return s_fail (reader, "duplicate key");
@@ -1116,11 +1124,9 @@ s_read_value (s_reader_t *reader, int depth)
             int64_t value;
             if (count == 1)
                 value = (int8_t) length;
-            else
-            if (count == 2)
+            else if (count == 2)
                 value = (int16_t) length;
-            else
-            if (count == 4)
+            else if (count == 4)
                 value = (int32_t) length;
             else
                 value = (int64_t) length;
@@ -1150,7 +1156,9 @@ s_read_value (s_reader_t *reader, int depth)
 }
 
 cw_envelope_t *
-cw_envelope_decode_msgpack (const void *data, size_t size, char *reason,
+cw_envelope_decode_msgpack (const void *data,
+                            size_t size,
+                            char *reason,
                             size_t reason_size)
 {
     assert (data || size == 0);
@@ -1190,7 +1198,9 @@ cw_envelope_decode_msgpack (const void *data, size_t size, char *reason,
 }
 
 cw_envelope_t *
-cw_envelope_decode_json (const void *data, size_t size, char *reason,
+cw_envelope_decode_json (const void *data,
+                         size_t size,
+                         char *reason,
                          size_t reason_size)
 {
     assert (data || size == 0);
@@ -1201,13 +1211,12 @@ cw_envelope_decode_json (const void *data, size_t size, char *reason,
         return NULL;
     }
     json_error_t error;
-    json_t *tree = json_loadb ((const char *) data, size,
-                               JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
-                               &error);
+    json_t *tree =
+        json_loadb ((const char *) data, size,
+                    JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &error);
     if (!tree) {
-        s_reason (reason, reason_size,
-                  "invalid JSON: %s at line %d column %d", error.text,
-                  error.line, error.column);
+        s_reason (reason, reason_size, "invalid JSON: %s at line %d column %d",
+                  error.text, error.line, error.column);
         return NULL;
     }
     cw_envelope_t *self = s_from_tree (tree, reason, reason_size);

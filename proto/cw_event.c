@@ -28,8 +28,7 @@ typedef struct {
     size_t reason_size;         //  Its size
 } s_scope_t;
 
-static int
-s_fail (s_scope_t *scope, const char *name, const char *format, ...)
+static int s_fail (s_scope_t *scope, const char *name, const char *format, ...)
     __attribute__ ((format (printf, 3, 4)));
 
 static int
@@ -49,8 +48,8 @@ s_fail (s_scope_t *scope, const char *name, const char *format, ...)
         //  The scope's own object: its path is the prefix without the dot
         size_t length = strlen (scope->prefix);
         int shown = length && scope->prefix[length - 1] == '.'
-                      ? (int) length - 1
-                      : (int) length;
+                        ? (int) length - 1
+                        : (int) length;
         if (shown)
             snprintf (scope->reason, scope->reason_size, "field \"%.*s\": %s",
                       shown, scope->prefix, problem);
@@ -61,13 +60,18 @@ s_fail (s_scope_t *scope, const char *name, const char *format, ...)
 }
 
 //  A scope for a member object or an array element of a parent scope
-static void
-s_child (s_scope_t *child, const s_scope_t *parent, const json_t *object,
-         const char *format, ...) __attribute__ ((format (printf, 4, 5)));
+static void s_child (s_scope_t *child,
+                     const s_scope_t *parent,
+                     const json_t *object,
+                     const char *format,
+                     ...) __attribute__ ((format (printf, 4, 5)));
 
 static void
-s_child (s_scope_t *child, const s_scope_t *parent, const json_t *object,
-         const char *format, ...)
+s_child (s_scope_t *child,
+         const s_scope_t *parent,
+         const json_t *object,
+         const char *format,
+         ...)
 {
     child->object = object;
     child->reason = parent->reason;
@@ -82,7 +86,9 @@ s_child (s_scope_t *child, const s_scope_t *parent, const json_t *object,
 
 //  Gets a member; -1 if required and missing
 static int
-s_member (s_scope_t *scope, const char *name, bool required,
+s_member (s_scope_t *scope,
+          const char *name,
+          bool required,
           const json_t **value_p)
 {
     *value_p = json_object_get (scope->object, name);
@@ -107,7 +113,9 @@ s_id_chars (const char *text)
 }
 
 static int
-s_string (s_scope_t *scope, const char *name, bool required,
+s_string (s_scope_t *scope,
+          const char *name,
+          bool required,
           const char **text_p)
 {
     const json_t *value;
@@ -144,7 +152,10 @@ s_id (s_scope_t *scope, const char *name, bool required, const char **text_p)
 
 //  Free text: 1..max bytes, no control characters
 static int
-s_text (s_scope_t *scope, const char *name, bool required, size_t max,
+s_text (s_scope_t *scope,
+        const char *name,
+        bool required,
+        size_t max,
         const char **text_p)
 {
     const char *text;
@@ -166,8 +177,12 @@ s_text (s_scope_t *scope, const char *name, bool required, size_t max,
 }
 
 static int
-s_integer (s_scope_t *scope, const char *name, bool required,
-           json_int_t minimum, json_int_t maximum, json_int_t *number_p)
+s_integer (s_scope_t *scope,
+           const char *name,
+           bool required,
+           json_int_t minimum,
+           json_int_t maximum,
+           json_int_t *number_p)
 {
     const json_t *value;
     if (s_member (scope, name, required, &value))
@@ -194,7 +209,9 @@ s_version (s_scope_t *scope, const char *name, bool required)
 
 //  Money amount: integer minor units, never floating point
 static int
-s_amount (s_scope_t *scope, const char *name, bool required,
+s_amount (s_scope_t *scope,
+          const char *name,
+          bool required,
           json_int_t *amount_p)
 {
     const json_t *value;
@@ -206,8 +223,7 @@ s_amount (s_scope_t *scope, const char *name, bool required,
         return s_fail (scope, name,
                        "must be an integer amount in minor units, not a "
                        "floating-point number");
-    return s_integer (scope, name, required, 0, CW_EVENT_AMOUNT_MAX,
-                      amount_p);
+    return s_integer (scope, name, required, 0, CW_EVENT_AMOUNT_MAX, amount_p);
 }
 
 static int
@@ -239,8 +255,11 @@ s_time (s_scope_t *scope, const char *name, bool required)
 }
 
 static int
-s_enum (s_scope_t *scope, const char *name, bool required,
-        const char *const *set, const char **text_p)
+s_enum (s_scope_t *scope,
+        const char *name,
+        bool required,
+        const char *const *set,
+        const char **text_p)
 {
     const char *text;
     if (s_string (scope, name, required, &text))
@@ -280,7 +299,9 @@ s_url (s_scope_t *scope, const char *name, bool required, const char **text_p)
 }
 
 static int
-s_object (s_scope_t *scope, const char *name, bool required,
+s_object (s_scope_t *scope,
+          const char *name,
+          bool required,
           const json_t **object_p)
 {
     if (s_member (scope, name, required, object_p))
@@ -291,7 +312,10 @@ s_object (s_scope_t *scope, const char *name, bool required,
 }
 
 static int
-s_array (s_scope_t *scope, const char *name, bool required, size_t maximum,
+s_array (s_scope_t *scope,
+         const char *name,
+         bool required,
+         size_t maximum,
          const json_t **array_p)
 {
     if (s_member (scope, name, required, array_p))
@@ -311,13 +335,13 @@ s_array (s_scope_t *scope, const char *name, bool required, size_t maximum,
 //  Closed sets (documented in docs/envelope.md)
 
 static const char *const s_order_statuses[] = {
-    "pending", "confirmed", "processing", "shipped", "delivered",
-    "cancelled", "returned", NULL};
+    "pending",   "confirmed", "processing", "shipped",
+    "delivered", "cancelled", "returned",   NULL};
 static const char *const s_payment_statuses[] = {
-    "pending", "authorized", "paid", "partially_refunded", "refunded",
-    "failed", "cancelled", NULL};
-static const char *const s_sync_statuses[] = {"created", "updated",
-                                               "unchanged", NULL};
+    "pending",  "authorized", "paid",      "partially_refunded",
+    "refunded", "failed",     "cancelled", NULL};
+static const char *const s_sync_statuses[] = {"created", "updated", "unchanged",
+                                              NULL};
 
 //  ---------------------------------------------------------------------
 //  Shared parts
@@ -378,7 +402,8 @@ s_changed_fields (s_scope_t *scope, bool required)
 static int
 s_order (s_scope_t *scope)
 {
-    if (s_id (scope, "tenantId", true, NULL) || s_id (scope, "orderId", true, NULL)
+    if (s_id (scope, "tenantId", true, NULL)
+        || s_id (scope, "orderId", true, NULL)
         || s_version (scope, "version", true)
         || s_id (scope, "customerId", true, NULL)
         || s_currency (scope, "currency", true)
@@ -502,7 +527,8 @@ s_status_change (s_scope_t *scope, bool with_ids)
 static int
 s_synced (s_scope_t *scope, const char *id_name)
 {
-    if (s_id (scope, "tenantId", true, NULL) || s_id (scope, id_name, true, NULL)
+    if (s_id (scope, "tenantId", true, NULL)
+        || s_id (scope, id_name, true, NULL)
         || s_id (scope, "externalId", true, NULL)
         || s_enum (scope, "syncStatus", true, s_sync_statuses, NULL)
         || s_version (scope, "version", true)
@@ -519,8 +545,8 @@ s_customer_upsert_requested (s_scope_t *scope)
 {
     if (s_id (scope, "tenantId", true, NULL)
         || s_id (scope, "customerId", true, NULL)
-        || s_version (scope, "version", true)
-        || s_changed_fields (scope, true) || s_customer (scope))
+        || s_version (scope, "version", true) || s_changed_fields (scope, true)
+        || s_customer (scope))
         return -1;
     return 0;
 }
@@ -570,7 +596,8 @@ static const struct {
     {{"customer.upsert.requested.v1", "webshop",
       "a customer was created or changed; upsert it in the ERP"},
      s_customer_upsert_requested},
-    {{"order.created.v1", "webshop", "an order was placed; create it in the ERP"},
+    {{"order.created.v1", "webshop",
+      "an order was placed; create it in the ERP"},
      s_order_created},
     {{"order.status.changed.v1", "webshop",
       "an order's status changed in the webshop"},
@@ -615,7 +642,9 @@ cw_event_find (const char *type)
 }
 
 int
-cw_event_validate (const char *type, const json_t *payload, char *reason,
+cw_event_validate (const char *type,
+                   const json_t *payload,
+                   char *reason,
                    size_t reason_size)
 {
     assert (type);
@@ -644,8 +673,8 @@ s_body_erp_customers (s_scope_t *scope)
 {
     if (s_id (scope, "tenantId", true, NULL)
         || s_id (scope, "customerId", true, NULL)
-        || s_version (scope, "version", true)
-        || s_changed_fields (scope, false) || s_customer (scope))
+        || s_version (scope, "version", true) || s_changed_fields (scope, false)
+        || s_customer (scope))
         return -1;
     return 0;
 }
@@ -696,19 +725,19 @@ s_body_product_prices (s_scope_t *scope)
 }
 
 static const struct {
-    const char *path;           //  Template, {orderId} marks the parameter
-    s_validator_fn *validate;   //  Body validator
+    const char *path;          //  Template, {orderId} marks the parameter
+    s_validator_fn *validate;  //  Body validator
 } s_endpoints[CW_EVENT_ENDPOINT_COUNT] = {
     [CW_EVENT_ENDPOINT_ERP_CUSTOMERS] = {"/erp/customers",
                                          s_body_erp_customers},
     [CW_EVENT_ENDPOINT_ERP_ORDERS] = {"/erp/orders", s_order},
     [CW_EVENT_ENDPOINT_ERP_ORDER_STATUS] = {"/erp/orders/{orderId}/status",
                                             s_body_erp_order_status},
-    [CW_EVENT_ENDPOINT_WEBSHOP_PAYMENT_STATUS]
-    = {"/webshop/orders/{orderId}/payment-status", s_body_payment_status},
-    [CW_EVENT_ENDPOINT_WEBSHOP_INVOICE_AVAILABLE]
-    = {"/webshop/orders/{orderId}/invoice-available",
-       s_body_invoice_available},
+    [CW_EVENT_ENDPOINT_WEBSHOP_PAYMENT_STATUS] =
+        {"/webshop/orders/{orderId}/payment-status", s_body_payment_status},
+    [CW_EVENT_ENDPOINT_WEBSHOP_INVOICE_AVAILABLE] =
+        {"/webshop/orders/{orderId}/invoice-available",
+         s_body_invoice_available},
     [CW_EVENT_ENDPOINT_WEBSHOP_PRODUCT_PRICES] = {"/webshop/products/prices",
                                                   s_body_product_prices},
 };
@@ -730,8 +759,10 @@ cw_event_endpoint_path (cw_event_endpoint_t endpoint)
 }
 
 int
-cw_event_endpoint_match (const char *method, const char *path,
-                         cw_event_endpoint_t *endpoint_p, char *order_id,
+cw_event_endpoint_match (const char *method,
+                         const char *path,
+                         cw_event_endpoint_t *endpoint_p,
+                         char *order_id,
                          size_t order_id_size)
 {
     assert (method);
@@ -777,8 +808,10 @@ cw_event_endpoint_match (const char *method, const char *path,
 }
 
 int
-cw_event_validate_body (cw_event_endpoint_t endpoint, const json_t *body,
-                        char *reason, size_t reason_size)
+cw_event_validate_body (cw_event_endpoint_t endpoint,
+                        const json_t *body,
+                        char *reason,
+                        size_t reason_size)
 {
     assert (endpoint < CW_EVENT_ENDPOINT_COUNT);
     s_scope_t scope = {.object = body,

@@ -75,7 +75,9 @@ s_find (const cw_version_t *self, const char *family)
 }
 
 int
-cw_version_register (cw_version_t *self, const char *family, int version,
+cw_version_register (cw_version_t *self,
+                     const char *family,
+                     int version,
                      cw_upcast_fn *upcast)
 {
     assert (self);
@@ -147,8 +149,10 @@ cw_version_understands (const cw_version_t *self, const char *type)
 }
 
 int
-cw_version_resolve (const cw_version_t *self, cw_envelope_t *envelope,
-                    char *reason, size_t reason_size)
+cw_version_resolve (const cw_version_t *self,
+                    cw_envelope_t *envelope,
+                    char *reason,
+                    size_t reason_size)
 {
     assert (self);
     assert (envelope);
@@ -173,9 +177,9 @@ cw_version_resolve (const cw_version_t *self, cw_envelope_t *envelope,
         char list[CW_ENVELOPE_REASON_SIZE / 2] = "";
         size_t length = 0;
         for (int known = entry->oldest; known <= entry->current; known++) {
-            int written = snprintf (list + length, sizeof (list) - length,
-                                    "%sv%d", known > entry->oldest ? ", " : "",
-                                    known);
+            int written =
+                snprintf (list + length, sizeof (list) - length, "%sv%d",
+                          known > entry->oldest ? ", " : "", known);
             if (written < 0 || (size_t) written >= sizeof (list) - length)
                 break;
             length += (size_t) written;
@@ -188,8 +192,8 @@ cw_version_resolve (const cw_version_t *self, cw_envelope_t *envelope,
         return 0;
     if (!json_is_object (cw_envelope_data (envelope))) {
         snprintf (reason, reason_size,
-                  "could not upcast %s from v%d: data is not an object",
-                  family, version);
+                  "could not upcast %s from v%d: data is not an object", family,
+                  version);
         return -1;
     }
     //  Work on a copy so that a failed step leaves the envelope as it was

@@ -14,36 +14,36 @@
 #define TRACEPARENT "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 //  A valid order.created.v1 envelope with a varied payload
-static const char *s_valid_json
-    = "{\"specversion\":\"1.0\",\"id\":\"evt-1\",\"source\":\"/webshop/orders\","
-      "\"type\":\"order.created.v1\",\"time\":\"2025-01-31T10:02:03.123Z\","
-      "\"datacontenttype\":\"application/json\",\"tenantid\":\"acme\","
-      "\"correlationid\":\"corr-9\",\"traceparent\":\"" TRACEPARENT "\","
-      "\"idempotencykey\":\"order:acme:o-1:1\","
-      "\"data\":{\"orderId\":\"o-1\",\"tenantId\":\"acme\",\"version\":1,"
-      "\"customerId\":\"c-7\",\"currency\":\"EUR\","
-      "\"createdAt\":\"2025-01-31T10:00:00+01:00\","
-      "\"lines\":[{\"articleNumber\":\"A-1\",\"quantity\":2,"
-      "\"unitPrice\":1250,\"lineTotal\":2500}],"
-      "\"totals\":{\"subtotal\":2500,\"tax\":475,\"shipping\":0,"
-      "\"total\":2975},\"note\":\"caf\xc3\xa9 \\\"x\\\"\",\"ratio\":0.1,"
-      "\"big\":9007199254740993,\"neg\":-129,\"flag\":true,\"none\":null,"
-      "\"nested\":{\"z\":[1,[2,{\"y\":false}]],\"a\":-1.5e300}}}";
+static const char *s_valid_json =
+    "{\"specversion\":\"1.0\",\"id\":\"evt-1\",\"source\":\"/webshop/orders\","
+    "\"type\":\"order.created.v1\",\"time\":\"2025-01-31T10:02:03.123Z\","
+    "\"datacontenttype\":\"application/json\",\"tenantid\":\"acme\","
+    "\"correlationid\":\"corr-9\",\"traceparent\":\"" TRACEPARENT "\","
+    "\"idempotencykey\":\"order:acme:o-1:1\","
+    "\"data\":{\"orderId\":\"o-1\",\"tenantId\":\"acme\",\"version\":1,"
+    "\"customerId\":\"c-7\",\"currency\":\"EUR\","
+    "\"createdAt\":\"2025-01-31T10:00:00+01:00\","
+    "\"lines\":[{\"articleNumber\":\"A-1\",\"quantity\":2,"
+    "\"unitPrice\":1250,\"lineTotal\":2500}],"
+    "\"totals\":{\"subtotal\":2500,\"tax\":475,\"shipping\":0,"
+    "\"total\":2975},\"note\":\"caf\xc3\xa9 \\\"x\\\"\",\"ratio\":0.1,"
+    "\"big\":9007199254740993,\"neg\":-129,\"flag\":true,\"none\":null,"
+    "\"nested\":{\"z\":[1,[2,{\"y\":false}]],\"a\":-1.5e300}}}";
 
 //  Canonical JSON of a minimal envelope: keys in byte order, compact
-static const char *s_minimal_json
-    = "{\"correlationid\":\"c\",\"data\":{\"a\":1,\"b\":[true,null,2.5]},"
-      "\"datacontenttype\":\"application/json\",\"id\":\"1\","
-      "\"idempotencykey\":\"k\",\"source\":\"s\",\"specversion\":\"1.0\","
-      "\"tenantid\":\"t\",\"time\":\"2025-01-31T10:02:03Z\","
-      "\"type\":\"x.v1\"}";
+static const char *s_minimal_json =
+    "{\"correlationid\":\"c\",\"data\":{\"a\":1,\"b\":[true,null,2.5]},"
+    "\"datacontenttype\":\"application/json\",\"id\":\"1\","
+    "\"idempotencykey\":\"k\",\"source\":\"s\",\"specversion\":\"1.0\","
+    "\"tenantid\":\"t\",\"time\":\"2025-01-31T10:02:03Z\","
+    "\"type\":\"x.v1\"}";
 
 static cw_envelope_t *
 s_decode_json (const char *text)
 {
     char reason[CW_ENVELOPE_REASON_SIZE] = "";
-    cw_envelope_t *envelope
-        = cw_envelope_decode_json (text, strlen (text), reason, sizeof (reason));
+    cw_envelope_t *envelope =
+        cw_envelope_decode_json (text, strlen (text), reason, sizeof (reason));
     ck_assert_msg (envelope != NULL, "rejected: %s", reason);
     return envelope;
 }
@@ -53,8 +53,8 @@ static void
 s_json_rejected (const char *text, const char *expected)
 {
     char reason[CW_ENVELOPE_REASON_SIZE] = "";
-    cw_envelope_t *envelope
-        = cw_envelope_decode_json (text, strlen (text), reason, sizeof (reason));
+    cw_envelope_t *envelope =
+        cw_envelope_decode_json (text, strlen (text), reason, sizeof (reason));
     ck_assert_msg (envelope == NULL, "accepted: %s", text);
     ck_assert_str_eq (reason, expected);
 }
@@ -102,7 +102,8 @@ s_pack_test (msgpack_packer *packer, const json_t *value)
     switch (json_typeof (value)) {
         case JSON_OBJECT:
             msgpack_pack_map (packer, json_object_size (value));
-            json_object_foreach ((json_t *) value, key, member) {
+            json_object_foreach ((json_t *) value, key, member)
+            {
                 msgpack_pack_str_with_body (packer, key, strlen (key));
                 s_pack_test (packer, member);
             }
@@ -116,26 +117,20 @@ s_pack_test (msgpack_packer *packer, const json_t *value)
             const char *text = json_string_value (value);
             if (strcmp (text, "@bin") == 0)
                 msgpack_pack_bin_with_body (packer, "ab", 2);
-            else
-            if (strcmp (text, "@ext") == 0)
+            else if (strcmp (text, "@ext") == 0)
                 msgpack_pack_ext_with_body (packer, "ab", 2, 7);
-            else
-            if (strcmp (text, "@nan") == 0)
+            else if (strcmp (text, "@nan") == 0)
                 msgpack_pack_double (packer, NAN);
-            else
-            if (strcmp (text, "@huge") == 0)
+            else if (strcmp (text, "@huge") == 0)
                 msgpack_pack_uint64 (packer, UINT64_MAX);
-            else
-            if (strcmp (text, "@f32") == 0)
+            else if (strcmp (text, "@f32") == 0)
                 msgpack_pack_float (packer, 1.5f);
-            else
-            if (strcmp (text, "@i64") == 0) {
+            else if (strcmp (text, "@i64") == 0) {
                 //  Non-canonical: int64 marker for a small number
                 const char raw[] = {(char) 0xd3, 0, 0, 0, 0, 0, 0, 0, 5};
                 msgpack_sbuffer_write (packer->data, raw, sizeof (raw));
             }
-            else
-            if (strcmp (text, "@key") == 0) {
+            else if (strcmp (text, "@key") == 0) {
                 msgpack_pack_map (packer, 1);
                 msgpack_pack_int (packer, 1);
                 msgpack_pack_true (packer);
@@ -218,8 +213,8 @@ START_TEST (test_accessors)
     cw_envelope_t *copy = cw_envelope_dup (envelope);
     json_object_set_new (cw_envelope_data (envelope), "orderId",
                          json_string ("changed"));
-    ck_assert_str_eq (json_string_value (json_object_get (
-                          cw_envelope_data (copy), "orderId")),
+    ck_assert_str_eq (json_string_value (
+                          json_object_get (cw_envelope_data (copy), "orderId")),
                       "o-1");
     cw_envelope_set_traceparent (copy, NULL);
     ck_assert_ptr_null (cw_envelope_traceparent (copy));
@@ -237,22 +232,22 @@ START_TEST (test_round_trip)
     char reason[CW_ENVELOPE_REASON_SIZE] = "";
     cw_envelope_t *envelope = s_decode_json (s_valid_json);
     size_t size_1;
-    void *msgpack_1 = cw_envelope_encode_msgpack (envelope, &size_1, reason,
-                                                  sizeof (reason));
+    void *msgpack_1 =
+        cw_envelope_encode_msgpack (envelope, &size_1, reason, sizeof (reason));
     ck_assert_msg (msgpack_1 != NULL, "%s", reason);
     cw_envelope_destroy (&envelope);
 
     //  msgpack -> envelope -> JSON -> envelope -> msgpack: same bytes
-    envelope = cw_envelope_decode_msgpack (msgpack_1, size_1, reason,
-                                           sizeof (reason));
+    envelope =
+        cw_envelope_decode_msgpack (msgpack_1, size_1, reason, sizeof (reason));
     ck_assert_msg (envelope != NULL, "%s", reason);
     char *json = cw_envelope_encode_json (envelope, reason, sizeof (reason));
     ck_assert_ptr_nonnull (json);
     cw_envelope_destroy (&envelope);
     envelope = s_decode_json (json);
     size_t size_2;
-    void *msgpack_2 = cw_envelope_encode_msgpack (envelope, &size_2, reason,
-                                                  sizeof (reason));
+    void *msgpack_2 =
+        cw_envelope_encode_msgpack (envelope, &size_2, reason, sizeof (reason));
     ck_assert_uint_eq (size_1, size_2);
     ck_assert_int_eq (memcmp (msgpack_1, msgpack_2, size_1), 0);
     //  And JSON -> envelope -> JSON: same text
@@ -287,12 +282,12 @@ END_TEST
 START_TEST (test_canonical_form)
 {
     //  Any key order in, byte order out (every level); no traceparent
-    const char *shuffled
-        = "{\"type\":\"x.v1\",\"data\":{\"b\":[true,null,2.5],\"a\":1},"
-          "\"id\":\"1\",\"time\":\"2025-01-31T10:02:03Z\",\"source\":\"s\","
-          "\"tenantid\":\"t\",\"idempotencykey\":\"k\",\"correlationid\":"
-          "\"c\",\"specversion\":\"1.0\",\"datacontenttype\":"
-          "\"application/json\"}";
+    const char *shuffled =
+        "{\"type\":\"x.v1\",\"data\":{\"b\":[true,null,2.5],\"a\":1},"
+        "\"id\":\"1\",\"time\":\"2025-01-31T10:02:03Z\",\"source\":\"s\","
+        "\"tenantid\":\"t\",\"idempotencykey\":\"k\",\"correlationid\":"
+        "\"c\",\"specversion\":\"1.0\",\"datacontenttype\":"
+        "\"application/json\"}";
     char reason[CW_ENVELOPE_REASON_SIZE] = "";
     cw_envelope_t *envelope = s_decode_json (shuffled);
     char *json = cw_envelope_encode_json (envelope, reason, sizeof (reason));
@@ -317,8 +312,8 @@ START_TEST (test_canonical_form)
     json_object_set_new (json_object_get (tree, "data"), "c",
                          json_string ("@f32"));
     void *packed = s_pack_tree (tree, &size);
-    envelope = cw_envelope_decode_msgpack (packed, size, reason,
-                                           sizeof (reason));
+    envelope =
+        cw_envelope_decode_msgpack (packed, size, reason, sizeof (reason));
     ck_assert_msg (envelope != NULL, "%s", reason);
     json_t *data = cw_envelope_data (envelope);
     ck_assert_int_eq (json_integer_value (json_object_get (data, "a")), 5);
@@ -357,19 +352,19 @@ START_TEST (test_truncated)
     size_t json_size = strlen (json);
     for (size_t length = 0; length < json_size; length++) {
         reason[0] = 0;
-        envelope = cw_envelope_decode_json (json, length, reason,
-                                            sizeof (reason));
+        envelope =
+            cw_envelope_decode_json (json, length, reason, sizeof (reason));
         ck_assert_msg (envelope == NULL, "JSON prefix %zu accepted", length);
         ck_assert (reason[0] != 0);
     }
     //  A cut names the field being read ("type" is last in byte order)
-    envelope = cw_envelope_decode_msgpack (bytes, size - 1, reason,
-                                           sizeof (reason));
+    envelope =
+        cw_envelope_decode_msgpack (bytes, size - 1, reason, sizeof (reason));
     ck_assert_ptr_null (envelope);
     ck_assert_str_eq (reason, "field \"type\": truncated");
     //  And the whole message still decodes
-    envelope = cw_envelope_decode_msgpack (bytes, size, reason,
-                                           sizeof (reason));
+    envelope =
+        cw_envelope_decode_msgpack (bytes, size, reason, sizeof (reason));
     ck_assert_ptr_nonnull (envelope);
     cw_envelope_destroy (&envelope);
     free (bytes);
@@ -429,11 +424,12 @@ START_TEST (test_malformed_msgpack)
         json_t *tree = s_valid_tree ();
         json_t *line = json_array_get (
             json_object_get (json_object_get (tree, "data"), "lines"), 0);
-        json_object_set_new (line, "blob", json_string (values[index].sentinel));
+        json_object_set_new (line, "blob",
+                             json_string (values[index].sentinel));
         size_t size;
         void *packed = s_pack_tree (tree, &size);
-        envelope = cw_envelope_decode_msgpack (packed, size, reason,
-                                               sizeof (reason));
+        envelope =
+            cw_envelope_decode_msgpack (packed, size, reason, sizeof (reason));
         ck_assert_ptr_null (envelope);
         ck_assert_str_eq (reason, values[index].reason);
         free (packed);
@@ -509,7 +505,8 @@ START_TEST (test_wrong_fields)
         {"time", json_string ("2025-01-31T10:02:03"),
          "field \"time\": must be an RFC 3339 timestamp with offset"},
         {"traceparent",
-         json_string ("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+         json_string (
+             "00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
          "field \"traceparent\": must be a W3C traceparent "
          "\"00-<32 hex>-<16 hex>-<2 hex>\" with non-zero ids"},
         {"tenantid", json_string ("acme:eu"),
@@ -592,15 +589,15 @@ START_TEST (test_limits)
     tree = s_valid_tree ();
     json_object_set_new (json_object_get (tree, "data"), key, json_true ());
     text = json_dumps (tree, JSON_COMPACT);
-    envelope = cw_envelope_decode_json (text, strlen (text), reason,
-                                        sizeof (reason));
+    envelope =
+        cw_envelope_decode_json (text, strlen (text), reason, sizeof (reason));
     ck_assert_ptr_null (envelope);
     ck_assert_ptr_nonnull (strstr (reason, ": key longer than 255 bytes"));
     free (text);
     size_t size;
     void *packed = s_pack_tree (tree, &size);
-    envelope = cw_envelope_decode_msgpack (packed, size, reason,
-                                           sizeof (reason));
+    envelope =
+        cw_envelope_decode_msgpack (packed, size, reason, sizeof (reason));
     ck_assert_ptr_null (envelope);
     ck_assert_str_eq (reason, "field \"data\": map key longer than 255 bytes");
     free (packed);
@@ -613,8 +610,8 @@ START_TEST (test_limits)
     cw_envelope_destroy (&envelope);
     free (text);
     packed = s_pack_tree (tree, &size);
-    envelope = cw_envelope_decode_msgpack (packed, size, reason,
-                                           sizeof (reason));
+    envelope =
+        cw_envelope_decode_msgpack (packed, size, reason, sizeof (reason));
     ck_assert_msg (envelope != NULL, "%s", reason);
     cw_envelope_destroy (&envelope);
     free (packed);
@@ -665,17 +662,27 @@ END_TEST
 
 START_TEST (test_formats)
 {
-    const char *good_times[] = {
-        "2025-01-31T10:02:03Z", "2025-01-31T10:02:03.123Z",
-        "2024-02-29T23:59:59+14:00", "2025-12-31T00:00:00.123456789-05:30",
-        NULL};
-    const char *bad_times[] = {
-        "2025-01-31T10:02:03", "2025-01-31 10:02:03Z", "2025-01-31t10:02:03Z",
-        "2025-01-31T10:02:03z", "2023-02-29T10:00:00Z", "2025-13-01T10:00:00Z",
-        "2025-04-31T10:00:00Z", "2025-01-31T24:00:00Z", "2025-01-31T10:60:00Z",
-        "2025-01-31T10:00:60Z", "2025-01-31T10:00:00.Z",
-        "2025-01-31T10:00:00.1234567890Z", "2025-01-31T10:00:00+0100",
-        "2025-01-31T10:00:00+24:00", "2025-1-31T10:00:00Z", "", NULL};
+    const char *good_times[] = {"2025-01-31T10:02:03Z",
+                                "2025-01-31T10:02:03.123Z",
+                                "2024-02-29T23:59:59+14:00",
+                                "2025-12-31T00:00:00.123456789-05:30", NULL};
+    const char *bad_times[] = {"2025-01-31T10:02:03",
+                               "2025-01-31 10:02:03Z",
+                               "2025-01-31t10:02:03Z",
+                               "2025-01-31T10:02:03z",
+                               "2023-02-29T10:00:00Z",
+                               "2025-13-01T10:00:00Z",
+                               "2025-04-31T10:00:00Z",
+                               "2025-01-31T24:00:00Z",
+                               "2025-01-31T10:60:00Z",
+                               "2025-01-31T10:00:60Z",
+                               "2025-01-31T10:00:00.Z",
+                               "2025-01-31T10:00:00.1234567890Z",
+                               "2025-01-31T10:00:00+0100",
+                               "2025-01-31T10:00:00+24:00",
+                               "2025-1-31T10:00:00Z",
+                               "",
+                               NULL};
     for (int index = 0; good_times[index]; index++)
         ck_assert_msg (cw_envelope_time_valid (good_times[index]), "%s",
                        good_times[index]);
@@ -691,10 +698,11 @@ START_TEST (test_formats)
         "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
         "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
-        "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", NULL};
+        "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        NULL};
     for (int index = 0; bad_traces[index]; index++)
-        ck_assert_msg (!cw_envelope_traceparent_valid (bad_traces[index]),
-                       "%s", bad_traces[index]);
+        ck_assert_msg (!cw_envelope_traceparent_valid (bad_traces[index]), "%s",
+                       bad_traces[index]);
 
     char family[64];
     int version = 0;
@@ -703,20 +711,25 @@ START_TEST (test_formats)
                       0);
     ck_assert_str_eq (family, "erp.price.updated");
     ck_assert_int_eq (version, 12);
-    const char *bad_types[] = {"v1", ".v1", "order..created.v1",
-                               "order.created.v", "order.created.v01",
-                               "order.created.v10000", "order.Created.v1",
-                               "order.1created.v1", "order.created.V1",
-                               "order-created.v1", NULL};
+    const char *bad_types[] = {"v1",
+                               ".v1",
+                               "order..created.v1",
+                               "order.created.v",
+                               "order.created.v01",
+                               "order.created.v10000",
+                               "order.Created.v1",
+                               "order.1created.v1",
+                               "order.created.V1",
+                               "order-created.v1",
+                               NULL};
     for (int index = 0; bad_types[index]; index++)
         ck_assert_msg (cw_envelope_parse_type (bad_types[index], family,
                                                sizeof (family), &version)
                            == -1,
                        "%s", bad_types[index]);
     //  Family buffer too small
-    ck_assert_int_eq (cw_envelope_parse_type ("order.created.v1", family, 5,
-                                              &version),
-                      -1);
+    ck_assert_int_eq (
+        cw_envelope_parse_type ("order.created.v1", family, 5, &version), -1);
 }
 END_TEST
 

@@ -52,30 +52,30 @@ static const struct {
 
 //  One valid body per sync endpoint
 static const char *s_valid_bodies[CW_EVENT_ENDPOINT_COUNT] = {
-    [CW_EVENT_ENDPOINT_ERP_CUSTOMERS]
-    = "{\"tenantId\":\"acme\",\"customerId\":\"c-7\",\"version\":3,"
-      "\"customer\":{\"name\":\"Ada\"}}",
-    [CW_EVENT_ENDPOINT_ERP_ORDERS]
-    = "{\"tenantId\":\"acme\",\"orderId\":\"o-1\",\"version\":1,"
-      "\"customerId\":\"c-7\",\"currency\":\"SEK\",\"createdAt\":"
-      "\"2025-01-31T10:00:00Z\",\"lines\":[{\"articleNumber\":\"A-1\","
-      "\"quantity\":1,\"unitPrice\":100,\"lineTotal\":100}],\"totals\":"
-      "{\"subtotal\":100,\"tax\":25,\"shipping\":0,\"total\":125}}",
-    [CW_EVENT_ENDPOINT_ERP_ORDER_STATUS]
-    = "{\"tenantId\":\"acme\",\"status\":\"cancelled\",\"version\":4,"
-      "\"changedAt\":\"2025-01-31T10:00:00Z\"}",
-    [CW_EVENT_ENDPOINT_WEBSHOP_PAYMENT_STATUS]
-    = "{\"status\":\"paid\",\"externalVersion\":5,\"changedAt\":"
-      "\"2025-01-31T10:00:00Z\",\"amount\":4065,\"currency\":\"EUR\"}",
-    [CW_EVENT_ENDPOINT_WEBSHOP_INVOICE_AVAILABLE]
-    = "{\"invoiceNumber\":\"INV-9\",\"externalVersion\":1,"
-      "\"documentToken\":\"tok-abc\"}",
-    [CW_EVENT_ENDPOINT_WEBSHOP_PRODUCT_PRICES]
-    = "{\"prices\":[{\"articleNumber\":\"A-1\",\"priceListId\":\"retail\","
-      "\"amount\":1299,\"currency\":\"EUR\",\"effectiveAt\":"
-      "\"2025-03-01T00:00:00Z\",\"externalVersion\":1},{\"articleNumber\":"
-      "\"B-2\",\"priceListId\":\"retail\",\"amount\":0,\"currency\":\"EUR\","
-      "\"effectiveAt\":\"2025-03-01T00:00:00Z\",\"externalVersion\":2}]}",
+    [CW_EVENT_ENDPOINT_ERP_CUSTOMERS] =
+        "{\"tenantId\":\"acme\",\"customerId\":\"c-7\",\"version\":3,"
+        "\"customer\":{\"name\":\"Ada\"}}",
+    [CW_EVENT_ENDPOINT_ERP_ORDERS] =
+        "{\"tenantId\":\"acme\",\"orderId\":\"o-1\",\"version\":1,"
+        "\"customerId\":\"c-7\",\"currency\":\"SEK\",\"createdAt\":"
+        "\"2025-01-31T10:00:00Z\",\"lines\":[{\"articleNumber\":\"A-1\","
+        "\"quantity\":1,\"unitPrice\":100,\"lineTotal\":100}],\"totals\":"
+        "{\"subtotal\":100,\"tax\":25,\"shipping\":0,\"total\":125}}",
+    [CW_EVENT_ENDPOINT_ERP_ORDER_STATUS] =
+        "{\"tenantId\":\"acme\",\"status\":\"cancelled\",\"version\":4,"
+        "\"changedAt\":\"2025-01-31T10:00:00Z\"}",
+    [CW_EVENT_ENDPOINT_WEBSHOP_PAYMENT_STATUS] =
+        "{\"status\":\"paid\",\"externalVersion\":5,\"changedAt\":"
+        "\"2025-01-31T10:00:00Z\",\"amount\":4065,\"currency\":\"EUR\"}",
+    [CW_EVENT_ENDPOINT_WEBSHOP_INVOICE_AVAILABLE] =
+        "{\"invoiceNumber\":\"INV-9\",\"externalVersion\":1,"
+        "\"documentToken\":\"tok-abc\"}",
+    [CW_EVENT_ENDPOINT_WEBSHOP_PRODUCT_PRICES] =
+        "{\"prices\":[{\"articleNumber\":\"A-1\",\"priceListId\":\"retail\","
+        "\"amount\":1299,\"currency\":\"EUR\",\"effectiveAt\":"
+        "\"2025-03-01T00:00:00Z\",\"externalVersion\":1},{\"articleNumber\":"
+        "\"B-2\",\"priceListId\":\"retail\",\"amount\":0,\"currency\":\"EUR\","
+        "\"effectiveAt\":\"2025-03-01T00:00:00Z\",\"externalVersion\":2}]}",
 };
 
 static json_t *
@@ -90,7 +90,9 @@ s_parse (const char *text)
 //  Applies a JSON-path-like edit: sets member "key" of the object found by
 //  following "a.b[1]" style parents (parents exist); value NULL deletes
 static json_t *
-s_edited (const char *text, const char *parent_path, const char *key,
+s_edited (const char *text,
+          const char *parent_path,
+          const char *key,
           json_t *value)
 {
     json_t *root = s_parse (text);
@@ -125,14 +127,15 @@ static void
 s_event_rejected (const char *type, json_t *payload, const char *expected)
 {
     char reason[CW_ENVELOPE_REASON_SIZE] = "";
-    ck_assert_int_eq (cw_event_validate (type, payload, reason, sizeof (reason)),
-                      -1);
+    ck_assert_int_eq (
+        cw_event_validate (type, payload, reason, sizeof (reason)), -1);
     ck_assert_str_eq (reason, expected);
     json_decref (payload);
 }
 
 static void
-s_body_rejected (cw_event_endpoint_t endpoint, json_t *body,
+s_body_rejected (cw_event_endpoint_t endpoint,
+                 json_t *body,
                  const char *expected)
 {
     char reason[CW_ENVELOPE_REASON_SIZE] = "";
@@ -151,15 +154,17 @@ START_TEST (test_lookup)
         ck_assert (strcmp (info->producer, "webshop") == 0
                    || strcmp (info->producer, "erp-middleware") == 0);
         ck_assert (strlen (info->summary) > 0);
-        ck_assert_int_eq (cw_envelope_parse_type (info->type, NULL, 0, NULL), 0);
+        ck_assert_int_eq (cw_envelope_parse_type (info->type, NULL, 0, NULL),
+                          0);
     }
     ck_assert_str_eq (cw_event_find ("erp.price.updated.v1")->producer,
                       "erp-middleware");
     ck_assert_ptr_null (cw_event_find ("order.created.v2"));
     ck_assert_ptr_null (cw_event_find ("order.created"));
     json_t *payload = json_object ();
-    s_event_rejected ("order.deleted.v1", payload,
-                      "field \"type\": unknown event type \"order.deleted.v1\"");
+    s_event_rejected (
+        "order.deleted.v1", payload,
+        "field \"type\": unknown event type \"order.deleted.v1\"");
 }
 END_TEST
 
@@ -171,8 +176,8 @@ START_TEST (test_valid_events)
         ck_assert_ptr_nonnull (cw_event_find (s_valid_events[index].type));
         json_t *payload = s_parse (s_valid_events[index].payload);
         char reason[CW_ENVELOPE_REASON_SIZE] = "";
-        int rc = cw_event_validate (s_valid_events[index].type, payload,
-                                    reason, sizeof (reason));
+        int rc = cw_event_validate (s_valid_events[index].type, payload, reason,
+                                    sizeof (reason));
         ck_assert_msg (rc == 0, "%s: %s", s_valid_events[index].type, reason);
         //  Fields outside the contract are allowed
         json_object_set_new (payload, "extra", json_string ("x"));
@@ -192,46 +197,46 @@ START_TEST (test_order_rules)
 {
     const char *type = "order.created.v1";
     const char *order = s_valid_events[1].payload;
-    s_event_rejected (type, s_edited (order, "lines[0]", "unitPrice",
-                                      json_real (12.5)),
-                      "field \"data.lines[0].unitPrice\": must be an integer "
-                      "amount in minor units, not a floating-point number");
-    s_event_rejected (type, s_edited (order, "totals", "total",
-                                      json_real (4065.0)),
+    s_event_rejected (
+        type, s_edited (order, "lines[0]", "unitPrice", json_real (12.5)),
+        "field \"data.lines[0].unitPrice\": must be an integer "
+        "amount in minor units, not a floating-point number");
+    s_event_rejected (type,
+                      s_edited (order, "totals", "total", json_real (4065.0)),
                       "field \"data.totals.total\": must be an integer "
                       "amount in minor units, not a floating-point number");
-    s_event_rejected (type, s_edited (order, "lines[2]", "quantity",
-                                      json_real (3.0)),
+    s_event_rejected (type,
+                      s_edited (order, "lines[2]", "quantity", json_real (3.0)),
                       "field \"data.lines[2].quantity\": must be an integer");
-    s_event_rejected (type, s_edited (order, "lines[2]", "quantity",
-                                      json_string ("3")),
-                      "field \"data.lines[2].quantity\": must be an integer");
-    s_event_rejected (type, s_edited (order, "lines[1]", "quantity",
-                                      json_integer (0)),
-                      "field \"data.lines[1].quantity\": must be between 1 "
-                      "and 1000000, not 0");
-    s_event_rejected (type, s_edited (order, "lines[0]", "unitPrice",
-                                      json_integer (-5)),
-                      "field \"data.lines[0].unitPrice\": must be between 0 "
-                      "and 1000000000000000, not -5");
-    s_event_rejected (type, s_edited (order, "lines[0]", "lineTotal",
-                                      json_integer (2400)),
-                      "field \"data.lines[0].lineTotal\": must equal "
-                      "quantity * unitPrice (2500), not 2400");
+    s_event_rejected (
+        type, s_edited (order, "lines[2]", "quantity", json_string ("3")),
+        "field \"data.lines[2].quantity\": must be an integer");
+    s_event_rejected (
+        type, s_edited (order, "lines[1]", "quantity", json_integer (0)),
+        "field \"data.lines[1].quantity\": must be between 1 "
+        "and 1000000, not 0");
+    s_event_rejected (
+        type, s_edited (order, "lines[0]", "unitPrice", json_integer (-5)),
+        "field \"data.lines[0].unitPrice\": must be between 0 "
+        "and 1000000000000000, not -5");
+    s_event_rejected (
+        type, s_edited (order, "lines[0]", "lineTotal", json_integer (2400)),
+        "field \"data.lines[0].lineTotal\": must equal "
+        "quantity * unitPrice (2500), not 2400");
     s_event_rejected (type, s_edited (order, "lines[0]", "articleNumber", NULL),
                       "field \"data.lines[0].articleNumber\": missing");
-    s_event_rejected (type, s_edited (order, "totals", "subtotal",
-                                      json_integer (3500)),
-                      "field \"data.totals.subtotal\": must equal the sum of "
-                      "lines[].lineTotal (3499), not 3500");
-    s_event_rejected (type, s_edited (order, "totals", "total",
-                                      json_integer (4066)),
+    s_event_rejected (
+        type, s_edited (order, "totals", "subtotal", json_integer (3500)),
+        "field \"data.totals.subtotal\": must equal the sum of "
+        "lines[].lineTotal (3499), not 3500");
+    s_event_rejected (type,
+                      s_edited (order, "totals", "total", json_integer (4066)),
                       "field \"data.totals.total\": must equal subtotal - "
                       "discount + tax + shipping (4065), not 4066");
-    s_event_rejected (type, s_edited (order, "totals", "discount",
-                                      json_integer (3500)),
-                      "field \"data.totals.discount\": must not exceed "
-                      "subtotal (3499)");
+    s_event_rejected (
+        type, s_edited (order, "totals", "discount", json_integer (3500)),
+        "field \"data.totals.discount\": must not exceed "
+        "subtotal (3499)");
     s_event_rejected (type, s_edited (order, NULL, "lines", json_array ()),
                       "field \"data.lines\": must have 1 to 1000 elements, "
                       "not 0");
@@ -242,12 +247,13 @@ START_TEST (test_order_rules)
                         json_string ("B-2"));
     s_event_rejected (type, payload,
                       "field \"data.lines[1]\": must be an object");
-    s_event_rejected (type, s_edited (order, NULL, "currency",
-                                      json_string ("eur")),
+    s_event_rejected (type,
+                      s_edited (order, NULL, "currency", json_string ("eur")),
                       "field \"data.currency\": must be an ISO 4217 code of "
                       "three upper-case letters");
-    s_event_rejected (type, s_edited (order, NULL, "createdAt",
-                                      json_string ("2025-01-31T10:00:00")),
+    s_event_rejected (type,
+                      s_edited (order, NULL, "createdAt",
+                                json_string ("2025-01-31T10:00:00")),
                       "field \"data.createdAt\": must be an RFC 3339 "
                       "timestamp with offset, like \"2025-01-31T10:02:03Z\"");
     s_event_rejected (type, s_edited (order, NULL, "version", json_integer (0)),
@@ -255,8 +261,8 @@ START_TEST (test_order_rules)
                       "9223372036854775807, not 0");
     s_event_rejected (type, s_edited (order, NULL, "tenantId", NULL),
                       "field \"data.tenantId\": missing");
-    s_event_rejected (type, s_edited (order, NULL, "orderId",
-                                      json_string ("o:1")),
+    s_event_rejected (type,
+                      s_edited (order, NULL, "orderId", json_string ("o:1")),
                       "field \"data.orderId\": must be 1 to 64 letters, "
                       "digits, '.', '_' or '-'");
     s_event_rejected (type, s_edited (order, NULL, "totals", NULL),
@@ -285,10 +291,10 @@ START_TEST (test_other_events)
                                 json_string ("confirmed")),
                       "field \"data.status\": must differ from "
                       "previousStatus");
-    s_event_rejected ("order.status.changed.v1",
-                      s_edited (s_valid_events[2].payload, NULL,
-                                "previousStatus", NULL),
-                      "field \"data.previousStatus\": missing");
+    s_event_rejected (
+        "order.status.changed.v1",
+        s_edited (s_valid_events[2].payload, NULL, "previousStatus", NULL),
+        "field \"data.previousStatus\": missing");
     s_event_rejected ("customer.upsert.requested.v1",
                       s_edited (s_valid_events[0].payload, NULL,
                                 "changedFields", json_pack ("[s,s]", "a", "a")),
@@ -313,25 +319,25 @@ START_TEST (test_other_events)
                       s_edited (s_valid_events[4].payload, NULL, "externalId",
                                 json_integer (77)),
                       "field \"data.externalId\": must be a string");
-    s_event_rejected ("erp.invoice.available.v1",
-                      s_edited (s_valid_events[5].payload, NULL, "documentUrl",
-                                NULL),
-                      "field \"data.documentUrl\": missing (give documentUrl "
-                      "or documentToken)");
+    s_event_rejected (
+        "erp.invoice.available.v1",
+        s_edited (s_valid_events[5].payload, NULL, "documentUrl", NULL),
+        "field \"data.documentUrl\": missing (give documentUrl "
+        "or documentToken)");
     s_event_rejected ("erp.invoice.available.v1",
                       s_edited (s_valid_events[5].payload, NULL, "documentUrl",
                                 json_string ("ftp://x/y")),
                       "field \"data.documentUrl\": must be an http or https "
                       "URL");
-    s_event_rejected ("erp.invoice.available.v1",
-                      s_edited (s_valid_events[5].payload, NULL, "currency",
-                                NULL),
-                      "field \"data.currency\": missing");
-    s_event_rejected ("erp.price.updated.v1",
-                      s_edited (s_valid_events[6].payload, NULL, "amount",
-                                json_real (12.99)),
-                      "field \"data.amount\": must be an integer amount in "
-                      "minor units, not a floating-point number");
+    s_event_rejected (
+        "erp.invoice.available.v1",
+        s_edited (s_valid_events[5].payload, NULL, "currency", NULL),
+        "field \"data.currency\": missing");
+    s_event_rejected (
+        "erp.price.updated.v1",
+        s_edited (s_valid_events[6].payload, NULL, "amount", json_real (12.99)),
+        "field \"data.amount\": must be an integer amount in "
+        "minor units, not a floating-point number");
     s_event_rejected ("erp.price.updated.v1",
                       s_edited (s_valid_events[6].payload, NULL, "effectiveAt",
                                 json_string ("2025-02-30T00:00:00Z")),
@@ -415,14 +421,15 @@ START_TEST (test_endpoints)
     cw_event_endpoint_t endpoint;
     char order_id[CW_EVENT_ID_MAX + 1];
     for (int index = 0; index < CW_EVENT_ENDPOINT_COUNT; index++)
-        ck_assert_str_eq (cw_event_endpoint_method ((cw_event_endpoint_t) index),
-                          "POST");
-    ck_assert_str_eq (cw_event_endpoint_path (CW_EVENT_ENDPOINT_ERP_ORDER_STATUS),
-                      "/erp/orders/{orderId}/status");
+        ck_assert_str_eq (
+            cw_event_endpoint_method ((cw_event_endpoint_t) index), "POST");
+    ck_assert_str_eq (
+        cw_event_endpoint_path (CW_EVENT_ENDPOINT_ERP_ORDER_STATUS),
+        "/erp/orders/{orderId}/status");
 
-    ck_assert_int_eq (cw_event_endpoint_match ("POST", "/erp/customers",
-                                               &endpoint, NULL, 0),
-                      0);
+    ck_assert_int_eq (
+        cw_event_endpoint_match ("POST", "/erp/customers", &endpoint, NULL, 0),
+        0);
     ck_assert_int_eq (endpoint, CW_EVENT_ENDPOINT_ERP_CUSTOMERS);
     ck_assert_int_eq (cw_event_endpoint_match ("POST", "/erp/orders", &endpoint,
                                                order_id, sizeof (order_id)),
@@ -454,19 +461,24 @@ START_TEST (test_endpoints)
                       0);
     ck_assert_int_eq (endpoint, CW_EVENT_ENDPOINT_WEBSHOP_PRODUCT_PRICES);
 
-    const char *misses[] = {"/erp/orders//status", "/erp/orders/a/b/status",
-                            "/erp/orders/o%201/status", "/erp/order",
-                            "/erp/customers/", "/webshop/products/prices/x",
-                            "/erp/orders/o-1/statuses", "", NULL};
+    const char *misses[] = {"/erp/orders//status",
+                            "/erp/orders/a/b/status",
+                            "/erp/orders/o%201/status",
+                            "/erp/order",
+                            "/erp/customers/",
+                            "/webshop/products/prices/x",
+                            "/erp/orders/o-1/statuses",
+                            "",
+                            NULL};
     for (int index = 0; misses[index]; index++)
         ck_assert_msg (cw_event_endpoint_match ("POST", misses[index],
                                                 &endpoint, order_id,
                                                 sizeof (order_id))
                            == -1,
                        "%s", misses[index]);
-    ck_assert_int_eq (cw_event_endpoint_match ("GET", "/erp/customers",
-                                               &endpoint, NULL, 0),
-                      -1);
+    ck_assert_int_eq (
+        cw_event_endpoint_match ("GET", "/erp/customers", &endpoint, NULL, 0),
+        -1);
     //  An id longer than the limit, or a buffer too small for it
     char path[160];
     char long_id[CW_EVENT_ID_MAX + 2];

@@ -29,12 +29,12 @@ s_order_envelope (const char *type, const char *data_text)
     return envelope;
 }
 
-static const char *s_order_v1
-    = "{\"tenantId\":\"acme\",\"orderId\":\"o-1\",\"version\":1,"
-      "\"customerId\":\"c-7\",\"currency\":\"EUR\",\"createdAt\":"
-      "\"2025-01-31T10:00:00Z\",\"lines\":[{\"articleNumber\":\"A-1\","
-      "\"quantity\":2,\"unitPrice\":1250,\"lineTotal\":2500}],\"totals\":"
-      "{\"subtotal\":2500,\"tax\":0,\"shipping\":0,\"total\":2500}}";
+static const char *s_order_v1 =
+    "{\"tenantId\":\"acme\",\"orderId\":\"o-1\",\"version\":1,"
+    "\"customerId\":\"c-7\",\"currency\":\"EUR\",\"createdAt\":"
+    "\"2025-01-31T10:00:00Z\",\"lines\":[{\"articleNumber\":\"A-1\","
+    "\"quantity\":2,\"unitPrice\":1250,\"lineTotal\":2500}],\"totals\":"
+    "{\"subtotal\":2500,\"tax\":0,\"shipping\":0,\"total\":2500}}";
 
 //  Test contract v2 of order.created: the customer becomes an object
 //  {"customer": {"customerId": ...}} and lines name the article "sku"
@@ -51,7 +51,8 @@ s_order_v1_to_v2 (json_t *payload, char *reason, size_t reason_size)
     json_object_del (payload, "customerId");
     size_t index;
     json_t *line;
-    json_array_foreach (json_object_get (payload, "lines"), index, line) {
+    json_array_foreach (json_object_get (payload, "lines"), index, line)
+    {
         json_t *article = json_object_get (line, "articleNumber");
         if (article) {
             json_object_set (line, "sku", article);
@@ -93,9 +94,9 @@ START_TEST (test_contract_registry)
         const char *type = cw_event_at (index)->type;
         char family[CW_ENVELOPE_TYPE_MAX + 1];
         int version;
-        ck_assert_int_eq (cw_envelope_parse_type (type, family,
-                                                  sizeof (family), &version),
-                          0);
+        ck_assert_int_eq (
+            cw_envelope_parse_type (type, family, sizeof (family), &version),
+            0);
         ck_assert_int_eq (cw_version_current (registry, family), 1);
         ck_assert_int_eq (cw_version_oldest (registry, family), 1);
         ck_assert (cw_version_understands (registry, type));
@@ -147,12 +148,12 @@ END_TEST
 START_TEST (test_upcast_chain)
 {
     cw_version_t *registry = cw_version_new_contract ();
-    ck_assert_int_eq (cw_version_register (registry, "order.created", 2,
-                                           s_order_v1_to_v2),
-                      0);
-    ck_assert_int_eq (cw_version_register (registry, "order.created", 3,
-                                           s_order_v2_to_v3),
-                      0);
+    ck_assert_int_eq (
+        cw_version_register (registry, "order.created", 2, s_order_v1_to_v2),
+        0);
+    ck_assert_int_eq (
+        cw_version_register (registry, "order.created", 3, s_order_v2_to_v3),
+        0);
     ck_assert_int_eq (cw_version_current (registry, "order.created"), 3);
     ck_assert_int_eq (cw_version_oldest (registry, "order.created"), 1);
     ck_assert (cw_version_understands (registry, "order.created.v2"));
@@ -160,10 +161,9 @@ START_TEST (test_upcast_chain)
     //  v1 -> v2 -> v3, type rewritten
     char reason[CW_ENVELOPE_REASON_SIZE] = "";
     cw_envelope_t *envelope = s_order_envelope ("order.created.v1", s_order_v1);
-    ck_assert_msg (cw_version_resolve (registry, envelope, reason,
-                                       sizeof (reason))
-                       == 0,
-                   "%s", reason);
+    ck_assert_msg (
+        cw_version_resolve (registry, envelope, reason, sizeof (reason)) == 0,
+        "%s", reason);
     ck_assert_str_eq (cw_envelope_type (envelope), "order.created.v3");
     json_t *data = cw_envelope_data (envelope);
     ck_assert_ptr_null (json_object_get (data, "customerId"));
@@ -173,17 +173,16 @@ START_TEST (test_upcast_chain)
     json_t *line = json_array_get (json_object_get (data, "lines"), 0);
     ck_assert_str_eq (json_string_value (json_object_get (line, "sku")), "A-1");
     json_t *totals = json_object_get (data, "totals");
-    ck_assert_int_eq (json_integer_value (json_object_get (totals,
-                                                           "grandTotal")),
-                      2500);
+    ck_assert_int_eq (
+        json_integer_value (json_object_get (totals, "grandTotal")), 2500);
     ck_assert_ptr_null (json_object_get (totals, "total"));
     //  The upcast envelope still encodes and decodes as an envelope
     size_t size;
-    void *bytes = cw_envelope_encode_msgpack (envelope, &size, reason,
-                                              sizeof (reason));
+    void *bytes =
+        cw_envelope_encode_msgpack (envelope, &size, reason, sizeof (reason));
     ck_assert_ptr_nonnull (bytes);
-    cw_envelope_t *decoded = cw_envelope_decode_msgpack (bytes, size, reason,
-                                                         sizeof (reason));
+    cw_envelope_t *decoded =
+        cw_envelope_decode_msgpack (bytes, size, reason, sizeof (reason));
     ck_assert_str_eq (cw_envelope_type (decoded), "order.created.v3");
     cw_envelope_destroy (&decoded);
     free (bytes);
@@ -200,11 +199,11 @@ START_TEST (test_upcast_chain)
     ck_assert_int_eq (
         cw_version_resolve (registry, envelope, reason, sizeof (reason)), 0);
     ck_assert_str_eq (cw_envelope_type (envelope), "order.created.v3");
-    ck_assert_int_eq (json_integer_value (json_object_get (
-                          json_object_get (cw_envelope_data (envelope),
-                                           "totals"),
-                          "grandTotal")),
-                      7);
+    ck_assert_int_eq (
+        json_integer_value (json_object_get (
+            json_object_get (cw_envelope_data (envelope), "totals"),
+            "grandTotal")),
+        7);
     cw_envelope_destroy (&envelope);
 
     //  Beyond current: the error lists every supported version
@@ -249,39 +248,45 @@ START_TEST (test_register_rules)
     cw_version_t *registry = cw_version_new ();
     ck_assert_int_eq (cw_version_current (registry, "order.created"), 0);
     //  A new family takes no upcaster
-    ck_assert_int_eq (cw_version_register (registry, "order.created", 1,
-                                           s_order_v1_to_v2),
-                      -1);
+    ck_assert_int_eq (
+        cw_version_register (registry, "order.created", 1, s_order_v1_to_v2),
+        -1);
     ck_assert_int_eq (cw_version_register (registry, "order.created", 1, NULL),
                       0);
     //  Already registered, skipped, or without an upcaster
     ck_assert_int_eq (cw_version_register (registry, "order.created", 1, NULL),
                       -1);
-    ck_assert_int_eq (cw_version_register (registry, "order.created", 3,
-                                           s_order_v2_to_v3),
-                      -1);
+    ck_assert_int_eq (
+        cw_version_register (registry, "order.created", 3, s_order_v2_to_v3),
+        -1);
     ck_assert_int_eq (cw_version_register (registry, "order.created", 2, NULL),
                       -1);
     //  Bad names and versions
     ck_assert_int_eq (cw_version_register (registry, "Order", 1, NULL), -1);
-    ck_assert_int_eq (cw_version_register (registry, "order.created.v1", 1,
-                                           NULL),
-                      0);  //  A family may itself end in ".v1"
+    ck_assert_int_eq (
+        cw_version_register (registry, "order.created.v1", 1, NULL),
+        0);  //  A family may itself end in ".v1"
     ck_assert_int_eq (cw_version_register (registry, "x", 0, NULL), -1);
     ck_assert_int_eq (cw_version_register (registry, "x", 10000, NULL), -1);
     ck_assert_int_eq (cw_version_register (registry, "", 1, NULL), -1);
     //  A family whose oldest understood version is not 1
     ck_assert_int_eq (cw_version_register (registry, "legacy.thing", 4, NULL),
                       0);
-    ck_assert_int_eq (cw_version_register (registry, "legacy.thing", 5,
-                                           s_breaks_payload),
-                      0);
+    ck_assert_int_eq (
+        cw_version_register (registry, "legacy.thing", 5, s_breaks_payload), 0);
     char reason[CW_ENVELOPE_REASON_SIZE] = "";
     cw_envelope_t *envelope = s_order_envelope ("legacy.thing.v3", "{}");
     ck_assert_int_eq (
         cw_version_resolve (registry, envelope, reason, sizeof (reason)), -1);
     ck_assert_str_eq (reason, "unsupported_contract_version: legacy.thing.v3; "
                               "supported: v4, v5");
+    cw_envelope_destroy (&envelope);
+    //  An upcaster may drop fields; the result is the current version
+    envelope = s_order_envelope ("legacy.thing.v4", "{\"old\":1}");
+    ck_assert_int_eq (
+        cw_version_resolve (registry, envelope, reason, sizeof (reason)), 0);
+    ck_assert_str_eq (cw_envelope_type (envelope), "legacy.thing.v5");
+    ck_assert_uint_eq (json_object_size (cw_envelope_data (envelope)), 0);
     cw_envelope_destroy (&envelope);
     //  Many families grow the registry
     for (int index = 0; index < 40; index++) {
