@@ -11,3 +11,6 @@ EXTRA_DIST += docs/database.md
 
 #  The envelope, events, sync bodies and contract versions (proto/)
 EXTRA_DIST += docs/envelope.md
+
+#  idempotency keys, retry arithmetic, configuration; sample config rules
+EXTRA_DIST += docs/idempotency-keys.md docs/retry.md docs/config.md etc/README

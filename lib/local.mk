@@ -15,3 +15,6 @@ lib_libcwrt_a_SOURCES += lib/cw_http.c lib/cw_http.h
 lib_libcwrt_a_SOURCES += \
     lib/cw_pg.c lib/cw_pg.h \
     lib/cw_migrate.c lib/cw_migrate.h
+
+#  cw_config: typed configuration from ZPL files and the environment
+lib_libcwrt_a_SOURCES += lib/cw_config.c lib/cw_config.h

@@ -13,26 +13,31 @@
 #include <string.h>
 
 #define CW_IDKEY_SEPARATOR ':'
-#define CW_IDKEY_UINT64_DIGITS 20   //  Digits of UINT64_MAX
+#define CW_IDKEY_UINT64_DIGITS 20  //  Digits of UINT64_MAX
 
 //  One format of the contract.
 typedef struct {
-    const char *prefix;                             //  First field, literal
-    size_t field_count;                             //  ID fields (w/o version)
-    const char *names[CW_IDKEY_FIELDS_MAX + 1];     //  Field names, version last
+    const char *prefix;                          //  First field, literal
+    size_t field_count;                          //  ID fields (w/o version)
+    const char *names[CW_IDKEY_FIELDS_MAX + 1];  //  Field names, version last
 } s_format_t;
 
 static const s_format_t s_formats[CW_IDKEY_KIND_COUNT] = {
-    [CW_IDKEY_CUSTOMER] = {"customer", 2,
+    [CW_IDKEY_CUSTOMER] = {"customer",
+                           2,
                            {"tenantId", "customerId", "version"}},
     [CW_IDKEY_ORDER] = {"order", 2, {"tenantId", "orderId", "version"}},
-    [CW_IDKEY_ORDER_STATUS] = {"order-status", 3,
+    [CW_IDKEY_ORDER_STATUS] = {"order-status",
+                               3,
                                {"tenantId", "orderId", "status", "version"}},
-    [CW_IDKEY_PAYMENT_STATUS] = {"payment-status", 2,
+    [CW_IDKEY_PAYMENT_STATUS] = {"payment-status",
+                                 2,
                                  {"orderId", "status", "externalVersion"}},
-    [CW_IDKEY_INVOICE] = {"invoice", 2,
+    [CW_IDKEY_INVOICE] = {"invoice",
+                          2,
                           {"orderId", "invoiceNumber", "externalVersion"}},
-    [CW_IDKEY_PRICE] = {"price", 2,
+    [CW_IDKEY_PRICE] = {"price",
+                        2,
                         {"articleNumber", "priceList", "externalVersion"}},
 };
 
@@ -43,8 +48,8 @@ static bool
 s_unreserved (unsigned char byte)
 {
     return (byte >= 'A' && byte <= 'Z') || (byte >= 'a' && byte <= 'z')
-        || (byte >= '0' && byte <= '9') || byte == '-' || byte == '.'
-        || byte == '_' || byte == '~';
+           || (byte >= '0' && byte <= '9') || byte == '-' || byte == '.'
+           || byte == '_' || byte == '~';
 }
 
 //  Value of an upper-case hex digit, or -1 (lower case is not canonical).
@@ -88,8 +93,11 @@ cw_idkey_field_name (cw_idkey_kind_t kind, size_t index)
 }
 
 char *
-cw_idkey_build (cw_idkey_kind_t kind, const char *const fields[],
-                uint64_t version, char *reason, size_t size)
+cw_idkey_build (cw_idkey_kind_t kind,
+                const char *const fields[],
+                uint64_t version,
+                char *reason,
+                size_t size)
 {
     assert (kind >= 0 && kind < CW_IDKEY_KIND_COUNT);
     assert (fields);
@@ -108,8 +116,8 @@ cw_idkey_build (cw_idkey_kind_t kind, const char *const fields[],
         if (length + 1 > CW_IDKEY_MAX)
             goto too_long;
         key[length++] = CW_IDKEY_SEPARATOR;
-        for (const unsigned char *byte = (const unsigned char *) field;
-             *byte; byte++) {
+        for (const unsigned char *byte = (const unsigned char *) field; *byte;
+             byte++) {
             if (s_unreserved (*byte)) {
                 if (length + 1 > CW_IDKEY_MAX)
                     goto too_long;
@@ -142,24 +150,33 @@ too_long:
 }
 
 char *
-cw_idkey_customer (const char *tenant_id, const char *customer_id,
-                   uint64_t version, char *reason, size_t size)
+cw_idkey_customer (const char *tenant_id,
+                   const char *customer_id,
+                   uint64_t version,
+                   char *reason,
+                   size_t size)
 {
     const char *fields[] = {tenant_id, customer_id};
     return cw_idkey_build (CW_IDKEY_CUSTOMER, fields, version, reason, size);
 }
 
 char *
-cw_idkey_order (const char *tenant_id, const char *order_id, uint64_t version,
-                char *reason, size_t size)
+cw_idkey_order (const char *tenant_id,
+                const char *order_id,
+                uint64_t version,
+                char *reason,
+                size_t size)
 {
     const char *fields[] = {tenant_id, order_id};
     return cw_idkey_build (CW_IDKEY_ORDER, fields, version, reason, size);
 }
 
 char *
-cw_idkey_order_status (const char *tenant_id, const char *order_id,
-                       const char *status, uint64_t version, char *reason,
+cw_idkey_order_status (const char *tenant_id,
+                       const char *order_id,
+                       const char *status,
+                       uint64_t version,
+                       char *reason,
                        size_t size)
 {
     const char *fields[] = {tenant_id, order_id, status};
@@ -168,8 +185,11 @@ cw_idkey_order_status (const char *tenant_id, const char *order_id,
 }
 
 char *
-cw_idkey_payment_status (const char *order_id, const char *status,
-                         uint64_t external_version, char *reason, size_t size)
+cw_idkey_payment_status (const char *order_id,
+                         const char *status,
+                         uint64_t external_version,
+                         char *reason,
+                         size_t size)
 {
     const char *fields[] = {order_id, status};
     return cw_idkey_build (CW_IDKEY_PAYMENT_STATUS, fields, external_version,
@@ -177,8 +197,11 @@ cw_idkey_payment_status (const char *order_id, const char *status,
 }
 
 char *
-cw_idkey_invoice (const char *order_id, const char *invoice_number,
-                  uint64_t external_version, char *reason, size_t size)
+cw_idkey_invoice (const char *order_id,
+                  const char *invoice_number,
+                  uint64_t external_version,
+                  char *reason,
+                  size_t size)
 {
     const char *fields[] = {order_id, invoice_number};
     return cw_idkey_build (CW_IDKEY_INVOICE, fields, external_version, reason,
@@ -186,8 +209,11 @@ cw_idkey_invoice (const char *order_id, const char *invoice_number,
 }
 
 char *
-cw_idkey_price (const char *article_number, const char *price_list,
-                uint64_t external_version, char *reason, size_t size)
+cw_idkey_price (const char *article_number,
+                const char *price_list,
+                uint64_t external_version,
+                char *reason,
+                size_t size)
 {
     const char *fields[] = {article_number, price_list};
     return cw_idkey_build (CW_IDKEY_PRICE, fields, external_version, reason,
@@ -197,8 +223,12 @@ cw_idkey_price (const char *article_number, const char *price_list,
 //  Decodes the escaped field text[0..length) into output (at least
 //  length + 1 bytes). Returns 0, or -1 with a reason naming the field.
 static int
-s_decode (const char *text, size_t length, const char *name, char *output,
-          char *reason, size_t size)
+s_decode (const char *text,
+          size_t length,
+          const char *name,
+          char *output,
+          char *reason,
+          size_t size)
 {
     char detail[128];
     size_t out = 0;
@@ -218,14 +248,15 @@ s_decode (const char *text, size_t length, const char *name, char *output,
             int upper = s_hex_value (text[at + 1]);
             int lower = s_hex_value (text[at + 2]);
             if (upper < 0 || lower < 0) {
-                snprintf (detail, sizeof (detail),
-                          "bad escape \"%%%c%c\" at byte %zu (use upper-case "
-                          "hex)",
-                          (text[at + 1] >= 0x20 && text[at + 1] < 0x7F)
-                              ? text[at + 1] : '?',
-                          (text[at + 2] >= 0x20 && text[at + 2] < 0x7F)
-                              ? text[at + 2] : '?',
-                          at + 1);
+                snprintf (
+                    detail, sizeof (detail),
+                    "bad escape \"%%%c%c\" at byte %zu (use upper-case "
+                    "hex)",
+                    (text[at + 1] >= 0x20 && text[at + 1] < 0x7F) ? text[at + 1]
+                                                                  : '?',
+                    (text[at + 2] >= 0x20 && text[at + 2] < 0x7F) ? text[at + 2]
+                                                                  : '?',
+                    at + 1);
                 s_reason (reason, size, name, detail);
                 return -1;
             }
@@ -247,8 +278,7 @@ s_decode (const char *text, size_t length, const char *name, char *output,
             output[out++] = (char) decoded;
             at += 2;
         }
-        else
-        if (s_unreserved (byte))
+        else if (s_unreserved (byte))
             output[out++] = (char) byte;
         else {
             if (byte >= 0x20 && byte < 0x7F)
@@ -270,8 +300,12 @@ s_decode (const char *text, size_t length, const char *name, char *output,
 
 //  Parses a canonical decimal uint64. Returns 0, or -1 with a reason.
 static int
-s_version (const char *text, size_t length, const char *name,
-           uint64_t *version, char *reason, size_t size)
+s_version (const char *text,
+           size_t length,
+           const char *name,
+           uint64_t *version,
+           char *reason,
+           size_t size)
 {
     if (length == 0) {
         s_reason (reason, size, name, "empty");
@@ -280,8 +314,7 @@ s_version (const char *text, size_t length, const char *name,
     uint64_t value = 0;
     for (size_t at = 0; at < length; at++) {
         if (text[at] < '0' || text[at] > '9') {
-            s_reason (reason, size, name,
-                      "not an unsigned decimal integer");
+            s_reason (reason, size, name, "not an unsigned decimal integer");
             return -1;
         }
         unsigned digit = (unsigned) (text[at] - '0');
@@ -301,16 +334,14 @@ s_version (const char *text, size_t length, const char *name,
 }
 
 int
-cw_idkey_parse (const char *key, cw_idkey_t *parsed, char *reason,
-                size_t size)
+cw_idkey_parse (const char *key, cw_idkey_t *parsed, char *reason, size_t size)
 {
     assert (key);
     assert (parsed);
     size_t length = strnlen (key, CW_IDKEY_MAX + 1);
     if (length > CW_IDKEY_MAX) {
         if (reason && size)
-            snprintf (reason, size, "key: longer than %d bytes",
-                      CW_IDKEY_MAX);
+            snprintf (reason, size, "key: longer than %d bytes", CW_IDKEY_MAX);
         return -1;
     }
     const char *colon = strchr (key, CW_IDKEY_SEPARATOR);
@@ -367,7 +398,6 @@ cw_idkey_parse (const char *key, cw_idkey_t *parsed, char *reason,
             return -1;
         start = end + 1;
     }
-    return s_version (start, strlen (start),
-                      format->names[format->field_count], &parsed->version,
-                      reason, size);
+    return s_version (start, strlen (start), format->names[format->field_count],
+                      &parsed->version, reason, size);
 }

@@ -13,18 +13,18 @@
 #define CW_RETRY_MSEC_PER_SEC 1000
 #define CW_RETRY_SEC_PER_DAY 86400
 #define CW_RETRY_GOLDEN_GAMMA 0x9E3779B97F4A7C15ULL
-#define CW_RETRY_YEAR_AHEAD 50      //  RFC 850 years: at most this far ahead
+#define CW_RETRY_YEAR_AHEAD 50  //  RFC 850 years: at most this far ahead
 
 static const char *const s_months[] = {"Jan", "Feb", "Mar", "Apr",
                                        "May", "Jun", "Jul", "Aug",
                                        "Sep", "Oct", "Nov", "Dec"};
 static const char *const s_days[] = {"Mon", "Tue", "Wed", "Thu",
                                      "Fri", "Sat", "Sun"};
-static const char *const s_long_days[] = {"Monday", "Tuesday", "Wednesday",
-                                          "Thursday", "Friday", "Saturday",
+static const char *const s_long_days[] = {"Monday",   "Tuesday", "Wednesday",
+                                          "Thursday", "Friday",  "Saturday",
                                           "Sunday"};
 #define CW_RETRY_DAY_NAMES 7
-#define CW_RETRY_DATE_MAX 40         //  Longest HTTP-date accepted, bytes
+#define CW_RETRY_DATE_MAX 40  //  Longest HTTP-date accepted, bytes
 #define CW_RETRY_MONTHS 12
 
 static void
@@ -35,14 +35,14 @@ s_reason (char *reason, size_t size, const char *text)
 }
 
 int
-cw_retry_policy_check (const cw_retry_policy_t *policy, char *reason,
+cw_retry_policy_check (const cw_retry_policy_t *policy,
+                       char *reason,
                        size_t size)
 {
     assert (policy);
     char text[128];
     if (policy->base_msec < 1) {
-        snprintf (text, sizeof (text),
-                  "field \"base_msec\": %lld is below 1",
+        snprintf (text, sizeof (text), "field \"base_msec\": %lld is below 1",
                   (long long) policy->base_msec);
         s_reason (reason, size, text);
         return -1;
@@ -50,8 +50,7 @@ cw_retry_policy_check (const cw_retry_policy_t *policy, char *reason,
     if (policy->cap_msec < policy->base_msec) {
         snprintf (text, sizeof (text),
                   "field \"cap_msec\": %lld is below base_msec %lld",
-                  (long long) policy->cap_msec,
-                  (long long) policy->base_msec);
+                  (long long) policy->cap_msec, (long long) policy->base_msec);
         s_reason (reason, size, text);
         return -1;
     }
@@ -94,7 +93,8 @@ cw_retry_window (const cw_retry_policy_t *policy, uint32_t attempt)
 }
 
 int64_t
-cw_retry_backoff (const cw_retry_policy_t *policy, uint32_t attempt,
+cw_retry_backoff (const cw_retry_policy_t *policy,
+                  uint32_t attempt,
                   uint64_t random)
 {
     uint64_t window = (uint64_t) cw_retry_window (policy, attempt);
@@ -108,10 +108,10 @@ s_days_from_civil (int64_t year, int month, int day)
     year -= month <= 2;
     int64_t era = (year >= 0 ? year : year - 399) / 400;
     int64_t year_of_era = year - era * 400;
-    int64_t day_of_year = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5
-                        + day - 1;
-    int64_t day_of_era = year_of_era * 365 + year_of_era / 4
-                       - year_of_era / 100 + day_of_year;
+    int64_t day_of_year =
+        (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+    int64_t day_of_era =
+        year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     return era * 146097 + day_of_era - 719468;
 }
 
@@ -122,12 +122,11 @@ s_year_from_days (int64_t days)
     days += 719468;
     int64_t era = (days >= 0 ? days : days - 146096) / 146097;
     int64_t day_of_era = days - era * 146097;
-    int64_t year_of_era = (day_of_era - day_of_era / 1460
-                           + day_of_era / 36524 - day_of_era / 146096)
-                        / 365;
-    int64_t day_of_year = day_of_era
-                        - (365 * year_of_era + year_of_era / 4
-                           - year_of_era / 100);
+    int64_t year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36524
+                           - day_of_era / 146096)
+                          / 365;
+    int64_t day_of_year =
+        day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     int64_t month_index = (5 * day_of_year + 2) / 153;
     return year_of_era + era * 400 + (month_index >= 10);
 }
@@ -135,15 +134,14 @@ s_year_from_days (int64_t days)
 static int
 s_days_in_month (int64_t year, int month)
 {
-    static const int days[] = {31, 28, 31, 30, 31, 30,
-                               31, 31, 30, 31, 30, 31};
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
     return month == 2 && leap ? 29 : days[month - 1];
 }
 
 //  Reading position in an HTTP-date.
 typedef struct {
-    const char *at;             //  Next byte
+    const char *at;  //  Next byte
 } s_cursor_t;
 
 static bool
@@ -189,13 +187,16 @@ static bool
 s_time_of_day (s_cursor_t *cursor, int *hour, int *minute, int *second)
 {
     return s_digits (cursor, 2, false, hour) && s_literal (cursor, ":")
-        && s_digits (cursor, 2, false, minute) && s_literal (cursor, ":")
-        && s_digits (cursor, 2, false, second);
+           && s_digits (cursor, 2, false, minute) && s_literal (cursor, ":")
+           && s_digits (cursor, 2, false, second);
 }
 
 int
-cw_retry_http_date_parse (const char *text, int64_t now_msec,
-                          int64_t *epoch_sec, char *reason, size_t size)
+cw_retry_http_date_parse (const char *text,
+                          int64_t now_msec,
+                          int64_t *epoch_sec,
+                          char *reason,
+                          size_t size)
 {
     assert (text);
     assert (epoch_sec);
@@ -208,57 +209,53 @@ cw_retry_http_date_parse (const char *text, int64_t now_msec,
         //  RFC 850: Sunday, 06-Nov-94 08:49:37 GMT
         form = "RFC 850 date";
         int short_year = 0;
-        parsed = s_literal (&cursor, ", ")
-              && s_digits (&cursor, 2, false, &day)
-              && s_literal (&cursor, "-")
-              && (month = s_name (&cursor, s_months, CW_RETRY_MONTHS) + 1) > 0
-              && s_literal (&cursor, "-")
-              && s_digits (&cursor, 2, false, &short_year)
-              && s_literal (&cursor, " ")
-              && s_time_of_day (&cursor, &hour, &minute, &second)
-              && s_literal (&cursor, " GMT") && *cursor.at == 0;
+        parsed =
+            s_literal (&cursor, ", ") && s_digits (&cursor, 2, false, &day)
+            && s_literal (&cursor, "-")
+            && (month = s_name (&cursor, s_months, CW_RETRY_MONTHS) + 1) > 0
+            && s_literal (&cursor, "-")
+            && s_digits (&cursor, 2, false, &short_year)
+            && s_literal (&cursor, " ")
+            && s_time_of_day (&cursor, &hour, &minute, &second)
+            && s_literal (&cursor, " GMT") && *cursor.at == 0;
         if (parsed) {
-            int64_t now_days = now_msec / CW_RETRY_MSEC_PER_SEC
-                             / CW_RETRY_SEC_PER_DAY;
+            int64_t now_days =
+                now_msec / CW_RETRY_MSEC_PER_SEC / CW_RETRY_SEC_PER_DAY;
             if (now_msec < 0)
                 now_days--;
             int64_t now_year = s_year_from_days (now_days);
             int64_t candidate = now_year - now_year % 100 + short_year;
             if (candidate > now_year + CW_RETRY_YEAR_AHEAD)
                 candidate -= 100;
-            else
-            if (candidate + 100 <= now_year + CW_RETRY_YEAR_AHEAD)
+            else if (candidate + 100 <= now_year + CW_RETRY_YEAR_AHEAD)
                 candidate += 100;
             year = (int) candidate;
         }
     }
-    else
-    if (s_name (&cursor, s_days, CW_RETRY_DAY_NAMES) >= 0) {
+    else if (s_name (&cursor, s_days, CW_RETRY_DAY_NAMES) >= 0) {
         if (*cursor.at == ',') {
             //  IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT
-            parsed = s_literal (&cursor, ", ")
-                  && s_digits (&cursor, 2, false, &day)
-                  && s_literal (&cursor, " ")
-                  && (month = s_name (&cursor, s_months, CW_RETRY_MONTHS) + 1)
-                         > 0
-                  && s_literal (&cursor, " ")
-                  && s_digits (&cursor, 4, false, &year)
-                  && s_literal (&cursor, " ")
-                  && s_time_of_day (&cursor, &hour, &minute, &second)
-                  && s_literal (&cursor, " GMT") && *cursor.at == 0;
+            parsed =
+                s_literal (&cursor, ", ") && s_digits (&cursor, 2, false, &day)
+                && s_literal (&cursor, " ")
+                && (month = s_name (&cursor, s_months, CW_RETRY_MONTHS) + 1) > 0
+                && s_literal (&cursor, " ")
+                && s_digits (&cursor, 4, false, &year)
+                && s_literal (&cursor, " ")
+                && s_time_of_day (&cursor, &hour, &minute, &second)
+                && s_literal (&cursor, " GMT") && *cursor.at == 0;
         }
         else {
             //  asctime: Sun Nov  6 08:49:37 1994
             form = "asctime date";
-            parsed = s_literal (&cursor, " ")
-                  && (month = s_name (&cursor, s_months, CW_RETRY_MONTHS) + 1)
-                         > 0
-                  && s_literal (&cursor, " ")
-                  && s_digits (&cursor, 2, true, &day)
-                  && s_literal (&cursor, " ")
-                  && s_time_of_day (&cursor, &hour, &minute, &second)
-                  && s_literal (&cursor, " ")
-                  && s_digits (&cursor, 4, false, &year) && *cursor.at == 0;
+            parsed =
+                s_literal (&cursor, " ")
+                && (month = s_name (&cursor, s_months, CW_RETRY_MONTHS) + 1) > 0
+                && s_literal (&cursor, " ") && s_digits (&cursor, 2, true, &day)
+                && s_literal (&cursor, " ")
+                && s_time_of_day (&cursor, &hour, &minute, &second)
+                && s_literal (&cursor, " ")
+                && s_digits (&cursor, 4, false, &year) && *cursor.at == 0;
         }
     }
     else {
@@ -284,13 +281,16 @@ cw_retry_http_date_parse (const char *text, int64_t now_msec,
         return -1;
     }
     *epoch_sec = s_days_from_civil (year, month, day) * CW_RETRY_SEC_PER_DAY
-               + hour * 3600 + minute * 60 + second;
+                 + hour * 3600 + minute * 60 + second;
     return 0;
 }
 
 int
-cw_retry_after_parse (const char *value, int64_t now_msec,
-                      int64_t *delay_msec, char *reason, size_t size)
+cw_retry_after_parse (const char *value,
+                      int64_t now_msec,
+                      int64_t *delay_msec,
+                      char *reason,
+                      size_t size)
 {
     assert (value);
     assert (delay_msec);
@@ -317,7 +317,8 @@ cw_retry_after_parse (const char *value, int64_t now_msec,
                 seconds = seconds * 10 + (value[at] - '0');
         }
         *delay_msec = seconds > INT64_MAX / CW_RETRY_MSEC_PER_SEC
-                    ? INT64_MAX : seconds * CW_RETRY_MSEC_PER_SEC;
+                          ? INT64_MAX
+                          : seconds * CW_RETRY_MSEC_PER_SEC;
         return 0;
     }
     char text[CW_RETRY_DATE_MAX + 1];
@@ -338,8 +339,7 @@ cw_retry_after_parse (const char *value, int64_t now_msec,
     int64_t date_msec = epoch_sec * CW_RETRY_MSEC_PER_SEC;
     if (now_msec >= date_msec)
         *delay_msec = 0;
-    else
-    if (now_msec < 0 && date_msec > INT64_MAX + now_msec)
+    else if (now_msec < 0 && date_msec > INT64_MAX + now_msec)
         *delay_msec = INT64_MAX;
     else
         *delay_msec = date_msec - now_msec;
@@ -347,9 +347,14 @@ cw_retry_after_parse (const char *value, int64_t now_msec,
 }
 
 void
-cw_retry_decide (const cw_retry_policy_t *policy, uint32_t attempt,
-                 const char *retry_after, int64_t now_msec, uint64_t random,
-                 cw_retry_decision_t *decision, char *reason, size_t size)
+cw_retry_decide (const cw_retry_policy_t *policy,
+                 uint32_t attempt,
+                 const char *retry_after,
+                 int64_t now_msec,
+                 uint64_t random,
+                 cw_retry_decision_t *decision,
+                 char *reason,
+                 size_t size)
 {
     assert (policy);
     assert (cw_retry_policy_check (policy, NULL, 0) == 0);
@@ -365,11 +370,11 @@ cw_retry_decide (const cw_retry_policy_t *policy, uint32_t attempt,
     decision->verdict = CW_RETRY_AGAIN;
     if (retry_after) {
         int64_t delay;
-        if (cw_retry_after_parse (retry_after, now_msec, &delay, reason,
-                                  size) == 0) {
+        if (cw_retry_after_parse (retry_after, now_msec, &delay, reason, size)
+            == 0) {
             decision->retry_after_used = true;
-            decision->delay_msec = delay < policy->cap_msec
-                                 ? delay : policy->cap_msec;
+            decision->delay_msec =
+                delay < policy->cap_msec ? delay : policy->cap_msec;
             return;
         }
         decision->retry_after_invalid = true;

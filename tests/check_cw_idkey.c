@@ -3,6 +3,7 @@
     =========================================================================
 */
 #include "cw_idkey.h"
+#include "cw_retry.h"
 
 #include <check.h>
 #include <stdint.h>
@@ -15,8 +16,7 @@ s_refuse (const char *key, const char *expected)
 {
     cw_idkey_t parsed;
     char reason[256] = "";
-    ck_assert_msg (cw_idkey_parse (key, &parsed, reason, sizeof (reason))
-                       == -1,
+    ck_assert_msg (cw_idkey_parse (key, &parsed, reason, sizeof (reason)) == -1,
                    "accepted \"%s\"", key);
     ck_assert_str_eq (reason, expected);
 }
@@ -27,8 +27,7 @@ s_accept (const char *key)
 {
     cw_idkey_t parsed;
     char reason[256] = "";
-    ck_assert_msg (cw_idkey_parse (key, &parsed, reason, sizeof (reason))
-                       == 0,
+    ck_assert_msg (cw_idkey_parse (key, &parsed, reason, sizeof (reason)) == 0,
                    "refused \"%s\": %s", key, reason);
     const char *fields[CW_IDKEY_FIELDS_MAX];
     for (size_t index = 0; index < parsed.field_count; index++)
@@ -57,8 +56,7 @@ START_TEST (test_exact_vectors)
     key = cw_idkey_payment_status ("o~1", "PAID", 3, reason, sizeof (reason));
     ck_assert_str_eq (key, "payment-status:o~1:PAID:3");
     free (key);
-    key = cw_idkey_invoice ("o1", "INV/2025/001", 12, reason,
-                            sizeof (reason));
+    key = cw_idkey_invoice ("o1", "INV/2025/001", 12, reason, sizeof (reason));
     ck_assert_str_eq (key, "invoice:o1:INV%2F2025%2F001:12");
     free (key);
     key = cw_idkey_price ("ART 1", "EUR:retail", 99, reason, sizeof (reason));
@@ -112,8 +110,8 @@ START_TEST (test_escaping)
     for (const char *half = first; half; half = half == first ? second : NULL) {
         char part[40];
         for (size_t start = 0; start < strlen (half); start += 39) {
-            size_t take = strlen (half + start) < 39 ? strlen (half + start)
-                                                     : 39;
+            size_t take =
+                strlen (half + start) < 39 ? strlen (half + start) : 39;
             memcpy (part, half + start, take);
             part[take] = 0;
             key = cw_idkey_price (part, "x", 1, reason, sizeof (reason));
@@ -136,11 +134,9 @@ START_TEST (test_build_refusals)
     ck_assert_ptr_null (
         cw_idkey_customer ("", "c", 1, reason, sizeof (reason)));
     ck_assert_str_eq (reason, "field \"tenantId\": empty");
-    ck_assert_ptr_null (
-        cw_idkey_invoice ("o", "", 1, reason, sizeof (reason)));
+    ck_assert_ptr_null (cw_idkey_invoice ("o", "", 1, reason, sizeof (reason)));
     ck_assert_str_eq (reason, "field \"invoiceNumber\": empty");
-    ck_assert_ptr_null (
-        cw_idkey_price ("a", "", 1, reason, sizeof (reason)));
+    ck_assert_ptr_null (cw_idkey_price ("a", "", 1, reason, sizeof (reason)));
     ck_assert_str_eq (reason, "field \"priceList\": empty");
     ck_assert_ptr_null (
         cw_idkey_order_status ("t", "o", "", 1, reason, sizeof (reason)));
@@ -241,8 +237,7 @@ START_TEST (test_parse_malformed)
     s_refuse ("price::l:1", "field \"articleNumber\": empty");
     s_refuse ("order-status:t:o::1", "field \"status\": empty");
     //  Escapes
-    s_refuse ("order:t:o%2:1",
-              "field \"orderId\": truncated escape at byte 2");
+    s_refuse ("order:t:o%2:1", "field \"orderId\": truncated escape at byte 2");
     s_refuse ("order:t:o%:1", "field \"orderId\": truncated escape at byte 2");
     s_refuse ("order:t:%2f:1", "field \"orderId\": bad escape \"%2f\" at "
                                "byte 1 (use upper-case hex)");
@@ -252,8 +247,7 @@ START_TEST (test_parse_malformed)
                                "'A', which must be written as is");
     s_refuse ("order:t:%7E:1", "field \"orderId\": \"%7E\" at byte 1 escapes "
                                "'~', which must be written as is");
-    s_refuse ("order:t:%00:1",
-              "field \"orderId\": escaped NUL byte at byte 1");
+    s_refuse ("order:t:%00:1", "field \"orderId\": escaped NUL byte at byte 1");
     //  Bytes that must be escaped
     s_refuse ("order:t:a b:1", "field \"orderId\": byte ' ' at byte 2 must "
                                "be escaped as %20");
@@ -295,6 +289,48 @@ START_TEST (test_parse_malformed)
 }
 END_TEST
 
+START_TEST (test_random_round_trips)
+{
+    //  Random byte strings survive build + parse; random mutations of a
+    //  valid key are either refused or still canonical.
+    cw_retry_rng_t rng;
+    cw_retry_rng_seed (&rng, 2026);
+    char reason[256];
+    for (int round = 0; round < 20000; round++) {
+        char fields[3][41];
+        const char *pointers[3];
+        for (int index = 0; index < 3; index++) {
+            size_t length = 1 + cw_retry_rng_next (&rng) % 40;
+            for (size_t at = 0; at < length; at++)
+                fields[index][at] = (char) (1 + cw_retry_rng_next (&rng) % 255);
+            fields[index][length] = 0;
+            pointers[index] = fields[index];
+        }
+        cw_idkey_kind_t kind =
+            (cw_idkey_kind_t) (cw_retry_rng_next (&rng) % CW_IDKEY_KIND_COUNT);
+        uint64_t version = cw_retry_rng_next (&rng) >> (round % 64);
+        char *key =
+            cw_idkey_build (kind, pointers, version, reason, sizeof (reason));
+        if (!key) {
+            ck_assert_str_eq (reason + strlen (reason) - 5, " key)");
+            continue;
+        }
+        cw_idkey_t parsed = s_accept (key);
+        ck_assert_int_eq (parsed.kind, kind);
+        ck_assert (parsed.version == version);
+        for (size_t index = 0; index < parsed.field_count; index++)
+            ck_assert_str_eq (parsed.fields[index], fields[index]);
+        //  Flip one byte to a random non-NUL value
+        size_t at = cw_retry_rng_next (&rng) % strlen (key);
+        key[at] = (char) (1 + cw_retry_rng_next (&rng) % 255);
+        cw_idkey_t mutated;
+        if (cw_idkey_parse (key, &mutated, reason, sizeof (reason)) == 0)
+            s_accept (key);
+        free (key);
+    }
+}
+END_TEST
+
 int
 main (void)
 {
@@ -309,6 +345,7 @@ main (void)
     tcase_set_timeout (parse, 10);
     tcase_add_test (parse, test_parse_vectors);
     tcase_add_test (parse, test_parse_malformed);
+    tcase_add_test (parse, test_random_round_trips);
     suite_add_tcase (suite, parse);
     SRunner *runner = srunner_create (suite);
     srunner_run_all (runner, CK_NORMAL);

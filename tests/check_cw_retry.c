@@ -19,17 +19,17 @@ static const cw_retry_policy_t s_policy = {100, 10000, 5};
 START_TEST (test_policy_check)
 {
     char reason[128];
-    ck_assert_int_eq (cw_retry_policy_check (&s_policy, reason,
-                                             sizeof (reason)), 0);
+    ck_assert_int_eq (
+        cw_retry_policy_check (&s_policy, reason, sizeof (reason)), 0);
     cw_retry_policy_t bad = {0, 10, 3};
     ck_assert_int_eq (cw_retry_policy_check (&bad, reason, sizeof (reason)),
                       -1);
     ck_assert_str_eq (reason, "field \"base_msec\": 0 is below 1");
-    bad = (cw_retry_policy_t) {100, 99, 3};
+    bad = (cw_retry_policy_t){100, 99, 3};
     ck_assert_int_eq (cw_retry_policy_check (&bad, reason, sizeof (reason)),
                       -1);
     ck_assert_str_eq (reason, "field \"cap_msec\": 99 is below base_msec 100");
-    bad = (cw_retry_policy_t) {100, 100, 0};
+    bad = (cw_retry_policy_t){100, 100, 0};
     ck_assert_int_eq (cw_retry_policy_check (&bad, reason, sizeof (reason)),
                       -1);
     ck_assert_str_eq (reason, "field \"max_attempts\": 0 is below 1");
@@ -93,8 +93,8 @@ START_TEST (test_jitter_statistics)
         double sum = 0;
         int64_t buckets[10] = {0};
         for (int draw = 0; draw < DRAWS; draw++) {
-            int64_t delay = cw_retry_backoff (&s_policy, attempt,
-                                              cw_retry_rng_next (&rng));
+            int64_t delay =
+                cw_retry_backoff (&s_policy, attempt, cw_retry_rng_next (&rng));
             ck_assert_int_ge (delay, 0);
             ck_assert_int_le (delay, window);
             low = delay < low ? delay : low;
@@ -130,11 +130,11 @@ START_TEST (test_decide)
         cw_retry_decide (&s_policy, attempt, NULL, NOW_MSEC, UINT64_MAX,
                          &decision, reason, sizeof (reason));
         ck_assert_int_eq (decision.verdict, CW_RETRY_AGAIN);
-        ck_assert_int_eq (decision.delay_msec,
-                          (int64_t) (UINT64_MAX
-                                     % ((uint64_t) cw_retry_window (&s_policy,
-                                                                    attempt)
-                                        + 1)));
+        ck_assert_int_eq (
+            decision.delay_msec,
+            (int64_t) (UINT64_MAX
+                       % ((uint64_t) cw_retry_window (&s_policy, attempt)
+                          + 1)));
         ck_assert (!decision.retry_after_used);
         ck_assert (!decision.retry_after_invalid);
         ck_assert_str_eq (reason, "");
@@ -160,13 +160,13 @@ START_TEST (test_decide)
     cw_retry_decide (&s_policy, 1, "120", NOW_MSEC, 7, &decision, reason,
                      sizeof (reason));
     ck_assert_int_eq (decision.delay_msec, 10000);
-    cw_retry_decide (&s_policy, 1, "Thu, 26 Nov 2026 20:00:04 GMT", NOW_MSEC,
-                     7, &decision, reason, sizeof (reason));
+    cw_retry_decide (&s_policy, 1, "Thu, 26 Nov 2026 20:00:04 GMT", NOW_MSEC, 7,
+                     &decision, reason, sizeof (reason));
     ck_assert_int_eq (decision.delay_msec, 4000);
     ck_assert (decision.retry_after_used);
     //  A past date means now
-    cw_retry_decide (&s_policy, 1, "Thu, 26 Nov 2026 19:00:00 GMT", NOW_MSEC,
-                     7, &decision, reason, sizeof (reason));
+    cw_retry_decide (&s_policy, 1, "Thu, 26 Nov 2026 19:00:00 GMT", NOW_MSEC, 7,
+                     &decision, reason, sizeof (reason));
     ck_assert_int_eq (decision.delay_msec, 0);
     ck_assert (decision.retry_after_used);
     //  Garbage is ignored (backoff applies) and reported
@@ -191,8 +191,8 @@ s_date (const char *text, int64_t now_msec)
 {
     int64_t epoch_sec = -1;
     char reason[160] = "";
-    ck_assert_msg (cw_retry_http_date_parse (text, now_msec, &epoch_sec,
-                                             reason, sizeof (reason))
+    ck_assert_msg (cw_retry_http_date_parse (text, now_msec, &epoch_sec, reason,
+                                             sizeof (reason))
                        == 0,
                    "refused \"%s\": %s", text, reason);
     return epoch_sec;
@@ -203,8 +203,8 @@ s_bad_date (const char *text, const char *expected)
 {
     int64_t epoch_sec;
     char reason[160] = "";
-    ck_assert_msg (cw_retry_http_date_parse (text, NOW_MSEC, &epoch_sec,
-                                             reason, sizeof (reason))
+    ck_assert_msg (cw_retry_http_date_parse (text, NOW_MSEC, &epoch_sec, reason,
+                                             sizeof (reason))
                        == -1,
                    "accepted \"%s\"", text);
     ck_assert_str_eq (reason, expected);
@@ -217,10 +217,8 @@ START_TEST (test_http_dates)
                       784111777);
     ck_assert_int_eq (s_date ("Sunday, 06-Nov-94 08:49:37 GMT", NOW_MSEC),
                       784111777);
-    ck_assert_int_eq (s_date ("Sun Nov  6 08:49:37 1994", NOW_MSEC),
-                      784111777);
-    ck_assert_int_eq (s_date ("Sun Nov 06 08:49:37 1994", NOW_MSEC),
-                      784111777);
+    ck_assert_int_eq (s_date ("Sun Nov  6 08:49:37 1994", NOW_MSEC), 784111777);
+    ck_assert_int_eq (s_date ("Sun Nov 06 08:49:37 1994", NOW_MSEC), 784111777);
     //  Epoch, leap day, last second of 9999, every month name
     ck_assert_int_eq (s_date ("Thu, 01 Jan 1970 00:00:00 GMT", NOW_MSEC), 0);
     ck_assert_int_eq (s_date ("Tue, 29 Feb 2000 00:00:00 GMT", NOW_MSEC),
@@ -299,20 +297,23 @@ START_TEST (test_retry_after)
 {
     int64_t delay = -1;
     char reason[160];
-    ck_assert_int_eq (cw_retry_after_parse ("120", NOW_MSEC, &delay, reason,
-                                            sizeof (reason)), 0);
+    ck_assert_int_eq (
+        cw_retry_after_parse ("120", NOW_MSEC, &delay, reason, sizeof (reason)),
+        0);
     ck_assert_int_eq (delay, 120000);
     ck_assert_int_eq (cw_retry_after_parse (" \t0 ", NOW_MSEC, &delay, reason,
-                                            sizeof (reason)), 0);
+                                            sizeof (reason)),
+                      0);
     ck_assert_int_eq (delay, 0);
     //  Huge delta-seconds saturate instead of overflowing
-    ck_assert_int_eq (
-        cw_retry_after_parse ("9223372036854775807", NOW_MSEC, &delay, reason,
-                              sizeof (reason)), 0);
+    ck_assert_int_eq (cw_retry_after_parse ("9223372036854775807", NOW_MSEC,
+                                            &delay, reason, sizeof (reason)),
+                      0);
     ck_assert_int_eq (delay, INT64_MAX);
     ck_assert_int_eq (
         cw_retry_after_parse ("99999999999999999999999999999999999999999999",
-                              NOW_MSEC, &delay, reason, sizeof (reason)), 0);
+                              NOW_MSEC, &delay, reason, sizeof (reason)),
+        0);
     ck_assert_int_eq (delay, INT64_MAX);
     ck_assert_int_eq (cw_retry_after_parse ("9223372036854775", NOW_MSEC,
                                             &delay, reason, sizeof (reason)),
@@ -321,35 +322,42 @@ START_TEST (test_retry_after)
     //  Dates relative to now, past dates are 0
     ck_assert_int_eq (cw_retry_after_parse ("Thu, 26 Nov 2026 20:01:00 GMT",
                                             NOW_MSEC + 500, &delay, reason,
-                                            sizeof (reason)), 0);
+                                            sizeof (reason)),
+                      0);
     ck_assert_int_eq (delay, 59500);
     ck_assert_int_eq (cw_retry_after_parse ("Sun, 06 Nov 1994 08:49:37 GMT",
                                             NOW_MSEC, &delay, reason,
-                                            sizeof (reason)), 0);
+                                            sizeof (reason)),
+                      0);
     ck_assert_int_eq (delay, 0);
     //  Now far in the past: no overflow
     ck_assert_int_eq (cw_retry_after_parse ("Fri, 31 Dec 9999 23:59:59 GMT",
                                             INT64_MIN, &delay, reason,
-                                            sizeof (reason)), 0);
+                                            sizeof (reason)),
+                      0);
     ck_assert_int_eq (delay, INT64_MAX);
     //  Garbage
-    const char *garbage[] = {"", "   ", "-1", "+1", "1.5", "10s", "1 2",
-                             "0x10", "tomorrow", NULL};
+    const char *garbage[] = {"",    "   ", "-1",   "+1",       "1.5",
+                             "10s", "1 2", "0x10", "tomorrow", NULL};
     for (int index = 0; garbage[index]; index++)
         ck_assert_msg (cw_retry_after_parse (garbage[index], NOW_MSEC, &delay,
-                                             reason, sizeof (reason)) == -1,
+                                             reason, sizeof (reason))
+                           == -1,
                        "accepted \"%s\"", garbage[index]);
-    ck_assert_int_eq (cw_retry_after_parse ("", NOW_MSEC, &delay, reason,
-                                            sizeof (reason)), -1);
+    ck_assert_int_eq (
+        cw_retry_after_parse ("", NOW_MSEC, &delay, reason, sizeof (reason)),
+        -1);
     ck_assert_str_eq (reason, "Retry-After: empty");
-    ck_assert_int_eq (cw_retry_after_parse ("1.5", NOW_MSEC, &delay, reason,
-                                            sizeof (reason)), -1);
+    ck_assert_int_eq (
+        cw_retry_after_parse ("1.5", NOW_MSEC, &delay, reason, sizeof (reason)),
+        -1);
     ck_assert_str_eq (reason, "Retry-After: not delta-seconds (digits only)");
     char long_text[100];
     memset (long_text, 'S', sizeof (long_text) - 1);
     long_text[sizeof (long_text) - 1] = 0;
-    ck_assert_int_eq (cw_retry_after_parse (long_text, NOW_MSEC, &delay,
-                                            reason, sizeof (reason)), -1);
+    ck_assert_int_eq (cw_retry_after_parse (long_text, NOW_MSEC, &delay, reason,
+                                            sizeof (reason)),
+                      -1);
     ck_assert_str_eq (reason, "Retry-After: too long for an HTTP-date");
 }
 END_TEST

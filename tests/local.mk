@@ -36,9 +36,14 @@ tests_check_cw_http_LDADD = lib/libcwrt.a $(TEST_LIBS) $(RUNTIME_LIBS)
 #  cw_idkey, cw_retry (proto)
 check_PROGRAMS += tests/check_cw_idkey tests/check_cw_retry
 TESTS += tests/check_cw_idkey tests/check_cw_retry
+
+#  cw_idkey, cw_retry (proto) and cw_config (lib)
+check_PROGRAMS += tests/check_cw_idkey tests/check_cw_retry tests/check_cw_config
+TESTS += tests/check_cw_idkey tests/check_cw_retry tests/check_cw_config
 tests_check_cw_idkey_SOURCES = tests/check_cw_idkey.c
 tests_check_cw_idkey_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_cw_idkey_LDADD = proto/libcwproto.a $(CHECK_LIBS)
+#  (uses cw_retry_rng for its random round trips)
 tests_check_cw_retry_SOURCES = tests/check_cw_retry.c
 tests_check_cw_retry_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_check_cw_retry_LDADD = proto/libcwproto.a $(CHECK_LIBS)
@@ -95,3 +100,7 @@ TESTS += tests/check_sql_schema
 tests_check_sql_schema_SOURCES = tests/check_sql_schema.c
 tests_check_sql_schema_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PQ_CFLAGS)
 tests_check_sql_schema_LDADD = lib/libcwrt.a $(RUNTIME_LIBS) $(TEST_LIBS)
+
+tests_check_cw_config_SOURCES = tests/check_cw_config.c
+tests_check_cw_config_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
+tests_check_cw_config_LDADD = lib/libcwrt.a $(TEST_LIBS) $(CZMQ_LIBS) $(ZMQ_LIBS) $(SODIUM_LIBS)
