@@ -127,10 +127,21 @@ s_keygen (const char *name)
     return signer;
 }
 
+//  A failed assertion ends the test process (CK_FORK) without s_stop:
+//  this still stops the webshop by its pid, so none is left running.
+static void
+s_kill_leftover (void)
+{
+    if (s_world.pid > 0)
+        cw_test_kill (s_world.pid);
+    s_world.pid = 0;
+}
+
 static void
 s_start (void)
 {
     memset (&s_world, 0, sizeof (s_world));
+    atexit (s_kill_leftover);
     s_world.dir = cw_test_tmpdir ("webshop");
     s_world.db_uri = cw_test_db_new ("webshop");
     s_migrate ();
@@ -175,6 +186,7 @@ s_stop (void)
 {
     //  A clean stop on SIGTERM: exit status 0.
     int status = cw_test_stop (s_world.pid, TIMEOUT_MSEC);
+    s_world.pid = 0;
     ck_assert_msg (WIFEXITED (status) && WEXITSTATUS (status) == 0,
                    "webshop-ref did not stop cleanly (status %d)", status);
     cw_token_signer_destroy (&s_world.signer);

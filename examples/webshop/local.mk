@@ -8,3 +8,4 @@ examples_webshop_webshop_ref_SOURCES = \
 examples_webshop_webshop_ref_CFLAGS = $(AM_CFLAGS) $(DEP_CFLAGS)
 examples_webshop_webshop_ref_LDADD = lib/libcwrt.a proto/libcwproto.a \
     $(RUNTIME_LIBS)
+EXTRA_DIST += examples/webshop/bench.sh
