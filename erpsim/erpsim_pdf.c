@@ -10,13 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PDF_OBJECTS 5               //  Objects 1..5
-#define PDF_TEXT_MAX 128            //  Longest text shown, bytes
+#define PDF_OBJECTS 5     //  Objects 1..5
+#define PDF_TEXT_MAX 128  //  Longest text shown, bytes
 
 typedef struct {
-    char *data;                     //  Document so far
-    size_t size;                    //  Bytes used
-    size_t alloc;                   //  Bytes allocated
+    char *data;    //  Document so far
+    size_t size;   //  Bytes used
+    size_t alloc;  //  Bytes allocated
 } buffer_t;
 
 static void
@@ -53,22 +53,24 @@ s_literal (const char *text, char *target, size_t size)
 }
 
 void
-erpsim_pdf_amount (int64_t amount_minor, const char *currency, char *text,
+erpsim_pdf_amount (int64_t amount_minor,
+                   const char *currency,
+                   char *text,
                    size_t size)
 {
     assert (currency);
     assert (text);
     //  ISO 4217 currencies without minor units (the common ones)
-    const char *zero[] = {"JPY", "KRW", "ISK", "CLP", "VND", "XOF", "XAF",
-                          "UGX", "PYG", "RWF", NULL};
+    const char *zero[] = {"JPY", "KRW", "ISK", "CLP", "VND", "XOF",
+                          "XAF", "UGX", "PYG", "RWF", NULL};
     int decimals = 2;
     for (int index = 0; zero[index]; index++)
         if (strcmp (currency, zero[index]) == 0)
             decimals = 0;
     const char *sign = amount_minor < 0 ? "-" : "";
-    unsigned long long magnitude = amount_minor < 0
-                                       ? 0ULL - (unsigned long long) amount_minor
-                                       : (unsigned long long) amount_minor;
+    unsigned long long magnitude =
+        amount_minor < 0 ? 0ULL - (unsigned long long) amount_minor
+                         : (unsigned long long) amount_minor;
     if (decimals == 0)
         snprintf (text, size, "%s%llu", sign, magnitude);
     else
@@ -77,8 +79,11 @@ erpsim_pdf_amount (int64_t amount_minor, const char *currency, char *text,
 }
 
 char *
-erpsim_pdf_invoice (const char *number, const char *order_ref,
-                    int64_t amount_minor, const char *currency, size_t *size)
+erpsim_pdf_invoice (const char *number,
+                    const char *order_ref,
+                    int64_t amount_minor,
+                    const char *currency,
+                    size_t *size)
 {
     assert (number);
     assert (order_ref);
@@ -123,8 +128,9 @@ erpsim_pdf_invoice (const char *number, const char *order_ref,
     s_append (&pdf, "xref\n0 %d\n0000000000 65535 f \n", PDF_OBJECTS + 1);
     for (int object = 1; object <= PDF_OBJECTS; object++)
         s_append (&pdf, "%010zu 00000 n \n", offsets[object]);
-    s_append (&pdf, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%zu\n"
-                    "%%%%EOF\n",
+    s_append (&pdf,
+              "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%zu\n"
+              "%%%%EOF\n",
               PDF_OBJECTS + 1, xref);
     free (content.data);
     *size = pdf.size;

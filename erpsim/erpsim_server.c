@@ -33,90 +33,91 @@
 #include <strings.h>
 #include <time.h>
 
-#define KEY_MAX 255                 //  Longest Idempotency-Key, bytes
-#define LIST_LIMIT_DEFAULT 100      //  Feed page size by default
-#define LIST_LIMIT_MAX 1000         //  Largest feed page
-#define FEED_TICK_MSEC 20           //  Feed thread period
-#define ARTICLES 200                //  Articles the price feed changes
-#define ROUTE_KEY_MAX 96            //  Longest "METHOD pattern"
-#define PAYMENT_SCAN_MAX 64         //  Orders looked at per payment
+#define KEY_MAX 255             //  Longest Idempotency-Key, bytes
+#define LIST_LIMIT_DEFAULT 100  //  Feed page size by default
+#define LIST_LIMIT_MAX 1000     //  Largest feed page
+#define FEED_TICK_MSEC 20       //  Feed thread period
+#define ARTICLES 200            //  Articles the price feed changes
+#define ROUTE_KEY_MAX 96        //  Longest "METHOD pattern"
+#define PAYMENT_SCAN_MAX 64     //  Orders looked at per payment
 
 typedef struct _erpsim_route_t erpsim_route_t;
 
 //  What a handler produced, before faults after the effect
 typedef struct {
-    int status;                 //  HTTP status
-    char *body;                 //  Body, owned
-    size_t size;                //  Its size
-    const char *content_type;   //  Static string
-    bool replayed;              //  Answer replayed for an Idempotency-Key
+    int status;                //  HTTP status
+    char *body;                //  Body, owned
+    size_t size;               //  Its size
+    const char *content_type;  //  Static string
+    bool replayed;             //  Answer replayed for an Idempotency-Key
 } result_t;
 
-typedef void (handler_fn) (erpsim_server_t *self, cw_http_request_t *request,
+typedef void (handler_fn) (erpsim_server_t *self,
+                           cw_http_request_t *request,
                            result_t *result);
 
 struct _erpsim_route_t {
-    const char *method;         //  HTTP method
-    const char *pattern;        //  cw_http pattern
-    handler_fn *handler;        //  Does the work, under the mutex
-    bool mutating;              //  Honours Idempotency-Key
-    char key[ROUTE_KEY_MAX];    //  "METHOD pattern"
-    erpsim_server_t *server;    //  Back pointer
+    const char *method;       //  HTTP method
+    const char *pattern;      //  cw_http pattern
+    handler_fn *handler;      //  Does the work, under the mutex
+    bool mutating;            //  Honours Idempotency-Key
+    char key[ROUTE_KEY_MAX];  //  "METHOD pattern"
+    erpsim_server_t *server;  //  Back pointer
 };
 
 typedef struct {
-    char key[ROUTE_KEY_MAX + 4];    //  "*" or "METHOD pattern"
-    erpsim_faults_t faults;     //  Its knobs
+    char key[ROUTE_KEY_MAX + 4];  //  "*" or "METHOD pattern"
+    erpsim_faults_t faults;       //  Its knobs
 } route_faults_t;
 
 struct _erpsim_server_t {
     erpsim_server_config_t config;  //  Copy; strings borrowed
-    pthread_mutex_t mutex;      //  Guards everything below
-    pthread_cond_t cond;        //  Signalled on stop (sleepers wake)
-    bool stopping;              //  Stop requested
-    bool feed_running;          //  Feed thread started
-    pthread_t feed_thread;      //  Produces feeds
-    cw_http_t *api;             //  API listener
-    cw_http_t *control;         //  Control listener
+    pthread_mutex_t mutex;          //  Guards everything below
+    pthread_cond_t cond;            //  Signalled on stop (sleepers wake)
+    bool stopping;                  //  Stop requested
+    bool feed_running;              //  Feed thread started
+    pthread_t feed_thread;          //  Produces feeds
+    cw_http_t *api;                 //  API listener
+    cw_http_t *control;             //  Control listener
     unsigned char api_key_hash[crypto_hash_sha256_BYTES];  //  Of the key
-    erpsim_route_t *routes;     //  API routes
-    size_t route_count;         //  Their number
+    erpsim_route_t *routes;                                //  API routes
+    size_t route_count;                                    //  Their number
     //  Data
-    json_t *customers;          //  ERP id -> customer
-    json_t *customer_refs;      //  tenant US customerId -> ERP id
-    json_t *orders;             //  ERP id -> order
-    json_t *order_refs;         //  tenant US orderId -> ERP id
-    json_t *order_ids;          //  ERP order ids, oldest first
-    json_t *invoices;           //  Invoices, cursor = index + 1
-    json_t *invoice_index;      //  Invoice id -> index in invoices
-    json_t *prices;             //  Price changes, cursor = index + 1
-    json_t *price_versions;     //  article US list -> last version
-    json_t *payments;           //  Payment events, cursor = index + 1
-    size_t invoice_next;        //  Next order index to invoice
-    size_t payment_next;        //  Next order index for payments
-    long long customer_seq;     //  Last customer number
-    long long order_seq;        //  Last order number
+    json_t *customers;       //  ERP id -> customer
+    json_t *customer_refs;   //  tenant US customerId -> ERP id
+    json_t *orders;          //  ERP id -> order
+    json_t *order_refs;      //  tenant US orderId -> ERP id
+    json_t *order_ids;       //  ERP order ids, oldest first
+    json_t *invoices;        //  Invoices, cursor = index + 1
+    json_t *invoice_index;   //  Invoice id -> index in invoices
+    json_t *prices;          //  Price changes, cursor = index + 1
+    json_t *price_versions;  //  article US list -> last version
+    json_t *payments;        //  Payment events, cursor = index + 1
+    size_t invoice_next;     //  Next order index to invoice
+    size_t payment_next;     //  Next order index for payments
+    long long customer_seq;  //  Last customer number
+    long long order_seq;     //  Last order number
     //  Idempotency
-    json_t *keys;               //  Idempotency-Key -> entry
-    char **key_ring;            //  Keys in arrival order, for forgetting
-    size_t key_ring_head;       //  Next ring slot
+    json_t *keys;          //  Idempotency-Key -> entry
+    char **key_ring;       //  Keys in arrival order, for forgetting
+    size_t key_ring_head;  //  Next ring slot
     //  Faults
-    json_t *fault_config;       //  As set (validated)
-    route_faults_t *faults;     //  Parsed, in config order
-    size_t fault_count;         //  Their number
-    long long outage_until;     //  Monotonic msec; outage while now < it
-    double rates[3];            //  Feed rates per second
-    double credit[3];           //  Feed items owed
+    json_t *fault_config;    //  As set (validated)
+    route_faults_t *faults;  //  Parsed, in config order
+    size_t fault_count;      //  Their number
+    long long outage_until;  //  Monotonic msec; outage while now < it
+    double rates[3];         //  Feed rates per second
+    double credit[3];        //  Feed items owed
     //  Introspection
-    json_t *effects;            //  kind -> id -> counters
-    json_t *requests;           //  route -> status -> count
-    json_t *inflight;           //  route -> {current, max}
-    long long inflight_current; //  Requests being served
-    long long inflight_max;     //  Most at once since reset
-    long long duplicate_hits;   //  Replays of a finished key
-    long long key_mismatches;   //  Same key, other body (422)
-    long long key_conflicts;    //  Same key while in flight (409)
-    json_t *injected;           //  fault kind -> count
+    json_t *effects;             //  kind -> id -> counters
+    json_t *requests;            //  route -> status -> count
+    json_t *inflight;            //  route -> {current, max}
+    long long inflight_current;  //  Requests being served
+    long long inflight_max;      //  Most at once since reset
+    long long duplicate_hits;    //  Replays of a finished key
+    long long key_mismatches;    //  Same key, other body (422)
+    long long key_conflicts;     //  Same key while in flight (409)
+    json_t *injected;            //  fault kind -> count
 };
 
 enum { FEED_PRICES, FEED_INVOICES, FEED_PAYMENTS };
@@ -195,8 +196,12 @@ s_result_json (result_t *result, int status, json_t *json)
 
 //  Sets a problem result; extensions (may be NULL) is taken.
 static void
-s_result_problem (result_t *result, int status, const char *slug,
-                  const char *title, const char *detail, const char *field,
+s_result_problem (result_t *result,
+                  int status,
+                  const char *slug,
+                  const char *title,
+                  const char *detail,
+                  const char *field,
                   json_t *extensions)
 {
     char type[128];
@@ -235,7 +240,9 @@ s_not_found (result_t *result, const char *kind, const char *id)
 //  Effects ----------------------------------------------------------------
 
 static void
-s_effect (erpsim_server_t *self, const char *kind, const char *id,
+s_effect (erpsim_server_t *self,
+          const char *kind,
+          const char *id,
           const char *counter)
 {
     json_t *map = json_object_get (self->effects, kind);
@@ -254,7 +261,8 @@ s_effect (erpsim_server_t *self, const char *kind, const char *id,
 //  Customers ----------------------------------------------------------------
 
 static void
-s_customer_upsert (erpsim_server_t *self, cw_http_request_t *request,
+s_customer_upsert (erpsim_server_t *self,
+                   cw_http_request_t *request,
                    result_t *result)
 {
     erpsim_problem_t problem;
@@ -266,8 +274,8 @@ s_customer_upsert (erpsim_server_t *self, cw_http_request_t *request,
         return;
     }
     const char *tenant = json_string_value (json_object_get (input, "tenant"));
-    const char *customer_id
-        = json_string_value (json_object_get (input, "customerId"));
+    const char *customer_id =
+        json_string_value (json_object_get (input, "customerId"));
     char ref[256];
     s_ref (ref, sizeof (ref), tenant, customer_id);
     json_t *known = json_object_get (self->customer_refs, ref);
@@ -289,15 +297,15 @@ s_customer_upsert (erpsim_server_t *self, cw_http_request_t *request,
     json_t *old_version = json_object_get (customer, "version");
     json_t *new_version = json_object_get (input, "version");
     if (old_version && new_version
-        && json_integer_value (new_version) < json_integer_value (old_version)) {
+        && json_integer_value (new_version)
+               < json_integer_value (old_version)) {
         char detail[128];
         snprintf (detail, sizeof (detail),
                   "version %lld is older than the stored version %lld",
                   (long long) json_integer_value (new_version),
                   (long long) json_integer_value (old_version));
-        s_result_problem (result, 409, "stale-version", "Stale Version",
-                          detail, "version",
-                          json_pack ("{s:s}", "id", id));
+        s_result_problem (result, 409, "stale-version", "Stale Version", detail,
+                          "version", json_pack ("{s:s}", "id", id));
         json_decref (input);
         return;
     }
@@ -312,7 +320,8 @@ s_customer_upsert (erpsim_server_t *self, cw_http_request_t *request,
 }
 
 static void
-s_customer_get (erpsim_server_t *self, cw_http_request_t *request,
+s_customer_get (erpsim_server_t *self,
+                cw_http_request_t *request,
                 result_t *result)
 {
     const char *id = cw_http_request_param (request, "id");
@@ -334,7 +343,8 @@ s_order_closed (json_t *order)
 }
 
 static bool
-s_customer_known (erpsim_server_t *self, const char *tenant,
+s_customer_known (erpsim_server_t *self,
+                  const char *tenant,
                   const char *customer_id)
 {
     char ref[256];
@@ -343,7 +353,8 @@ s_customer_known (erpsim_server_t *self, const char *tenant,
 }
 
 static void
-s_order_create (erpsim_server_t *self, cw_http_request_t *request,
+s_order_create (erpsim_server_t *self,
+                cw_http_request_t *request,
                 result_t *result)
 {
     erpsim_problem_t problem;
@@ -355,18 +366,17 @@ s_order_create (erpsim_server_t *self, cw_http_request_t *request,
         return;
     }
     const char *tenant = json_string_value (json_object_get (input, "tenant"));
-    const char *order_id
-        = json_string_value (json_object_get (input, "orderId"));
-    const char *customer_id
-        = json_string_value (json_object_get (input, "customerId"));
+    const char *order_id =
+        json_string_value (json_object_get (input, "orderId"));
+    const char *customer_id =
+        json_string_value (json_object_get (input, "customerId"));
     char ref[256];
     s_ref (ref, sizeof (ref), tenant, order_id);
     json_t *known = json_object_get (self->order_refs, ref);
     if (known) {
         s_result_problem (result, 409, "order-exists", "Order Exists",
                           "an order with this tenant and orderId exists",
-                          "orderId",
-                          json_pack ("{s:O}", "id", known));
+                          "orderId", json_pack ("{s:O}", "id", known));
         json_decref (input);
         return;
     }
@@ -396,7 +406,8 @@ s_order_create (erpsim_server_t *self, cw_http_request_t *request,
 
 //  Finds the order of the {id} parameter; sets a 404 result if none.
 static json_t *
-s_order_find (erpsim_server_t *self, cw_http_request_t *request,
+s_order_find (erpsim_server_t *self,
+              cw_http_request_t *request,
               result_t *result)
 {
     const char *id = cw_http_request_param (request, "id");
@@ -419,7 +430,8 @@ s_order_changeable (json_t *order, json_t *input, result_t *result)
     json_t *old_version = json_object_get (order, "version");
     json_t *new_version = json_object_get (input, "version");
     if (old_version && new_version
-        && json_integer_value (new_version) < json_integer_value (old_version)) {
+        && json_integer_value (new_version)
+               < json_integer_value (old_version)) {
         s_result_problem (result, 409, "stale-version", "Stale Version",
                           "the version is older than the stored version",
                           "version", NULL);
@@ -429,7 +441,8 @@ s_order_changeable (json_t *order, json_t *input, result_t *result)
 }
 
 static void
-s_order_update (erpsim_server_t *self, cw_http_request_t *request,
+s_order_update (erpsim_server_t *self,
+                cw_http_request_t *request,
                 result_t *result)
 {
     json_t *order = s_order_find (self, request, result);
@@ -455,27 +468,26 @@ s_order_update (erpsim_server_t *self, cw_http_request_t *request,
 }
 
 static void
-s_order_status (erpsim_server_t *self, cw_http_request_t *request,
+s_order_status (erpsim_server_t *self,
+                cw_http_request_t *request,
                 result_t *result)
 {
     json_t *order = s_order_find (self, request, result);
     if (!order)
         return;
     erpsim_problem_t problem;
-    json_t *input = erpsim_validate_status (
-        cw_http_request_body (request), cw_http_request_body_size (request),
-        &problem);
+    json_t *input =
+        erpsim_validate_status (cw_http_request_body (request),
+                                cw_http_request_body_size (request), &problem);
     if (!input) {
         s_result_invalid (result, &problem);
         return;
     }
     const char *status = json_string_value (json_object_get (input, "status"));
-    const char *current
-        = json_string_value (json_object_get (order, "status"));
+    const char *current = json_string_value (json_object_get (order, "status"));
     if (strcmp (status, current) == 0)
-        s_result_json (result, 200, json_incref (order));   //  No change
-    else
-    if (s_order_changeable (order, input, result)) {
+        s_result_json (result, 200, json_incref (order));  //  No change
+    else if (s_order_changeable (order, input, result)) {
         json_object_set_new (order, "previousStatus", json_string (current));
         json_object_update (order, input);
         json_object_set_new (order, "updatedAt", s_now_json ());
@@ -488,7 +500,8 @@ s_order_status (erpsim_server_t *self, cw_http_request_t *request,
 }
 
 static void
-s_order_get (erpsim_server_t *self, cw_http_request_t *request,
+s_order_get (erpsim_server_t *self,
+             cw_http_request_t *request,
              result_t *result)
 {
     json_t *order = s_order_find (self, request, result);
@@ -497,7 +510,8 @@ s_order_get (erpsim_server_t *self, cw_http_request_t *request,
 }
 
 static void
-s_order_search (erpsim_server_t *self, cw_http_request_t *request,
+s_order_search (erpsim_server_t *self,
+                cw_http_request_t *request,
                 result_t *result)
 {
     const char *names[] = {"tenant", "orderRef"};
@@ -519,9 +533,8 @@ s_order_search (erpsim_server_t *self, cw_http_request_t *request,
     json_t *items = json_array ();
     json_t *id = json_object_get (self->order_refs, ref);
     if (id)
-        json_array_append (items,
-                           json_object_get (self->orders,
-                                            json_string_value (id)));
+        json_array_append (
+            items, json_object_get (self->orders, json_string_value (id)));
     s_result_json (result, 200, json_pack ("{s:o}", "items", items));
 }
 
@@ -535,49 +548,53 @@ s_list (cw_http_request_t *request, json_t *feed, result_t *result)
     if (erpsim_validate_query_int ("since",
                                    cw_http_request_query (request, "since"), 0,
                                    INT64_MAX, 0, &since, &problem)
-        || erpsim_validate_query_int ("limit",
-                                      cw_http_request_query (request, "limit"),
-                                      1, LIST_LIMIT_MAX, LIST_LIMIT_DEFAULT,
-                                      &limit, &problem)) {
+        || erpsim_validate_query_int (
+            "limit", cw_http_request_query (request, "limit"), 1,
+            LIST_LIMIT_MAX, LIST_LIMIT_DEFAULT, &limit, &problem)) {
         s_result_invalid (result, &problem);
         return;
     }
     json_t *items = json_array ();
     size_t size = json_array_size (feed);
     int64_t next = since;
-    for (size_t index = (size_t) (since < (int64_t) size ? since : (int64_t) size);
+    for (size_t index =
+             (size_t) (since < (int64_t) size ? since : (int64_t) size);
          index < size && (int64_t) json_array_size (items) < limit; index++) {
         json_array_append (items, json_array_get (feed, index));
         next = (int64_t) index + 1;
     }
-    s_result_json (result, 200,
-                   json_pack ("{s:o, s:I}", "items", items, "next",
-                              (json_int_t) next));
+    s_result_json (
+        result, 200,
+        json_pack ("{s:o, s:I}", "items", items, "next", (json_int_t) next));
 }
 
 static void
-s_invoice_list (erpsim_server_t *self, cw_http_request_t *request,
+s_invoice_list (erpsim_server_t *self,
+                cw_http_request_t *request,
                 result_t *result)
 {
     s_list (request, self->invoices, result);
 }
 
 static void
-s_price_list (erpsim_server_t *self, cw_http_request_t *request,
+s_price_list (erpsim_server_t *self,
+              cw_http_request_t *request,
               result_t *result)
 {
     s_list (request, self->prices, result);
 }
 
 static void
-s_payment_list (erpsim_server_t *self, cw_http_request_t *request,
+s_payment_list (erpsim_server_t *self,
+                cw_http_request_t *request,
                 result_t *result)
 {
     s_list (request, self->payments, result);
 }
 
 static json_t *
-s_invoice_find (erpsim_server_t *self, cw_http_request_t *request,
+s_invoice_find (erpsim_server_t *self,
+                cw_http_request_t *request,
                 result_t *result)
 {
     const char *id = cw_http_request_param (request, "id");
@@ -586,12 +603,12 @@ s_invoice_find (erpsim_server_t *self, cw_http_request_t *request,
         s_not_found (result, "invoice", id);
         return NULL;
     }
-    return json_array_get (self->invoices,
-                           (size_t) json_integer_value (index));
+    return json_array_get (self->invoices, (size_t) json_integer_value (index));
 }
 
 static void
-s_invoice_get (erpsim_server_t *self, cw_http_request_t *request,
+s_invoice_get (erpsim_server_t *self,
+               cw_http_request_t *request,
                result_t *result)
 {
     json_t *invoice = s_invoice_find (self, request, result);
@@ -600,7 +617,8 @@ s_invoice_get (erpsim_server_t *self, cw_http_request_t *request,
 }
 
 static void
-s_invoice_document (erpsim_server_t *self, cw_http_request_t *request,
+s_invoice_document (erpsim_server_t *self,
+                    cw_http_request_t *request,
                     result_t *result)
 {
     json_t *invoice = s_invoice_find (self, request, result);
@@ -625,8 +643,8 @@ s_generate_price (erpsim_server_t *self)
     const char *list = randombytes_uniform (2) ? "b2b" : "default";
     snprintf (key, sizeof (key), "%s\x1f%s", article, list);
     s_count (self->price_versions, key, 1);
-    json_int_t version
-        = json_integer_value (json_object_get (self->price_versions, key));
+    json_int_t version =
+        json_integer_value (json_object_get (self->price_versions, key));
     json_int_t seq = (json_int_t) json_array_size (self->prices) + 1;
     json_t *price = json_pack (
         "{s:I, s:s, s:s, s:I, s:s, s:o, s:I}", "seq", seq, "articleNumber",
@@ -644,8 +662,10 @@ s_generate_invoice (erpsim_server_t *self)
         const char *order_id = json_string_value (
             json_array_get (self->order_ids, self->invoice_next++));
         json_t *order = json_object_get (self->orders, order_id);
-        if (!order || strcmp (json_string_value (json_object_get (order, "status")),
-                              "cancelled") == 0)
+        if (!order
+            || strcmp (json_string_value (json_object_get (order, "status")),
+                       "cancelled")
+                   == 0)
             continue;
         json_int_t seq = (json_int_t) json_array_size (self->invoices) + 1;
         char id[32], number[32];
@@ -660,8 +680,7 @@ s_generate_invoice (erpsim_server_t *self)
             json_object_get (order, "currency"), "issuedAt", s_now_json (),
             "externalVersion", 1);
         json_array_append_new (self->invoices, invoice);
-        json_object_set_new (self->invoice_index, id,
-                             json_integer (seq - 1));
+        json_object_set_new (self->invoice_index, id, json_integer (seq - 1));
         json_object_set_new (order, "invoiceId", json_string (id));
         return true;
     }
@@ -675,14 +694,14 @@ s_generate_payment (erpsim_server_t *self)
     size_t count = json_array_size (self->order_ids);
     for (size_t scan = 0; scan < count && scan < PAYMENT_SCAN_MAX; scan++) {
         size_t index = (self->payment_next + scan) % count;
-        const char *order_id
-            = json_string_value (json_array_get (self->order_ids, index));
+        const char *order_id =
+            json_string_value (json_array_get (self->order_ids, index));
         json_t *order = json_object_get (self->orders, order_id);
-        const char *status
-            = json_string_value (json_object_get (order, "paymentStatus"));
-        const char *next = strcmp (status, "none") == 0 ? "authorized"
+        const char *status =
+            json_string_value (json_object_get (order, "paymentStatus"));
+        const char *next = strcmp (status, "none") == 0         ? "authorized"
                            : strcmp (status, "authorized") == 0 ? "captured"
-                                                               : NULL;
+                                                                : NULL;
         if (!next)
             continue;
         self->payment_next = index + 1;
@@ -693,8 +712,9 @@ s_generate_payment (erpsim_server_t *self)
             "{s:I, s:O, s:O, s:s, s:s, s:O, s:O, s:O, s:o}", "seq", seq,
             "tenant", json_object_get (order, "tenant"), "orderId",
             json_object_get (order, "orderId"), "erpOrderId", order_id,
-            "status", next, "amountMinor", json_object_get (order, "totalMinor"),
-            "currency", json_object_get (order, "currency"), "externalVersion",
+            "status", next, "amountMinor",
+            json_object_get (order, "totalMinor"), "currency",
+            json_object_get (order, "currency"), "externalVersion",
             json_object_get (order, "paymentVersion"), "at", s_now_json ());
         json_array_append_new (self->payments, payment);
         return true;
@@ -711,8 +731,7 @@ s_generate (erpsim_server_t *self, int feed, long long count)
         bool ok = true;
         if (feed == FEED_PRICES)
             s_generate_price (self);
-        else
-        if (feed == FEED_INVOICES)
+        else if (feed == FEED_INVOICES)
             ok = s_generate_invoice (self);
         else
             ok = s_generate_payment (self);
@@ -739,7 +758,8 @@ s_feed_thread (void *arg)
         pthread_cond_timedwait (&self->cond, &self->mutex, &deadline);
         long long now = s_now_msec ();
         for (int feed = 0; feed < 3; feed++) {
-            self->credit[feed] += self->rates[feed] * (double) (now - last) / 1000.0;
+            self->credit[feed] +=
+                self->rates[feed] * (double) (now - last) / 1000.0;
             long long owed = (long long) self->credit[feed];
             if (owed > 0) {
                 s_generate (self, feed, owed);
@@ -767,12 +787,13 @@ s_faults_set (erpsim_server_t *self, json_t *config)
     size_t index = 0;
     const char *key;
     json_t *value;
-    json_object_foreach (config, key, value) {
+    json_object_foreach (config, key, value)
+    {
         erpsim_problem_t problem;
         snprintf (self->faults[index].key, sizeof (self->faults[index].key),
                   "%s", key);
-        int rc = erpsim_validate_faults (value, key, &self->faults[index].faults,
-                                         &problem);
+        int rc = erpsim_validate_faults (value, key,
+                                         &self->faults[index].faults, &problem);
         assert (rc == 0);
         index++;
     }
@@ -869,8 +890,8 @@ static bool
 s_authorized (erpsim_server_t *self, cw_http_request_t *request)
 {
     const char *presented = cw_http_request_header (request, "X-Api-Key");
-    const char *authorization
-        = cw_http_request_header (request, "Authorization");
+    const char *authorization =
+        cw_http_request_header (request, "Authorization");
     if (!presented && authorization
         && strncasecmp (authorization, "Bearer ", 7) == 0)
         presented = authorization + 7;
@@ -925,7 +946,9 @@ typedef enum { KEY_NEW, KEY_ANSWERED } key_outcome_t;
 //  Looks up the Idempotency-Key: reserves a new one, or answers (replay,
 //  409 in flight, 422 other body, 400 bad key).
 static key_outcome_t
-s_key_check (erpsim_server_t *self, const char *key, const char *hash,
+s_key_check (erpsim_server_t *self,
+             const char *key,
+             const char *hash,
              result_t *result)
 {
     size_t length = strlen (key);
@@ -947,16 +970,15 @@ s_key_check (erpsim_server_t *self, const char *key, const char *hash,
         s_key_reserve (self, key, hash);
         outcome = KEY_NEW;
     }
-    else
-    if (strcmp (json_string_value (json_object_get (entry, "hash")), hash)) {
+    else if (strcmp (json_string_value (json_object_get (entry, "hash")),
+                     hash)) {
         self->key_mismatches++;
         s_result_problem (
             result, 422, "idempotency-key-reused", "Idempotency Key Reused",
             "this Idempotency-Key was used with another request body",
             "Idempotency-Key", NULL);
     }
-    else
-    if (!json_is_true (json_object_get (entry, "done"))) {
+    else if (!json_is_true (json_object_get (entry, "done"))) {
         self->key_conflicts++;
         s_result_problem (result, 409, "idempotency-key-in-flight",
                           "Request In Flight",
@@ -967,13 +989,15 @@ s_key_check (erpsim_server_t *self, const char *key, const char *hash,
     else {
         self->duplicate_hits++;
         json_t *body = json_object_get (entry, "body");
-        result->status = (int) json_integer_value (json_object_get (entry, "status"));
+        result->status =
+            (int) json_integer_value (json_object_get (entry, "status"));
         result->size = json_string_length (body);
         result->body = strndup (json_string_value (body), result->size);
         assert (result->body);
-        result->content_type
-            = json_string_value (json_object_get (entry, "problem")) ? "application/problem+json"
-                                                                    : "application/json";
+        result->content_type =
+            json_string_value (json_object_get (entry, "problem"))
+                ? "application/problem+json"
+                : "application/json";
         result->replayed = true;
     }
     pthread_mutex_unlock (&self->mutex);
@@ -1013,17 +1037,21 @@ s_injected (erpsim_server_t *self, const char *kind)
 }
 
 typedef enum {
-    REPLY_NORMAL,               //  Send the result
-    REPLY_DROP,                 //  Close without a reply
-    REPLY_MALFORMED,            //  Invalid JSON instead of the body
-    REPLY_TRUNCATED             //  Body cut short
+    REPLY_NORMAL,     //  Send the result
+    REPLY_DROP,       //  Close without a reply
+    REPLY_MALFORMED,  //  Invalid JSON instead of the body
+    REPLY_TRUNCATED   //  Body cut short
 } reply_mode_t;
 
 //  Serves one API request into result; returns how to send it.
 static reply_mode_t
-s_serve (erpsim_server_t *self, erpsim_route_t *route,
-         const erpsim_faults_t *route_faults, cw_http_request_t *request,
-         result_t *result, char *retry_after, size_t retry_size)
+s_serve (erpsim_server_t *self,
+         erpsim_route_t *route,
+         const erpsim_faults_t *route_faults,
+         cw_http_request_t *request,
+         result_t *result,
+         char *retry_after,
+         size_t retry_size)
 {
     if (s_outage (self)) {
         s_injected (self, "outageDropped");
@@ -1058,17 +1086,15 @@ s_serve (erpsim_server_t *self, erpsim_route_t *route,
         s_result_problem (result, 500, "injected-error", "Internal Error",
                           "injected server error (no effect)", NULL, NULL);
     }
-    else
-    if (s_chance (faults.rate_limit_rate)) {
+    else if (s_chance (faults.rate_limit_rate)) {
         before = "rateLimit";
         snprintf (retry_after, retry_size, "%d", faults.retry_after_seconds);
-        s_result_problem (result, 429, "rate-limited", "Too Many Requests",
-                          "injected rate limit (no effect)", NULL,
-                          json_pack ("{s:i}", "retryAfter",
-                                     faults.retry_after_seconds));
+        s_result_problem (
+            result, 429, "rate-limited", "Too Many Requests",
+            "injected rate limit (no effect)", NULL,
+            json_pack ("{s:i}", "retryAfter", faults.retry_after_seconds));
     }
-    else
-    if (s_chance (faults.conflict_rate)) {
+    else if (s_chance (faults.conflict_rate)) {
         before = "conflict";
         s_result_problem (result, 409, "injected-conflict", "Conflict",
                           "injected conflict (no effect)", NULL, NULL);
@@ -1091,10 +1117,9 @@ s_serve (erpsim_server_t *self, erpsim_route_t *route,
         s_injected (self, "errorAfterEffect");
         free (result->body);
         result->body = NULL;
-        s_result_problem (result, 500, "injected-error-after-effect",
-                          "Internal Error",
-                          "injected server error (the effect happened)", NULL,
-                          NULL);
+        s_result_problem (
+            result, 500, "injected-error-after-effect", "Internal Error",
+            "injected server error (the effect happened)", NULL, NULL);
         return REPLY_NORMAL;
     }
     if (s_chance (faults.drop_after_effect_rate)) {
@@ -1121,7 +1146,8 @@ s_inflight (erpsim_server_t *self, const char *route, int by)
         json_object_set_new (self->inflight, route, entry);
     }
     s_count (entry, "current", by);
-    json_int_t current = json_integer_value (json_object_get (entry, "current"));
+    json_int_t current =
+        json_integer_value (json_object_get (entry, "current"));
     if (current > json_integer_value (json_object_get (entry, "max")))
         json_object_set_new (entry, "max", json_integer (current));
     self->inflight_current += by;
@@ -1150,23 +1176,20 @@ s_api (cw_http_request_t *request, void *arg)
         cw_http_reply_header (request, "Idempotent-Replayed", "true");
     if (mode == REPLY_DROP)
         cw_http_reply_drop (request);
-    else
-    if (mode == REPLY_MALFORMED) {
+    else if (mode == REPLY_MALFORMED) {
         //  Half the body, then garbage: never valid JSON
         size_t half = result.size / 2;
         char *text = (char *) malloc (half + 16);
         assert (text);
         memcpy (text, result.body, half);
         memcpy (text + half, "\x01{]<html>", 9);
-        cw_http_reply_bytes (request, result.status, result.content_type,
-                             text, half + 9);
+        cw_http_reply_bytes (request, result.status, result.content_type, text,
+                             half + 9);
         free (text);
     }
-    else
-    if (mode == REPLY_TRUNCATED)
+    else if (mode == REPLY_TRUNCATED)
         cw_http_reply_truncated (request, result.status, result.content_type,
-                                 result.body, result.size + 1,
-                                 result.size / 2);
+                                 result.body, result.size + 1, result.size / 2);
     else
         cw_http_reply_bytes (request, result.status, result.content_type,
                              result.body, result.size);
@@ -1174,6 +1197,11 @@ s_api (cw_http_request_t *request, void *arg)
     char status[16];
     snprintf (status, sizeof (status), "%d",
               mode == REPLY_DROP ? 0 : result.status);
+    static const char *modes[] = {"normal", "drop", "malformed", "truncated"};
+    cw_log (CW_LOG_DEBUG, "request_served", "served request", "method",
+            route->method, "route", route->pattern, "#status", status, "reply",
+            modes[mode], "replayed", result.replayed ? "true" : NULL,
+            "correlation_id", cw_http_request_correlation_id (request), NULL);
     pthread_mutex_lock (&self->mutex);
     s_inflight (self, route->key, -1);
     json_t *counts = json_object_get (self->requests, route->key);
@@ -1284,15 +1312,15 @@ s_feeds_put (cw_http_request_t *request, void *arg)
 {
     erpsim_server_t *self = (erpsim_server_t *) arg;
     erpsim_problem_t problem;
-    json_t *rates = erpsim_validate_rates (cw_http_request_body (request),
-                                           cw_http_request_body_size (request),
-                                           &problem);
+    json_t *rates =
+        erpsim_validate_rates (cw_http_request_body (request),
+                               cw_http_request_body_size (request), &problem);
     if (!rates) {
         s_control_invalid (request, &problem);
         return;
     }
-    const char *names[]
-        = {"pricesPerSecond", "invoicesPerSecond", "paymentsPerSecond"};
+    const char *names[] = {"pricesPerSecond", "invoicesPerSecond",
+                           "paymentsPerSecond"};
     pthread_mutex_lock (&self->mutex);
     for (int feed = 0; feed < 3; feed++) {
         json_t *rate = json_object_get (rates, names[feed]);
@@ -1457,8 +1485,8 @@ erpsim_server_new (const erpsim_server_config_t *config)
     assert (config->api_key);
     if (sodium_init () < 0)
         return NULL;
-    erpsim_server_t *self
-        = (erpsim_server_t *) calloc (1, sizeof (erpsim_server_t));
+    erpsim_server_t *self =
+        (erpsim_server_t *) calloc (1, sizeof (erpsim_server_t));
     assert (self);
     self->config = *config;
     if (self->config.idempotency_max == 0)
@@ -1483,15 +1511,15 @@ erpsim_server_new (const erpsim_server_config_t *config)
     self->price_versions = json_object ();
     self->payments = json_array ();
     self->keys = json_object ();
-    self->key_ring
-        = (char **) calloc (self->config.idempotency_max, sizeof (char *));
+    self->key_ring =
+        (char **) calloc (self->config.idempotency_max, sizeof (char *));
     assert (self->key_ring);
     self->effects = json_object ();
     self->requests = json_object ();
     self->inflight = json_object ();
     self->injected = json_object ();
-    json_t *faults = config->faults ? json_deep_copy (config->faults)
-                                    : json_object ();
+    json_t *faults =
+        config->faults ? json_deep_copy (config->faults) : json_object ();
     s_faults_set (self, faults);
     json_decref (faults);
     self->rates[FEED_PRICES] = config->prices_per_second;
@@ -1500,8 +1528,8 @@ erpsim_server_new (const erpsim_server_config_t *config)
     self->outage_until = s_now_msec () + config->outage_seconds * 1000LL;
 
     self->route_count = sizeof (s_api_routes) / sizeof (s_api_routes[0]);
-    self->routes = (erpsim_route_t *) calloc (self->route_count,
-                                              sizeof (erpsim_route_t));
+    self->routes =
+        (erpsim_route_t *) calloc (self->route_count, sizeof (erpsim_route_t));
     assert (self->routes);
     self->api = cw_http_new (config->host, config->port, config->threads);
     self->control = cw_http_new (config->control_host, config->control_port, 0);
@@ -1515,8 +1543,10 @@ erpsim_server_new (const erpsim_server_config_t *config)
         cw_http_route (self->api, route->method, route->pattern, s_api, route);
     }
     cw_http_set_accept (self->api, s_accept, self);
-    cw_http_route (self->control, "GET", "/_control/faults", s_faults_get, self);
-    cw_http_route (self->control, "PUT", "/_control/faults", s_faults_put, self);
+    cw_http_route (self->control, "GET", "/_control/faults", s_faults_get,
+                   self);
+    cw_http_route (self->control, "PUT", "/_control/faults", s_faults_put,
+                   self);
     cw_http_route (self->control, "POST", "/_control/outage", s_outage_post,
                    self);
     cw_http_route (self->control, "GET", "/_control/feeds", s_feeds_get, self);
@@ -1610,8 +1640,10 @@ erpsim_server_control_port (erpsim_server_t *self)
 }
 
 int
-erpsim_server_write_port_files (erpsim_server_t *self, const char *port_file,
-                                const char *control_port_file, char *error,
+erpsim_server_write_port_files (erpsim_server_t *self,
+                                const char *port_file,
+                                const char *control_port_file,
+                                char *error,
                                 size_t size)
 {
     assert (self);

@@ -11,19 +11,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ID_MAX 128                  //  Longest identifier, bytes
-#define TENANT_MAX 64               //  Longest tenant id, bytes
-#define TEXT_MAX 200                //  Longest free text, bytes
-#define EMAIL_MAX 254               //  Longest email address, bytes
+#define ID_MAX 128                      //  Longest identifier, bytes
+#define TENANT_MAX 64                   //  Longest tenant id, bytes
+#define TEXT_MAX 200                    //  Longest free text, bytes
+#define EMAIL_MAX 254                   //  Longest email address, bytes
 #define VERSION_MAX 9007199254740991LL  //  Largest version (2^53 - 1)
 
-static const char *s_statuses[] = {"new",       "confirmed", "shipped",
-                                   "delivered", "cancelled", "completed",
-                                   NULL};
+static const char *s_statuses[] = {
+    "new", "confirmed", "shipped", "delivered", "cancelled", "completed", NULL};
 
 static void
-s_problem (erpsim_problem_t *problem, int status, const char *slug,
-           const char *title, const char *field, const char *format, ...)
+s_problem (erpsim_problem_t *problem,
+           int status,
+           const char *slug,
+           const char *title,
+           const char *field,
+           const char *format,
+           ...)
 {
     problem->status = status;
     snprintf (problem->slug, sizeof (problem->slug), "%s", slug);
@@ -89,8 +93,13 @@ s_path (char *path, size_t size, const char *prefix, const char *name)
 //  Copies string member name (length min..max, no control characters)
 //  from source to target. Returns 0, or -1 with a problem.
 static int
-s_string (const json_t *source, const char *prefix, const char *name,
-          bool required, size_t min, size_t max, json_t *target,
+s_string (const json_t *source,
+          const char *prefix,
+          const char *name,
+          bool required,
+          size_t min,
+          size_t max,
+          json_t *target,
           erpsim_problem_t *problem)
 {
     char path[128];
@@ -111,8 +120,7 @@ s_string (const json_t *source, const char *prefix, const char *name,
     size_t length = json_string_length (value);
     if (length < min || length > max) {
         char why[64];
-        snprintf (why, sizeof (why), "must be %zu to %zu bytes long", min,
-                  max);
+        snprintf (why, sizeof (why), "must be %zu to %zu bytes long", min, max);
         s_invalid (problem, path, why);
         return -1;
     }
@@ -127,8 +135,13 @@ s_string (const json_t *source, const char *prefix, const char *name,
 
 //  Copies integer member name in [min, max]. Floats are refused.
 static int
-s_integer (const json_t *source, const char *prefix, const char *name,
-           bool required, json_int_t min, json_int_t max, json_t *target,
+s_integer (const json_t *source,
+           const char *prefix,
+           const char *name,
+           bool required,
+           json_int_t min,
+           json_int_t max,
+           json_t *target,
            erpsim_problem_t *problem)
 {
     char path[128];
@@ -160,8 +173,13 @@ s_integer (const json_t *source, const char *prefix, const char *name,
 
 //  Reads number member name in [min, max] (integers accepted too).
 static int
-s_number (const json_t *source, const char *prefix, const char *name,
-          double min, double max, double *result, erpsim_problem_t *problem)
+s_number (const json_t *source,
+          const char *prefix,
+          const char *name,
+          double min,
+          double max,
+          double *result,
+          erpsim_problem_t *problem)
 {
     char path[128];
     s_path (path, sizeof (path), prefix, name);
@@ -200,7 +218,8 @@ s_currency (const json_t *source, json_t *target, erpsim_problem_t *problem)
 }
 
 json_t *
-erpsim_validate_customer (const char *body, size_t size,
+erpsim_validate_customer (const char *body,
+                          size_t size,
                           erpsim_problem_t *problem)
 {
     assert (body || size == 0);
@@ -209,14 +228,14 @@ erpsim_validate_customer (const char *body, size_t size,
     if (!source)
         return NULL;
     json_t *customer = json_object ();
-    int rc = s_string (source, "", "tenant", true, 1, TENANT_MAX, customer,
-                       problem);
+    int rc =
+        s_string (source, "", "tenant", true, 1, TENANT_MAX, customer, problem);
     if (!rc)
         rc = s_string (source, "", "customerId", true, 1, ID_MAX, customer,
                        problem);
     if (!rc)
-        rc = s_string (source, "", "name", true, 1, TEXT_MAX, customer,
-                       problem);
+        rc =
+            s_string (source, "", "name", true, 1, TEXT_MAX, customer, problem);
     if (!rc)
         rc = s_string (source, "", "email", false, 3, EMAIL_MAX, customer,
                        problem);
@@ -227,8 +246,8 @@ erpsim_validate_customer (const char *body, size_t size,
         rc = -1;
     }
     if (!rc)
-        rc = s_integer (source, "", "version", false, 0, VERSION_MAX,
-                        customer, problem);
+        rc = s_integer (source, "", "version", false, 0, VERSION_MAX, customer,
+                        problem);
     json_t *address = json_object_get (source, "address");
     if (!rc && address && !json_is_null (address)) {
         if (!json_is_object (address)) {
@@ -237,8 +256,8 @@ erpsim_validate_customer (const char *body, size_t size,
         }
         else {
             json_t *copy = json_object ();
-            const char *fields[]
-                = {"line1", "line2", "postalCode", "city", "country", NULL};
+            const char *fields[] = {"line1", "line2",   "postalCode",
+                                    "city",  "country", NULL};
             for (int index = 0; !rc && fields[index]; index++)
                 rc = s_string (address, "address", fields[index], false, 0,
                                TEXT_MAX, copy, problem);
@@ -292,8 +311,8 @@ s_lines (const json_t *source, json_t *order, erpsim_problem_t *problem)
                           ERPSIM_MINOR_MAX, copy, problem))
             return -1;
         //  Keep the running total within ERPSIM_MINOR_MAX (no overflow)
-        long long quantity
-            = (long long) json_integer_value (json_object_get (copy, "quantity"));
+        long long quantity =
+            (long long) json_integer_value (json_object_get (copy, "quantity"));
         long long unit = (long long) json_integer_value (
             json_object_get (copy, "unitPriceMinor"));
         if (unit != 0 && quantity > (ERPSIM_MINOR_MAX - total) / unit) {
@@ -305,12 +324,12 @@ s_lines (const json_t *source, json_t *order, erpsim_problem_t *problem)
     if (s_integer (source, "", "totalMinor", true, 0, ERPSIM_MINOR_MAX, order,
                    problem))
         return -1;
-    long long given
-        = (long long) json_integer_value (json_object_get (order, "totalMinor"));
+    long long given =
+        (long long) json_integer_value (json_object_get (order, "totalMinor"));
     if (given != total) {
         char why[96];
-        snprintf (why, sizeof (why),
-                  "is %lld but the lines add up to %lld", given, total);
+        snprintf (why, sizeof (why), "is %lld but the lines add up to %lld",
+                  given, total);
         s_invalid (problem, "totalMinor", why);
         return -1;
     }
@@ -328,7 +347,9 @@ erpsim_validate_status_known (const char *status)
 }
 
 static int
-s_status (const json_t *source, bool required, json_t *target,
+s_status (const json_t *source,
+          bool required,
+          json_t *target,
           erpsim_problem_t *problem)
 {
     if (s_string (source, "", "status", required, 1, 32, target, problem))
@@ -344,7 +365,9 @@ s_status (const json_t *source, bool required, json_t *target,
 }
 
 json_t *
-erpsim_validate_order (const char *body, size_t size, bool update,
+erpsim_validate_order (const char *body,
+                       size_t size,
+                       bool update,
                        erpsim_problem_t *problem)
 {
     assert (body || size == 0);
@@ -380,7 +403,8 @@ erpsim_validate_order (const char *body, size_t size, bool update,
 }
 
 json_t *
-erpsim_validate_status (const char *body, size_t size,
+erpsim_validate_status (const char *body,
+                        size_t size,
                         erpsim_problem_t *problem)
 {
     assert (body || size == 0);
@@ -400,8 +424,11 @@ erpsim_validate_status (const char *body, size_t size,
 }
 
 static int
-s_delay (const json_t *source, const char *prefix, const char *name,
-         int *result, erpsim_problem_t *problem)
+s_delay (const json_t *source,
+         const char *prefix,
+         const char *name,
+         int *result,
+         erpsim_problem_t *problem)
 {
     json_t *holder = json_object ();
     int rc = s_integer (source, prefix, name, false, 0, ERPSIM_DELAY_MAX_MSEC,
@@ -413,8 +440,10 @@ s_delay (const json_t *source, const char *prefix, const char *name,
 }
 
 int
-erpsim_validate_faults (const json_t *json, const char *prefix,
-                        erpsim_faults_t *faults, erpsim_problem_t *problem)
+erpsim_validate_faults (const json_t *json,
+                        const char *prefix,
+                        erpsim_faults_t *faults,
+                        erpsim_problem_t *problem)
 {
     assert (prefix);
     assert (faults);
@@ -424,15 +453,24 @@ erpsim_validate_faults (const json_t *json, const char *prefix,
         s_wrong_type (problem, *prefix ? prefix : "faults", "an object");
         return -1;
     }
-    const char *known[]
-        = {"errorRate",     "errorAfterEffectRate", "dropAfterEffectRate",
-           "conflictRate",  "rateLimitRate",        "retryAfterSeconds",
-           "latencyMs",     "jitterMs",             "jitter",
-           "stallRate",     "stallMs",              "malformedRate",
-           "truncatedRate", NULL};
+    const char *known[] = {"errorRate",
+                           "errorAfterEffectRate",
+                           "dropAfterEffectRate",
+                           "conflictRate",
+                           "rateLimitRate",
+                           "retryAfterSeconds",
+                           "latencyMs",
+                           "jitterMs",
+                           "jitter",
+                           "stallRate",
+                           "stallMs",
+                           "malformedRate",
+                           "truncatedRate",
+                           NULL};
     const char *key;
     json_t *value;
-    json_object_foreach ((json_t *) json, key, value) {
+    json_object_foreach ((json_t *) json, key, value)
+    {
         bool found = false;
         for (int index = 0; known[index] && !found; index++)
             found = strcmp (key, known[index]) == 0;
@@ -444,14 +482,13 @@ erpsim_validate_faults (const json_t *json, const char *prefix,
             return -1;
         }
     }
-    if (s_number (json, prefix, "errorRate", 0, 1, &faults->error_rate,
-                  problem)
+    if (s_number (json, prefix, "errorRate", 0, 1, &faults->error_rate, problem)
         || s_number (json, prefix, "errorAfterEffectRate", 0, 1,
                      &faults->error_after_effect_rate, problem)
         || s_number (json, prefix, "dropAfterEffectRate", 0, 1,
                      &faults->drop_after_effect_rate, problem)
-        || s_number (json, prefix, "conflictRate", 0, 1,
-                     &faults->conflict_rate, problem)
+        || s_number (json, prefix, "conflictRate", 0, 1, &faults->conflict_rate,
+                     problem)
         || s_number (json, prefix, "rateLimitRate", 0, 1,
                      &faults->rate_limit_rate, problem)
         || s_number (json, prefix, "stallRate", 0, 1, &faults->stall_rate,
@@ -475,8 +512,7 @@ erpsim_validate_faults (const json_t *json, const char *prefix,
     if (!rc && jitter) {
         if (strcmp (json_string_value (jitter), "exponential") == 0)
             faults->jitter = ERPSIM_JITTER_EXPONENTIAL;
-        else
-        if (strcmp (json_string_value (jitter), "uniform") == 0)
+        else if (strcmp (json_string_value (jitter), "uniform") == 0)
             faults->jitter = ERPSIM_JITTER_UNIFORM;
         else {
             char path[128];
@@ -505,7 +541,8 @@ s_route_key (const char *key)
 }
 
 json_t *
-erpsim_validate_fault_config (const char *body, size_t size,
+erpsim_validate_fault_config (const char *body,
+                              size_t size,
                               erpsim_problem_t *problem)
 {
     assert (body || size == 0);
@@ -516,11 +553,13 @@ erpsim_validate_fault_config (const char *body, size_t size,
     const char *key;
     json_t *value;
     int rc = 0;
-    json_object_foreach (source, key, value) {
+    json_object_foreach (source, key, value)
+    {
         if (strlen (key) > 96 || !s_route_key (key)) {
             s_problem (problem, 422, "invalid-value", "Invalid Value", "",
                        "fault route \"%.96s\" must be \"*\" or \"METHOD "
-                       "/path/pattern\"", key);
+                       "/path/pattern\"",
+                       key);
             rc = -1;
             break;
         }
@@ -538,8 +577,7 @@ erpsim_validate_fault_config (const char *body, size_t size,
 }
 
 json_t *
-erpsim_validate_rates (const char *body, size_t size,
-                       erpsim_problem_t *problem)
+erpsim_validate_rates (const char *body, size_t size, erpsim_problem_t *problem)
 {
     assert (body || size == 0);
     assert (problem);
@@ -547,8 +585,8 @@ erpsim_validate_rates (const char *body, size_t size,
     if (!source)
         return NULL;
     json_t *rates = json_object ();
-    const char *names[]
-        = {"pricesPerSecond", "invoicesPerSecond", "paymentsPerSecond", NULL};
+    const char *names[] = {"pricesPerSecond", "invoicesPerSecond",
+                           "paymentsPerSecond", NULL};
     int rc = 0;
     for (int index = 0; !rc && names[index]; index++) {
         double rate;
@@ -564,7 +602,8 @@ erpsim_validate_rates (const char *body, size_t size,
 }
 
 json_t *
-erpsim_validate_generate (const char *body, size_t size,
+erpsim_validate_generate (const char *body,
+                          size_t size,
                           erpsim_problem_t *problem)
 {
     assert (body || size == 0);
@@ -576,8 +615,8 @@ erpsim_validate_generate (const char *body, size_t size,
     const char *names[] = {"prices", "invoices", "payments", NULL};
     int rc = 0;
     for (int index = 0; !rc && names[index]; index++)
-        rc = s_integer (source, "", names[index], false, 0,
-                        ERPSIM_GENERATE_MAX, counts, problem);
+        rc = s_integer (source, "", names[index], false, 0, ERPSIM_GENERATE_MAX,
+                        counts, problem);
     json_decref (source);
     if (rc)
         json_decref (counts);
@@ -585,9 +624,13 @@ erpsim_validate_generate (const char *body, size_t size,
 }
 
 int
-erpsim_validate_query_int (const char *name, const char *text,
-                           int64_t minimum, int64_t maximum, int64_t fallback,
-                           int64_t *value, erpsim_problem_t *problem)
+erpsim_validate_query_int (const char *name,
+                           const char *text,
+                           int64_t minimum,
+                           int64_t maximum,
+                           int64_t fallback,
+                           int64_t *value,
+                           erpsim_problem_t *problem)
 {
     assert (name);
     assert (value);
@@ -604,7 +647,8 @@ erpsim_validate_query_int (const char *name, const char *text,
         s_problem (problem, 400, "invalid-query", "Invalid Query Argument",
                    name,
                    "query argument \"%s\" must be an integer between %lld "
-                   "and %lld", name, (long long) minimum, (long long) maximum);
+                   "and %lld",
+                   name, (long long) minimum, (long long) maximum);
         return -1;
     }
     *value = number;

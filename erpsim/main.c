@@ -76,13 +76,13 @@ enum {
     OPT_FAULTS,
     OPT_OUTAGE,
     OPT_HELP,
-    OPT_KNOB    //  Fault knobs follow, in s_knobs order
+    OPT_KNOB  //  Fault knobs follow, in s_knobs order
 };
 
 typedef struct {
-    const char *flag;           //  Command line flag
-    const char *knob;           //  JSON fault knob
-    bool integer;               //  Integer (else a number)
+    const char *flag;  //  Command line flag
+    const char *knob;  //  JSON fault knob
+    bool integer;      //  Integer (else a number)
 } knob_t;
 
 static const knob_t s_knobs[] = {
@@ -121,7 +121,9 @@ s_parse_number (const char *flag, const char *text)
 }
 
 static long long
-s_parse_integer (const char *flag, const char *text, long long min,
+s_parse_integer (const char *flag,
+                 const char *text,
+                 long long min,
                  long long max)
 {
     char *end;
@@ -134,8 +136,8 @@ s_parse_integer (const char *flag, const char *text, long long min,
 
 //  Splits "HOST:PORT" ("[v6]:PORT" too) into host[size] and *port.
 static void
-s_parse_address (const char *flag, const char *text, char *host, size_t size,
-                 int *port)
+s_parse_address (
+    const char *flag, const char *text, char *host, size_t size, int *port)
 {
     const char *colon = strrchr (text, ':');
     if (!colon || colon == text)
@@ -185,10 +187,9 @@ main (int argc, char *argv[])
     size_t count = sizeof (fixed) / sizeof (fixed[0]);
     memcpy (options, fixed, sizeof (fixed));
     for (int index = 0; s_knobs[index].flag; index++)
-        options[count++] = (struct option) {s_knobs[index].flag,
-                                            required_argument, NULL,
-                                            OPT_KNOB + index};
-    options[count] = (struct option) {NULL, 0, NULL, 0};
+        options[count++] = (struct option){
+            s_knobs[index].flag, required_argument, NULL, OPT_KNOB + index};
+    options[count] = (struct option){NULL, 0, NULL, 0};
 
     int option;
     while ((option = getopt_long (argc, argv, "", options, NULL)) != -1) {
@@ -212,8 +213,8 @@ main (int argc, char *argv[])
                 key_file = optarg;
                 break;
             case OPT_THREADS:
-                config.threads
-                    = (int) s_parse_integer ("invalid --threads", optarg, 0, 256);
+                config.threads =
+                    (int) s_parse_integer ("invalid --threads", optarg, 0, 256);
                 break;
             case OPT_IDEMPOTENCY_MAX:
                 config.idempotency_max = (size_t) s_parse_integer (
@@ -230,16 +231,16 @@ main (int argc, char *argv[])
                 break;
             }
             case OPT_PRICES:
-                config.prices_per_second
-                    = s_parse_number ("invalid --prices-per-second", optarg);
+                config.prices_per_second =
+                    s_parse_number ("invalid --prices-per-second", optarg);
                 break;
             case OPT_INVOICES:
-                config.invoices_per_second
-                    = s_parse_number ("invalid --invoices-per-second", optarg);
+                config.invoices_per_second =
+                    s_parse_number ("invalid --invoices-per-second", optarg);
                 break;
             case OPT_PAYMENTS:
-                config.payments_per_second
-                    = s_parse_number ("invalid --payments-per-second", optarg);
+                config.payments_per_second =
+                    s_parse_number ("invalid --payments-per-second", optarg);
                 break;
             case OPT_FAULTS:
                 faults_text = optarg;
@@ -254,8 +255,10 @@ main (int argc, char *argv[])
                 return 0;
             default:
                 if (option >= OPT_KNOB
-                    && option < OPT_KNOB + (int) (sizeof (s_knobs)
-                                                  / sizeof (s_knobs[0]) - 1)) {
+                    && option
+                           < OPT_KNOB
+                                 + (int) (sizeof (s_knobs) / sizeof (s_knobs[0])
+                                          - 1)) {
                     const knob_t *knob = &s_knobs[option - OPT_KNOB];
                     char message[96];
                     snprintf (message, sizeof (message), "invalid --%s",
@@ -263,8 +266,7 @@ main (int argc, char *argv[])
                     if (strcmp (knob->knob, "jitter") == 0)
                         json_object_set_new (knobs, knob->knob,
                                              json_string (optarg));
-                    else
-                    if (knob->integer)
+                    else if (knob->integer)
                         json_object_set_new (
                             knobs, knob->knob,
                             json_integer (s_parse_integer (
@@ -353,9 +355,8 @@ main (int argc, char *argv[])
         return 1;
     }
     if (erpsim_server_start (server, error, sizeof (error))
-        || erpsim_server_write_port_files (server, port_file,
-                                           control_port_file, error,
-                                           sizeof (error))) {
+        || erpsim_server_write_port_files (server, port_file, control_port_file,
+                                           error, sizeof (error))) {
         cw_log (CW_LOG_FATAL, "start_failed", "could not start erpsim",
                 "detail", error, NULL);
         erpsim_server_destroy (&server);
@@ -365,9 +366,9 @@ main (int argc, char *argv[])
     snprintf (port, sizeof (port), "%d", erpsim_server_port (server));
     snprintf (control_port, sizeof (control_port), "%d",
               erpsim_server_control_port (server));
-    cw_log (CW_LOG_INFO, "started", "erpsim is serving", "host", host,
-            "#port", port, "control_host", control_host, "#control_port",
-            control_port, NULL);
+    cw_log (CW_LOG_INFO, "started", "erpsim is serving", "host", host, "#port",
+            port, "control_host", control_host, "#control_port", control_port,
+            NULL);
     int received = 0;
     if (sigwait (&signals, &received) != 0)
         status = 1;

@@ -22,27 +22,27 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define CW_HTTP_SEGMENTS_MAX 16     //  Most path segments in a pattern
-#define CW_HTTP_PARAMS_MAX 8        //  Most {name} segments in a pattern
+#define CW_HTTP_SEGMENTS_MAX 16         //  Most path segments in a pattern
+#define CW_HTTP_PARAMS_MAX 8            //  Most {name} segments in a pattern
 #define CW_HTTP_CONNECTION_TIMEOUT 120  //  Idle connection timeout, sec
-#define CW_HTTP_BODY_CHUNK 4096     //  Smallest body buffer growth, bytes
+#define CW_HTTP_BODY_CHUNK 4096         //  Smallest body buffer growth, bytes
 
 typedef struct _route_t route_t;
 struct _route_t {
-    char *method;               //  "GET", ... or "*"
-    char *pattern;              //  As given
+    char *method;                          //  "GET", ... or "*"
+    char *pattern;                         //  As given
     char *segments[CW_HTTP_SEGMENTS_MAX];  //  Pattern split at '/'
-    size_t segment_count;       //  Number of segments
-    cw_http_handler_fn *handler;    //  Called for a match
-    void *arg;                  //  Handler's argument
-    route_t *next;              //  Next route, in order added
+    size_t segment_count;                  //  Number of segments
+    cw_http_handler_fn *handler;           //  Called for a match
+    void *arg;                             //  Handler's argument
+    route_t *next;                         //  Next route, in order added
 };
 
 typedef struct _header_t header_t;
 struct _header_t {
-    char *name;                 //  Header name
-    char *value;                //  Header value
-    header_t *next;             //  Next pending header
+    char *name;      //  Header name
+    char *value;     //  Header value
+    header_t *next;  //  Next pending header
 };
 
 struct _cw_http_t {
@@ -58,29 +58,29 @@ struct _cw_http_t {
 };
 
 struct _cw_http_request_t {
-    cw_http_t *server;          //  Our server
-    struct MHD_Connection *connection;  //  MHD connection, borrowed
-    char *method;               //  Request method
-    char *path;                 //  Path, decoded by MHD
-    const route_t *route;       //  Matched route, or NULL
-    char *param_names[CW_HTTP_PARAMS_MAX];  //  Borrowed from the route
-    char *param_values[CW_HTTP_PARAMS_MAX]; //  Owned copies
-    size_t param_count;         //  Number of parameters
-    char *body;                 //  Body so far, NUL-terminated
-    size_t body_size;           //  Bytes in body
-    size_t body_alloc;          //  Bytes allocated for body
-    bool too_large;             //  Body went over the limit
+    cw_http_t *server;                       //  Our server
+    struct MHD_Connection *connection;       //  MHD connection, borrowed
+    char *method;                            //  Request method
+    char *path;                              //  Path, decoded by MHD
+    const route_t *route;                    //  Matched route, or NULL
+    char *param_names[CW_HTTP_PARAMS_MAX];   //  Borrowed from the route
+    char *param_values[CW_HTTP_PARAMS_MAX];  //  Owned copies
+    size_t param_count;                      //  Number of parameters
+    char *body;                              //  Body so far, NUL-terminated
+    size_t body_size;                        //  Bytes in body
+    size_t body_alloc;                       //  Bytes allocated for body
+    bool too_large;                          //  Body went over the limit
     char correlation_id[CW_HTTP_CORRELATION_MAX + 1];  //  Client's or ours
-    header_t *headers;          //  Headers for the reply
-    struct MHD_Response *response;  //  The reply, once made
-    int status;                 //  Its status
-    bool drop;                  //  Close without a reply
+    header_t *headers;                                 //  Headers for the reply
+    struct MHD_Response *response;                     //  The reply, once made
+    int status;                                        //  Its status
+    bool drop;                                         //  Close without a reply
 };
 
 //  Body of a truncated reply
 typedef struct {
-    char *data;                 //  Bytes we really send
-    size_t sent;                //  Their number
+    char *data;   //  Bytes we really send
+    size_t sent;  //  Their number
 } truncated_t;
 
 static void
@@ -150,8 +150,11 @@ cw_http_destroy (cw_http_t **self_p)
 }
 
 void
-cw_http_route (cw_http_t *self, const char *method, const char *pattern,
-               cw_http_handler_fn *handler, void *arg)
+cw_http_route (cw_http_t *self,
+               const char *method,
+               const char *pattern,
+               cw_http_handler_fn *handler,
+               void *arg)
 {
     assert (self);
     assert (method);
@@ -204,7 +207,8 @@ cw_http_set_accept (cw_http_t *self, cw_http_accept_fn *accept, void *arg)
 
 //  Matches path against route; on a match fills the request's parameters.
 static bool
-s_route_match (const route_t *route, const char *path,
+s_route_match (const route_t *route,
+               const char *path,
                cw_http_request_t *request)
 {
     const char *cursor = path;
@@ -230,8 +234,7 @@ s_route_match (const route_t *route, const char *path,
             values[params] = s_strndup (cursor, length);
             params++;
         }
-        else
-        if (length != segment_length || memcmp (cursor, segment, length))
+        else if (length != segment_length || memcmp (cursor, segment, length))
             break;
         cursor += length;
         if (*cursor == '/')
@@ -254,11 +257,13 @@ s_route_match (const route_t *route, const char *path,
 //  Request lifecycle ----------------------------------------------------
 
 static cw_http_request_t *
-s_request_new (cw_http_t *server, struct MHD_Connection *connection,
-               const char *url, const char *method)
+s_request_new (cw_http_t *server,
+               struct MHD_Connection *connection,
+               const char *url,
+               const char *method)
 {
-    cw_http_request_t *self
-        = (cw_http_request_t *) calloc (1, sizeof (cw_http_request_t));
+    cw_http_request_t *self =
+        (cw_http_request_t *) calloc (1, sizeof (cw_http_request_t));
     assert (self);
     self->server = server;
     self->connection = connection;
@@ -344,8 +349,8 @@ s_request_dispatch (cw_http_request_t *self)
         snprintf (detail, sizeof (detail),
                   "request body is larger than %zu bytes",
                   self->server->body_limit);
-        cw_http_reply_problem (self, 413, "body-too-large",
-                               "Content Too Large", detail, NULL);
+        cw_http_reply_problem (self, 413, "body-too-large", "Content Too Large",
+                               detail, NULL);
         return;
     }
     bool path_matched = false;
@@ -376,9 +381,14 @@ s_request_dispatch (cw_http_request_t *self)
 //  MHD callbacks --------------------------------------------------------
 
 static enum MHD_Result
-s_access (void *cls, struct MHD_Connection *connection, const char *url,
-          const char *method, const char *version, const char *upload_data,
-          size_t *upload_data_size, void **request_p)
+s_access (void *cls,
+          struct MHD_Connection *connection,
+          const char *url,
+          const char *method,
+          const char *version,
+          const char *upload_data,
+          size_t *upload_data_size,
+          void **request_p)
 {
     (void) version;
     cw_http_t *self = (cw_http_t *) cls;
@@ -402,7 +412,9 @@ s_access (void *cls, struct MHD_Connection *connection, const char *url,
 }
 
 static void
-s_completed (void *cls, struct MHD_Connection *connection, void **request_p,
+s_completed (void *cls,
+             struct MHD_Connection *connection,
+             void **request_p,
              enum MHD_RequestTerminationCode code)
 {
     (void) cls;
@@ -441,16 +453,17 @@ cw_http_start (cw_http_t *self, char *error, size_t size)
         address4.sin_port = htons ((uint16_t) self->port);
         address = (struct sockaddr *) &address4;
     }
-    else
-    if (inet_pton (AF_INET6, self->host, &address6.sin6_addr) == 1) {
+    else if (inet_pton (AF_INET6, self->host, &address6.sin6_addr) == 1) {
         address6.sin6_family = AF_INET6;
         address6.sin6_port = htons ((uint16_t) self->port);
         address = (struct sockaddr *) &address6;
         flags |= MHD_USE_IPv6;
     }
     else {
-        snprintf (error, size, "invalid listen address \"%s\": not an IP "
-                  "address literal", self->host);
+        snprintf (error, size,
+                  "invalid listen address \"%s\": not an IP "
+                  "address literal",
+                  self->host);
         return -1;
     }
     if (self->threads == 0)
@@ -474,11 +487,12 @@ cw_http_start (cw_http_t *self, char *error, size_t size)
             (unsigned int) CW_HTTP_CONNECTION_TIMEOUT, MHD_OPTION_END);
     if (!self->daemon) {
         snprintf (error, size, "could not listen on %s:%d: %s", self->host,
-                  self->port, errno ? strerror (errno) : "libmicrohttpd failed");
+                  self->port,
+                  errno ? strerror (errno) : "libmicrohttpd failed");
         return -1;
     }
-    const union MHD_DaemonInfo *info
-        = MHD_get_daemon_info (self->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info (self->daemon, MHD_DAEMON_INFO_BIND_PORT);
     if (info && info->port)
         self->port = info->port;
     return 0;
@@ -492,7 +506,9 @@ cw_http_port (cw_http_t *self)
 }
 
 int
-cw_http_write_port_file (cw_http_t *self, const char *path, char *error,
+cw_http_write_port_file (cw_http_t *self,
+                         const char *path,
+                         char *error,
                          size_t size)
 {
     assert (self);
@@ -579,8 +595,8 @@ cw_http_request_query (cw_http_request_t *self, const char *name)
 {
     assert (self);
     assert (name);
-    return MHD_lookup_connection_value (self->connection,
-                                        MHD_GET_ARGUMENT_KIND, name);
+    return MHD_lookup_connection_value (self->connection, MHD_GET_ARGUMENT_KIND,
+                                        name);
 }
 
 const char *
@@ -625,9 +641,9 @@ cw_http_request_json (cw_http_request_t *self)
         snprintf (detail, sizeof (detail),
                   "invalid JSON at line %d, column %d (byte %d): %s",
                   error.line, error.column, error.position, error.text);
-        json_t *extensions = json_pack ("{s:i, s:i, s:i}", "line", error.line,
-                                        "column", error.column, "position",
-                                        error.position);
+        json_t *extensions =
+            json_pack ("{s:i, s:i, s:i}", "line", error.line, "column",
+                       error.column, "position", error.position);
         cw_http_reply_problem (self, 400, "invalid-json", "Invalid JSON",
                                detail, extensions);
         json_decref (extensions);
@@ -645,7 +661,8 @@ cw_http_request_answered (cw_http_request_t *self)
 //  Replies --------------------------------------------------------------
 
 void
-cw_http_reply_header (cw_http_request_t *self, const char *name,
+cw_http_reply_header (cw_http_request_t *self,
+                      const char *name,
                       const char *value)
 {
     assert (self);
@@ -661,7 +678,9 @@ cw_http_reply_header (cw_http_request_t *self, const char *name,
 
 //  Sets the reply: adds pending headers and the correlation id.
 static void
-s_reply (cw_http_request_t *self, int status, struct MHD_Response *response,
+s_reply (cw_http_request_t *self,
+         int status,
+         struct MHD_Response *response,
          const char *content_type)
 {
     assert (response);
@@ -679,8 +698,11 @@ s_reply (cw_http_request_t *self, int status, struct MHD_Response *response,
 }
 
 void
-cw_http_reply_bytes (cw_http_request_t *self, int status,
-                     const char *content_type, const void *data, size_t size)
+cw_http_reply_bytes (cw_http_request_t *self,
+                     int status,
+                     const char *content_type,
+                     const void *data,
+                     size_t size)
 {
     assert (self);
     assert (data || size == 0);
@@ -703,8 +725,11 @@ cw_http_reply_json (cw_http_request_t *self, int status, const json_t *json)
 }
 
 void
-cw_http_reply_problem (cw_http_request_t *self, int status, const char *slug,
-                       const char *title, const char *detail,
+cw_http_reply_problem (cw_http_request_t *self,
+                       int status,
+                       const char *slug,
+                       const char *title,
+                       const char *detail,
                        const json_t *extensions)
 {
     assert (self);
@@ -754,9 +779,12 @@ s_truncated_free (void *cls)
 }
 
 void
-cw_http_reply_truncated (cw_http_request_t *self, int status,
-                         const char *content_type, const void *data,
-                         size_t size, size_t sent)
+cw_http_reply_truncated (cw_http_request_t *self,
+                         int status,
+                         const char *content_type,
+                         const void *data,
+                         size_t size,
+                         size_t sent)
 {
     assert (self);
     assert (data || size == 0);

@@ -17,13 +17,13 @@
 #define SLOW_MSEC 1500
 
 typedef struct {
-    long status;                //  HTTP status, 0 when none
-    CURLcode code;              //  curl result
-    char *body;                 //  Response body, NUL-terminated
-    size_t size;                //  Its size
-    char content_type[128];     //  Content-Type header
-    char correlation_id[160];   //  X-Correlation-ID header
-    char retry_after[32];       //  Retry-After header
+    long status;               //  HTTP status, 0 when none
+    CURLcode code;             //  curl result
+    char *body;                //  Response body, NUL-terminated
+    size_t size;               //  Its size
+    char content_type[128];    //  Content-Type header
+    char correlation_id[160];  //  X-Correlation-ID header
+    char retry_after[32];      //  Retry-After header
 } reply_t;
 
 static size_t
@@ -39,7 +39,10 @@ s_write (char *data, size_t size, size_t count, void *arg)
 }
 
 static void
-s_copy_header (char *target, size_t size, const char *line, size_t length,
+s_copy_header (char *target,
+               size_t size,
+               const char *line,
+               size_t length,
                const char *name)
 {
     size_t name_length = strlen (name);
@@ -64,16 +67,20 @@ s_header (char *data, size_t size, size_t count, void *arg)
     size_t bytes = size * count;
     s_copy_header (reply->content_type, sizeof (reply->content_type), data,
                    bytes, "Content-Type");
-    s_copy_header (reply->correlation_id, sizeof (reply->correlation_id),
-                   data, bytes, "X-Correlation-ID");
-    s_copy_header (reply->retry_after, sizeof (reply->retry_after), data,
-                   bytes, "Retry-After");
+    s_copy_header (reply->correlation_id, sizeof (reply->correlation_id), data,
+                   bytes, "X-Correlation-ID");
+    s_copy_header (reply->retry_after, sizeof (reply->retry_after), data, bytes,
+                   "Retry-After");
     return bytes;
 }
 
 static CURL *
-s_easy (int port, const char *method, const char *path, const char *body,
-        struct curl_slist *headers, reply_t *reply)
+s_easy (int port,
+        const char *method,
+        const char *path,
+        const char *body,
+        struct curl_slist *headers,
+        reply_t *reply)
 {
     char url[512];
     snprintf (url, sizeof (url), "http://127.0.0.1:%d%s", port, path);
@@ -95,8 +102,12 @@ s_easy (int port, const char *method, const char *path, const char *body,
 
 //  Sends one request; fills reply (caller frees reply->body).
 static void
-s_request (int port, const char *method, const char *path, const char *body,
-           struct curl_slist *headers, reply_t *reply)
+s_request (int port,
+           const char *method,
+           const char *path,
+           const char *body,
+           struct curl_slist *headers,
+           reply_t *reply)
 {
     memset (reply, 0, sizeof (*reply));
     CURL *curl = s_easy (port, method, path, body, headers, reply);
@@ -171,9 +182,8 @@ s_parse (cw_http_request_t *request, void *arg)
         return;
     json_t *extensions = json_pack ("{s:s}", "field", "name");
     if (!json_is_string (json_object_get (body, "name")))
-        cw_http_reply_problem (request, 422, "invalid-field",
-                               "Invalid Field", "name must be a string",
-                               extensions);
+        cw_http_reply_problem (request, 422, "invalid-field", "Invalid Field",
+                               "name must be a string", extensions);
     else
         cw_http_reply_json (request, 201, body);
     json_decref (extensions);
@@ -254,8 +264,7 @@ START_TEST (test_routing)
     cw_http_t *http = s_server (_i);
     int port = cw_http_port (http);
     reply_t reply;
-    struct curl_slist *headers
-        = curl_slist_append (NULL, "X-Demo: hello");
+    struct curl_slist *headers = curl_slist_append (NULL, "X-Demo: hello");
     headers = curl_slist_append (headers, "X-Correlation-ID: corr-1");
     s_request (port, "GET", "/echo?tenant=t%201", NULL, headers, &reply);
     ck_assert_int_eq (reply.status, 200);
@@ -292,8 +301,8 @@ START_TEST (test_routing)
     json_decref (json);
     free (reply.body);
 
-    const char *missing[] = {"/nothing", "/items", "/items/", "/items/1/x",
-                             "/echo/more", "/items/1/lines/"};
+    const char *missing[] = {"/nothing",   "/items",     "/items/",
+                             "/items/1/x", "/echo/more", "/items/1/lines/"};
     for (size_t index = 0; index < sizeof (missing) / sizeof (missing[0]);
          index++) {
         s_request (port, "GET", missing[index], NULL, NULL, &reply);
@@ -418,15 +427,15 @@ START_TEST (test_accept_and_port_file)
     char *dir = cw_test_tmpdir ("cw_http");
     char path[512];
     snprintf (path, sizeof (path), "%s/port", dir);
-    ck_assert_int_eq (cw_http_write_port_file (http, path, error,
-                                               sizeof (error)), 0);
+    ck_assert_int_eq (
+        cw_http_write_port_file (http, path, error, sizeof (error)), 0);
     char *line = cw_test_wait_file (path, 1000);
     ck_assert_ptr_nonnull (line);
     ck_assert_int_eq (strtol (line, NULL, 10), port);
     free (line);
     snprintf (path, sizeof (path), "%s/none/port", dir);
-    ck_assert_int_eq (cw_http_write_port_file (http, path, error,
-                                               sizeof (error)), -1);
+    ck_assert_int_eq (
+        cw_http_write_port_file (http, path, error, sizeof (error)), -1);
     ck_assert_ptr_nonnull (strstr (error, "could not create port file"));
     cw_test_tmpdir_destroy (&dir);
     cw_http_stop (http);

@@ -21,21 +21,21 @@
 #define WAIT_MSEC 10000
 
 typedef struct {
-    pid_t pid;                  //  erpsim process
-    int port;                   //  API port
-    int control;                //  Control port
-    char *dir;                  //  Private directory
+    pid_t pid;    //  erpsim process
+    int port;     //  API port
+    int control;  //  Control port
+    char *dir;    //  Private directory
 } sim_t;
 
 typedef struct {
-    long status;                //  HTTP status, 0 when none
-    CURLcode code;              //  curl result
-    char *body;                 //  Body, NUL-terminated
-    size_t size;                //  Its size
-    char content_type[128];     //  Content-Type
-    char retry_after[32];       //  Retry-After
-    char replayed[16];          //  Idempotent-Replayed
-    long long msec;             //  Time taken
+    long status;             //  HTTP status, 0 when none
+    CURLcode code;           //  curl result
+    char *body;              //  Body, NUL-terminated
+    size_t size;             //  Its size
+    char content_type[128];  //  Content-Type
+    char retry_after[32];    //  Retry-After
+    char replayed[16];       //  Idempotent-Replayed
+    long long msec;          //  Time taken
 } reply_t;
 
 //  Process --------------------------------------------------------------
@@ -65,9 +65,10 @@ s_start (const char *first, ...)
     snprintf (port_file, sizeof (port_file), "%s/port", sim.dir);
     snprintf (control_file, sizeof (control_file), "%s/control", sim.dir);
     snprintf (log, sizeof (log), "%s/log", sim.dir);
-    const char *argv[64] = {program,       "--api-key-file", key,
-                            "--port-file", port_file, "--control-port-file",
-                            control_file,  "--listen", "127.0.0.1:0"};
+    const char *argv[64] = {
+        program,       "--api-key-file", key,
+        "--port-file", port_file,        "--control-port-file",
+        control_file,  "--listen",       "127.0.0.1:0"};
     int argc = 9;
     va_list args;
     va_start (args, first);
@@ -115,7 +116,10 @@ s_write (char *data, size_t size, size_t count, void *arg)
 }
 
 static void
-s_copy_header (char *target, size_t size, const char *line, size_t length,
+s_copy_header (char *target,
+               size_t size,
+               const char *line,
+               size_t length,
                const char *name)
 {
     size_t name_length = strlen (name);
@@ -140,22 +144,26 @@ s_header (char *data, size_t size, size_t count, void *arg)
     size_t bytes = size * count;
     s_copy_header (reply->content_type, sizeof (reply->content_type), data,
                    bytes, "Content-Type");
-    s_copy_header (reply->retry_after, sizeof (reply->retry_after), data,
-                   bytes, "Retry-After");
+    s_copy_header (reply->retry_after, sizeof (reply->retry_after), data, bytes,
+                   "Retry-After");
     s_copy_header (reply->replayed, sizeof (reply->replayed), data, bytes,
                    "Idempotent-Replayed");
     return bytes;
 }
 
 typedef struct {
-    const char *auth;           //  Full auth header, NULL: X-Api-Key
-    const char *key;            //  Idempotency-Key, or NULL
-    long timeout_msec;          //  0: 10 s
+    const char *auth;   //  Full auth header, NULL: X-Api-Key
+    const char *key;    //  Idempotency-Key, or NULL
+    long timeout_msec;  //  0: 10 s
 } options_t;
 
 static CURL *
-s_easy (int port, const char *method, const char *path, const char *body,
-        const options_t *options, struct curl_slist **headers_p,
+s_easy (int port,
+        const char *method,
+        const char *path,
+        const char *body,
+        const options_t *options,
+        struct curl_slist **headers_p,
         reply_t *reply)
 {
     memset (reply, 0, sizeof (*reply));
@@ -170,8 +178,8 @@ s_easy (int port, const char *method, const char *path, const char *body,
                                                        : 10000L);
     if (body)
         curl_easy_setopt (curl, CURLOPT_POSTFIELDS, body);
-    struct curl_slist *headers
-        = curl_slist_append (NULL, "Content-Type: application/json");
+    struct curl_slist *headers =
+        curl_slist_append (NULL, "Content-Type: application/json");
     if (options && options->auth)
         headers = curl_slist_append (headers, options->auth);
     else
@@ -190,8 +198,12 @@ s_easy (int port, const char *method, const char *path, const char *body,
 }
 
 static void
-s_call_with (int port, const char *method, const char *path, const char *body,
-             const options_t *options, reply_t *reply)
+s_call_with (int port,
+             const char *method,
+             const char *path,
+             const char *body,
+             const options_t *options,
+             reply_t *reply)
 {
     struct curl_slist *headers;
     CURL *curl = s_easy (port, method, path, body, options, &headers, reply);
@@ -204,7 +216,10 @@ s_call_with (int port, const char *method, const char *path, const char *body,
 }
 
 static void
-s_call (int port, const char *method, const char *path, const char *body,
+s_call (int port,
+        const char *method,
+        const char *path,
+        const char *body,
         reply_t *reply)
 {
     s_call_with (port, method, path, body, NULL, reply);
@@ -294,11 +309,11 @@ s_customer (const char *id, const char *name)
     return body;
 }
 
-static const char *ORDER
-    = "{\"tenant\":\"t1\",\"orderId\":\"o-1\",\"customerId\":\"c-1\","
-      "\"currency\":\"EUR\",\"lines\":[{\"articleNumber\":\"A-1\","
-      "\"quantity\":2,\"unitPriceMinor\":1999},{\"articleNumber\":\"A-2\","
-      "\"quantity\":1,\"unitPriceMinor\":500}],\"totalMinor\":4498}";
+static const char *ORDER =
+    "{\"tenant\":\"t1\",\"orderId\":\"o-1\",\"customerId\":\"c-1\","
+    "\"currency\":\"EUR\",\"lines\":[{\"articleNumber\":\"A-1\","
+    "\"quantity\":2,\"unitPriceMinor\":1999},{\"articleNumber\":\"A-2\","
+    "\"quantity\":1,\"unitPriceMinor\":500}],\"totalMinor\":4498}";
 
 //  Tests ----------------------------------------------------------------
 
@@ -411,7 +426,7 @@ START_TEST (test_routes)
     ck_assert_int_eq (reply.status, 200);
     json = s_json (&reply);
     items = json_object_get (json, "items");
-    ck_assert_int_eq (json_array_size (items), 1);    //  One order held
+    ck_assert_int_eq (json_array_size (items), 1);  //  One order held
     json_t *invoice = json_array_get (items, 0);
     char invoice_id[64];
     snprintf (invoice_id, sizeof (invoice_id), "%s", s_str (invoice, "id"));
@@ -632,7 +647,7 @@ START_TEST (test_in_flight)
         snprintf (bodies[index], sizeof (bodies[index]),
                   "{\"tenant\":\"t1\",\"customerId\":\"p-%d\",\"name\":\"P\"}",
                   index);
-        other_options[index] = (options_t) {NULL, keys[index], 0};
+        other_options[index] = (options_t){NULL, keys[index], 0};
         other_easy[index] = s_easy (sim.port, "POST", "/api/v1/customers",
                                     bodies[index], &other_options[index],
                                     &other_headers[index], &others[index]);
@@ -678,7 +693,8 @@ START_TEST (test_auth)
 {
     sim_t sim = s_start (NULL);
     reply_t reply;
-    const char *customer = "{\"tenant\":\"t\",\"customerId\":\"c\",\"name\":\"n\"}";
+    const char *customer =
+        "{\"tenant\":\"t\",\"customerId\":\"c\",\"name\":\"n\"}";
     options_t none = {"X-Nothing: 1", NULL, 0};
     s_call_with (sim.port, "POST", "/api/v1/customers", customer, &none,
                  &reply);
@@ -754,7 +770,8 @@ START_TEST (test_faults)
     s_assert_problem (&reply, 409, NULL);
 
     //  500 after the effect: created; the retry replays the real answer
-    s_faults (&sim, "{\"POST /api/v1/customers\":{\"errorAfterEffectRate\":1}}");
+    s_faults (&sim,
+              "{\"POST /api/v1/customers\":{\"errorAfterEffectRate\":1}}");
     s_call_with (sim.port, "POST", "/api/v1/customers", body, &keyed, &reply);
     s_assert_problem (&reply, 500, NULL);
     report = s_introspect (&sim);
@@ -820,8 +837,8 @@ START_TEST (test_faults)
     free (reply.body);
 
     //  Invalid knob: 422 naming it
-    s_call (sim.control, "PUT", "/_control/faults",
-            "{\"*\":{\"errorRate\":2}}", &reply);
+    s_call (sim.control, "PUT", "/_control/faults", "{\"*\":{\"errorRate\":2}}",
+            &reply);
     s_assert_problem (&reply, 422, "*.errorRate");
     s_call (sim.control, "PUT", "/_control/faults",
             "{\"PATCH /x\":{\"errorRate\":0}}", &reply);
@@ -901,12 +918,13 @@ START_TEST (test_exactly_once)
     }
     json_t *report = s_introspect (&sim);
     ck_assert_int_eq (s_int (report, "counts/customers"), customers);
-    json_t *effects
-        = json_object_get (json_object_get (report, "effects"), "customers");
+    json_t *effects =
+        json_object_get (json_object_get (report, "effects"), "customers");
     ck_assert_int_eq (json_object_size (effects), customers);
     const char *id;
     json_t *entry;
-    json_object_foreach (effects, id, entry) {
+    json_object_foreach (effects, id, entry)
+    {
         ck_assert_int_eq (s_int (entry, "creates"), 1);
         ck_assert_int_eq (s_int (entry, "updates"), 0);
     }
@@ -964,7 +982,8 @@ START_TEST (test_feeds)
         long long previous = 0;
         size_t index;
         json_t *item;
-        json_array_foreach (items, index, item) {
+        json_array_foreach (items, index, item)
+        {
             long long seq = s_int (item, "seq");
             ck_assert_int_gt (seq, previous);
             previous = seq;
@@ -989,7 +1008,8 @@ START_TEST (test_feeds)
     int captured = 0;
     size_t index;
     json_t *item;
-    json_array_foreach (json_object_get (json, "items"), index, item) {
+    json_array_foreach (json_object_get (json, "items"), index, item)
+    {
         if (strcmp (s_str (item, "status"), "captured") == 0) {
             captured++;
             ck_assert_int_eq (s_int (item, "externalVersion"), 2);
@@ -1099,11 +1119,15 @@ START_TEST (test_usage)
     char log[512];
     snprintf (log, sizeof (log), "%s/log", dir);
     const char *help[] = {program, "--help", NULL};
-    const char *bad[] = {program, "--api-key-file", "/nonexistent",
-                         "--error-rate", "x", NULL};
+    const char *bad[] = {
+        program, "--api-key-file", "/nonexistent", "--error-rate", "x", NULL};
     const char *missing[] = {program, NULL};
-    const char *faults[] = {program, "--api-key-file", "/nonexistent",
-                            "--faults", "{\"*\":{\"jitter\":\"gauss\"}}", NULL};
+    const char *faults[] = {program,
+                            "--api-key-file",
+                            "/nonexistent",
+                            "--faults",
+                            "{\"*\":{\"jitter\":\"gauss\"}}",
+                            NULL};
     const char *const *runs[] = {help, bad, missing, faults};
     int expected[] = {0, 2, 2, 2};
     for (int run = 0; run < 4; run++) {

@@ -58,8 +58,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
                      &problem);
             break;
         case 3:
-            s_check (erpsim_validate_status (body, length, &problem),
-                     &problem);
+            s_check (erpsim_validate_status (body, length, &problem), &problem);
             break;
         case 4:
             s_check (erpsim_validate_fault_config (body, length, &problem),
@@ -79,7 +78,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
             text[length] = '\0';
             int64_t value;
             if (erpsim_validate_query_int ("since", text, 0, INT64_MAX, 0,
-                                           &value, &problem) == 0)
+                                           &value, &problem)
+                == 0)
                 assert (value >= 0);
             else
                 assert (problem.status == 400);
