@@ -1210,6 +1210,10 @@ cw_envelope_decode_json (const void *data,
                   CW_ENVELOPE_MAX_SIZE);
         return NULL;
     }
+    if (size == 0) {
+        s_reason (reason, reason_size, "invalid JSON: empty message");
+        return NULL;
+    }
     json_error_t error;
     json_t *tree =
         json_loadb ((const char *) data, size,

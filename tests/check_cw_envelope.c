@@ -442,6 +442,7 @@ START_TEST (test_malformed_json)
 {
     s_json_rejected ("{\"id\":", "invalid JSON: unexpected token near end "
                                  "of file at line 1 column 6");
+    s_json_rejected ("", "invalid JSON: empty message");
     s_json_rejected ("[]", "envelope must be a map of attributes");
     s_json_rejected ("\"x\"", "envelope must be a map of attributes");
     s_json_rejected ("{\"id\":\"a\",\"id\":\"b\"}",
