@@ -20,29 +20,29 @@
 #include <unistd.h>
 
 #define CW_TOKEN_B64 sodium_base64_VARIANT_URLSAFE_NO_PADDING
-#define CW_TOKEN_KID_BYTES 9        //  SHA-256 bytes that make a kid
-#define CW_TOKEN_JTI_BYTES 16       //  Random bytes in a made-up jti
+#define CW_TOKEN_KID_BYTES 9   //  SHA-256 bytes that make a kid
+#define CW_TOKEN_JTI_BYTES 16  //  Random bytes in a made-up jti
 #define CW_TOKEN_SECRET_TAG "cw-ed25519-secret"
 #define CW_TOKEN_PUBLIC_TAG "cw-ed25519-public"
-#define CW_TOKEN_LINE_MAX 256       //  Longest key file line, bytes
-#define CW_TOKEN_PATH_MAX 4096      //  Longest key file path, bytes
+#define CW_TOKEN_LINE_MAX 256   //  Longest key file line, bytes
+#define CW_TOKEN_PATH_MAX 4096  //  Longest key file path, bytes
 
 struct _cw_token_signer_t {
-    unsigned char secret_key[CW_TOKEN_SECRET_SIZE]; //  Ed25519 secret key
-    char kid[CW_TOKEN_KID_SIZE];                    //  Derived key id
+    unsigned char secret_key[CW_TOKEN_SECRET_SIZE];  //  Ed25519 secret key
+    char kid[CW_TOKEN_KID_SIZE];                     //  Derived key id
 };
 
 typedef struct {
-    unsigned char public_key[CW_TOKEN_PUBLIC_SIZE]; //  Ed25519 public key
-    char kid[CW_TOKEN_KID_SIZE];                    //  Derived key id
+    unsigned char public_key[CW_TOKEN_PUBLIC_SIZE];  //  Ed25519 public key
+    char kid[CW_TOKEN_KID_SIZE];                     //  Derived key id
 } s_key_t;
 
 struct _cw_token_verifier_t {
-    s_key_t keys[CW_TOKEN_KEYS_MAX];    //  Keys accepted, first count used
-    size_t count;                       //  Keys held
-    char *audience;                     //  Required audience, or NULL
-    char *issuer;                       //  Required issuer, or NULL
-    int leeway;                         //  Clock skew allowed, seconds
+    s_key_t keys[CW_TOKEN_KEYS_MAX];  //  Keys accepted, first count used
+    size_t count;                     //  Keys held
+    char *audience;                   //  Required audience, or NULL
+    char *issuer;                     //  Required issuer, or NULL
+    int leeway;                       //  Clock skew allowed, seconds
 };
 
 static void
@@ -131,8 +131,11 @@ cw_token_kid (const unsigned char *public_key, char *kid)
 
 //  Writes content to path, created fresh (O_EXCL) with mode.
 static int
-s_write_new (const char *path, const char *content, mode_t mode,
-             char *error, size_t size)
+s_write_new (const char *path,
+             const char *content,
+             mode_t mode,
+             char *error,
+             size_t size)
 {
     int fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_NOCTTY, mode);
     if (fd < 0) {
@@ -183,8 +186,8 @@ cw_token_keygen (const char *prefix, char *error, size_t size)
     sodium_memzero (secret_text, strlen (secret_text));
     sodium_memzero (secret_key, sizeof (secret_key));
     if (rc == 0) {
-        snprintf (line, sizeof (line), "%s %s %s\n", CW_TOKEN_PUBLIC_TAG,
-                  kid, public_text);
+        snprintf (line, sizeof (line), "%s %s %s\n", CW_TOKEN_PUBLIC_TAG, kid,
+                  public_text);
         rc = s_write_new (public_path, line, 0644, error, size);
         if (rc)
             unlink (secret_path);
@@ -197,22 +200,31 @@ cw_token_keygen (const char *prefix, char *error, size_t size)
 //  Parses "TAG KID BASE64" into key[length]; checks the kid when the key
 //  is a public key (derived from it). Returns 0 or -1 with a message.
 static int
-s_parse_key_line (const char *path, const char *text, const char *tag,
-                  unsigned char *key, size_t length, char *kid,
-                  char *error, size_t size)
+s_parse_key_line (const char *path,
+                  const char *text,
+                  const char *tag,
+                  unsigned char *key,
+                  size_t length,
+                  char *kid,
+                  char *error,
+                  size_t size)
 {
     size_t tag_length = strlen (tag);
     if (strncmp (text, tag, tag_length) != 0 || text[tag_length] != ' ') {
-        snprintf (error, size, "cannot read key file \"%s\": does not start "
-                               "with \"%s\"", path, tag);
+        snprintf (error, size,
+                  "cannot read key file \"%s\": does not start "
+                  "with \"%s\"",
+                  path, tag);
         return -1;
     }
     const char *kid_start = text + tag_length + 1;
     const char *space = strchr (kid_start, ' ');
     if (!space || space == kid_start
         || (size_t) (space - kid_start) >= CW_TOKEN_KID_SIZE) {
-        snprintf (error, size, "cannot read key file \"%s\": missing or "
-                               "invalid key id", path);
+        snprintf (error, size,
+                  "cannot read key file \"%s\": missing or "
+                  "invalid key id",
+                  path);
         return -1;
     }
     memcpy (kid, kid_start, (size_t) (space - kid_start));
@@ -221,12 +233,14 @@ s_parse_key_line (const char *path, const char *text, const char *tag,
     size_t encoded_length = strcspn (encoded, "\r\n");
     size_t decoded = 0;
     const char *end = NULL;
-    if (sodium_base642bin (key, length, encoded, encoded_length, NULL,
-                           &decoded, &end, CW_TOKEN_B64)
+    if (sodium_base642bin (key, length, encoded, encoded_length, NULL, &decoded,
+                           &end, CW_TOKEN_B64)
             != 0
         || end != encoded + encoded_length || decoded != length) {
-        snprintf (error, size, "cannot read key file \"%s\": key is not %zu "
-                               "bytes of base64url", path, length);
+        snprintf (error, size,
+                  "cannot read key file \"%s\": key is not %zu "
+                  "bytes of base64url",
+                  path, length);
         return -1;
     }
     return 0;
@@ -266,8 +280,9 @@ cw_token_signer_load (const char *path, char *error, size_t size)
     cw_token_signer_t *self = cw_token_signer_new (secret_key);
     sodium_memzero (secret_key, sizeof (secret_key));
     if (strcmp (self->kid, kid) != 0) {
-        snprintf (error, size, "cannot use key file \"%s\": key id \"%s\" "
-                               "does not match its key (\"%s\")",
+        snprintf (error, size,
+                  "cannot use key file \"%s\": key id \"%s\" "
+                  "does not match its key (\"%s\")",
                   path, kid, self->kid);
         cw_token_signer_destroy (&self);
     }
@@ -304,8 +319,10 @@ s_encode_json (json_t *object)
 }
 
 char *
-cw_token_sign (cw_token_signer_t *self, const cw_token_claims_t *claims,
-               char *error, size_t size)
+cw_token_sign (cw_token_signer_t *self,
+               const cw_token_claims_t *claims,
+               char *error,
+               size_t size)
 {
     assert (self);
     assert (claims);
@@ -319,8 +336,9 @@ cw_token_sign (cw_token_signer_t *self, const cw_token_claims_t *claims,
         return NULL;
     }
     if (claims->exp <= claims->nbf || claims->exp <= claims->iat) {
-        snprintf (error, size, "cannot sign token: exp must be after iat "
-                               "and nbf");
+        snprintf (error, size,
+                  "cannot sign token: exp must be after iat "
+                  "and nbf");
         return NULL;
     }
     char jti[sodium_base64_ENCODED_LEN (CW_TOKEN_JTI_BYTES, CW_TOKEN_B64)];
@@ -330,13 +348,13 @@ cw_token_sign (cw_token_signer_t *self, const cw_token_claims_t *claims,
         sodium_bin2base64 (jti, sizeof (jti), random, sizeof (random),
                            CW_TOKEN_B64);
     }
-    json_t *header = json_pack ("{s:s, s:s, s:s}", "alg", "EdDSA", "typ",
-                                "JWT", "kid", self->kid);
+    json_t *header = json_pack ("{s:s, s:s, s:s}", "alg", "EdDSA", "typ", "JWT",
+                                "kid", self->kid);
     json_t *body = json_pack (
         "{s:s, s:s, s:s, s:I, s:I, s:I, s:s}", "iss", claims->iss, "sub",
-        claims->sub, "aud", claims->aud, "iat", (json_int_t) claims->iat,
-        "nbf", (json_int_t) claims->nbf, "exp", (json_int_t) claims->exp,
-        "jti", claims->jti ? claims->jti : jti);
+        claims->sub, "aud", claims->aud, "iat", (json_int_t) claims->iat, "nbf",
+        (json_int_t) claims->nbf, "exp", (json_int_t) claims->exp, "jti",
+        claims->jti ? claims->jti : jti);
     if (!header || !body) {
         //  json_pack fails only on strings that are not UTF-8.
         json_decref (header);
@@ -412,8 +430,10 @@ cw_token_verifier_add_key (cw_token_verifier_t *self,
 }
 
 int
-cw_token_verifier_load_key (cw_token_verifier_t *self, const char *path,
-                            char *error, size_t size)
+cw_token_verifier_load_key (cw_token_verifier_t *self,
+                            const char *path,
+                            char *error,
+                            size_t size)
 {
     assert (self);
     assert (path);
@@ -438,15 +458,17 @@ cw_token_verifier_load_key (cw_token_verifier_t *self, const char *path,
     char derived[CW_TOKEN_KID_SIZE];
     cw_token_kid (public_key, derived);
     if (strcmp (kid, derived) != 0) {
-        snprintf (error, size, "cannot use key file \"%s\": key id \"%s\" "
-                               "does not match its key (\"%s\")",
+        snprintf (error, size,
+                  "cannot use key file \"%s\": key id \"%s\" "
+                  "does not match its key (\"%s\")",
                   path, kid, derived);
         return -1;
     }
     if (cw_token_verifier_add_key (self, public_key)) {
-        snprintf (error, size, "cannot add key file \"%s\": key already "
-                               "loaded or more than %d keys", path,
-                  CW_TOKEN_KEYS_MAX);
+        snprintf (error, size,
+                  "cannot add key file \"%s\": key already "
+                  "loaded or more than %d keys",
+                  path, CW_TOKEN_KEYS_MAX);
         return -1;
     }
     return 0;
@@ -460,8 +482,7 @@ cw_token_verifier_keys (cw_token_verifier_t *self)
 }
 
 void
-cw_token_verifier_set_audience (cw_token_verifier_t *self,
-                                const char *audience)
+cw_token_verifier_set_audience (cw_token_verifier_t *self, const char *audience)
 {
     assert (self);
     free (self->audience);
@@ -504,8 +525,12 @@ s_decode_json (const char *text, size_t length)
 
 //  Reads an integer time claim; absent is allowed unless required.
 static int
-s_time_claim (json_t *body, const char *name, bool required, int64_t *value,
-              char *error, size_t size)
+s_time_claim (json_t *body,
+              const char *name,
+              bool required,
+              int64_t *value,
+              char *error,
+              size_t size)
 {
     json_t *item = json_object_get (body, name);
     if (!item && !required) {
@@ -523,14 +548,19 @@ s_time_claim (json_t *body, const char *name, bool required, int64_t *value,
 
 //  Reads an optional string claim; returns -1 if present but not a string.
 static int
-s_string_claim (json_t *body, const char *name, const char **value,
-                char *error, size_t size)
+s_string_claim (json_t *body,
+                const char *name,
+                const char **value,
+                char *error,
+                size_t size)
 {
     json_t *item = json_object_get (body, name);
     *value = item ? json_string_value (item) : NULL;
     if (item && !*value) {
-        snprintf (error, size, "invalid token: claim \"%s\" is not a "
-                               "string", name);
+        snprintf (error, size,
+                  "invalid token: claim \"%s\" is not a "
+                  "string",
+                  name);
         return -1;
     }
     return 0;
@@ -544,17 +574,21 @@ s_audience_matches (json_t *aud, const char *audience)
         return strcmp (json_string_value (aud), audience) == 0;
     size_t index;
     json_t *item;
-    json_array_foreach (aud, index, item)
-        if (json_is_string (item)
-            && strcmp (json_string_value (item), audience) == 0)
-            return true;
+    json_array_foreach (aud, index,
+                        item) if (json_is_string (item)
+                                  && strcmp (json_string_value (item), audience)
+                                         == 0) return true;
     return false;
 }
 
 //  Checks the verified body's times and names, fills claims.
 static int
-s_check_claims (cw_token_verifier_t *self, json_t *body, int64_t now,
-                cw_token_claims_t *claims, char *error, size_t size)
+s_check_claims (cw_token_verifier_t *self,
+                json_t *body,
+                int64_t now,
+                cw_token_claims_t *claims,
+                char *error,
+                size_t size)
 {
     int64_t exp, nbf, iat;
     if (s_time_claim (body, "exp", true, &exp, error, size)
@@ -584,8 +618,9 @@ s_check_claims (cw_token_verifier_t *self, json_t *body, int64_t now,
         return -1;
     json_t *aud = json_object_get (body, "aud");
     if (aud && !json_is_string (aud) && !json_is_array (aud)) {
-        snprintf (error, size, "invalid token: claim \"aud\" is not a "
-                               "string or an array");
+        snprintf (error, size,
+                  "invalid token: claim \"aud\" is not a "
+                  "string or an array");
         return -1;
     }
     if (self->audience && (!aud || !s_audience_matches (aud, self->audience))) {
@@ -615,8 +650,12 @@ s_check_claims (cw_token_verifier_t *self, json_t *body, int64_t now,
 }
 
 int
-cw_token_verify (cw_token_verifier_t *self, const char *token, int64_t now,
-                 cw_token_claims_t *claims, char *error, size_t size)
+cw_token_verify (cw_token_verifier_t *self,
+                 const char *token,
+                 int64_t now,
+                 cw_token_claims_t *claims,
+                 char *error,
+                 size_t size)
 {
     assert (self);
     if (claims)
@@ -634,8 +673,9 @@ cw_token_verify (cw_token_verifier_t *self, const char *token, int64_t now,
     const char *first_dot = strchr (token, '.');
     const char *second_dot = first_dot ? strchr (first_dot + 1, '.') : NULL;
     if (!second_dot || strchr (second_dot + 1, '.')) {
-        snprintf (error, size, "invalid token: not three dot-separated "
-                               "segments");
+        snprintf (error, size,
+                  "invalid token: not three dot-separated "
+                  "segments");
         return -1;
     }
     int rc = -1;
@@ -645,26 +685,30 @@ cw_token_verify (cw_token_verifier_t *self, const char *token, int64_t now,
 
     header = s_decode_json (token, (size_t) (first_dot - token));
     if (!header) {
-        snprintf (error, size, "invalid token: header is not base64url "
-                               "JSON");
+        snprintf (error, size,
+                  "invalid token: header is not base64url "
+                  "JSON");
         goto done;
     }
     const char *alg = json_string_value (json_object_get (header, "alg"));
     if (!alg || strcmp (alg, "EdDSA") != 0) {
-        snprintf (error, size, "invalid token: algorithm \"%s\" is not "
-                               "accepted (only EdDSA)",
+        snprintf (error, size,
+                  "invalid token: algorithm \"%s\" is not "
+                  "accepted (only EdDSA)",
                   alg ? alg : "(missing)");
         goto done;
     }
     json_t *typ = json_object_get (header, "typ");
-    if (typ && (!json_is_string (typ)
-                || strcmp (json_string_value (typ), "JWT") != 0)) {
+    if (typ
+        && (!json_is_string (typ)
+            || strcmp (json_string_value (typ), "JWT") != 0)) {
         snprintf (error, size, "invalid token: type is not JWT");
         goto done;
     }
     if (json_object_get (header, "crit")) {
-        snprintf (error, size, "invalid token: critical header extensions "
-                               "are not supported");
+        snprintf (error, size,
+                  "invalid token: critical header extensions "
+                  "are not supported");
         goto done;
     }
     json_t *kid_item = json_object_get (header, "kid");
@@ -675,16 +719,19 @@ cw_token_verify (cw_token_verifier_t *self, const char *token, int64_t now,
     }
     body = s_decode_json (first_dot + 1, (size_t) (second_dot - first_dot - 1));
     if (!body) {
-        snprintf (error, size, "invalid token: claims are not base64url "
-                               "JSON");
+        snprintf (error, size,
+                  "invalid token: claims are not base64url "
+                  "JSON");
         goto done;
     }
     size_t signature_length = 0;
-    signature = s_decode (second_dot + 1, strlen (second_dot + 1),
-                          &signature_length);
+    signature =
+        s_decode (second_dot + 1, strlen (second_dot + 1), &signature_length);
     if (!signature || signature_length != crypto_sign_BYTES) {
-        snprintf (error, size, "invalid token: signature is not %d bytes of "
-                               "base64url", crypto_sign_BYTES);
+        snprintf (error, size,
+                  "invalid token: signature is not %d bytes of "
+                  "base64url",
+                  crypto_sign_BYTES);
         goto done;
     }
     //  The kid picks the key; without a kid every key is tried.
@@ -694,10 +741,10 @@ cw_token_verify (cw_token_verifier_t *self, const char *token, int64_t now,
         if (kid && strcmp (kid, self->keys[index].kid) != 0)
             continue;
         known = true;
-        verified = crypto_sign_verify_detached (
-                       signature, (const unsigned char *) token,
-                       (size_t) (second_dot - token),
-                       self->keys[index].public_key)
+        verified = crypto_sign_verify_detached (signature,
+                                                (const unsigned char *) token,
+                                                (size_t) (second_dot - token),
+                                                self->keys[index].public_key)
                    == 0;
     }
     if (!known) {

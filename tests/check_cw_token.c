@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define NOW 1767225600              //  2026-01-01T00:00:00Z
+#define NOW 1767225600  //  2026-01-01T00:00:00Z
 
 static unsigned char s_public[2][CW_TOKEN_PUBLIC_SIZE];
 static unsigned char s_secret[2][CW_TOKEN_SECRET_SIZE];
@@ -30,8 +30,11 @@ static char *
 s_token (int index)
 {
     cw_token_signer_t *signer = cw_token_signer_new (s_secret[index]);
-    cw_token_claims_t claims = {.iss = "erp-mw", .sub = "worker-1",
-                                .aud = "webshop", .iat = NOW, .nbf = NOW,
+    cw_token_claims_t claims = {.iss = "erp-mw",
+                                .sub = "worker-1",
+                                .aud = "webshop",
+                                .iat = NOW,
+                                .nbf = NOW,
                                 .exp = NOW + 300};
     char error[256];
     char *token = cw_token_sign (signer, &claims, error, sizeof (error));
@@ -44,22 +47,22 @@ static cw_token_verifier_t *
 s_verifier (int index)
 {
     cw_token_verifier_t *verifier = cw_token_verifier_new ();
-    ck_assert_int_eq (cw_token_verifier_add_key (verifier, s_public[index]),
-                      0);
+    ck_assert_int_eq (cw_token_verifier_add_key (verifier, s_public[index]), 0);
     cw_token_verifier_set_audience (verifier, "webshop");
     return verifier;
 }
 
 //  Verifies and expects failure whose message contains expected.
 static void
-s_expect_reject (cw_token_verifier_t *verifier, const char *token,
-                 int64_t now, const char *expected)
+s_expect_reject (cw_token_verifier_t *verifier,
+                 const char *token,
+                 int64_t now,
+                 const char *expected)
 {
     char error[256] = "";
     cw_token_claims_t claims;
     ck_assert_int_eq (
-        cw_token_verify (verifier, token, now, &claims, error,
-                         sizeof (error)),
+        cw_token_verify (verifier, token, now, &claims, error, sizeof (error)),
         -1);
     ck_assert_msg (strstr (error, expected) != NULL,
                    "error \"%s\" does not say \"%s\"", error, expected);
@@ -104,8 +107,8 @@ START_TEST (test_good_token)
     char header[256];
     size_t length;
     ck_assert_int_eq (
-        sodium_base642bin ((unsigned char *) header, sizeof (header) - 1,
-                           token, strlen (token), NULL, &length, NULL,
+        sodium_base642bin ((unsigned char *) header, sizeof (header) - 1, token,
+                           strlen (token), NULL, &length, NULL,
                            sodium_base64_VARIANT_URLSAFE_NO_PADDING),
         0);
     header[length] = 0;
@@ -127,11 +130,11 @@ START_TEST (test_times)
     cw_token_verifier_t *verifier = s_verifier (0);
     char error[256];
     //  Within the leeway either side: accepted.
-    ck_assert_int_eq (cw_token_verify (verifier, token, NOW - 20, NULL,
-                                       error, sizeof (error)),
+    ck_assert_int_eq (cw_token_verify (verifier, token, NOW - 20, NULL, error,
+                                       sizeof (error)),
                       0);
-    ck_assert_int_eq (cw_token_verify (verifier, token, NOW + 320, NULL,
-                                       error, sizeof (error)),
+    ck_assert_int_eq (cw_token_verify (verifier, token, NOW + 320, NULL, error,
+                                       sizeof (error)),
                       0);
     s_expect_reject (verifier, token, NOW + 330,
                      "token expired at 2026-01-01T00:05:00Z");
@@ -195,8 +198,8 @@ START_TEST (test_tampered)
     char *second = strchr (first + 1, '.');
     size_t size = strlen (token) + strlen (body) + 1;
     char *tampered = (char *) malloc (size);
-    snprintf (tampered, size, "%.*s.%s%s", (int) (first - token), token,
-              body, second);
+    snprintf (tampered, size, "%.*s.%s%s", (int) (first - token), token, body,
+              second);
     s_expect_reject (verifier, tampered, NOW, "bad signature");
     //  Signature: flip one character.
     snprintf (tampered, size, "%s", token);
@@ -284,11 +287,15 @@ START_TEST (test_claim_types)
     snprintf (header_json, sizeof (header_json),
               "{\"alg\":\"EdDSA\",\"kid\":\"%s\"}", kid);
     const char *bodies[] = {
-        "{\"aud\":\"webshop\"}", "claim \"exp\" is missing",
-        "{\"aud\":\"webshop\",\"exp\":\"soon\"}", "\"exp\" is not an integer",
+        "{\"aud\":\"webshop\"}",
+        "claim \"exp\" is missing",
+        "{\"aud\":\"webshop\",\"exp\":\"soon\"}",
+        "\"exp\" is not an integer",
         "{\"aud\":\"webshop\",\"exp\":1767225900,\"sub\":7}",
         "\"sub\" is not a string",
-        "{\"aud\":[\"erp\",\"webshop\"],\"exp\":1767225900}", NULL, NULL};
+        "{\"aud\":[\"erp\",\"webshop\"],\"exp\":1767225900}",
+        NULL,
+        NULL};
     for (int index = 0; bodies[index]; index += 2) {
         char *header = s_b64 (header_json);
         char *body = s_b64 (bodies[index]);
@@ -332,18 +339,18 @@ START_TEST (test_rotation)
     //  The same key twice is refused.
     ck_assert_int_eq (cw_token_verifier_add_key (verifier, s_public[1]), -1);
     char error[256];
-    ck_assert_int_eq (cw_token_verify (verifier, old_token, NOW, NULL, error,
-                                       sizeof (error)),
-                      0);
-    ck_assert_int_eq (cw_token_verify (verifier, new_token, NOW, NULL, error,
-                                       sizeof (error)),
-                      0);
+    ck_assert_int_eq (
+        cw_token_verify (verifier, old_token, NOW, NULL, error, sizeof (error)),
+        0);
+    ck_assert_int_eq (
+        cw_token_verify (verifier, new_token, NOW, NULL, error, sizeof (error)),
+        0);
     //  Old key retired: only the new one is accepted.
     cw_token_verifier_t *retired = s_verifier (1);
     s_expect_reject (retired, old_token, NOW, "unknown key id");
-    ck_assert_int_eq (cw_token_verify (retired, new_token, NOW, NULL, error,
-                                       sizeof (error)),
-                      0);
+    ck_assert_int_eq (
+        cw_token_verify (retired, new_token, NOW, NULL, error, sizeof (error)),
+        0);
     cw_token_verifier_destroy (&retired);
     cw_token_verifier_destroy (&verifier);
     free (old_token);
@@ -359,13 +366,11 @@ START_TEST (test_sign_refuses)
     ck_assert_str_eq (cw_token_signer_kid (signer), kid);
     char error[256];
     cw_token_claims_t claims = {.iss = "a", .sub = "b", .exp = NOW};
-    ck_assert_ptr_null (cw_token_sign (signer, &claims, error,
-                                       sizeof (error)));
+    ck_assert_ptr_null (cw_token_sign (signer, &claims, error, sizeof (error)));
     ck_assert_str_eq (error, "cannot sign token: claim \"aud\" is missing");
     claims.aud = "c";
     claims.iat = NOW;
-    ck_assert_ptr_null (cw_token_sign (signer, &claims, error,
-                                       sizeof (error)));
+    ck_assert_ptr_null (cw_token_sign (signer, &claims, error, sizeof (error)));
     ck_assert_ptr_nonnull (strstr (error, "exp must be after"));
     cw_token_signer_destroy (&signer);
     cw_token_signer_destroy (&signer);
@@ -398,18 +403,21 @@ START_TEST (test_key_files)
     ck_assert_int_eq (
         cw_token_verifier_load_key (verifier, path, error, sizeof (error)), 0);
     ck_assert_int_eq (
-        cw_token_verifier_load_key (verifier, path, error, sizeof (error)),
-        -1);
+        cw_token_verifier_load_key (verifier, path, error, sizeof (error)), -1);
     ck_assert_ptr_nonnull (strstr (error, "already loaded"));
 
-    cw_token_claims_t claims = {.iss = "i", .sub = "s", .aud = "webshop",
-                                .iat = NOW, .nbf = NOW, .exp = NOW + 60,
+    cw_token_claims_t claims = {.iss = "i",
+                                .sub = "s",
+                                .aud = "webshop",
+                                .iat = NOW,
+                                .nbf = NOW,
+                                .exp = NOW + 60,
                                 .jti = "j-1"};
     char *token = cw_token_sign (signer, &claims, error, sizeof (error));
     cw_token_claims_t read;
-    ck_assert_int_eq (cw_token_verify (verifier, token, NOW, &read, error,
-                                       sizeof (error)),
-                      0);
+    ck_assert_int_eq (
+        cw_token_verify (verifier, token, NOW, &read, error, sizeof (error)),
+        0);
     ck_assert_str_eq (read.jti, "j-1");
     cw_token_claims_reset (&read);
     free (token);
@@ -424,13 +432,11 @@ START_TEST (test_key_files)
     fputs ("cw-ed25519-public abc not-base64!\n", file);
     fclose (file);
     ck_assert_int_eq (
-        cw_token_verifier_load_key (verifier, path, error, sizeof (error)),
-        -1);
+        cw_token_verifier_load_key (verifier, path, error, sizeof (error)), -1);
     ck_assert_ptr_nonnull (strstr (error, "key is not 32 bytes"));
     snprintf (path, sizeof (path), "%s/missing.public", dir);
     ck_assert_int_eq (
-        cw_token_verifier_load_key (verifier, path, error, sizeof (error)),
-        -1);
+        cw_token_verifier_load_key (verifier, path, error, sizeof (error)), -1);
     ck_assert_ptr_nonnull (strstr (error, "could not open key file"));
 
     cw_token_signer_destroy (&signer);
@@ -495,8 +501,8 @@ START_TEST (test_cli)
     ck_assert_int_eq (status, 1);
     free (line);
     snprintf (command, sizeof (command),
-              "'%s' sign --key-file '%s/k.secret' --ttl 0 2>/dev/null",
-              program, dir);
+              "'%s' sign --key-file '%s/k.secret' --ttl 0 2>/dev/null", program,
+              dir);
     line = s_run (command, &status);
     ck_assert_int_eq (status, 2);
     free (line);

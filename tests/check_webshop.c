@@ -25,26 +25,26 @@
 #include <unistd.h>
 
 #define TIMEOUT_MSEC 15000
-#define CONCURRENT 8                //  Simultaneous duplicate deliveries
+#define CONCURRENT 8  //  Simultaneous duplicate deliveries
 
 //  One test's world: database, keys, the webshop process
 typedef struct {
-    char *dir;                      //  Private temporary directory
-    char *db_uri;                   //  Superuser URI of the test database
-    pid_t pid;                      //  webshop-ref
-    int port;                       //  Its port
-    cw_token_signer_t *signer;      //  Key 1 (old)
-    cw_token_signer_t *rotated;     //  Key 2 (new), both accepted
-    cw_token_signer_t *stranger;    //  Key 3, not accepted
+    char *dir;                    //  Private temporary directory
+    char *db_uri;                 //  Superuser URI of the test database
+    pid_t pid;                    //  webshop-ref
+    int port;                     //  Its port
+    cw_token_signer_t *signer;    //  Key 1 (old)
+    cw_token_signer_t *rotated;   //  Key 2 (new), both accepted
+    cw_token_signer_t *stranger;  //  Key 3, not accepted
 } world_t;
 
 static world_t s_world;
 
 typedef struct {
-    long status;                    //  HTTP status
-    char *body;                     //  Response body, NUL-terminated
-    size_t size;                    //  Its size
-    bool replayed;                  //  Idempotent-Replayed: true
+    long status;    //  HTTP status
+    char *body;     //  Response body, NUL-terminated
+    size_t size;    //  Its size
+    bool replayed;  //  Idempotent-Replayed: true
 } reply_t;
 
 //  ---------------------------------------------------------------------
@@ -99,7 +99,7 @@ s_migrate (void)
     const char *roles[] = {program, "roles", "--sql-dir", sql_dir, NULL};
     const char *roles_env[] = {env_super, NULL};
     ck_assert_int_eq (s_run (roles, roles_env), 0);
-    const char *apply[] = {program, "apply", "--island", "shop",
+    const char *apply[] = {program,     "apply", "--island", "shop",
                            "--sql-dir", sql_dir, NULL};
     const char *apply_env[] = {env_owner, NULL};
     ck_assert_int_eq (s_run (apply, apply_env), 0);
@@ -119,8 +119,8 @@ s_keygen (const char *name)
     size_t size = strlen (prefix) + 8;
     char *secret = (char *) malloc (size);
     snprintf (secret, size, "%s.secret", prefix);
-    cw_token_signer_t *signer = cw_token_signer_load (secret, error,
-                                                      sizeof (error));
+    cw_token_signer_t *signer =
+        cw_token_signer_load (secret, error, sizeof (error));
     ck_assert_msg (signer != NULL, "%s", error);
     free (secret);
     free (prefix);
@@ -152,17 +152,16 @@ s_start (void)
     char *webshop_uri = cw_test_uri_as (s_world.db_uri, "cw_webshop");
     char *uri_file = s_secret_file ("webshop.uri", webshop_uri);
     char env_uri[1024];
-    snprintf (env_uri, sizeof (env_uri), "CW_WEBSHOP_DB_URI_FILE=%s",
-              uri_file);
+    snprintf (env_uri, sizeof (env_uri), "CW_WEBSHOP_DB_URI_FILE=%s", uri_file);
     char *program = cw_test_build_path ("examples/webshop/webshop-ref");
     char *port_file = s_path ("port");
     char *key1 = s_path ("k1.public");
     char *key2 = s_path ("k2.public");
     char *log = s_path ("webshop.log");
-    const char *argv[] = {program, "--listen", "127.0.0.1:0", "--port-file",
-                          port_file, "--token-public-key", key1,
-                          "--token-public-key", key2, "--log-level", "debug",
-                          NULL};
+    const char *argv[] = {
+        program,   "--listen",           "127.0.0.1:0", "--port-file",
+        port_file, "--token-public-key", key1,          "--token-public-key",
+        key2,      "--log-level",        "debug",       NULL};
     const char *envp[] = {env_uri, NULL};
     s_world.pid = cw_test_spawn (argv, envp, log);
     ck_assert_int_gt (s_world.pid, 0);
@@ -201,9 +200,12 @@ static char *
 s_token (cw_token_signer_t *signer, const char *audience, long from, long ttl)
 {
     int64_t now = (int64_t) time (NULL) + from;
-    cw_token_claims_t claims = {.iss = "erp-mw", .sub = "worker-1",
-                                .aud = (char *) audience, .iat = now,
-                                .nbf = now, .exp = now + ttl};
+    cw_token_claims_t claims = {.iss = "erp-mw",
+                                .sub = "worker-1",
+                                .aud = (char *) audience,
+                                .iat = now,
+                                .nbf = now,
+                                .exp = now + ttl};
     char error[256];
     char *token = cw_token_sign (signer, &claims, error, sizeof (error));
     ck_assert_msg (token != NULL, "%s", error);
@@ -233,8 +235,12 @@ s_header (char *data, size_t size, size_t count, void *arg)
 
 //  Prepares a request; token and key may be NULL.
 static CURL *
-s_easy (const char *method, const char *path, const char *body,
-        const char *token, const char *key, reply_t *reply,
+s_easy (const char *method,
+        const char *path,
+        const char *body,
+        const char *token,
+        const char *key,
+        reply_t *reply,
         struct curl_slist **headers)
 {
     char url[512], header[10240];
@@ -265,8 +271,12 @@ s_easy (const char *method, const char *path, const char *body,
 }
 
 static void
-s_call (const char *method, const char *path, const char *body,
-        const char *token, const char *key, reply_t *reply)
+s_call (const char *method,
+        const char *path,
+        const char *body,
+        const char *token,
+        const char *key,
+        reply_t *reply)
 {
     struct curl_slist *headers = NULL;
     CURL *curl = s_easy (method, path, body, token, key, reply, &headers);
@@ -294,8 +304,7 @@ s_expect (reply_t *reply, long status, const char *field)
                    reply->status, status, reply->body ? reply->body : "");
     if (field) {
         json_t *json = s_json (reply);
-        const char *named =
-            json_string_value (json_object_get (json, "field"));
+        const char *named = json_string_value (json_object_get (json, "field"));
         ck_assert_msg (named && strcmp (named, field) == 0,
                        "problem names \"%s\", wanted \"%s\": %s",
                        named ? named : "(none)", field, reply->body);
@@ -316,8 +325,10 @@ s_sql_is (const char *sql, const char *expected)
 {
     char *value = cw_test_sql_value (s_world.db_uri, sql);
     ck_assert_msg (value != NULL, "no value for %s", sql);
-    ck_assert_msg (strcmp (value, expected) == 0, "%s gave \"%s\", wanted "
-                   "\"%s\"", sql, value, expected);
+    ck_assert_msg (strcmp (value, expected) == 0,
+                   "%s gave \"%s\", wanted "
+                   "\"%s\"",
+                   sql, value, expected);
     free (value);
 }
 
@@ -423,8 +434,7 @@ START_TEST (test_payment_status)
 
     //  Duplicate: the stored response, no second side effect.
     cw_test_sql (s_world.db_uri,
-                 "UPDATE shop.payments SET updated_at = '2000-01-01'", NULL,
-                 0);
+                 "UPDATE shop.payments SET updated_at = '2000-01-01'", NULL, 0);
     s_call ("POST", path, body, token, key, &again);
     s_expect (&again, 200, NULL);
     ck_assert (again.replayed);
@@ -443,9 +453,8 @@ START_TEST (test_payment_status)
     s_expect (&reply, 200, NULL);
     json_t *json = s_json (&reply);
     ck_assert (json_is_false (json_object_get (json, "applied")));
-    ck_assert_int_eq (json_integer_value (json_object_get (json,
-                                                           "currentVersion")),
-                      5);
+    ck_assert_int_eq (
+        json_integer_value (json_object_get (json, "currentVersion")), 5);
     json_decref (json);
     s_reply_free (&reply);
     s_sql_is ("SELECT status FROM shop.payments", "authorized");
@@ -662,9 +671,9 @@ START_TEST (test_invoice_document)
     s_expect (&reply, 200, NULL);
     json_t *json = s_json (&reply);
     json_t *invoice = json_array_get (json_object_get (json, "invoices"), 0);
-    ck_assert_str_eq (json_string_value (json_object_get (invoice,
-                                                          "invoiceNumber")),
-                      "INV-7");
+    ck_assert_str_eq (
+        json_string_value (json_object_get (invoice, "invoiceNumber")),
+        "INV-7");
     ck_assert_str_eq (
         json_string_value (json_object_get (invoice, "documentHref")),
         "/webshop/orders/o-1/invoices/INV-7/document");
@@ -740,8 +749,7 @@ START_TEST (test_events)
     s_sql_is ("SELECT erp_order_id FROM shop.orders", "ERP-O-9");
     s_sql_is ("SELECT count(*) FROM shop.inbox", "2");
     //  Not an envelope, a type we do not take, a bad payload.
-    s_call ("POST", "/webshop/events", "{\"type\":\"x\"}", token, NULL,
-            &reply);
+    s_call ("POST", "/webshop/events", "{\"type\":\"x\"}", token, NULL, &reply);
     s_expect (&reply, 422, NULL);
     s_reply_free (&reply);
     s_call ("POST", "/webshop/events",
@@ -789,8 +797,7 @@ START_TEST (test_checkout)
             NULL, NULL, &reply);
     s_expect (&reply, 200, NULL);
     s_reply_free (&reply);
-    s_sql_is ("SELECT name || ' ' || version FROM shop.customers",
-              "Ada L. 2");
+    s_sql_is ("SELECT name || ' ' || version FROM shop.customers", "Ada L. 2");
     s_sql_is ("SELECT string_agg (idempotency_key, ' ' ORDER BY id) FROM "
               "shop.outbox WHERE event_type = 'customer.upsert.requested.v1'",
               "customer:t1:c1:1 customer:t1:c1:2");
@@ -813,12 +820,11 @@ START_TEST (test_checkout)
             NULL, NULL, &reply);
     s_expect (&reply, 200, NULL);
     s_reply_free (&reply);
-    s_call ("POST", "/shop/orders/o-1/status", "{\"status\":\"shipped\"}",
-            NULL, NULL, &reply);
+    s_call ("POST", "/shop/orders/o-1/status", "{\"status\":\"shipped\"}", NULL,
+            NULL, &reply);
     s_expect (&reply, 200, NULL);
     s_reply_free (&reply);
-    s_sql_is ("SELECT status || ' ' || version FROM shop.orders",
-              "shipped 3");
+    s_sql_is ("SELECT status || ' ' || version FROM shop.orders", "shipped 3");
     s_sql_is ("SELECT string_agg (idempotency_key, ' ' ORDER BY id) FROM "
               "shop.outbox WHERE event_type = 'order.status.changed.v1'",
               "order-status:t1:o-1:confirmed:2 order-status:t1:o-1:shipped:3");
@@ -829,8 +835,8 @@ START_TEST (test_checkout)
     //  Failures change nothing: neither domain rows nor outbox. (Six
     //  events so far: s_place_order renamed the customer back to "Ada".)
     s_sql_is ("SELECT count(*) FROM shop.outbox", "6");
-    s_call ("POST", "/shop/orders/o-1/status", "{\"status\":\"shipped\"}",
-            NULL, NULL, &reply);
+    s_call ("POST", "/shop/orders/o-1/status", "{\"status\":\"shipped\"}", NULL,
+            NULL, &reply);
     s_expect (&reply, 422, "status");
     s_reply_free (&reply);
     s_call ("POST", "/shop/orders/o-1/status", "{\"status\":\"lost\"}", NULL,
@@ -852,11 +858,12 @@ START_TEST (test_checkout)
             NULL, NULL, &reply);
     s_expect (&reply, 422, "lines[0].quantity");
     s_reply_free (&reply);
-    s_call ("POST", "/shop/orders",
-            "{\"tenantId\":\"t1\",\"orderId\":\"o-4\",\"customerId\":\"nobody\","
-            "\"currency\":\"EUR\",\"lines\":[{\"articleNumber\":\"A-1\","
-            "\"quantity\":1,\"unitPrice\":1}]}",
-            NULL, NULL, &reply);
+    s_call (
+        "POST", "/shop/orders",
+        "{\"tenantId\":\"t1\",\"orderId\":\"o-4\",\"customerId\":\"nobody\","
+        "\"currency\":\"EUR\",\"lines\":[{\"articleNumber\":\"A-1\","
+        "\"quantity\":1,\"unitPrice\":1}]}",
+        NULL, NULL, &reply);
     s_expect (&reply, 422, "customerId");
     s_reply_free (&reply);
     s_call ("POST", "/shop/customers", "{\"tenantId\":\"t1\"}", NULL, NULL,

@@ -23,9 +23,9 @@
 #include <string.h>
 #include <time.h>
 
-#define TOKEN_TTL_DEFAULT 300       //  Token lifetime, seconds
-#define TOKEN_TTL_MAX 86400         //  Longest lifetime accepted, seconds
-#define TOKEN_ERROR_SIZE 512        //  Room for an error message
+#define TOKEN_TTL_DEFAULT 300  //  Token lifetime, seconds
+#define TOKEN_TTL_MAX 86400    //  Longest lifetime accepted, seconds
+#define TOKEN_ERROR_SIZE 512   //  Room for an error message
 
 static const char *s_usage =
     "usage: causeway-token keygen --out PREFIX\n"
@@ -156,11 +156,9 @@ s_verify (int argc, char **argv)
                 goto done;
             }
         }
-        else
-        if (option == 'a')
+        else if (option == 'a')
             cw_token_verifier_set_audience (verifier, optarg);
-        else
-        if (option == 'i')
+        else if (option == 'i')
             cw_token_verifier_set_issuer (verifier, optarg);
         else {
             rc = s_fail_usage ("unknown option for verify");
@@ -178,23 +176,24 @@ s_verify (int argc, char **argv)
         size_t capacity = 0;
         ssize_t length = getline (&line, &capacity, stdin);
         if (length <= 0) {
-            cw_log (CW_LOG_ERROR, "token_missing", "no token on standard "
-                                  "input", NULL);
+            cw_log (CW_LOG_ERROR, "token_missing",
+                    "no token on standard "
+                    "input",
+                    NULL);
             goto done;
         }
         line[strcspn (line, "\r\n")] = 0;
         token = line;
     }
     cw_token_claims_t claims;
-    if (cw_token_verify (verifier, token, (int64_t) time (NULL), &claims,
-                         error, sizeof (error))) {
+    if (cw_token_verify (verifier, token, (int64_t) time (NULL), &claims, error,
+                         sizeof (error))) {
         cw_log (CW_LOG_ERROR, "token_rejected", error, NULL);
         goto done;
     }
-    json_t *object = json_pack ("{s:s?, s:s?, s:s?, s:s?, s:I}", "iss",
-                                claims.iss, "sub", claims.sub, "aud",
-                                claims.aud, "jti", claims.jti, "exp",
-                                (json_int_t) claims.exp);
+    json_t *object = json_pack (
+        "{s:s?, s:s?, s:s?, s:s?, s:I}", "iss", claims.iss, "sub", claims.sub,
+        "aud", claims.aud, "jti", claims.jti, "exp", (json_int_t) claims.exp);
     json_dumpf (object, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
     putchar ('\n');
     json_decref (object);

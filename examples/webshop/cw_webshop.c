@@ -27,11 +27,11 @@
 #include <sys/time.h>
 #include <time.h>
 
-#define WEBSHOP_ATTEMPTS 3          //  Transaction attempts on conflicts
-#define WEBSHOP_DETAIL_SIZE 512     //  Room for a problem detail
-#define WEBSHOP_EVENT_ID_BYTES 16   //  Random bytes in an event id
+#define WEBSHOP_ATTEMPTS 3         //  Transaction attempts on conflicts
+#define WEBSHOP_DETAIL_SIZE 512    //  Room for a problem detail
+#define WEBSHOP_EVENT_ID_BYTES 16  //  Random bytes in an event id
 #define WEBSHOP_SOURCE_DEFAULT "urn:causeway:webshop"
-#define WEBSHOP_TIME_SIZE 40        //  Room for an RFC 3339 time
+#define WEBSHOP_TIME_SIZE 40  //  Room for an RFC 3339 time
 
 struct _cw_webshop_t {
     cw_http_t *http;                //  HTTP server, owned
@@ -43,19 +43,22 @@ struct _cw_webshop_t {
 
 //  What applying a change decided: a reply to store, or a problem.
 typedef struct {
-    int status;                         //  HTTP status
-    const char *slug;                   //  Problem type slug (status >= 400)
-    const char *title;                  //  Problem title
-    const char *field;                  //  Field the problem is about
-    char detail[WEBSHOP_DETAIL_SIZE];   //  Problem detail
-    char name[WEBSHOP_DETAIL_SIZE];     //  Room for a field name
+    int status;                        //  HTTP status
+    const char *slug;                  //  Problem type slug (status >= 400)
+    const char *title;                 //  Problem title
+    const char *field;                 //  Field the problem is about
+    char detail[WEBSHOP_DETAIL_SIZE];  //  Problem detail
+    char name[WEBSHOP_DETAIL_SIZE];    //  Room for a field name
 } s_outcome_t;
 
 //  Applies one delivery inside the inbox transaction: sets outcome->status
 //  and *reply (a 2xx body), or a problem (status >= 400: rolled back, not
 //  remembered). Returns 0, or -1 on a database error.
-typedef int (s_apply_fn) (cw_webshop_t *self, cw_pg_t *pg, void *args,
-                          s_outcome_t *outcome, json_t **reply);
+typedef int (s_apply_fn) (cw_webshop_t *self,
+                          cw_pg_t *pg,
+                          void *args,
+                          s_outcome_t *outcome,
+                          json_t **reply);
 
 //  ---------------------------------------------------------------------
 //  Small helpers
@@ -87,20 +90,21 @@ s_now_text (char *text, size_t size)
 static void
 s_json_sha256 (const json_t *value, char hex[crypto_hash_sha256_BYTES * 2 + 1])
 {
-    char *text = json_dumps (value, JSON_COMPACT | JSON_SORT_KEYS
-                                        | JSON_ENCODE_ANY);
+    char *text =
+        json_dumps (value, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
     if (!text)
         abort ();
     unsigned char hash[crypto_hash_sha256_BYTES];
     crypto_hash_sha256 (hash, (const unsigned char *) text, strlen (text));
-    sodium_bin2hex (hex, crypto_hash_sha256_BYTES * 2 + 1, hash,
-                    sizeof (hash));
+    sodium_bin2hex (hex, crypto_hash_sha256_BYTES * 2 + 1, hash, sizeof (hash));
     free (text);
 }
 
 //  Replies with a problem (status) naming the field.
 static void
-s_reply_invalid (cw_http_request_t *request, int status, const char *field,
+s_reply_invalid (cw_http_request_t *request,
+                 int status,
+                 const char *field,
                  const char *detail)
 {
     json_t *extensions = field ? json_pack ("{s:s}", "field", field) : NULL;
@@ -190,10 +194,9 @@ s_authorized (cw_webshop_t *self, cw_http_request_t *request)
     cw_token_claims_t claims;
     if (!token)
         snprintf (error, sizeof (error), "missing bearer token");
-    else
-    if (cw_token_verify (self->verifier, token, (int64_t) time (NULL),
-                         &claims, error, sizeof (error))
-        == 0) {
+    else if (cw_token_verify (self->verifier, token, (int64_t) time (NULL),
+                              &claims, error, sizeof (error))
+             == 0) {
         cw_log (CW_LOG_DEBUG, "caller_authenticated", "caller authenticated",
                 "sub", claims.sub, "iss", claims.iss, "correlation_id",
                 cw_http_request_correlation_id (request), NULL);
@@ -214,7 +217,8 @@ s_authorized (cw_webshop_t *self, cw_http_request_t *request)
 //  Compares the Idempotency-Key header with the key built from the body.
 //  header_required: a missing header is 400. False after replying.
 static bool
-s_key_matches (cw_http_request_t *request, const char *expected,
+s_key_matches (cw_http_request_t *request,
+               const char *expected,
                bool header_required)
 {
     const char *header = cw_http_request_header (request, "Idempotency-Key");
@@ -239,8 +243,10 @@ s_key_matches (cw_http_request_t *request, const char *expected,
 
 //  Builds a key of kind; NULL after replying 422 with the reason.
 static char *
-s_build_key (cw_http_request_t *request, cw_idkey_kind_t kind,
-             const char *const *fields, int64_t version)
+s_build_key (cw_http_request_t *request,
+             cw_idkey_kind_t kind,
+             const char *const *fields,
+             int64_t version)
 {
     char reason[WEBSHOP_DETAIL_SIZE];
     char *key = cw_idkey_build (kind, fields, (uint64_t) version, reason,
@@ -251,8 +257,11 @@ s_build_key (cw_http_request_t *request, cw_idkey_kind_t kind,
 }
 
 static void
-s_outcome_problem (s_outcome_t *outcome, int status, const char *slug,
-                   const char *title, const char *field)
+s_outcome_problem (s_outcome_t *outcome,
+                   int status,
+                   const char *slug,
+                   const char *title,
+                   const char *field)
 {
     outcome->status = status;
     outcome->slug = slug;
@@ -276,16 +285,21 @@ s_reply_outcome (cw_http_request_t *request, s_outcome_t *outcome)
 //  or a problem in result->outcome (status >= 400, nothing remembered).
 
 typedef struct {
-    int status;                 //  HTTP status
-    char *body;                 //  JSON text to send, owned (status < 400)
-    bool replayed;              //  A stored response of a duplicate
-    s_outcome_t outcome;        //  The problem when status >= 400
+    int status;           //  HTTP status
+    char *body;           //  JSON text to send, owned (status < 400)
+    bool replayed;        //  A stored response of a duplicate
+    s_outcome_t outcome;  //  The problem when status >= 400
 } s_result_t;
 
 static void
-s_process (cw_webshop_t *self, const char *correlation_id, const char *key,
-           const char *message_type, const json_t *content,
-           s_apply_fn *apply, void *args, s_result_t *result)
+s_process (cw_webshop_t *self,
+           const char *correlation_id,
+           const char *key,
+           const char *message_type,
+           const json_t *content,
+           s_apply_fn *apply,
+           void *args,
+           s_result_t *result)
 {
     memset (result, 0, sizeof (*result));
     char hash[crypto_hash_sha256_BYTES * 2 + 1];
@@ -295,10 +309,9 @@ s_process (cw_webshop_t *self, const char *correlation_id, const char *key,
         //  A concurrent holder of the key makes the claim wait until that
         //  transaction ends; then the key is ours (it rolled back) or
         //  theirs (it committed, and its response is stored).
-        int claimed = cw_pg_begin (pg) == 0
-                          ? cw_webshop_store_inbox_claim (
-                                pg, key, message_type, hash, correlation_id)
-                          : -1;
+        int claimed = cw_pg_begin (pg) == 0 ? cw_webshop_store_inbox_claim (
+                          pg, key, message_type, hash, correlation_id)
+                                            : -1;
         if (claimed == 0) {
             cw_pg_rollback (pg);
             char *stored_hash = NULL;
@@ -317,8 +330,7 @@ s_process (cw_webshop_t *self, const char *correlation_id, const char *key,
                           key);
                 result->status = 422;
             }
-            else
-            if (found == 1 && result->body && result->status > 0) {
+            else if (found == 1 && result->body && result->status > 0) {
                 result->replayed = true;
                 cw_log (CW_LOG_INFO, "duplicate_acknowledged",
                         "acknowledged duplicate delivery", "idempotency_key",
@@ -332,7 +344,7 @@ s_process (cw_webshop_t *self, const char *correlation_id, const char *key,
             free (stored_hash);
             if (result->status)
                 return;
-            continue;           //  Gone again: claim once more
+            continue;  //  Gone again: claim once more
         }
         if (claimed == 1) {
             s_outcome_t *outcome = &result->outcome;
@@ -357,10 +369,10 @@ s_process (cw_webshop_t *self, const char *correlation_id, const char *key,
                         == 0
                     && cw_pg_commit (pg) == 0) {
                     cw_webshop_store_release (self->store, pg);
-                    cw_log (CW_LOG_INFO, "delivery_applied",
-                            "applied delivery", "idempotency_key", key,
-                            "message_type", message_type, "correlation_id",
-                            correlation_id, NULL);
+                    cw_log (CW_LOG_INFO, "delivery_applied", "applied delivery",
+                            "idempotency_key", key, "message_type",
+                            message_type, "correlation_id", correlation_id,
+                            NULL);
                     result->status = outcome->status;
                     result->body = text;
                     return;
@@ -383,8 +395,7 @@ s_reply_result (cw_http_request_t *request, s_result_t *result)
 {
     if (result->status == 503)
         s_reply_unavailable (request);
-    else
-    if (result->status >= 400)
+    else if (result->status >= 400)
         s_reply_outcome (request, &result->outcome);
     else {
         if (result->replayed)
@@ -397,9 +408,13 @@ s_reply_result (cw_http_request_t *request, s_result_t *result)
 }
 
 static void
-s_deliver (cw_webshop_t *self, cw_http_request_t *request, const char *key,
-           const char *message_type, const json_t *content,
-           s_apply_fn *apply, void *args)
+s_deliver (cw_webshop_t *self,
+           cw_http_request_t *request,
+           const char *key,
+           const char *message_type,
+           const json_t *content,
+           s_apply_fn *apply,
+           void *args)
 {
     s_result_t result;
     s_process (self, cw_http_request_correlation_id (request), key,
@@ -423,8 +438,11 @@ s_unknown_order (s_outcome_t *outcome, const char *order_id)
 //  body names one). Returns 0 with *tenant_id (caller frees), 1 with a
 //  404 or 409 outcome, -1 on a database error.
 static int
-s_order_tenant (cw_pg_t *pg, const char *order_id, const char *tenant,
-                char **tenant_id, s_outcome_t *outcome)
+s_order_tenant (cw_pg_t *pg,
+                const char *order_id,
+                const char *tenant,
+                char **tenant_id,
+                s_outcome_t *outcome)
 {
     int found = cw_webshop_store_order_tenant (pg, order_id, tenant_id);
     if (found < 0)
@@ -461,8 +479,9 @@ s_path_order (cw_http_request_t *request, json_t *body, const char **order_id)
         return false;
     }
     json_t *item = json_object_get (body, "orderId");
-    if (item && (!json_is_string (item)
-                 || strcmp (json_string_value (item), *order_id) != 0)) {
+    if (item
+        && (!json_is_string (item)
+            || strcmp (json_string_value (item), *order_id) != 0)) {
         s_reply_invalid (request, 422, "orderId",
                          "field \"orderId\" does not match the path");
         return false;
@@ -472,7 +491,8 @@ s_path_order (cw_http_request_t *request, json_t *body, const char **order_id)
 
 //  Validates a push body against the contract; false after replying 422.
 static bool
-s_body_valid (cw_http_request_t *request, cw_event_endpoint_t endpoint,
+s_body_valid (cw_http_request_t *request,
+              cw_event_endpoint_t endpoint,
               json_t *body)
 {
     //  orderId in the body is checked against the path, not the contract.
@@ -491,19 +511,22 @@ s_body_valid (cw_http_request_t *request, cw_event_endpoint_t endpoint,
 
 typedef struct {
     const char *order_id;
-    json_t *body;               //  Validated body, borrowed
+    json_t *body;  //  Validated body, borrowed
 } s_args_t;
 
 static int
-s_apply_payment (cw_webshop_t *self, cw_pg_t *pg, void *args,
-                 s_outcome_t *outcome, json_t **reply)
+s_apply_payment (cw_webshop_t *self,
+                 cw_pg_t *pg,
+                 void *args,
+                 s_outcome_t *outcome,
+                 json_t **reply)
 {
     (void) self;
     s_args_t *payment = (s_args_t *) args;
     char *tenant_id = NULL;
     int found = s_order_tenant (pg, payment->order_id,
-                                s_text (payment->body, "tenantId"),
-                                &tenant_id, outcome);
+                                s_text (payment->body, "tenantId"), &tenant_id,
+                                outcome);
     if (found != 0)
         return found < 0 ? -1 : 0;
     int64_t version = s_number (payment->body, "externalVersion");
@@ -518,11 +541,11 @@ s_apply_payment (cw_webshop_t *self, cw_pg_t *pg, void *args,
     if (applied < 0)
         return -1;
     outcome->status = 200;
-    *reply = json_pack ("{s:s, s:s, s:I, s:b, s:I}", "orderId",
-                        payment->order_id, "status",
-                        s_text (payment->body, "status"), "externalVersion",
-                        (json_int_t) version, "applied", applied,
-                        "currentVersion", (json_int_t) current);
+    *reply =
+        json_pack ("{s:s, s:s, s:I, s:b, s:I}", "orderId", payment->order_id,
+                   "status", s_text (payment->body, "status"),
+                   "externalVersion", (json_int_t) version, "applied", applied,
+                   "currentVersion", (json_int_t) current);
     if (!applied)
         json_object_set_new (*reply, "reason", json_string ("stale version"));
     return 0;
@@ -556,16 +579,18 @@ s_post_payment_status (cw_http_request_t *request, void *arg)
 //  POST /webshop/orders/{orderId}/invoice-available
 
 static int
-s_apply_invoice (cw_webshop_t *self, cw_pg_t *pg, void *args,
-                 s_outcome_t *outcome, json_t **reply)
+s_apply_invoice (cw_webshop_t *self,
+                 cw_pg_t *pg,
+                 void *args,
+                 s_outcome_t *outcome,
+                 json_t **reply)
 {
     (void) self;
     s_args_t *invoice = (s_args_t *) args;
     json_t *body = invoice->body;
     char *tenant_id = NULL;
     int found = s_order_tenant (pg, invoice->order_id,
-                                s_text (body, "tenantId"), &tenant_id,
-                                outcome);
+                                s_text (body, "tenantId"), &tenant_id, outcome);
     if (found != 0)
         return found < 0 ? -1 : 0;
     int64_t version = s_number (body, "externalVersion");
@@ -577,10 +602,10 @@ s_apply_invoice (cw_webshop_t *self, cw_pg_t *pg, void *args,
     if (applied < 0)
         return -1;
     outcome->status = 200;
-    *reply = json_pack ("{s:s, s:s, s:I, s:b}", "orderId", invoice->order_id,
-                        "invoiceNumber", s_text (body, "invoiceNumber"),
-                        "externalVersion", (json_int_t) version, "applied",
-                        applied);
+    *reply =
+        json_pack ("{s:s, s:s, s:I, s:b}", "orderId", invoice->order_id,
+                   "invoiceNumber", s_text (body, "invoiceNumber"),
+                   "externalVersion", (json_int_t) version, "applied", applied);
     if (!applied)
         json_object_set_new (*reply, "reason", json_string ("stale version"));
     return 0;
@@ -597,8 +622,8 @@ s_post_invoice_available (cw_http_request_t *request, void *arg)
         return;
     s_args_t invoice = {.body = body};
     if (s_path_order (request, body, &invoice.order_id)
-        && s_body_valid (request,
-                         CW_EVENT_ENDPOINT_WEBSHOP_INVOICE_AVAILABLE, body)) {
+        && s_body_valid (request, CW_EVENT_ENDPOINT_WEBSHOP_INVOICE_AVAILABLE,
+                         body)) {
         const char *fields[] = {invoice.order_id,
                                 s_text (body, "invoiceNumber")};
         char *key = s_build_key (request, CW_IDKEY_INVOICE, fields,
@@ -615,8 +640,11 @@ s_post_invoice_available (cw_http_request_t *request, void *arg)
 //  POST /webshop/products/prices
 
 static int
-s_apply_price (cw_webshop_t *self, cw_pg_t *pg, void *args,
-               s_outcome_t *outcome, json_t **reply)
+s_apply_price (cw_webshop_t *self,
+               cw_pg_t *pg,
+               void *args,
+               s_outcome_t *outcome,
+               json_t **reply)
 {
     (void) self;
     json_t *price = ((s_args_t *) args)->body;
@@ -682,14 +710,15 @@ s_post_prices (cw_http_request_t *request, void *arg)
     json_t *results = json_array ();
     size_t index;
     json_t *price;
-    json_array_foreach (prices, index, price) {
+    json_array_foreach (prices, index, price)
+    {
         char *key = s_price_key (request, price);
         if (!key)
             break;
         s_args_t args = {.body = price};
         s_result_t result;
-        s_process (self, cw_http_request_correlation_id (request), key,
-                   "price", price, s_apply_price, &args, &result);
+        s_process (self, cw_http_request_correlation_id (request), key, "price",
+                   price, s_apply_price, &args, &result);
         free (key);
         if (result.status >= 400) {
             //  Prices before this one stay applied (and remembered): a
@@ -720,8 +749,11 @@ s_post_prices (cw_http_request_t *request, void *arg)
 //  POST /webshop/events: erp.*.v1 CloudEvents in structured JSON mode
 
 static int
-s_apply_synced (cw_webshop_t *self, cw_pg_t *pg, void *args,
-                s_outcome_t *outcome, json_t **reply)
+s_apply_synced (cw_webshop_t *self,
+                cw_pg_t *pg,
+                void *args,
+                s_outcome_t *outcome,
+                json_t **reply)
 {
     (void) self;
     json_t *data = ((s_args_t *) args)->body;
@@ -729,10 +761,10 @@ s_apply_synced (cw_webshop_t *self, cw_pg_t *pg, void *args,
     const char *id = s_text (data, customer ? "customerId" : "orderId");
     const char *tenant_id = s_text (data, "tenantId");
     const char *external_id = s_text (data, "externalId");
-    int changed = customer ? cw_webshop_store_customer_synced (
-                                 pg, tenant_id, id, external_id)
-                           : cw_webshop_store_order_synced (pg, tenant_id, id,
-                                                            external_id);
+    int changed =
+        customer
+            ? cw_webshop_store_customer_synced (pg, tenant_id, id, external_id)
+            : cw_webshop_store_order_synced (pg, tenant_id, id, external_id);
     if (changed < 0)
         return -1;
     if (changed == 0) {
@@ -746,10 +778,10 @@ s_apply_synced (cw_webshop_t *self, cw_pg_t *pg, void *args,
         return 0;
     }
     outcome->status = 200;
-    *reply = json_pack ("{s:s, s:s, s:s, s:b}", customer ? "customerId"
-                                                          : "orderId",
-                        id, "externalId", external_id, "syncStatus",
-                        s_text (data, "syncStatus"), "applied", 1);
+    *reply =
+        json_pack ("{s:s, s:s, s:s, s:b}", customer ? "customerId" : "orderId",
+                   id, "externalId", external_id, "syncStatus",
+                   s_text (data, "syncStatus"), "applied", 1);
     return 0;
 }
 
@@ -775,11 +807,9 @@ s_post_events (cw_http_request_t *request, void *arg)
     if (strcmp (type, "erp.customer.synced.v1") == 0
         || strcmp (type, "erp.order.synced.v1") == 0)
         apply = s_apply_synced;
-    else
-    if (strcmp (type, "erp.invoice.available.v1") == 0)
+    else if (strcmp (type, "erp.invoice.available.v1") == 0)
         apply = s_apply_invoice;
-    else
-    if (strcmp (type, "erp.price.updated.v1") == 0)
+    else if (strcmp (type, "erp.price.updated.v1") == 0)
         apply = s_apply_price;
     if (!apply) {
         char detail[WEBSHOP_DETAIL_SIZE];
@@ -790,18 +820,16 @@ s_post_events (cw_http_request_t *request, void *arg)
                   type);
         s_reply_invalid (request, 422, "type", detail);
     }
-    else
-    if (cw_event_validate (type, data, reason, sizeof (reason)) != 0)
+    else if (cw_event_validate (type, data, reason, sizeof (reason)) != 0)
         s_reply_reason (request, reason);
-    else
-    if (json_object_get (data, "tenantId")
-        && strcmp (s_text (data, "tenantId"), cw_envelope_tenant_id (event))
-               != 0)
+    else if (json_object_get (data, "tenantId")
+             && strcmp (s_text (data, "tenantId"),
+                        cw_envelope_tenant_id (event))
+                    != 0)
         s_reply_invalid (request, 422, "tenantId",
                          "field \"data.tenantId\" does not match the "
                          "envelope's tenantid");
-    else
-    if (s_key_matches (request, key, false)) {
+    else if (s_key_matches (request, key, false)) {
         args.order_id = s_text (data, "orderId");
         s_deliver (self, request, key, type, data, apply, &args);
     }
@@ -814,9 +842,13 @@ s_post_events (cw_http_request_t *request, void *arg)
 //  Builds an envelope around data (borrowed) and adds it to the outbox.
 //  Fills event_id. Returns 0, -1 on a database error.
 static int
-s_outbox_event (cw_webshop_t *self, cw_pg_t *pg, const char *type,
-                const char *tenant_id, const char *key,
-                const char *correlation_id, json_t *data,
+s_outbox_event (cw_webshop_t *self,
+                cw_pg_t *pg,
+                const char *type,
+                const char *tenant_id,
+                const char *key,
+                const char *correlation_id,
+                json_t *data,
                 char event_id[WEBSHOP_EVENT_ID_BYTES * 2 + 1])
 {
     unsigned char random[WEBSHOP_EVENT_ID_BYTES];
@@ -840,8 +872,8 @@ s_outbox_event (cw_webshop_t *self, cw_pg_t *pg, const char *type,
     cw_envelope_destroy (&event);
     if (!text) {
         //  Our own event broke the contract: a bug, not bad input.
-        cw_log (CW_LOG_ERROR, "event_invalid", "could not encode event",
-                "type", type, "reason", reason, NULL);
+        cw_log (CW_LOG_ERROR, "event_invalid", "could not encode event", "type",
+                type, "reason", reason, NULL);
         return -1;
     }
     int rc = cw_webshop_store_outbox_add (pg, type, tenant_id, key,
@@ -850,14 +882,19 @@ s_outbox_event (cw_webshop_t *self, cw_pg_t *pg, const char *type,
     return rc;
 }
 
-typedef int (s_run_fn) (cw_webshop_t *self, cw_pg_t *pg,
-                        cw_http_request_t *request, json_t *body,
-                        s_outcome_t *outcome, json_t **reply);
+typedef int (s_run_fn) (cw_webshop_t *self,
+                        cw_pg_t *pg,
+                        cw_http_request_t *request,
+                        json_t *body,
+                        s_outcome_t *outcome,
+                        json_t **reply);
 
 //  Runs run in a transaction, retried on serialization failures and lost
 //  connections; replies with its outcome, or 503.
 static void
-s_transaction (cw_webshop_t *self, cw_http_request_t *request, json_t *body,
+s_transaction (cw_webshop_t *self,
+               cw_http_request_t *request,
+               json_t *body,
                s_run_fn *run)
 {
     for (int attempt = 1; attempt <= WEBSHOP_ATTEMPTS; attempt++) {
@@ -906,8 +943,12 @@ s_event_valid (const char *type, json_t *data, s_outcome_t *outcome)
 //  POST /shop/customers {tenantId, customerId, customer: {name, email,
 //  countryCode}}: creates or changes a customer.
 static int
-s_run_customer (cw_webshop_t *self, cw_pg_t *pg, cw_http_request_t *request,
-                json_t *body, s_outcome_t *outcome, json_t **reply)
+s_run_customer (cw_webshop_t *self,
+                cw_pg_t *pg,
+                cw_http_request_t *request,
+                json_t *body,
+                s_outcome_t *outcome,
+                json_t **reply)
 {
     const char *tenant_id = s_text (body, "tenantId");
     const char *customer_id = s_text (body, "customerId");
@@ -932,20 +973,18 @@ s_run_customer (cw_webshop_t *self, cw_pg_t *pg, cw_http_request_t *request,
     char reason[WEBSHOP_DETAIL_SIZE];
     char *key = cw_idkey_build (CW_IDKEY_CUSTOMER, fields, (uint64_t) version,
                                 reason, sizeof (reason));
-    json_t *data = json_pack ("{s:s, s:s, s:I, s:o, s:O}", "tenantId",
-                              tenant_id, "customerId", customer_id, "version",
-                              (json_int_t) version, "changedFields", changed,
-                              "customer", customer);
+    json_t *data =
+        json_pack ("{s:s, s:s, s:I, s:o, s:O}", "tenantId", tenant_id,
+                   "customerId", customer_id, "version", (json_int_t) version,
+                   "changedFields", changed, "customer", customer);
     int rc = 0;
     char event_id[WEBSHOP_EVENT_ID_BYTES * 2 + 1];
     if (!key)
         rc = -1;
-    else
-    if (s_event_valid ("customer.upsert.requested.v1", data, outcome))
-        rc = s_outbox_event (self, pg, "customer.upsert.requested.v1",
-                             tenant_id, key,
-                             cw_http_request_correlation_id (request), data,
-                             event_id);
+    else if (s_event_valid ("customer.upsert.requested.v1", data, outcome))
+        rc = s_outbox_event (
+            self, pg, "customer.upsert.requested.v1", tenant_id, key,
+            cw_http_request_correlation_id (request), data, event_id);
     if (rc == 0 && outcome->status == 0) {
         outcome->status = version == 1 ? 201 : 200;
         *reply = json_pack ("{s:s, s:s, s:I, s:b, s:s, s:s}", "tenantId",
@@ -967,18 +1006,16 @@ s_post_customers (cw_http_request_t *request, void *arg)
         return;
     //  The same checks as the event it causes, before touching the database.
     json_t *probe = json_pack ("{s:O?, s:O?, s:i, s:[s], s:O?}", "tenantId",
-                               json_object_get (body, "tenantId"),
-                               "customerId",
-                               json_object_get (body, "customerId"),
-                               "version", 1, "changedFields", "name",
-                               "customer", json_object_get (body, "customer"));
+                               json_object_get (body, "tenantId"), "customerId",
+                               json_object_get (body, "customerId"), "version",
+                               1, "changedFields", "name", "customer",
+                               json_object_get (body, "customer"));
     s_outcome_t outcome;
     memset (&outcome, 0, sizeof (outcome));
     json_t *customer = json_object_get (body, "customer");
     if (!s_event_valid ("customer.upsert.requested.v1", probe, &outcome))
         s_reply_outcome (request, &outcome);
-    else
-    if (!json_is_string (json_object_get (customer, "email")))
+    else if (!json_is_string (json_object_get (customer, "email")))
         s_reply_invalid (request, 422, "customer.email",
                          "field \"customer.email\": missing");
     else
@@ -990,8 +1027,12 @@ s_post_customers (cw_http_request_t *request, void *arg)
 //  POST /shop/orders {tenantId, orderId, customerId, currency, lines:
 //  [{articleNumber, quantity, unitPrice}], tax, shipping, discount}
 static int
-s_run_order (cw_webshop_t *self, cw_pg_t *pg, cw_http_request_t *request,
-             json_t *data, s_outcome_t *outcome, json_t **reply)
+s_run_order (cw_webshop_t *self,
+             cw_pg_t *pg,
+             cw_http_request_t *request,
+             json_t *data,
+             s_outcome_t *outcome,
+             json_t **reply)
 {
     const char *tenant_id = s_text (data, "tenantId");
     const char *order_id = s_text (data, "orderId");
@@ -1002,8 +1043,8 @@ s_run_order (cw_webshop_t *self, cw_pg_t *pg, cw_http_request_t *request,
     if (found < 0)
         return -1;
     if (found == 0) {
-        s_outcome_problem (outcome, 422, "unknown-customer",
-                           "unknown customer", "customerId");
+        s_outcome_problem (outcome, 422, "unknown-customer", "unknown customer",
+                           "customerId");
         snprintf (outcome->detail, sizeof (outcome->detail),
                   "customer \"%s\" of tenant \"%s\" does not exist",
                   customer_id, tenant_id);
@@ -1013,11 +1054,11 @@ s_run_order (cw_webshop_t *self, cw_pg_t *pg, cw_http_request_t *request,
     char *owner = NULL;
     found = cw_webshop_store_order_tenant (pg, order_id, &owner);
     free (owner);
-    int created = found == 0
-                      ? cw_webshop_store_order_create (pg, tenant_id, order_id,
-                                                       customer_id, currency,
-                                                       total, "pending")
-                      : found > 0 ? 0 : -1;
+    int created =
+        found == 0 ? cw_webshop_store_order_create (
+            pg, tenant_id, order_id, customer_id, currency, total, "pending")
+        : found > 0 ? 0
+                    : -1;
     if (created <= 0) {
         if (created == 0) {
             s_outcome_problem (outcome, 409, "order-exists", "order exists",
@@ -1032,16 +1073,20 @@ s_run_order (cw_webshop_t *self, cw_pg_t *pg, cw_http_request_t *request,
     }
     size_t index;
     json_t *line;
-    json_array_foreach (json_object_get (data, "lines"), index, line)
-        if (cw_webshop_store_order_line_add (
-                pg, tenant_id, order_id, (int) index + 1,
-                s_text (line, "articleNumber"), s_number (line, "quantity"),
-                s_number (line, "unitPrice")))
-            return -1;
+    json_array_foreach (
+        json_object_get (data, "lines"), index,
+        line) if (cw_webshop_store_order_line_add (pg, tenant_id, order_id,
+                                                   (int) index + 1,
+                                                   s_text (line,
+                                                           "articleNumber"),
+                                                   s_number (line, "quantity"),
+                                                   s_number (
+                                                       line,
+                                                       "unitPrice"))) return -1;
     const char *fields[] = {tenant_id, order_id};
     char reason[WEBSHOP_DETAIL_SIZE];
-    char *key = cw_idkey_build (CW_IDKEY_ORDER, fields, 1, reason,
-                                sizeof (reason));
+    char *key =
+        cw_idkey_build (CW_IDKEY_ORDER, fields, 1, reason, sizeof (reason));
     if (!key)
         return -1;
     char event_id[WEBSHOP_EVENT_ID_BYTES * 2 + 1];
@@ -1084,9 +1129,10 @@ s_post_orders (cw_http_request_t *request, void *arg)
     bool overflow = false;
     size_t index;
     json_t *line;
-    json_array_foreach (lines, index, line) {
-        json_t *copy = json_is_object (line) ? json_deep_copy (line)
-                                             : json_incref (line);
+    json_array_foreach (lines, index, line)
+    {
+        json_t *copy =
+            json_is_object (line) ? json_deep_copy (line) : json_incref (line);
         json_t *quantity = json_object_get (line, "quantity");
         json_t *price = json_object_get (line, "unitPrice");
         if (json_is_integer (quantity) && json_is_integer (price)) {
@@ -1096,8 +1142,7 @@ s_post_orders (cw_http_request_t *request, void *arg)
                 || __builtin_add_overflow (subtotal, product, &subtotal))
                 overflow = true;
             else
-                json_object_set_new (copy, "lineTotal",
-                                     json_integer (product));
+                json_object_set_new (copy, "lineTotal", json_integer (product));
         }
         json_array_append_new (event_lines, copy);
     }
@@ -1111,11 +1156,11 @@ s_post_orders (cw_http_request_t *request, void *arg)
         json_integer_value (json_object_get (body, "shipping"));
     json_int_t discount =
         json_integer_value (json_object_get (body, "discount"));
-    json_object_set_new (
-        data, "totals",
-        json_pack ("{s:I, s:I, s:I, s:I, s:I}", "subtotal", subtotal,
-                   "discount", discount, "tax", tax, "shipping", shipping,
-                   "total", subtotal - discount + tax + shipping));
+    json_object_set_new (data, "totals",
+                         json_pack ("{s:I, s:I, s:I, s:I, s:I}", "subtotal",
+                                    subtotal, "discount", discount, "tax", tax,
+                                    "shipping", shipping, "total",
+                                    subtotal - discount + tax + shipping));
     s_outcome_t outcome;
     memset (&outcome, 0, sizeof (outcome));
     const char *amounts[] = {"tax", "shipping", "discount", NULL};
@@ -1135,12 +1180,10 @@ s_post_orders (cw_http_request_t *request, void *arg)
                   bad_amount, (long long) CW_EVENT_AMOUNT_MAX);
         s_reply_invalid (request, 422, bad_amount, detail);
     }
-    else
-    if (overflow)
+    else if (overflow)
         s_reply_invalid (request, 422, "lines",
                          "field \"lines\": order total is too large");
-    else
-    if (!s_event_valid ("order.created.v1", data, &outcome))
+    else if (!s_event_valid ("order.created.v1", data, &outcome))
         s_reply_outcome (request, &outcome);
     else
         s_transaction (self, request, data, s_run_order);
@@ -1150,8 +1193,12 @@ s_post_orders (cw_http_request_t *request, void *arg)
 
 //  POST /shop/orders/{orderId}/status {status}
 static int
-s_run_status (cw_webshop_t *self, cw_pg_t *pg, cw_http_request_t *request,
-              json_t *body, s_outcome_t *outcome, json_t **reply)
+s_run_status (cw_webshop_t *self,
+              cw_pg_t *pg,
+              cw_http_request_t *request,
+              json_t *body,
+              s_outcome_t *outcome,
+              json_t **reply)
 {
     const char *order_id = cw_http_request_param (request, "orderId");
     const char *status = s_text (body, "status");
@@ -1163,13 +1210,11 @@ s_run_status (cw_webshop_t *self, cw_pg_t *pg, cw_http_request_t *request,
     if (changed != 1) {
         if (changed == 0)
             s_unknown_order (outcome, order_id);
-        else
-        if (changed == 2) {
+        else if (changed == 2) {
             s_outcome_problem (outcome, 409, "ambiguous-order",
                                "ambiguous order id", "orderId");
             snprintf (outcome->detail, sizeof (outcome->detail),
-                      "order id \"%s\" is used by several tenants",
-                      order_id);
+                      "order id \"%s\" is used by several tenants", order_id);
         }
         free (tenant_id);
         free (previous);
@@ -1179,8 +1224,8 @@ s_run_status (cw_webshop_t *self, cw_pg_t *pg, cw_http_request_t *request,
     s_now_text (now, sizeof (now));
     json_t *data = json_pack ("{s:s, s:s, s:I, s:s, s:s, s:s}", "tenantId",
                               tenant_id, "orderId", order_id, "version",
-                              (json_int_t) version, "previousStatus",
-                              previous, "status", status, "changedAt", now);
+                              (json_int_t) version, "previousStatus", previous,
+                              "status", status, "changedAt", now);
     const char *fields[] = {tenant_id, order_id, status};
     char reason[WEBSHOP_DETAIL_SIZE];
     char *key = cw_idkey_build (CW_IDKEY_ORDER_STATUS, fields,
@@ -1193,11 +1238,11 @@ s_run_status (cw_webshop_t *self, cw_pg_t *pg, cw_http_request_t *request,
                              data, event_id);
     if (rc == 0 && outcome->status == 0) {
         outcome->status = 200;
-        *reply = json_pack ("{s:s, s:s, s:s, s:s, s:I, s:s, s:s}",
-                            "tenantId", tenant_id, "orderId", order_id,
-                            "previousStatus", previous, "status", status,
-                            "version", (json_int_t) version, "eventId",
-                            event_id, "idempotencyKey", key);
+        *reply = json_pack ("{s:s, s:s, s:s, s:s, s:I, s:s, s:s}", "tenantId",
+                            tenant_id, "orderId", order_id, "previousStatus",
+                            previous, "status", status, "version",
+                            (json_int_t) version, "eventId", event_id,
+                            "idempotencyKey", key);
     }
     json_decref (data);
     free (key);
@@ -1256,23 +1301,24 @@ s_get_invoices (cw_http_request_t *request, void *arg)
     }
     size_t index;
     json_t *item;
-    json_array_foreach (list, index, item) {
+    json_array_foreach (list, index, item)
+    {
         char href[512];
         snprintf (href, sizeof (href),
                   "/webshop/orders/%s/invoices/%s/document", order_id,
                   json_string_value (json_object_get (item, "invoiceNumber")));
         json_object_set_new (item, "documentHref", json_string (href));
     }
-    json_t *reply = json_pack ("{s:s, s:o}", "orderId", order_id, "invoices",
-                               list);
+    json_t *reply =
+        json_pack ("{s:s, s:o}", "orderId", order_id, "invoices", list);
     cw_http_reply_json (request, 200, reply);
     json_decref (reply);
 }
 
 typedef struct {
-    unsigned char *data;        //  Bytes so far
-    size_t size;                //  How many
-    bool too_large;             //  Past CW_WEBSHOP_DOCUMENT_MAX
+    unsigned char *data;  //  Bytes so far
+    size_t size;          //  How many
+    bool too_large;       //  Past CW_WEBSHOP_DOCUMENT_MAX
 } s_buffer_t;
 
 static size_t
@@ -1297,9 +1343,14 @@ s_fetch_write (char *data, size_t size, size_t count, void *arg)
 //  Fetches url with an optional bearer token. Returns 0 with the bytes
 //  and content type (caller frees both), or -1 with a reason.
 static int
-s_fetch (cw_webshop_t *self, const char *url, const char *token,
-         const char *correlation_id, s_buffer_t *buffer,
-         char **content_type, char *reason, size_t size)
+s_fetch (cw_webshop_t *self,
+         const char *url,
+         const char *token,
+         const char *correlation_id,
+         s_buffer_t *buffer,
+         char **content_type,
+         char *reason,
+         size_t size)
 {
     CURL *curl = curl_easy_init ();
     if (!curl)
@@ -1311,8 +1362,7 @@ s_fetch (cw_webshop_t *self, const char *url, const char *token,
         snprintf (header, sizeof (header), "Authorization: Bearer %s", token);
         headers = curl_slist_append (headers, header);
     }
-    snprintf (header, sizeof (header), "X-Correlation-ID: %s",
-              correlation_id);
+    snprintf (header, sizeof (header), "X-Correlation-ID: %s", correlation_id);
     headers = curl_slist_append (headers, header);
     curl_easy_setopt (curl, CURLOPT_URL, url);
     curl_easy_setopt (curl, CURLOPT_HTTPHEADER, headers);
@@ -1326,7 +1376,8 @@ s_fetch (cw_webshop_t *self, const char *url, const char *token,
 #if LIBCURL_VERSION_NUM >= 0x075500
     curl_easy_setopt (curl, CURLOPT_PROTOCOLS_STR, "http,https");
 #else
-    curl_easy_setopt (curl, CURLOPT_PROTOCOLS, CURLPROTO_HTTP | CURLPROTO_HTTPS);
+    curl_easy_setopt (curl, CURLOPT_PROTOCOLS,
+                      CURLPROTO_HTTP | CURLPROTO_HTTPS);
 #endif
     CURLcode code = curl_easy_perform (curl);
     long status = 0;
@@ -1337,15 +1388,12 @@ s_fetch (cw_webshop_t *self, const char *url, const char *token,
     if (buffer->too_large)
         snprintf (reason, size, "document is larger than %d bytes",
                   CW_WEBSHOP_DOCUMENT_MAX);
-    else
-    if (code != CURLE_OK)
+    else if (code != CURLE_OK)
         snprintf (reason, size, "could not fetch document: %s",
                   *error ? error : curl_easy_strerror (code));
-    else
-    if (status != 200)
+    else if (status != 200)
         snprintf (reason, size, "could not fetch document: HTTP %ld", status);
-    else
-    if (buffer->size == 0)
+    else if (buffer->size == 0)
         snprintf (reason, size, "could not fetch document: empty body");
     else {
         *content_type = s_strdup (type ? type : "application/pdf");
@@ -1376,35 +1424,30 @@ s_get_document (cw_http_request_t *request, void *arg)
     int found = cw_webshop_store_order_tenant (pg, order_id, &tenant_id);
     if (found == 1)
         found = cw_webshop_store_document_get (pg, tenant_id, order_id,
-                                               invoice_number, &document,
-                                               &size, &url, &token);
-    else
-    if (found == 2)
+                                               invoice_number, &document, &size,
+                                               &url, &token);
+    else if (found == 2)
         found = 0;
     cw_webshop_store_release (self->store, pg);
     if (found < 0)
         s_reply_unavailable (request);
-    else
-    if (found == 0)
+    else if (found == 0)
         s_reply_invalid (request, 404, "invoiceNumber",
                          "no such invoice for this order");
-    else
-    if (document) {
-        cw_http_reply_bytes (request, 200, "application/pdf", document,
-                             size);
+    else if (document) {
+        cw_http_reply_bytes (request, 200, "application/pdf", document, size);
     }
     else {
         s_buffer_t buffer = {0};
         char *fetched_type = NULL;
         char reason[WEBSHOP_DETAIL_SIZE];
-        if (s_fetch (self, url, token,
-                     cw_http_request_correlation_id (request), &buffer,
-                     &fetched_type, reason, sizeof (reason))
+        if (s_fetch (self, url, token, cw_http_request_correlation_id (request),
+                     &buffer, &fetched_type, reason, sizeof (reason))
             != 0) {
             cw_log (CW_LOG_WARN, "document_fetch_failed", reason, "order_id",
                     order_id, "invoice_number", invoice_number,
-                    "correlation_id",
-                    cw_http_request_correlation_id (request), NULL);
+                    "correlation_id", cw_http_request_correlation_id (request),
+                    NULL);
             cw_http_reply_problem (request, 502, "document-unavailable",
                                    "document unavailable", reason, NULL);
         }
@@ -1417,12 +1460,13 @@ s_get_document (cw_http_request_t *request, void *arg)
                         "could not store fetched document", "order_id",
                         order_id, "invoice_number", invoice_number, NULL);
             cw_webshop_store_release (self->store, pg);
-            cw_log (CW_LOG_INFO, "document_fetched", "fetched and stored "
-                                                     "invoice document",
+            cw_log (CW_LOG_INFO, "document_fetched",
+                    "fetched and stored "
+                    "invoice document",
                     "order_id", order_id, "invoice_number", invoice_number,
                     NULL);
-            cw_http_reply_bytes (request, 200, "application/pdf",
-                                 buffer.data, buffer.size);
+            cw_http_reply_bytes (request, 200, "application/pdf", buffer.data,
+                                 buffer.size);
         }
         free (buffer.data);
         free (fetched_type);
@@ -1473,8 +1517,7 @@ cw_webshop_new (const cw_webshop_config_t *config, char *error, size_t size)
                    s_post_invoice_available, self);
     cw_http_route (self->http, "POST", "/webshop/products/prices",
                    s_post_prices, self);
-    cw_http_route (self->http, "POST", "/webshop/events", s_post_events,
-                   self);
+    cw_http_route (self->http, "POST", "/webshop/events", s_post_events, self);
     cw_http_route (self->http, "GET", "/webshop/orders/{orderId}/invoices",
                    s_get_invoices, self);
     cw_http_route (self->http, "GET",
@@ -1517,8 +1560,10 @@ cw_webshop_port (cw_webshop_t *self)
 }
 
 int
-cw_webshop_write_port_file (cw_webshop_t *self, const char *path,
-                            char *error, size_t size)
+cw_webshop_write_port_file (cw_webshop_t *self,
+                            const char *path,
+                            char *error,
+                            size_t size)
 {
     assert (self);
     return cw_http_write_port_file (self->http, path, error, size);

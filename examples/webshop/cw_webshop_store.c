@@ -15,20 +15,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define STORE_INT_SIZE 24           //  Room for an int64 as text
+#define STORE_INT_SIZE 24  //  Room for an int64 as text
 
 struct _cw_webshop_store_t {
-    cw_pg_t **connections;      //  All connections, owned
-    bool *busy;                 //  busy[i]: connections[i] is lent out
-    int size;                   //  Number of connections
-    pthread_mutex_t mutex;      //  Guards busy
-    pthread_cond_t freed;       //  Signalled when one is released
+    cw_pg_t **connections;  //  All connections, owned
+    bool *busy;             //  busy[i]: connections[i] is lent out
+    int size;               //  Number of connections
+    pthread_mutex_t mutex;  //  Guards busy
+    pthread_cond_t freed;   //  Signalled when one is released
 };
 
 typedef struct {
-    const char *name;           //  Statement name
-    const char *sql;            //  Its text
-    int nparams;                //  Parameters
+    const char *name;  //  Statement name
+    const char *sql;   //  Its text
+    int nparams;       //  Parameters
 } s_statement_t;
 
 static const s_statement_t s_statements[] = {
@@ -186,17 +186,16 @@ s_parse_int (const char *text, int64_t *value)
 static int
 s_failed (cw_pg_t *pg, const char *statement)
 {
-    cw_log (CW_LOG_ERROR, "statement_failed", "statement failed",
-            "statement", statement, "sqlstate", cw_pg_sqlstate (pg),
-            "failure", cw_pg_failure_name (cw_pg_failure (pg)), "detail",
-            cw_pg_error (pg), NULL);
+    cw_log (CW_LOG_ERROR, "statement_failed", "statement failed", "statement",
+            statement, "sqlstate", cw_pg_sqlstate (pg), "failure",
+            cw_pg_failure_name (cw_pg_failure (pg)), "detail", cw_pg_error (pg),
+            NULL);
     return -1;
 }
 
 //  Runs a statement; returns the rows (caller destroys) or NULL on error.
 static cw_pg_rows_t *
-s_exec (cw_pg_t *pg, const char *name, int nparams,
-        const char *const *values)
+s_exec (cw_pg_t *pg, const char *name, int nparams, const char *const *values)
 {
     cw_pg_rows_t *rows = NULL;
     if (cw_pg_exec (pg, name, nparams, values, &rows) != 0) {
@@ -209,7 +208,9 @@ s_exec (cw_pg_t *pg, const char *name, int nparams,
 
 //  Runs a statement; returns rows affected/returned, or -1.
 static int64_t
-s_exec_count (cw_pg_t *pg, const char *name, int nparams,
+s_exec_count (cw_pg_t *pg,
+              const char *name,
+              int nparams,
               const char *const *values)
 {
     cw_pg_rows_t *rows = s_exec (pg, name, nparams, values);
@@ -221,8 +222,7 @@ s_exec_count (cw_pg_t *pg, const char *name, int nparams,
 }
 
 cw_webshop_store_t *
-cw_webshop_store_new (const char *uri, int size, char *error,
-                      size_t error_size)
+cw_webshop_store_new (const char *uri, int size, char *error, size_t error_size)
 {
     assert (uri);
     assert (size > 0);
@@ -251,8 +251,9 @@ cw_webshop_store_new (const char *uri, int size, char *error,
             if (cw_pg_prepare (pg, statement->name, statement->sql,
                                statement->nparams)
                 != 0) {
-                snprintf (error, error_size, "could not prepare statement "
-                                             "\"%s\": %s",
+                snprintf (error, error_size,
+                          "could not prepare statement "
+                          "\"%s\": %s",
                           statement->name, cw_pg_error (pg));
                 cw_webshop_store_destroy (&self);
                 return NULL;
@@ -312,19 +313,21 @@ cw_webshop_store_release (cw_webshop_store_t *self, cw_pg_t *pg)
 }
 
 int
-cw_webshop_store_inbox_claim (cw_pg_t *pg, const char *key,
+cw_webshop_store_inbox_claim (cw_pg_t *pg,
+                              const char *key,
                               const char *message_type,
                               const char *request_sha256,
                               const char *correlation_id)
 {
-    const char *values[] = {key, message_type, request_sha256,
-                            correlation_id};
+    const char *values[] = {key, message_type, request_sha256, correlation_id};
     int64_t count = s_exec_count (pg, "inbox_claim", 4, values);
     return count < 0 ? -1 : count > 0 ? 1 : 0;
 }
 
 int
-cw_webshop_store_inbox_finish (cw_pg_t *pg, const char *key, int status,
+cw_webshop_store_inbox_finish (cw_pg_t *pg,
+                               const char *key,
+                               int status,
                                const char *response_body)
 {
     char status_text[STORE_INT_SIZE];
@@ -334,8 +337,11 @@ cw_webshop_store_inbox_finish (cw_pg_t *pg, const char *key, int status,
 }
 
 int
-cw_webshop_store_inbox_get (cw_pg_t *pg, const char *key, int *status,
-                            char **response_body, char **request_sha256)
+cw_webshop_store_inbox_get (cw_pg_t *pg,
+                            const char *key,
+                            int *status,
+                            char **response_body,
+                            char **request_sha256)
 {
     const char *values[] = {key};
     cw_pg_rows_t *rows = s_exec (pg, "inbox_get", 1, values);
@@ -354,7 +360,8 @@ cw_webshop_store_inbox_get (cw_pg_t *pg, const char *key, int *status,
 }
 
 int
-cw_webshop_store_outbox_add (cw_pg_t *pg, const char *event_type,
+cw_webshop_store_outbox_add (cw_pg_t *pg,
+                             const char *event_type,
                              const char *tenant_id,
                              const char *idempotency_key,
                              const char *correlation_id,
@@ -365,18 +372,19 @@ cw_webshop_store_outbox_add (cw_pg_t *pg, const char *event_type,
     return s_exec_count (pg, "outbox_add", 5, values) == 1 ? 0 : -1;
 }
 
-
 //  Reads a one-row int64 result column 0 of statement name.
 static int
-s_exec_int (cw_pg_t *pg, const char *name, int nparams,
-            const char *const *values, int64_t *value)
+s_exec_int (cw_pg_t *pg,
+            const char *name,
+            int nparams,
+            const char *const *values,
+            int64_t *value)
 {
     cw_pg_rows_t *rows = s_exec (pg, name, nparams, values);
     if (!rows)
         return -1;
     int rc = cw_pg_rows_count (rows) == 1
-                     && s_parse_int (cw_pg_rows_value (rows, 0, 0), value)
-                            == 0
+                     && s_parse_int (cw_pg_rows_value (rows, 0, 0), value) == 0
                  ? 0
                  : -1;
     cw_pg_rows_destroy (&rows);
@@ -384,9 +392,12 @@ s_exec_int (cw_pg_t *pg, const char *name, int nparams,
 }
 
 int
-cw_webshop_store_customer_upsert (cw_pg_t *pg, const char *tenant_id,
-                                  const char *customer_id, const char *email,
-                                  const char *name, int64_t *version,
+cw_webshop_store_customer_upsert (cw_pg_t *pg,
+                                  const char *tenant_id,
+                                  const char *customer_id,
+                                  const char *email,
+                                  const char *name,
+                                  int64_t *version,
                                   json_t *changed)
 {
     const char *values[] = {tenant_id, customer_id, email, name};
@@ -418,7 +429,8 @@ cw_webshop_store_customer_upsert (cw_pg_t *pg, const char *tenant_id,
 }
 
 int
-cw_webshop_store_customer_exists (cw_pg_t *pg, const char *tenant_id,
+cw_webshop_store_customer_exists (cw_pg_t *pg,
+                                  const char *tenant_id,
                                   const char *customer_id)
 {
     const char *values[] = {tenant_id, customer_id};
@@ -427,7 +439,8 @@ cw_webshop_store_customer_exists (cw_pg_t *pg, const char *tenant_id,
 }
 
 int
-cw_webshop_store_customer_synced (cw_pg_t *pg, const char *tenant_id,
+cw_webshop_store_customer_synced (cw_pg_t *pg,
+                                  const char *tenant_id,
                                   const char *customer_id,
                                   const char *erp_id)
 {
@@ -437,7 +450,8 @@ cw_webshop_store_customer_synced (cw_pg_t *pg, const char *tenant_id,
 }
 
 int
-cw_webshop_store_order_tenant (cw_pg_t *pg, const char *order_id,
+cw_webshop_store_order_tenant (cw_pg_t *pg,
+                               const char *order_id,
                                char **tenant_id)
 {
     const char *values[] = {order_id};
@@ -452,9 +466,12 @@ cw_webshop_store_order_tenant (cw_pg_t *pg, const char *order_id,
 }
 
 int
-cw_webshop_store_order_create (cw_pg_t *pg, const char *tenant_id,
-                               const char *order_id, const char *customer_id,
-                               const char *currency, int64_t total_minor,
+cw_webshop_store_order_create (cw_pg_t *pg,
+                               const char *tenant_id,
+                               const char *order_id,
+                               const char *customer_id,
+                               const char *currency,
+                               int64_t total_minor,
                                const char *status)
 {
     char total[STORE_INT_SIZE];
@@ -466,10 +483,13 @@ cw_webshop_store_order_create (cw_pg_t *pg, const char *tenant_id,
 }
 
 int
-cw_webshop_store_order_line_add (cw_pg_t *pg, const char *tenant_id,
-                                 const char *order_id, int line_number,
+cw_webshop_store_order_line_add (cw_pg_t *pg,
+                                 const char *tenant_id,
+                                 const char *order_id,
+                                 int line_number,
                                  const char *article_number,
-                                 int64_t quantity, int64_t unit_price_minor)
+                                 int64_t quantity,
+                                 int64_t unit_price_minor)
 {
     char line[STORE_INT_SIZE], count[STORE_INT_SIZE], price[STORE_INT_SIZE],
         total[STORE_INT_SIZE];
@@ -483,9 +503,12 @@ cw_webshop_store_order_line_add (cw_pg_t *pg, const char *tenant_id,
 }
 
 int
-cw_webshop_store_order_set_status (cw_pg_t *pg, const char *order_id,
-                                   const char *status, char **tenant_id,
-                                   char **previous_status, int64_t *version)
+cw_webshop_store_order_set_status (cw_pg_t *pg,
+                                   const char *order_id,
+                                   const char *status,
+                                   char **tenant_id,
+                                   char **previous_status,
+                                   int64_t *version)
 {
     const char *values[] = {order_id};
     cw_pg_rows_t *rows = s_exec (pg, "order_lock", 1, values);
@@ -504,8 +527,10 @@ cw_webshop_store_order_set_status (cw_pg_t *pg, const char *order_id,
 }
 
 int
-cw_webshop_store_order_synced (cw_pg_t *pg, const char *tenant_id,
-                               const char *order_id, const char *erp_id)
+cw_webshop_store_order_synced (cw_pg_t *pg,
+                               const char *tenant_id,
+                               const char *order_id,
+                               const char *erp_id)
 {
     const char *values[] = {tenant_id, order_id, erp_id};
     int64_t count = s_exec_count (pg, "order_synced", 3, values);
@@ -513,19 +538,22 @@ cw_webshop_store_order_synced (cw_pg_t *pg, const char *tenant_id,
 }
 
 int
-cw_webshop_store_payment_apply (cw_pg_t *pg, const char *tenant_id,
-                                const char *order_id, const char *status,
+cw_webshop_store_payment_apply (cw_pg_t *pg,
+                                const char *tenant_id,
+                                const char *order_id,
+                                const char *status,
                                 int64_t external_version,
                                 const int64_t *amount_minor,
-                                const char *currency, int64_t *current)
+                                const char *currency,
+                                int64_t *current)
 {
     char version[STORE_INT_SIZE], amount[STORE_INT_SIZE];
     s_int_text (external_version, version);
     if (amount_minor)
         s_int_text (*amount_minor, amount);
-    const char *values[] = {tenant_id, order_id, status,
-                            version,   amount_minor ? amount : NULL,
-                            currency};
+    const char *values[] = {
+        tenant_id, order_id, status, version, amount_minor ? amount : NULL,
+        currency};
     int64_t count = s_exec_count (pg, "payment_apply", 6, values);
     if (count < 0)
         return -1;
@@ -540,7 +568,8 @@ cw_webshop_store_payment_apply (cw_pg_t *pg, const char *tenant_id,
 }
 
 int
-cw_webshop_store_invoice_apply (cw_pg_t *pg, const char *tenant_id,
+cw_webshop_store_invoice_apply (cw_pg_t *pg,
+                                const char *tenant_id,
                                 const char *order_id,
                                 const char *invoice_number,
                                 const char *invoice_id,
@@ -550,18 +579,20 @@ cw_webshop_store_invoice_apply (cw_pg_t *pg, const char *tenant_id,
 {
     char version[STORE_INT_SIZE];
     s_int_text (external_version, version);
-    const char *values[] = {tenant_id,    order_id,      invoice_number,
-                            invoice_id,   version,       document_url,
-                            document_token};
+    const char *values[] = {tenant_id, order_id,     invoice_number, invoice_id,
+                            version,   document_url, document_token};
     int64_t count = s_exec_count (pg, "invoice_apply", 7, values);
     return count < 0 ? -1 : count > 0;
 }
 
 int
-cw_webshop_store_price_apply (cw_pg_t *pg, const char *article_number,
+cw_webshop_store_price_apply (cw_pg_t *pg,
+                              const char *article_number,
                               const char *price_list,
-                              int64_t external_version, int64_t amount_minor,
-                              const char *currency, const char *effective_at,
+                              int64_t external_version,
+                              int64_t amount_minor,
+                              const char *currency,
+                              const char *effective_at,
                               int64_t *current)
 {
     char version[STORE_INT_SIZE], amount[STORE_INT_SIZE];
@@ -576,7 +607,8 @@ cw_webshop_store_price_apply (cw_pg_t *pg, const char *article_number,
 }
 
 json_t *
-cw_webshop_store_invoices (cw_pg_t *pg, const char *tenant_id,
+cw_webshop_store_invoices (cw_pg_t *pg,
+                           const char *tenant_id,
                            const char *order_id)
 {
     const char *values[] = {tenant_id, order_id};
@@ -587,12 +619,12 @@ cw_webshop_store_invoices (cw_pg_t *pg, const char *tenant_id,
     for (int row = 0; row < cw_pg_rows_count (rows); row++) {
         int64_t version = 0;
         s_parse_int (cw_pg_rows_value (rows, row, 2), &version);
-        json_t *item = json_pack (
-            "{s:s, s:I, s:s, s:b}", "invoiceNumber",
-            cw_pg_rows_value (rows, row, 0), "externalVersion",
-            (json_int_t) version, "linkedAt",
-            cw_pg_rows_value (rows, row, 3), "documentStored",
-            strcmp (cw_pg_rows_value (rows, row, 4), "t") == 0);
+        json_t *item =
+            json_pack ("{s:s, s:I, s:s, s:b}", "invoiceNumber",
+                       cw_pg_rows_value (rows, row, 0), "externalVersion",
+                       (json_int_t) version, "linkedAt",
+                       cw_pg_rows_value (rows, row, 3), "documentStored",
+                       strcmp (cw_pg_rows_value (rows, row, 4), "t") == 0);
         const char *invoice_id = cw_pg_rows_value (rows, row, 1);
         if (invoice_id)
             json_object_set_new (item, "invoiceId", json_string (invoice_id));
@@ -603,11 +635,14 @@ cw_webshop_store_invoices (cw_pg_t *pg, const char *tenant_id,
 }
 
 int
-cw_webshop_store_document_get (cw_pg_t *pg, const char *tenant_id,
+cw_webshop_store_document_get (cw_pg_t *pg,
+                               const char *tenant_id,
                                const char *order_id,
                                const char *invoice_number,
-                               unsigned char **document, size_t *size,
-                               char **url, char **token)
+                               unsigned char **document,
+                               size_t *size,
+                               char **url,
+                               char **token)
 {
     const char *values[] = {tenant_id, order_id, invoice_number};
     cw_pg_rows_t *rows = s_exec (pg, "document_get", 3, values);
@@ -645,10 +680,12 @@ cw_webshop_store_document_get (cw_pg_t *pg, const char *tenant_id,
 }
 
 int
-cw_webshop_store_document_put (cw_pg_t *pg, const char *tenant_id,
+cw_webshop_store_document_put (cw_pg_t *pg,
+                               const char *tenant_id,
                                const char *order_id,
                                const char *invoice_number,
-                               const unsigned char *document, size_t size)
+                               const unsigned char *document,
+                               size_t size)
 {
     char *encoded = (char *) malloc (size * 2 + 1);
     if (!encoded)

@@ -185,16 +185,14 @@ main (int argc, char *argv[])
         goto done;
     }
     if (cw_token_verifier_keys (verifier) == 0) {
-        rc = s_bad_usage ("at least one --token-public-key is required",
-                          NULL);
+        rc = s_bad_usage ("at least one --token-public-key is required", NULL);
         goto done;
     }
     cw_token_verifier_set_audience (verifier, audience);
     cw_token_verifier_set_issuer (verifier, issuer);
 
     char *db_uri = NULL;
-    if (cw_secret_lookup ("CW_WEBSHOP_DB_URI", &db_uri, error,
-                          sizeof (error))
+    if (cw_secret_lookup ("CW_WEBSHOP_DB_URI", &db_uri, error, sizeof (error))
         != 0) {
         cw_log (CW_LOG_FATAL, "config_invalid", error, NULL);
         rc = WEBSHOP_EXIT_USAGE;
