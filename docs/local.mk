@@ -16,3 +16,9 @@ EXTRA_DIST += docs/wire.md
 EXTRA_DIST += docs/broker-core.md
 #  causeway-worker: config, flows, outcome mapping, shutdown
 EXTRA_DIST += docs/worker.md etc/causeway-worker.cfg
+#  webshop branch: the reference webshop and service tokens
+EXTRA_DIST += docs/webshop.md docs/tokens.md
+
+
+
+

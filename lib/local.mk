@@ -5,6 +5,10 @@ lib_libcwrt_a_SOURCES = \
     lib/cw_secret.c lib/cw_secret.h
 lib_libcwrt_a_CFLAGS = $(AM_CFLAGS) $(DEP_CFLAGS)
 
+#  cw_token: Ed25519 service tokens (webshop branch)
+lib_libcwrt_a_SOURCES += lib/cw_token.c lib/cw_token.h
+
+
 #  cw_pg, cw_migrate (lib): PostgreSQL connection, migration runner.
 lib_libcwrt_a_SOURCES += \
     lib/cw_pg.c lib/cw_pg.h \
@@ -18,3 +22,4 @@ lib_libcwrt_a_SOURCES += lib/cw_http.c lib/cw_http.h
 lib_libcwrt_a_SOURCES += \
     lib/cw_curve.c lib/cw_curve.h \
     lib/cw_zap.c lib/cw_zap.h
+

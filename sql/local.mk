@@ -9,3 +9,6 @@ nobase_dist_pkgdata_DATA = \
     sql/erp_mw/004_grants.sql \
     sql/shop/001_tables.sql \
     sql/shop/002_grants.sql
+
+#  webshop branch: inbox request hash
+nobase_dist_pkgdata_DATA += sql/shop/003_webshop_inbox_request.sql

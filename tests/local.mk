@@ -31,6 +31,20 @@ TESTS += tests/check_sql_schema
 tests_check_sql_schema_SOURCES = tests/check_sql_schema.c
 tests_check_sql_schema_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PQ_CFLAGS)
 tests_check_sql_schema_LDADD = lib/libcwrt.a $(RUNTIME_LIBS) $(TEST_LIBS)
+#  cw_token (lib)
+check_PROGRAMS += tests/check_cw_token
+TESTS += tests/check_cw_token
+tests_check_cw_token_SOURCES = tests/check_cw_token.c
+tests_check_cw_token_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(SODIUM_CFLAGS)
+tests_check_cw_token_LDADD = lib/libcwrt.a $(TEST_LIBS) $(JANSSON_LIBS) \
+    $(SODIUM_LIBS)
+EXTRA_tests_check_cw_token_DEPENDENCIES = token/causeway-token
+
+
+#  cw_idkey, cw_retry (proto)
+check_PROGRAMS += tests/check_cw_idkey tests/check_cw_retry
+TESTS += tests/check_cw_idkey tests/check_cw_retry
+
 #  cw_idkey, cw_retry (proto) and cw_config (lib)
 check_PROGRAMS += tests/check_cw_idkey tests/check_cw_retry tests/check_cw_config
 TESTS += tests/check_cw_idkey tests/check_cw_retry tests/check_cw_config
@@ -44,6 +58,7 @@ tests_check_cw_retry_LDADD = proto/libcwproto.a $(CHECK_LIBS)
 tests_check_cw_config_SOURCES = tests/check_cw_config.c
 tests_check_cw_config_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
 tests_check_cw_config_LDADD = lib/libcwrt.a $(TEST_LIBS) $(CZMQ_LIBS) $(ZMQ_LIBS) $(SODIUM_LIBS)
+
 #  proto: envelope, events, versions (pure unit tests)
 PROTO_TEST_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(JANSSON_CFLAGS) $(MSGPACK_CFLAGS)
 PROTO_TEST_LIBS = proto/libcwproto.a $(PROTO_LIBS) $(CHECK_LIBS)
@@ -68,6 +83,15 @@ TESTS += tests/check_cw_http
 tests_check_cw_http_SOURCES = tests/check_cw_http.c
 tests_check_cw_http_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
 tests_check_cw_http_LDADD = lib/libcwrt.a $(TEST_LIBS) $(RUNTIME_LIBS)
+
+#  webshop-ref (examples/webshop): real process, PostgreSQL and HTTP
+check_PROGRAMS += tests/check_webshop
+TESTS += tests/check_webshop
+tests_check_webshop_SOURCES = tests/check_webshop.c
+tests_check_webshop_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
+tests_check_webshop_LDADD = lib/libcwrt.a $(TEST_LIBS) $(RUNTIME_LIBS)
+EXTRA_tests_check_webshop_DEPENDENCIES = examples/webshop/webshop-ref \
+    migrate/causeway-migrate
 
 #  erpsim (integration): the simulator as a process, libcurl client
 check_PROGRAMS += tests/check_erpsim
@@ -98,3 +122,6 @@ TESTS += tests/check_cw_core
 tests_check_cw_core_SOURCES = tests/check_cw_core.c
 tests_check_cw_core_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(CORE_CFLAGS)
 tests_check_cw_core_LDADD = $(CORE_LIBS) $(CHECK_LIBS)
+
+
+
