@@ -12,3 +12,5 @@ EXTRA_DIST += docs/erpsim.md
 EXTRA_DIST += docs/security.md
 #  The broker's pure decision core (broker/cw_core)
 EXTRA_DIST += docs/broker-core.md
+#  The CWP/1 wire codec (proto/cw_msg)
+EXTRA_DIST += docs/wire.md

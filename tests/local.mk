@@ -90,3 +90,11 @@ TESTS += tests/check_cw_core
 tests_check_cw_core_SOURCES = tests/check_cw_core.c
 tests_check_cw_core_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(CORE_CFLAGS)
 tests_check_cw_core_LDADD = $(CORE_LIBS) $(CHECK_LIBS)
+#  cw_msg (proto): CWP/1 wire codec; its fuzz target and seed corpus
+#  (regenerate: CW_MSG_CORPUS=tests/fuzz/corpus/cw_msg build/plain/tests/check_cw_msg)
+check_PROGRAMS += tests/check_cw_msg
+TESTS += tests/check_cw_msg
+tests_check_cw_msg_SOURCES = tests/check_cw_msg.c
+tests_check_cw_msg_CFLAGS = $(PROTO_TEST_CFLAGS)
+tests_check_cw_msg_LDADD = $(PROTO_TEST_LIBS)
+EXTRA_DIST += tests/fuzz/fuzz_cw_msg.c tests/fuzz/corpus/cw_msg
