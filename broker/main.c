@@ -63,7 +63,7 @@ typedef struct {
 static const cw_config_entry_t s_schema [] = {
     {.path = "server/bind", .env = "CW_BROKER_SERVER_BIND",
      .type = CW_CONFIG_ENDPOINT, .default_value = "tcp://127.0.0.1:5570",
-     .offset = S_AT (bind), .help = "ROUTER endpoint peers connect to (port 0: any)"},
+     .offset = S_AT (bind), .help = "ROUTER endpoint peers connect to (port *: any free port)"},
     {.path = "server/cert", .env = "CW_BROKER_SERVER_CERT_FILE",
      .type = CW_CONFIG_SECRET_FILE, .default_value = NULL,
      .offset = S_AT (cert_file), .help = "the broker's secret certificate (0600)"},
