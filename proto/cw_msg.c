@@ -25,9 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_SKIP_DEPTH_MAX 48     //  Any value in a body, envelopes included
-#define S_FIELD_SIZE 96         //  A field path such as results[3].outcome
-#define S_KEYS_MAX 8            //  Known keys of one map
+#define S_SKIP_DEPTH_MAX 48  //  Any value in a body, envelopes included
+#define S_FIELD_SIZE 96      //  A field path such as results[3].outcome
+#define S_KEYS_MAX 8         //  Known keys of one map
 
 //  ---------------------------------------------------------------------
 //  Names and tables
@@ -49,19 +49,32 @@ const char *
 cw_msg_command_name (cw_msg_command_t command)
 {
     switch (command) {
-        case CW_MSG_READY: return "READY";
-        case CW_MSG_JOB: return "JOB";
-        case CW_MSG_RESULT: return "RESULT";
-        case CW_MSG_CREDIT: return "CREDIT";
-        case CW_MSG_HEARTBEAT: return "HEARTBEAT";
-        case CW_MSG_DISCONNECT: return "DISCONNECT";
-        case CW_MSG_CALL: return "CALL";
-        case CW_MSG_REPLY: return "REPLY";
-        case CW_MSG_ERROR: return "ERROR";
-        case CW_MSG_PUBLISH: return "PUBLISH";
-        case CW_MSG_ACK: return "ACK";
-        case CW_MSG_REQUEST: return "REQUEST";
-        case CW_MSG_RESPONSE: return "RESPONSE";
+        case CW_MSG_READY:
+            return "READY";
+        case CW_MSG_JOB:
+            return "JOB";
+        case CW_MSG_RESULT:
+            return "RESULT";
+        case CW_MSG_CREDIT:
+            return "CREDIT";
+        case CW_MSG_HEARTBEAT:
+            return "HEARTBEAT";
+        case CW_MSG_DISCONNECT:
+            return "DISCONNECT";
+        case CW_MSG_CALL:
+            return "CALL";
+        case CW_MSG_REPLY:
+            return "REPLY";
+        case CW_MSG_ERROR:
+            return "ERROR";
+        case CW_MSG_PUBLISH:
+            return "PUBLISH";
+        case CW_MSG_ACK:
+            return "ACK";
+        case CW_MSG_REQUEST:
+            return "REQUEST";
+        case CW_MSG_RESPONSE:
+            return "RESPONSE";
     }
     return "?";
 }
@@ -92,12 +105,18 @@ const char *
 cw_msg_error_name (cw_msg_error_t error)
 {
     switch (error) {
-        case CW_MSG_VALID: return "valid";
-        case CW_MSG_MALFORMED: return "malformed";
-        case CW_MSG_UNKNOWN_PROTOCOL: return "unknown_protocol";
-        case CW_MSG_UNKNOWN_COMMAND: return "unknown_command";
-        case CW_MSG_UNSUPPORTED_VERSION: return "unsupported_version";
-        case CW_MSG_TOO_LARGE: return "too_large";
+        case CW_MSG_VALID:
+            return "valid";
+        case CW_MSG_MALFORMED:
+            return "malformed";
+        case CW_MSG_UNKNOWN_PROTOCOL:
+            return "unknown_protocol";
+        case CW_MSG_UNKNOWN_COMMAND:
+            return "unknown_command";
+        case CW_MSG_UNSUPPORTED_VERSION:
+            return "unsupported_version";
+        case CW_MSG_TOO_LARGE:
+            return "too_large";
     }
     return "?";
 }
@@ -181,7 +200,8 @@ cw_msg_role_island (const char *role)
 }
 
 bool
-cw_msg_allowed (const char *role, cw_msg_protocol_t protocol,
+cw_msg_allowed (const char *role,
+                cw_msg_protocol_t protocol,
                 cw_msg_command_t command)
 {
     if (!role || !cw_msg_command_valid (protocol, (int) command)
@@ -234,8 +254,7 @@ cw_msg_new (cw_msg_protocol_t protocol, cw_msg_command_t command)
     self->command = command;
     if (command == CW_MSG_RESULT)
         self->result.credit = -1;
-    else
-    if (command == CW_MSG_ERROR)
+    else if (command == CW_MSG_ERROR)
         self->error.command = -1;
     return self;
 }
@@ -357,8 +376,8 @@ cw_msg_event_add (cw_msg_t *self, cw_envelope_t **envelope_p)
     assert (self->command == CW_MSG_PUBLISH);
     assert (envelope_p && *envelope_p);
     cw_msg_publish_t *body = &self->publish;
-    body->events = (cw_envelope_t **) s_grow (
-        body->events, body->events_count, sizeof (cw_envelope_t *));
+    body->events = (cw_envelope_t **) s_grow (body->events, body->events_count,
+                                              sizeof (cw_envelope_t *));
     body->events[body->events_count++] = *envelope_p;
     *envelope_p = NULL;
 }
@@ -415,8 +434,8 @@ cw_msg_frames_destroy (cw_msg_frames_t **self_p)
 typedef enum {
     S_NIL,
     S_BOOL,
-    S_INT,                      //  Fits int64_t
-    S_BIG,                      //  uint64 above INT64_MAX
+    S_INT,  //  Fits int64_t
+    S_BIG,  //  uint64 above INT64_MAX
     S_FLOAT,
     S_STR,
     S_BIN,
@@ -432,25 +451,26 @@ static const char *s_kind_names[] = {
 
 typedef struct {
     s_kind_t kind;
-    int64_t integer;            //  S_INT
-    double real;                //  S_FLOAT
-    bool boolean;               //  S_BOOL
-    const uint8_t *bytes;       //  S_STR/S_BIN/S_EXT payload
-    uint32_t count;             //  Payload bytes, array items or map pairs
+    int64_t integer;       //  S_INT
+    double real;           //  S_FLOAT
+    bool boolean;          //  S_BOOL
+    const uint8_t *bytes;  //  S_STR/S_BIN/S_EXT payload
+    uint32_t count;        //  Payload bytes, array items or map pairs
 } s_item_t;
 
 typedef struct {
-    const uint8_t *data;        //  Body bytes, borrowed
-    size_t size;                //  Body size
-    size_t pos;                 //  Read position
-    bool too_deep;              //  s_skip hit S_SKIP_DEPTH_MAX
-    cw_msg_error_t error;       //  Error class of the first failure
-    char *reason;               //  Caller's reason buffer
+    const uint8_t *data;   //  Body bytes, borrowed
+    size_t size;           //  Body size
+    size_t pos;            //  Read position
+    bool too_deep;         //  s_skip hit S_SKIP_DEPTH_MAX
+    cw_msg_error_t error;  //  Error class of the first failure
+    char *reason;          //  Caller's reason buffer
     size_t reason_size;
 } s_reader_t;
 
-static int s_fail (s_reader_t *reader, const char *field, const char *format,
-                   ...) __attribute__ ((format (printf, 3, 4)));
+static int
+s_fail (s_reader_t *reader, const char *field, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
 
 //  Records a malformed-body failure naming field (or the body when
 //  field is NULL). Always returns -1.
@@ -503,8 +523,8 @@ s_next (s_reader_t *reader, s_item_t *item)
     if (!head)
         return -1;
     uint8_t byte = *head;
-    size_t width = 0;           //  Bytes of length / value after head
-    size_t extra = 0;           //  Ext type byte
+    size_t width = 0;  //  Bytes of length / value after head
+    size_t extra = 0;  //  Ext type byte
     if (byte <= 0x7f) {
         item->kind = S_INT;
         item->integer = byte;
@@ -533,19 +553,32 @@ s_next (s_reader_t *reader, s_item_t *item)
     }
     const uint8_t *bytes;
     switch (byte) {
-        case 0xc0: item->kind = S_NIL; return 0;
-        case 0xc2: item->kind = S_BOOL; item->boolean = false; return 0;
-        case 0xc3: item->kind = S_BOOL; item->boolean = true; return 0;
-        case 0xc4: case 0xc5: case 0xc6:
+        case 0xc0:
+            item->kind = S_NIL;
+            return 0;
+        case 0xc2:
+            item->kind = S_BOOL;
+            item->boolean = false;
+            return 0;
+        case 0xc3:
+            item->kind = S_BOOL;
+            item->boolean = true;
+            return 0;
+        case 0xc4:
+        case 0xc5:
+        case 0xc6:
             item->kind = S_BIN;
             width = (size_t) 1 << (byte - 0xc4);
             break;
-        case 0xc7: case 0xc8: case 0xc9:
+        case 0xc7:
+        case 0xc8:
+        case 0xc9:
             item->kind = S_EXT;
             width = (size_t) 1 << (byte - 0xc7);
             extra = 1;
             break;
-        case 0xca: case 0xcb: {
+        case 0xca:
+        case 0xcb: {
             bytes = s_take (reader, byte == 0xca ? 4 : 8);
             if (!bytes)
                 return -1;
@@ -562,7 +595,10 @@ s_next (s_reader_t *reader, s_item_t *item)
             }
             return 0;
         }
-        case 0xcc: case 0xcd: case 0xce: case 0xcf: {
+        case 0xcc:
+        case 0xcd:
+        case 0xce:
+        case 0xcf: {
             size_t size = (size_t) 1 << (byte - 0xcc);
             bytes = s_take (reader, size);
             if (!bytes)
@@ -576,7 +612,10 @@ s_next (s_reader_t *reader, s_item_t *item)
             }
             return 0;
         }
-        case 0xd0: case 0xd1: case 0xd2: case 0xd3: {
+        case 0xd0:
+        case 0xd1:
+        case 0xd2:
+        case 0xd3: {
             size_t size = (size_t) 1 << (byte - 0xd0);
             bytes = s_take (reader, size);
             if (!bytes)
@@ -585,35 +624,41 @@ s_next (s_reader_t *reader, s_item_t *item)
             item->kind = S_INT;
             if (size == 1)
                 item->integer = (int8_t) value;
-            else
-            if (size == 2)
+            else if (size == 2)
                 item->integer = (int16_t) value;
-            else
-            if (size == 4)
+            else if (size == 4)
                 item->integer = (int32_t) value;
             else
                 memcpy (&item->integer, &value, sizeof (value));
             return 0;
         }
-        case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
+        case 0xd4:
+        case 0xd5:
+        case 0xd6:
+        case 0xd7:
+        case 0xd8:
             item->kind = S_EXT;
             item->count = 1u << (byte - 0xd4);
             if (!s_take (reader, 1))
                 return -1;
             item->bytes = s_take (reader, item->count);
             return item->bytes ? 0 : -1;
-        case 0xd9: case 0xda: case 0xdb:
+        case 0xd9:
+        case 0xda:
+        case 0xdb:
             item->kind = S_STR;
             width = (size_t) 1 << (byte - 0xd9);
             break;
-        case 0xdc: case 0xdd:
+        case 0xdc:
+        case 0xdd:
             bytes = s_take (reader, byte == 0xdc ? 2 : 4);
             if (!bytes)
                 return -1;
             item->kind = S_ARRAY;
             item->count = (uint32_t) s_big_endian (bytes, byte == 0xdc ? 2 : 4);
             return 0;
-        case 0xde: case 0xdf:
+        case 0xde:
+        case 0xdf:
             bytes = s_take (reader, byte == 0xde ? 2 : 4);
             if (!bytes)
                 return -1;
@@ -621,7 +666,7 @@ s_next (s_reader_t *reader, s_item_t *item)
             item->count = (uint32_t) s_big_endian (bytes, byte == 0xde ? 2 : 4);
             return 0;
         default:
-            return -1;          //  0xc1, never used
+            return -1;  //  0xc1, never used
     }
     //  str / bin / ext with a length field
     bytes = s_take (reader, width);
@@ -647,7 +692,7 @@ s_skip (s_reader_t *reader, int depth)
     if (s_next (reader, &item))
         return -1;
     uint64_t children = item.kind == S_ARRAY ? item.count
-                      : item.kind == S_MAP   ? 2 * (uint64_t) item.count
+                        : item.kind == S_MAP ? 2 * (uint64_t) item.count
                                              : 0;
     //  Each child takes at least one byte: stop early on a huge count
     if (children > reader->size - reader->pos)
@@ -663,8 +708,12 @@ s_skip (s_reader_t *reader, int depth)
 //  skipped; a repeated known key is malformed. Leaves the read position
 //  after the map.
 static int
-s_map_index (s_reader_t *reader, size_t pos, const char *field,
-             const char *const *names, size_t count, size_t *positions)
+s_map_index (s_reader_t *reader,
+             size_t pos,
+             const char *field,
+             const char *const *names,
+             size_t count,
+             size_t *positions)
 {
     assert (count <= S_KEYS_MAX);
     memset (positions, 0, count * sizeof (size_t));
@@ -687,9 +736,8 @@ s_map_index (s_reader_t *reader, size_t pos, const char *field,
                 && memcmp (key.bytes, names[index], key.count) == 0) {
                 if (positions[index]) {
                     char path[S_FIELD_SIZE];
-                    snprintf (path, sizeof (path), "%s%s%s",
-                              field ? field : "", field ? "." : "",
-                              names[index]);
+                    snprintf (path, sizeof (path), "%s%s%s", field ? field : "",
+                              field ? "." : "", names[index]);
                     return s_fail (reader, path, "duplicate key");
                 }
                 positions[index] = reader->pos;
@@ -712,8 +760,13 @@ s_path (char *path, size_t size, const char *parent, const char *key)
 }
 
 static int
-s_integer (s_reader_t *reader, size_t pos, const char *field, int64_t min,
-           int64_t max, bool optional, int64_t *value_p)
+s_integer (s_reader_t *reader,
+           size_t pos,
+           const char *field,
+           int64_t min,
+           int64_t max,
+           bool optional,
+           int64_t *value_p)
 {
     if (!pos)
         return optional ? 0 : s_fail (reader, field, "missing");
@@ -753,14 +806,12 @@ s_utf8_valid (const uint8_t *text, size_t size)
             code = byte & 0x1f;
             min = 0x80;
         }
-        else
-        if ((byte & 0xf0) == 0xe0) {
+        else if ((byte & 0xf0) == 0xe0) {
             more = 2;
             code = byte & 0x0f;
             min = 0x800;
         }
-        else
-        if ((byte & 0xf8) == 0xf0) {
+        else if ((byte & 0xf8) == 0xf0) {
             more = 3;
             code = byte & 0x07;
             min = 0x10000;
@@ -774,8 +825,7 @@ s_utf8_valid (const uint8_t *text, size_t size)
                 return false;
             code = (code << 6) | (text[index + next] & 0x3f);
         }
-        if (code < min || code > 0x10ffff
-            || (code >= 0xd800 && code <= 0xdfff))
+        if (code < min || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff))
             return false;
         index += more + 1;
     }
@@ -784,7 +834,9 @@ s_utf8_valid (const uint8_t *text, size_t size)
 
 //  Checks a string item: 1..max bytes, UTF-8, no NUL.
 static int
-s_check_text (s_reader_t *reader, const s_item_t *item, const char *field,
+s_check_text (s_reader_t *reader,
+              const s_item_t *item,
+              const char *field,
               size_t max)
 {
     if (item->kind != S_STR)
@@ -813,8 +865,12 @@ s_copy_text (const s_item_t *item)
 }
 
 static int
-s_string (s_reader_t *reader, size_t pos, const char *field, size_t max,
-          bool optional, char **text_p)
+s_string (s_reader_t *reader,
+          size_t pos,
+          const char *field,
+          size_t max,
+          bool optional,
+          char **text_p)
 {
     if (!pos)
         return optional ? 0 : s_fail (reader, field, "missing");
@@ -829,7 +885,9 @@ s_string (s_reader_t *reader, size_t pos, const char *field, size_t max,
 }
 
 static int
-s_outcome (s_reader_t *reader, size_t pos, const char *field,
+s_outcome (s_reader_t *reader,
+           size_t pos,
+           const char *field,
            cw_msg_outcome_t *outcome_p)
 {
     char *name = NULL;
@@ -845,8 +903,12 @@ s_outcome (s_reader_t *reader, size_t pos, const char *field,
 //  Reads an array head at pos with min..max items; leaves the read
 //  position on the first item.
 static int
-s_array (s_reader_t *reader, size_t pos, const char *field, size_t min,
-         size_t max, size_t *count_p)
+s_array (s_reader_t *reader,
+         size_t pos,
+         const char *field,
+         size_t min,
+         size_t max,
+         size_t *count_p)
 {
     if (!pos)
         return s_fail (reader, field, "missing");
@@ -865,8 +927,14 @@ s_array (s_reader_t *reader, size_t pos, const char *field, size_t min,
 }
 
 static int
-s_strings (s_reader_t *reader, size_t pos, const char *field, size_t min,
-           size_t max, size_t item_max, char ***strings_p, size_t *count_p)
+s_strings (s_reader_t *reader,
+           size_t pos,
+           const char *field,
+           size_t min,
+           size_t max,
+           size_t item_max,
+           char ***strings_p,
+           size_t *count_p)
 {
     size_t count;
     if (s_array (reader, pos, field, min, max, &count))
@@ -900,9 +968,12 @@ s_json_value (s_reader_t *reader, const char *field, int depth)
         return NULL;
     }
     switch (item.kind) {
-        case S_NIL: return json_null ();
-        case S_BOOL: return json_boolean (item.boolean);
-        case S_INT: return json_integer (item.integer);
+        case S_NIL:
+            return json_null ();
+        case S_BOOL:
+            return json_boolean (item.boolean);
+        case S_INT:
+            return json_integer (item.integer);
         case S_BIG:
             s_fail (reader, field, "integer above %lld", (long long) INT64_MAX);
             return NULL;
@@ -913,8 +984,8 @@ s_json_value (s_reader_t *reader, const char *field, int depth)
             }
             return json_real (item.real);
         case S_STR:
-            if (item.count > 0 && s_check_text (reader, &item, field,
-                                                CW_MSG_MAX_SIZE))
+            if (item.count > 0
+                && s_check_text (reader, &item, field, CW_MSG_MAX_SIZE))
                 return NULL;
             return json_stringn ((const char *) item.bytes, item.count);
         case S_BIN:
@@ -951,13 +1022,11 @@ s_json_value (s_reader_t *reader, const char *field, int depth)
         const char *problem = NULL;
         if (s_next (reader, &key))
             problem = "truncated";
-        else
-        if (key.kind != S_STR)
+        else if (key.kind != S_STR)
             problem = "map key is not a string";
-        else
-        if (key.count > CW_ENVELOPE_KEY_MAX || key.count == 0
-            || memchr (key.bytes, 0, key.count)
-            || !s_utf8_valid (key.bytes, key.count))
+        else if (key.count > CW_ENVELOPE_KEY_MAX || key.count == 0
+                 || memchr (key.bytes, 0, key.count)
+                 || !s_utf8_valid (key.bytes, key.count))
             problem = "map key must be 1 to 255 bytes of UTF-8 without NUL";
         if (problem) {
             s_fail (reader, field, "%s", problem);
@@ -982,8 +1051,11 @@ s_json_value (s_reader_t *reader, const char *field, int depth)
 }
 
 static int
-s_json_object (s_reader_t *reader, size_t pos, const char *field,
-               bool optional, json_t **object_p)
+s_json_object (s_reader_t *reader,
+               size_t pos,
+               const char *field,
+               bool optional,
+               json_t **object_p)
 {
     if (!pos)
         return optional ? 0 : s_fail (reader, field, "missing");
@@ -1000,7 +1072,9 @@ s_json_object (s_reader_t *reader, size_t pos, const char *field,
 }
 
 static int
-s_envelope (s_reader_t *reader, size_t pos, const char *field,
+s_envelope (s_reader_t *reader,
+            size_t pos,
+            const char *field,
             cw_envelope_t **envelope_p)
 {
     if (!pos)
@@ -1032,8 +1106,7 @@ s_decode_ready (s_reader_t *reader, cw_msg_ready_t *body)
                       CW_MSG_FLOW_MAX, &body->flows, &body->flows_count)
         || s_integer (reader, at[1], "credit", 1, CW_MSG_CREDIT_MAX, false,
                       &body->credit)
-        || s_string (reader, at[2], "name", CW_MSG_NAME_MAX, true,
-                     &body->name))
+        || s_string (reader, at[2], "name", CW_MSG_NAME_MAX, true, &body->name))
         return -1;
     return 0;
 }
@@ -1041,16 +1114,15 @@ s_decode_ready (s_reader_t *reader, cw_msg_ready_t *body)
 static int
 s_decode_job (s_reader_t *reader, cw_msg_job_t *body)
 {
-    const char *names[] = {"job_id", "attempt", "flow", "target",
-                           "deadline_ms", "envelope"};
+    const char *names[] = {"job_id", "attempt",     "flow",
+                           "target", "deadline_ms", "envelope"};
     size_t at[6];
     if (s_map_index (reader, 0, NULL, names, 6, at)
         || s_integer (reader, at[0], "job_id", 0, S_ID_MAX, false,
                       &body->job_id)
         || s_integer (reader, at[1], "attempt", 1, INT32_MAX, false,
                       &body->attempt)
-        || s_string (reader, at[2], "flow", CW_MSG_FLOW_MAX, false,
-                     &body->flow)
+        || s_string (reader, at[2], "flow", CW_MSG_FLOW_MAX, false, &body->flow)
         || s_string (reader, at[3], "target", CW_MSG_FLOW_MAX, false,
                      &body->target)
         || s_integer (reader, at[4], "deadline_ms", 0, INT64_MAX, false,
@@ -1062,14 +1134,18 @@ s_decode_job (s_reader_t *reader, cw_msg_job_t *body)
 
 //  The fields RESULT entries and REPLY share.
 static int
-s_decode_outcome_fields (s_reader_t *reader, const char *parent,
-                         const size_t *at, cw_msg_outcome_t *outcome,
-                         int64_t *http_status, char **error,
-                         int64_t *duration_ms, json_t **response)
+s_decode_outcome_fields (s_reader_t *reader,
+                         const char *parent,
+                         const size_t *at,
+                         cw_msg_outcome_t *outcome,
+                         int64_t *http_status,
+                         char **error,
+                         int64_t *duration_ms,
+                         json_t **response)
 {
     char path[S_FIELD_SIZE];
-    if (s_outcome (reader, at[0], s_path (path, sizeof (path), parent,
-                                          "outcome"), outcome)
+    if (s_outcome (reader, at[0],
+                   s_path (path, sizeof (path), parent, "outcome"), outcome)
         || s_integer (reader, at[1],
                       s_path (path, sizeof (path), parent, "http_status"), 0,
                       CW_MSG_HTTP_STATUS_MAX, false, http_status)
@@ -1097,10 +1173,11 @@ s_decode_result (s_reader_t *reader, cw_msg_results_t *body)
                       &body->credit)
         || s_array (reader, at[0], "results", 1, CW_MSG_RESULTS_MAX, &count))
         return -1;
-    body->results = (cw_msg_result_t *) calloc (count, sizeof (cw_msg_result_t));
+    body->results =
+        (cw_msg_result_t *) calloc (count, sizeof (cw_msg_result_t));
     assert (body->results);
-    const char *keys[] = {"outcome",     "http_status", "error",
-                          "duration_ms", "response",    "job_id",
+    const char *keys[] = {"outcome",     "http_status",   "error",
+                          "duration_ms", "response",      "job_id",
                           "attempt",     "retry_after_ms"};
     for (size_t index = 0; index < count; index++) {
         size_t item_pos = reader->pos;
@@ -1123,10 +1200,10 @@ s_decode_result (s_reader_t *reader, cw_msg_results_t *body)
             || s_integer (reader, key_at[6],
                           s_path (path, sizeof (path), parent, "attempt"), 1,
                           INT32_MAX, false, &result->attempt)
-            || s_integer (reader, key_at[7],
-                          s_path (path, sizeof (path), parent,
-                                  "retry_after_ms"),
-                          0, INT64_MAX, true, &result->retry_after_ms))
+            || s_integer (
+                reader, key_at[7],
+                s_path (path, sizeof (path), parent, "retry_after_ms"), 0,
+                INT64_MAX, true, &result->retry_after_ms))
             return -1;
         reader->pos = next;
     }
@@ -1165,8 +1242,7 @@ s_decode_call (s_reader_t *reader, cw_msg_call_t *body)
     if (s_map_index (reader, 0, NULL, names, 4, at)
         || s_integer (reader, at[0], "call_id", 0, S_ID_MAX, false,
                       &body->call_id)
-        || s_string (reader, at[1], "flow", CW_MSG_FLOW_MAX, false,
-                     &body->flow)
+        || s_string (reader, at[1], "flow", CW_MSG_FLOW_MAX, false, &body->flow)
         || s_integer (reader, at[2], "deadline_ms", 0, INT64_MAX, false,
                       &body->deadline_ms)
         || s_envelope (reader, at[3], "envelope", &body->envelope))
@@ -1301,8 +1377,7 @@ s_decode_response (s_reader_t *reader, cw_msg_response_t *body)
     if (s_map_index (reader, 0, NULL, names, 4, at)
         || s_integer (reader, at[0], "request_id", 0, S_ID_MAX, false,
                       &body->request_id)
-        || s_string (reader, at[1], "status", CW_MSG_TOKEN_MAX, false,
-                     &status)
+        || s_string (reader, at[1], "status", CW_MSG_TOKEN_MAX, false, &status)
         || s_json_object (reader, at[2], "result", true, &body->result))
         goto fail;
     bool failed = strcmp (status, "error") == 0;
@@ -1341,33 +1416,50 @@ static int
 s_decode_body (s_reader_t *reader, cw_msg_t *msg)
 {
     switch (msg->command) {
-        case CW_MSG_READY: return s_decode_ready (reader, &msg->ready);
-        case CW_MSG_JOB: return s_decode_job (reader, &msg->job);
-        case CW_MSG_RESULT: return s_decode_result (reader, &msg->result);
-        case CW_MSG_CREDIT: return s_decode_credit (reader, &msg->credit);
-        case CW_MSG_HEARTBEAT: return 0;
+        case CW_MSG_READY:
+            return s_decode_ready (reader, &msg->ready);
+        case CW_MSG_JOB:
+            return s_decode_job (reader, &msg->job);
+        case CW_MSG_RESULT:
+            return s_decode_result (reader, &msg->result);
+        case CW_MSG_CREDIT:
+            return s_decode_credit (reader, &msg->credit);
+        case CW_MSG_HEARTBEAT:
+            return 0;
         case CW_MSG_DISCONNECT:
             return s_decode_disconnect (reader, &msg->disconnect);
-        case CW_MSG_CALL: return s_decode_call (reader, &msg->call);
-        case CW_MSG_REPLY: return s_decode_reply (reader, &msg->reply);
-        case CW_MSG_ERROR: return s_decode_error (reader, &msg->error);
-        case CW_MSG_PUBLISH: return s_decode_publish (reader, &msg->publish);
-        case CW_MSG_ACK: return s_decode_ack (reader, &msg->ack);
-        case CW_MSG_REQUEST: return s_decode_request (reader, &msg->request);
+        case CW_MSG_CALL:
+            return s_decode_call (reader, &msg->call);
+        case CW_MSG_REPLY:
+            return s_decode_reply (reader, &msg->reply);
+        case CW_MSG_ERROR:
+            return s_decode_error (reader, &msg->error);
+        case CW_MSG_PUBLISH:
+            return s_decode_publish (reader, &msg->publish);
+        case CW_MSG_ACK:
+            return s_decode_ack (reader, &msg->ack);
+        case CW_MSG_REQUEST:
+            return s_decode_request (reader, &msg->request);
         case CW_MSG_RESPONSE:
             return s_decode_response (reader, &msg->response);
     }
     return -1;
 }
 
-static void
-s_frame_fail (cw_msg_error_t error, cw_msg_error_t *error_p, char *reason,
-              size_t reason_size, const char *format, ...)
-    __attribute__ ((format (printf, 5, 6)));
+static void s_frame_fail (cw_msg_error_t error,
+                          cw_msg_error_t *error_p,
+                          char *reason,
+                          size_t reason_size,
+                          const char *format,
+                          ...) __attribute__ ((format (printf, 5, 6)));
 
 static void
-s_frame_fail (cw_msg_error_t error, cw_msg_error_t *error_p, char *reason,
-              size_t reason_size, const char *format, ...)
+s_frame_fail (cw_msg_error_t error,
+              cw_msg_error_t *error_p,
+              char *reason,
+              size_t reason_size,
+              const char *format,
+              ...)
 {
     if (error_p)
         *error_p = error;
@@ -1380,8 +1472,11 @@ s_frame_fail (cw_msg_error_t error, cw_msg_error_t *error_p, char *reason,
 }
 
 cw_msg_t *
-cw_msg_decode (const cw_msg_frame_t *frames, size_t count,
-               cw_msg_error_t *error_p, char *reason, size_t reason_size)
+cw_msg_decode (const cw_msg_frame_t *frames,
+               size_t count,
+               cw_msg_error_t *error_p,
+               char *reason,
+               size_t reason_size)
 {
     assert (frames || count == 0);
     for (size_t index = 0; index < count; index++)
@@ -1399,7 +1494,8 @@ cw_msg_decode (const cw_msg_frame_t *frames, size_t count,
     for (int index = 0; index <= CW_MSG_CLIENT; index++)
         if (frames[0].size == CW_MSG_PROTOCOL_SIZE
             && memcmp (frames[0].data, s_protocol_ids[index],
-                       CW_MSG_PROTOCOL_SIZE) == 0)
+                       CW_MSG_PROTOCOL_SIZE)
+                   == 0)
             protocol = index;
     if (protocol < 0) {
         s_frame_fail (CW_MSG_UNKNOWN_PROTOCOL, error_p, reason, reason_size,
@@ -1455,8 +1551,8 @@ cw_msg_decode (const cw_msg_frame_t *frames, size_t count,
         reader.error = CW_MSG_UNSUPPORTED_VERSION;
         goto fail;
     }
-    cw_msg_t *msg = cw_msg_new ((cw_msg_protocol_t) protocol,
-                                (cw_msg_command_t) command);
+    cw_msg_t *msg =
+        cw_msg_new ((cw_msg_protocol_t) protocol, (cw_msg_command_t) command);
     if (s_decode_body (&reader, msg) == 0)
         return msg;
     cw_msg_destroy (&msg);
@@ -1470,10 +1566,10 @@ fail:
 //  Encoding
 
 typedef struct {
-    msgpack_sbuffer buffer;     //  The body being written
-    msgpack_packer packer;      //  Writes into buffer
-    bool failed;                //  An envelope did not encode, or too large
-    char *reason;               //  Caller's reason buffer
+    msgpack_sbuffer buffer;  //  The body being written
+    msgpack_packer packer;   //  Writes into buffer
+    bool failed;             //  An envelope did not encode, or too large
+    char *reason;            //  Caller's reason buffer
     size_t reason_size;
 } s_writer_t;
 
@@ -1504,7 +1600,9 @@ s_put_int (s_writer_t *writer, const char *key, int64_t value)
 }
 
 static void
-s_put_strings (s_writer_t *writer, const char *key, char *const *strings,
+s_put_strings (s_writer_t *writer,
+               const char *key,
+               char *const *strings,
                size_t count)
 {
     s_put_key (writer, key);
@@ -1528,14 +1626,14 @@ s_pack_json (msgpack_packer *packer, const json_t *value)
     switch (json_typeof (value)) {
         case JSON_OBJECT: {
             size_t count = json_object_size (value);
-            const char **keys = (const char **) calloc (count ? count : 1,
-                                                        sizeof (char *));
+            const char **keys =
+                (const char **) calloc (count ? count : 1, sizeof (char *));
             assert (keys);
             size_t index = 0;
             const char *key;
             json_t *member;
-            json_object_foreach ((json_t *) value, key, member)
-                keys[index++] = key;
+            json_object_foreach ((json_t *) value, key, member) keys[index++] =
+                key;
             qsort (keys, count, sizeof (char *), s_compare_keys);
             msgpack_pack_map (packer, count);
             for (index = 0; index < count; index++) {
@@ -1563,9 +1661,15 @@ s_pack_json (msgpack_packer *packer, const json_t *value)
         case JSON_REAL:
             msgpack_pack_double (packer, json_real_value (value));
             break;
-        case JSON_TRUE: msgpack_pack_true (packer); break;
-        case JSON_FALSE: msgpack_pack_false (packer); break;
-        case JSON_NULL: msgpack_pack_nil (packer); break;
+        case JSON_TRUE:
+            msgpack_pack_true (packer);
+            break;
+        case JSON_FALSE:
+            msgpack_pack_false (packer);
+            break;
+        case JSON_NULL:
+            msgpack_pack_nil (packer);
+            break;
     }
 }
 
@@ -1580,21 +1684,22 @@ s_put_json (s_writer_t *writer, const char *key, const json_t *value)
 }
 
 static void
-s_put_envelope (s_writer_t *writer, const char *field,
+s_put_envelope (s_writer_t *writer,
+                const char *field,
                 const cw_envelope_t *envelope)
 {
     if (writer->failed)
         return;
     if (!envelope) {
         writer->failed = true;
-        snprintf (writer->reason, writer->reason_size,
-                  "field \"%s\": missing", field);
+        snprintf (writer->reason, writer->reason_size, "field \"%s\": missing",
+                  field);
         return;
     }
     char problem[CW_ENVELOPE_REASON_SIZE];
     size_t size;
-    void *bytes = cw_envelope_encode_msgpack (envelope, &size, problem,
-                                              sizeof (problem));
+    void *bytes =
+        cw_envelope_encode_msgpack (envelope, &size, problem, sizeof (problem));
     if (!bytes) {
         writer->failed = true;
         snprintf (writer->reason, writer->reason_size, "field \"%s\": %s",
@@ -1612,9 +1717,12 @@ s_put_envelope (s_writer_t *writer, const char *field,
 }
 
 static void
-s_put_outcome_fields (s_writer_t *writer, cw_msg_outcome_t outcome,
-                      int64_t http_status, const char *error,
-                      int64_t duration_ms, const json_t *response)
+s_put_outcome_fields (s_writer_t *writer,
+                      cw_msg_outcome_t outcome,
+                      int64_t http_status,
+                      const char *error,
+                      int64_t duration_ms,
+                      const json_t *response)
 {
     s_put_string (writer, "outcome", cw_msg_outcome_name (outcome));
     s_put_int (writer, "http_status", http_status);
@@ -1635,23 +1743,42 @@ s_encode_body (s_writer_t *writer, const cw_msg_t *self)
         case CW_MSG_READY:
             pairs += 2 + (self->ready.name != NULL);
             break;
-        case CW_MSG_JOB: pairs += 6; break;
-        case CW_MSG_RESULT: pairs += 1 + (self->result.credit != -1); break;
-        case CW_MSG_CREDIT: pairs += 1; break;
-        case CW_MSG_HEARTBEAT: break;
-        case CW_MSG_DISCONNECT: pairs += 1; break;
-        case CW_MSG_CALL: pairs += 4; break;
+        case CW_MSG_JOB:
+            pairs += 6;
+            break;
+        case CW_MSG_RESULT:
+            pairs += 1 + (self->result.credit != -1);
+            break;
+        case CW_MSG_CREDIT:
+            pairs += 1;
+            break;
+        case CW_MSG_HEARTBEAT:
+            break;
+        case CW_MSG_DISCONNECT:
+            pairs += 1;
+            break;
+        case CW_MSG_CALL:
+            pairs += 4;
+            break;
         case CW_MSG_REPLY:
             pairs += 4 + (self->reply.error != NULL)
-                   + (self->reply.response != NULL);
+                     + (self->reply.response != NULL);
             break;
-        case CW_MSG_ERROR: pairs += 2 + (self->error.command != -1); break;
-        case CW_MSG_PUBLISH: pairs += 3; break;
-        case CW_MSG_ACK: pairs += 4; break;
-        case CW_MSG_REQUEST: pairs += 3; break;
+        case CW_MSG_ERROR:
+            pairs += 2 + (self->error.command != -1);
+            break;
+        case CW_MSG_PUBLISH:
+            pairs += 3;
+            break;
+        case CW_MSG_ACK:
+            pairs += 4;
+            break;
+        case CW_MSG_REQUEST:
+            pairs += 3;
+            break;
         case CW_MSG_RESPONSE:
             pairs += 2 + (self->response.result != NULL)
-                   + (self->response.error_code != NULL);
+                     + (self->response.error_code != NULL);
             break;
     }
     msgpack_pack_map (packer, pairs);
@@ -1679,10 +1806,9 @@ s_encode_body (s_writer_t *writer, const cw_msg_t *self)
             for (size_t index = 0; index < self->result.results_count;
                  index++) {
                 const cw_msg_result_t *result = &self->result.results[index];
-                msgpack_pack_map (packer,
-                                  5 + (result->error != NULL)
-                                      + (result->retry_after_ms != -1)
-                                      + (result->response != NULL));
+                msgpack_pack_map (packer, 5 + (result->error != NULL)
+                                              + (result->retry_after_ms != -1)
+                                              + (result->response != NULL));
                 s_put_int (writer, "job_id", result->job_id);
                 s_put_int (writer, "attempt", result->attempt);
                 s_put_outcome_fields (writer, result->outcome,
@@ -1767,11 +1893,9 @@ s_encode_body (s_writer_t *writer, const cw_msg_t *self)
                 msgpack_pack_map (packer,
                                   2 + (self->response.error_field != NULL));
                 s_put_string (writer, "code", self->response.error_code);
-                s_put_string (writer, "message",
-                              self->response.error_message);
+                s_put_string (writer, "message", self->response.error_message);
                 if (self->response.error_field)
-                    s_put_string (writer, "field",
-                                  self->response.error_field);
+                    s_put_string (writer, "field", self->response.error_field);
             }
             break;
     }
@@ -1799,8 +1923,7 @@ cw_msg_encode (const cw_msg_t *self, char *reason, size_t reason_size)
     reason[0] = 0;
     s_writer_t writer = {.reason = reason, .reason_size = reason_size};
     msgpack_sbuffer_init (&writer.buffer);
-    msgpack_packer_init (&writer.packer, &writer.buffer,
-                         msgpack_sbuffer_write);
+    msgpack_packer_init (&writer.packer, &writer.buffer, msgpack_sbuffer_write);
     s_encode_body (&writer, self);
     if (!writer.failed && writer.buffer.size > CW_MSG_MAX_SIZE) {
         writer.failed = true;
@@ -1811,23 +1934,23 @@ cw_msg_encode (const cw_msg_t *self, char *reason, size_t reason_size)
         msgpack_sbuffer_destroy (&writer.buffer);
         return NULL;
     }
-    cw_msg_frames_t *frames = (cw_msg_frames_t *) calloc (
-        1, sizeof (cw_msg_frames_t));
+    cw_msg_frames_t *frames =
+        (cw_msg_frames_t *) calloc (1, sizeof (cw_msg_frames_t));
     assert (frames);
     frames->count = CW_MSG_FRAMES;
-    frames->frame[0].data = s_copy_bytes (s_protocol_ids[self->protocol],
-                                          CW_MSG_PROTOCOL_SIZE);
+    frames->frame[0].data =
+        s_copy_bytes (s_protocol_ids[self->protocol], CW_MSG_PROTOCOL_SIZE);
     frames->frame[0].size = CW_MSG_PROTOCOL_SIZE;
     uint8_t command = (uint8_t) self->command;
     frames->frame[1].data = s_copy_bytes (&command, 1);
     frames->frame[1].size = 1;
     frames->frame[2].size = writer.buffer.size;
     frames->frame[2].data = msgpack_sbuffer_release (&writer.buffer);
-    if (!frames->frame[2].data)     //  Empty buffer: cannot happen
+    if (!frames->frame[2].data)  //  Empty buffer: cannot happen
         frames->frame[2].data = malloc (1);
     //  The same rules as a receiver: never send what a peer refuses
-    cw_msg_t *check = cw_msg_decode (frames->frame, frames->count, NULL,
-                                     reason, reason_size);
+    cw_msg_t *check =
+        cw_msg_decode (frames->frame, frames->count, NULL, reason, reason_size);
     if (!check) {
         cw_msg_frames_destroy (&frames);
         return NULL;

@@ -14,9 +14,9 @@
 #define TRACEPARENT "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 static const cw_msg_command_t s_commands[] = {
-    CW_MSG_READY,   CW_MSG_JOB,        CW_MSG_RESULT,  CW_MSG_CREDIT,
-    CW_MSG_HEARTBEAT, CW_MSG_DISCONNECT, CW_MSG_CALL,  CW_MSG_REPLY,
-    CW_MSG_ERROR,   CW_MSG_PUBLISH,    CW_MSG_ACK,     CW_MSG_REQUEST,
+    CW_MSG_READY,     CW_MSG_JOB,        CW_MSG_RESULT, CW_MSG_CREDIT,
+    CW_MSG_HEARTBEAT, CW_MSG_DISCONNECT, CW_MSG_CALL,   CW_MSG_REPLY,
+    CW_MSG_ERROR,     CW_MSG_PUBLISH,    CW_MSG_ACK,    CW_MSG_REQUEST,
     CW_MSG_RESPONSE};
 #define S_COMMANDS (sizeof (s_commands) / sizeof (s_commands[0]))
 
@@ -85,9 +85,8 @@ s_build (cw_msg_command_t command, bool full)
             result->http_status = 201;
             result->duration_ms = 12;
             if (full) {
-                result->response = json_pack ("{s:s, s:[i, f, n, b]}",
-                                              "erpId", "E-9", "list", -5,
-                                              1.5, 0);
+                result->response = json_pack ("{s:s, s:[i, f, n, b]}", "erpId",
+                                              "E-9", "list", -5, 1.5, 0);
                 result = cw_msg_result_add (msg);
                 result->job_id = 43;
                 result->attempt = 3;
@@ -116,14 +115,14 @@ s_build (cw_msg_command_t command, bool full)
             break;
         case CW_MSG_REPLY:
             msg->reply.call_id = 9;
-            msg->reply.outcome = full ? CW_MSG_OUTCOME_VERSION
-                                      : CW_MSG_OUTCOME_DUPLICATE;
+            msg->reply.outcome =
+                full ? CW_MSG_OUTCOME_VERSION : CW_MSG_OUTCOME_DUPLICATE;
             msg->reply.http_status = full ? 409 : 0;
             msg->reply.duration_ms = 3;
             if (full) {
                 msg->reply.error = strdup ("contract version 2 unknown");
-                msg->reply.response = json_pack ("{s:{s:s}}", "b",
-                                                 "a", "caf\xc3\xa9");
+                msg->reply.response =
+                    json_pack ("{s:{s:s}}", "b", "a", "caf\xc3\xa9");
             }
             break;
         case CW_MSG_ERROR:
@@ -178,20 +177,22 @@ s_encode (const cw_msg_t *msg)
 {
     char reason[CW_MSG_REASON_SIZE] = "";
     cw_msg_frames_t *frames = cw_msg_encode (msg, reason, sizeof (reason));
-    ck_assert_msg (frames != NULL, "%s: %s",
-                   cw_msg_command_name (msg->command), reason);
+    ck_assert_msg (frames != NULL, "%s: %s", cw_msg_command_name (msg->command),
+                   reason);
     return frames;
 }
 
 //  Decodes frames that must be rejected with error; returns the reason
 static void
-s_rejected (const cw_msg_frame_t *frames, size_t count,
-            cw_msg_error_t expected, const char *reason_part)
+s_rejected (const cw_msg_frame_t *frames,
+            size_t count,
+            cw_msg_error_t expected,
+            const char *reason_part)
 {
     char reason[CW_MSG_REASON_SIZE] = "";
     cw_msg_error_t error = CW_MSG_VALID;
-    cw_msg_t *msg = cw_msg_decode (frames, count, &error, reason,
-                                   sizeof (reason));
+    cw_msg_t *msg =
+        cw_msg_decode (frames, count, &error, reason, sizeof (reason));
     ck_assert_msg (msg == NULL, "accepted, expected %s",
                    reason_part ? reason_part : "");
     ck_assert_msg (error == expected, "error %s, expected %s (%s)",
@@ -205,8 +206,10 @@ s_rejected (const cw_msg_frame_t *frames, size_t count,
 
 //  Three frames around a body the test packed itself
 static void
-s_frames_for (cw_msg_command_t command, const msgpack_sbuffer *body,
-              cw_msg_frame_t *frames, uint8_t *command_byte)
+s_frames_for (cw_msg_command_t command,
+              const msgpack_sbuffer *body,
+              cw_msg_frame_t *frames,
+              uint8_t *command_byte)
 {
     *command_byte = (uint8_t) command;
     frames[0].data = (void *) cw_msg_protocol_id (s_protocol_of (command));
@@ -267,8 +270,7 @@ START_TEST (test_decoded_fields)
     ck_assert_int_eq (first->retry_after_ms, -1);
     ck_assert_ptr_null (first->error);
     ck_assert_str_eq (
-        json_string_value (json_object_get (first->response, "erpId")),
-        "E-9");
+        json_string_value (json_object_get (first->response, "erpId")), "E-9");
     cw_msg_result_t *second = &copy->result.results[1];
     ck_assert_int_eq (second->outcome, CW_MSG_OUTCOME_TRANSIENT);
     ck_assert_str_eq (second->error, "timeout after 10000 ms");
@@ -327,8 +329,7 @@ START_TEST (test_names)
     ck_assert_str_eq (cw_msg_error_name (CW_MSG_TOO_LARGE), "too_large");
     ck_assert_str_eq (cw_msg_error_code (CW_MSG_UNSUPPORTED_VERSION),
                       "unsupported_version");
-    ck_assert_str_eq (cw_msg_error_code (CW_MSG_UNKNOWN_COMMAND),
-                      "malformed");
+    ck_assert_str_eq (cw_msg_error_code (CW_MSG_UNKNOWN_COMMAND), "malformed");
     ck_assert_int_eq (cw_msg_direction (CW_MSG_JOB), CW_MSG_TO_PEER);
     ck_assert_int_eq (cw_msg_direction (CW_MSG_RESULT), CW_MSG_TO_BROKER);
     ck_assert_int_eq (cw_msg_direction (CW_MSG_HEARTBEAT), CW_MSG_BOTH_WAYS);
@@ -350,8 +351,8 @@ START_TEST (test_truncated)
                 memcpy (bytes, frames->frame[frame].data, prefix);
                 cut[frame].data = bytes;
                 cut[frame].size = prefix;
-                cw_msg_error_t expected = frame == 0 ? CW_MSG_UNKNOWN_PROTOCOL
-                                                     : CW_MSG_MALFORMED;
+                cw_msg_error_t expected =
+                    frame == 0 ? CW_MSG_UNKNOWN_PROTOCOL : CW_MSG_MALFORMED;
                 s_rejected (cut, 3, expected, NULL);
                 free (bytes);
             }
@@ -367,8 +368,7 @@ START_TEST (test_frame_count)
     cw_msg_t *msg = s_build (CW_MSG_HEARTBEAT, false);
     cw_msg_frames_t *frames = s_encode (msg);
     s_rejected (NULL, 0, CW_MSG_MALFORMED, "expected 3 frames, got 0");
-    s_rejected (frames->frame, 2, CW_MSG_MALFORMED,
-                "expected 3 frames, got 2");
+    s_rejected (frames->frame, 2, CW_MSG_MALFORMED, "expected 3 frames, got 2");
     cw_msg_frame_t four[4];
     memcpy (four, frames->frame, sizeof (frames->frame));
     four[3] = frames->frame[2];
@@ -397,8 +397,8 @@ START_TEST (test_unknown_protocol_and_command)
         uint8_t command = (uint8_t) byte;
         frame[1].data = &command;
         bool known = byte == 0x01 || byte == 0x02 || byte == 0x03
-                  || byte == 0x04 || byte == 0x05 || byte == 0x06
-                  || byte == 0x07 || byte == 0x08 || byte == 0x0f;
+                     || byte == 0x04 || byte == 0x05 || byte == 0x06
+                     || byte == 0x07 || byte == 0x08 || byte == 0x0f;
         ck_assert_int_eq (cw_msg_command_valid (CW_MSG_WORKER, byte), known);
         if (!known)
             s_rejected (frame, 3, CW_MSG_UNKNOWN_COMMAND, "unknown command");
@@ -425,21 +425,20 @@ START_TEST (test_versions)
     cw_msg_frame_t frames[3];
     uint8_t command;
     struct {
-        int kind;               //  0 int, 1 float, 2 string, 3 missing
+        int kind;  //  0 int, 1 float, 2 string, 3 missing
         int64_t value;
         cw_msg_error_t error;
         const char *reason;
-    } cases[] = {
-        {0, 2, CW_MSG_UNSUPPORTED_VERSION,
-         "field \"v\": unsupported body version 2"},
-        {0, 1000000, CW_MSG_UNSUPPORTED_VERSION, "version 1000000"},
-        {0, 0, CW_MSG_MALFORMED, "field \"v\": 0 is out of range"},
-        {0, -1, CW_MSG_MALFORMED, "field \"v\": -1 is out of range"},
-        {1, 1, CW_MSG_MALFORMED,
-         "field \"v\": expected an integer, got a float"},
-        {2, 1, CW_MSG_MALFORMED,
-         "field \"v\": expected an integer, got a string"},
-        {3, 0, CW_MSG_MALFORMED, "field \"v\": missing"}};
+    } cases[] = {{0, 2, CW_MSG_UNSUPPORTED_VERSION,
+                  "field \"v\": unsupported body version 2"},
+                 {0, 1000000, CW_MSG_UNSUPPORTED_VERSION, "version 1000000"},
+                 {0, 0, CW_MSG_MALFORMED, "field \"v\": 0 is out of range"},
+                 {0, -1, CW_MSG_MALFORMED, "field \"v\": -1 is out of range"},
+                 {1, 1, CW_MSG_MALFORMED,
+                  "field \"v\": expected an integer, got a float"},
+                 {2, 1, CW_MSG_MALFORMED,
+                  "field \"v\": expected an integer, got a string"},
+                 {3, 0, CW_MSG_MALFORMED, "field \"v\": missing"}};
     for (size_t index = 0; index < sizeof (cases) / sizeof (cases[0]);
          index++) {
         msgpack_sbuffer body;
@@ -451,8 +450,7 @@ START_TEST (test_versions)
             msgpack_pack_str_with_body (&packer, "v", 1);
             if (cases[index].kind == 0)
                 msgpack_pack_int64 (&packer, cases[index].value);
-            else
-            if (cases[index].kind == 1)
+            else if (cases[index].kind == 1)
                 msgpack_pack_double (&packer, 1.0);
             else
                 msgpack_pack_str_with_body (&packer, "1", 1);
@@ -500,14 +498,16 @@ END_TEST
 //  bytes; NULL removes the key), or an extra key appended when key is
 //  not in the map.
 static void
-s_rewrite (const cw_msg_frame_t *body, const char *key,
-           const msgpack_sbuffer *replacement, msgpack_sbuffer *out)
+s_rewrite (const cw_msg_frame_t *body,
+           const char *key,
+           const msgpack_sbuffer *replacement,
+           msgpack_sbuffer *out)
 {
     msgpack_unpacked unpacked;
     msgpack_unpacked_init (&unpacked);
-    ck_assert_int_eq (msgpack_unpack_next (&unpacked, body->data, body->size,
-                                           NULL),
-                      MSGPACK_UNPACK_SUCCESS);
+    ck_assert_int_eq (
+        msgpack_unpack_next (&unpacked, body->data, body->size, NULL),
+        MSGPACK_UNPACK_SUCCESS);
     msgpack_object_map map = unpacked.data.via.map;
     msgpack_sbuffer_init (out);
     msgpack_packer packer;
@@ -521,7 +521,7 @@ s_rewrite (const cw_msg_frame_t *body, const char *key,
     for (uint32_t index = 0; index < map.size; index++) {
         msgpack_object_kv *pair = &map.ptr[index];
         bool match = pair->key.via.str.size == strlen (key)
-                  && memcmp (pair->key.via.str.ptr, key, strlen (key)) == 0;
+                     && memcmp (pair->key.via.str.ptr, key, strlen (key)) == 0;
         if (match && !replacement)
             continue;
         msgpack_pack_object (&packer, pair->key);
@@ -542,16 +542,16 @@ static bool
 s_optional (cw_msg_command_t command, const char *key)
 {
     return strcmp (key, "name") == 0 || strcmp (key, "response") == 0
-        || strcmp (key, "error") == 0 || strcmp (key, "result") == 0
-        || (command == CW_MSG_RESULT && strcmp (key, "credit") == 0)
-        || (command == CW_MSG_ERROR && strcmp (key, "command") == 0);
+           || strcmp (key, "error") == 0 || strcmp (key, "result") == 0
+           || (command == CW_MSG_RESULT && strcmp (key, "credit") == 0)
+           || (command == CW_MSG_ERROR && strcmp (key, "command") == 0);
 }
 
 START_TEST (test_wrong_types)
 {
     //  Replacement values: nil, a float, a string, an integer, a map
-    const char *packed[] = {"\xc0", "\xcb\x3f\xf0\0\0\0\0\0\0", "\xa1x",
-                            "\x05", "\x80"};
+    const char *packed[] = {"\xc0", "\xcb\x3f\xf0\0\0\0\0\0\0", "\xa1x", "\x05",
+                            "\x80"};
     size_t sizes[] = {1, 9, 2, 1, 1};
     int checked = 0;
     for (size_t index = 0; index < S_COMMANDS; index++) {
@@ -576,8 +576,9 @@ START_TEST (test_wrong_types)
             for (size_t kind = 0; kind < 5; kind++) {
                 //  Skip a replacement of the field's own type
                 if ((kind == 2 && type == MSGPACK_OBJECT_STR)
-                    || (kind == 3 && (type == MSGPACK_OBJECT_POSITIVE_INTEGER
-                                      || type == MSGPACK_OBJECT_NEGATIVE_INTEGER))
+                    || (kind == 3
+                        && (type == MSGPACK_OBJECT_POSITIVE_INTEGER
+                            || type == MSGPACK_OBJECT_NEGATIVE_INTEGER))
                     || (kind == 4 && type == MSGPACK_OBJECT_MAP))
                     continue;
                 msgpack_sbuffer value = {.data = (char *) packed[kind],
@@ -598,7 +599,8 @@ START_TEST (test_wrong_types)
             uint8_t byte;
             s_frames_for (command, &body, frame, &byte);
             if (s_optional (command, key)
-                && !(command == CW_MSG_RESPONSE && strcmp (key, "error") == 0)) {
+                && !(command == CW_MSG_RESPONSE
+                     && strcmp (key, "error") == 0)) {
                 cw_msg_t *copy = cw_msg_decode (frame, 3, NULL, NULL, 0);
                 ck_assert_msg (copy != NULL, "%s without %s rejected",
                                cw_msg_command_name (command), key);
@@ -685,8 +687,7 @@ START_TEST (test_nested_fields)
     s_frames_for (CW_MSG_RESULT, &body, frames, &command);
     cw_msg_t *msg = cw_msg_decode (frames, 3, NULL, NULL, 0);
     ck_assert_ptr_nonnull (msg);
-    ck_assert_int_eq (msg->result.results[3].outcome,
-                      CW_MSG_OUTCOME_REJECTED);
+    ck_assert_int_eq (msg->result.results[3].outcome, CW_MSG_OUTCOME_REJECTED);
     cw_msg_destroy (&msg);
     msgpack_sbuffer_destroy (&body);
 
@@ -735,8 +736,8 @@ START_TEST (test_nested_fields)
     msg->publish.island = strdup ("shop");
     cw_envelope_set_tenant_id (msg->publish.events[1], "");
     ck_assert_ptr_null (cw_msg_encode (msg, reason, sizeof (reason)));
-    ck_assert_msg (strncmp (reason, "field \"events[1]\": ", 19) == 0,
-                   "%s", reason);
+    ck_assert_msg (strncmp (reason, "field \"events[1]\": ", 19) == 0, "%s",
+                   reason);
     cw_msg_destroy (&msg);
 
     msg = s_build (CW_MSG_JOB, false);
@@ -755,7 +756,8 @@ START_TEST (test_nested_fields)
 
     //  Free maps: no NaN, no binary, bounded depth
     msg = s_build (CW_MSG_REPLY, true);
-    json_object_set_new (msg->reply.response, "deep", json_pack ("[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]"));
+    json_object_set_new (msg->reply.response, "deep",
+                         json_pack ("[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]"));
     ck_assert_ptr_null (cw_msg_encode (msg, reason, sizeof (reason)));
     ck_assert_str_eq (reason,
                       "field \"response\": nesting deeper than 16 levels");
@@ -812,7 +814,8 @@ START_TEST (test_oversize)
                       "field \"results\": 1025 items, expected 1 to 1024");
     cw_msg_destroy (&msg);
     //  A huge declared count in a tiny body
-    const char lying[] = "\x82\xa1v\x01\xa5" "flows\xdd\xff\xff\xff\xff";
+    const char lying[] = "\x82\xa1v\x01\xa5"
+                         "flows\xdd\xff\xff\xff\xff";
     msgpack_sbuffer fixed = {.data = (char *) lying,
                              .size = sizeof (lying) - 1};
     s_frames_for (CW_MSG_READY, &fixed, frames, &command);
@@ -833,8 +836,7 @@ START_TEST (test_roles)
     ck_assert (!cw_msg_allowed ("worker", CW_MSG_RELAY, CW_MSG_PUBLISH));
     ck_assert (!cw_msg_allowed ("worker", CW_MSG_CLIENT, CW_MSG_HEARTBEAT));
     ck_assert (cw_msg_allowed ("relay:shop", CW_MSG_RELAY, CW_MSG_PUBLISH));
-    ck_assert (cw_msg_allowed ("relay:erp_mw", CW_MSG_RELAY,
-                               CW_MSG_HEARTBEAT));
+    ck_assert (cw_msg_allowed ("relay:erp_mw", CW_MSG_RELAY, CW_MSG_HEARTBEAT));
     ck_assert (!cw_msg_allowed ("relay:shop", CW_MSG_RELAY, CW_MSG_ACK));
     ck_assert (!cw_msg_allowed ("relay:shop", CW_MSG_WORKER, CW_MSG_READY));
     ck_assert (!cw_msg_allowed ("relay:", CW_MSG_RELAY, CW_MSG_PUBLISH));
@@ -847,8 +849,8 @@ START_TEST (test_roles)
     ck_assert (!cw_msg_allowed ("root", CW_MSG_WORKER, CW_MSG_HEARTBEAT));
     ck_assert (!cw_msg_allowed ("", CW_MSG_WORKER, CW_MSG_HEARTBEAT));
     ck_assert (!cw_msg_allowed (NULL, CW_MSG_WORKER, CW_MSG_HEARTBEAT));
-    ck_assert (!cw_msg_allowed ("worker", CW_MSG_WORKER,
-                                (cw_msg_command_t) 0x09));
+    ck_assert (
+        !cw_msg_allowed ("worker", CW_MSG_WORKER, (cw_msg_command_t) 0x09));
     //  No role may send what only the broker sends
     for (size_t index = 0; index < S_COMMANDS; index++) {
         cw_msg_command_t command = s_commands[index];
@@ -857,9 +859,8 @@ START_TEST (test_roles)
         const char *roles[] = {"worker", "relay:shop", "admin"};
         for (int role = 0; role < 3; role++)
             for (int protocol = 0; protocol < 3; protocol++)
-                ck_assert (!cw_msg_allowed (roles[role],
-                                            (cw_msg_protocol_t) protocol,
-                                            command));
+                ck_assert (!cw_msg_allowed (
+                    roles[role], (cw_msg_protocol_t) protocol, command));
     }
     ck_assert_str_eq (cw_msg_role_island ("relay:shop"), "shop");
     ck_assert_ptr_null (cw_msg_role_island ("worker"));

@@ -24,7 +24,8 @@ s_same (const cw_msg_frames_t *left, const cw_msg_frames_t *right)
     for (size_t index = 0; index < left->count; index++)
         if (left->frame[index].size != right->frame[index].size
             || memcmp (left->frame[index].data, right->frame[index].data,
-                       left->frame[index].size) != 0)
+                       left->frame[index].size)
+                   != 0)
             abort ();
 }
 
@@ -48,20 +49,20 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     }
     char reason[CW_MSG_REASON_SIZE];
     cw_msg_error_t error;
-    cw_msg_t *msg = cw_msg_decode (frames, count, &error, reason,
-                                   sizeof (reason));
+    cw_msg_t *msg =
+        cw_msg_decode (frames, count, &error, reason, sizeof (reason));
     if (msg) {
         if (error != CW_MSG_VALID)
             abort ();
         cw_msg_frames_t *first = cw_msg_encode (msg, reason, sizeof (reason));
         if (!first)
-            abort ();           //  Whatever decodes must encode
+            abort ();  //  Whatever decodes must encode
         cw_msg_t *again = cw_msg_decode (first->frame, first->count, &error,
                                          reason, sizeof (reason));
         if (!again)
             abort ();
-        cw_msg_frames_t *second = cw_msg_encode (again, reason,
-                                                 sizeof (reason));
+        cw_msg_frames_t *second =
+            cw_msg_encode (again, reason, sizeof (reason));
         if (!second)
             abort ();
         s_same (first, second);
@@ -70,9 +71,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         cw_msg_frames_destroy (&first);
         cw_msg_destroy (&msg);
     }
-    else
-    if (error == CW_MSG_VALID || reason[0] == 0)
-        abort ();               //  Every rejection has a class and reason
+    else if (error == CW_MSG_VALID || reason[0] == 0)
+        abort ();  //  Every rejection has a class and reason
     for (size_t index = 0; index < count; index++)
         free (frames[index].data);
     return 0;
