@@ -724,7 +724,8 @@ s_publish_once (s_store_t *self, cw_store_req_t *req)
     if (cw_pg_commit (self->pg) != 0)
         goto done;
     rc = 0;
-    qsort (req->jobs, req->jobs_count, sizeof (cw_core_job_t), s_job_compare);
+    if (req->jobs_count > 1)
+        qsort (req->jobs, req->jobs_count, sizeof (cw_core_job_t), s_job_compare);
 done:
     cw_pg_rows_destroy (&rows);
     if (rc != 0) {
