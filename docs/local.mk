@@ -14,3 +14,5 @@ EXTRA_DIST += docs/security.md
 EXTRA_DIST += docs/wire.md
 #  The broker's pure decision core (broker/cw_core)
 EXTRA_DIST += docs/broker-core.md
+#  causeway-worker: config, flows, outcome mapping, shutdown
+EXTRA_DIST += docs/worker.md etc/causeway-worker.cfg

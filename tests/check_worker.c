@@ -1,0 +1,609 @@
+/*  =========================================================================
+    check_worker - causeway-worker as a real process: a test broker (a real
+    ROUTER socket with CURVE and ZAP, speaking CWP/1 through cw_msg) and a
+    real erpsim. READY, credit, JOB -> RESULT, heartbeats, broker loss and
+    reconnect, and the SIGTERM sequence of a worker stopped by pid.
+    =========================================================================
+*/
+#include "cw_curve.h"
+#include "cw_log.h"
+#include "cw_msg.h"
+#include "cw_test.h"
+#include "cw_zap.h"
+#include "worker_fixture.h"
+
+#include <check.h>
+#include <czmq.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define WAIT_MSEC 10000
+#define HEARTBEAT "200ms"
+#define HEARTBEAT_MSEC 200
+
+typedef struct {
+    worker_sim_t sim;      //  The ERP
+    char *dir;             //  Keys, certs, logs
+    char *certs;           //  Allowed public certs (ZAP)
+    zactor_t *zap;         //  ZAP handler
+    zcert_t *cert;         //  Broker's certificate
+    zsock_t *router;       //  The test broker
+    char *endpoint;        //  Where it listens
+    pid_t pid;             //  The worker
+    char *log_path;        //  The worker's log
+    zframe_t *peer;        //  Routing id of the worker's session
+    int64_t heartbeat_at;  //  Next HEARTBEAT we send
+} fixture_t;
+
+//  Starts erpsim, the broker side and the worker with extra environment
+//  entries (NULL-terminated).
+static fixture_t *
+s_start (const char *const *sim_flags, const char *first_env, ...)
+{
+    fixture_t *self = (fixture_t *) zmalloc (sizeof (fixture_t));
+    if (sim_flags && sim_flags[0])
+        worker_sim_start (&self->sim, sim_flags[0], sim_flags[1], sim_flags[2],
+                          sim_flags[3], NULL);
+    else
+        worker_sim_start (&self->sim, NULL);
+    self->dir = cw_test_tmpdir ("check_worker");
+    self->certs = zsys_sprintf ("%s/certs", self->dir);
+    ck_assert_int_eq (zsys_dir_create ("%s", self->certs), 0);
+    self->log_path = zsys_sprintf ("%s/worker.log", self->dir);
+
+    //  The worker's key pair: public half allowed, secret half its own
+    zcert_t *worker_cert = cw_curve_cert_new ("worker", "worker");
+    char error[512];
+    ck_assert_msg (cw_curve_cert_save (worker_cert, self->dir, "worker", false,
+                                       error, sizeof (error))
+                       == 0,
+                   "%s", error);
+    ck_assert_int_eq (cw_curve_cert_save (worker_cert, self->certs, "worker",
+                                          false, error, sizeof (error)),
+                      0);
+    char *secret = zsys_sprintf ("%s/worker.secret", self->certs);
+    unlink (secret);
+    zstr_free (&secret);
+    zcert_destroy (&worker_cert);
+
+    cw_log_init ("check_worker", CW_LOG_ERROR);
+    self->zap = cw_zap_new (self->certs, error, sizeof (error));
+    ck_assert_msg (self->zap != NULL, "%s", error);
+    self->cert = zcert_new ();
+    self->router = zsock_new (ZMQ_ROUTER);
+    cw_curve_server_setup (self->router, self->cert, NULL);
+    ck_assert_int_ne (zsock_bind (self->router, "tcp://127.0.0.1:*"), -1);
+    self->endpoint = strdup (zsock_endpoint (self->router));
+
+    char *program = cw_test_build_path ("worker/causeway-worker");
+    char *env_endpoint =
+        zsys_sprintf ("CW_WORKER_BROKER_ENDPOINTS=%s", self->endpoint);
+    char *env_key = zsys_sprintf ("CW_WORKER_BROKER_PUBLIC_KEY=%s",
+                                  zcert_public_txt (self->cert));
+    char *env_cert = zsys_sprintf (
+        "CW_WORKER_SECURITY_CERTIFICATE_FILE=%s/worker.secret", self->dir);
+    char *env_base =
+        zsys_sprintf ("CW_WORKER_TARGET_BASE_URL=%s", self->sim.base_url);
+    char *env_credentials = zsys_sprintf (
+        "CW_WORKER_TARGET_CREDENTIALS_FILE=%s", self->sim.key_path);
+    const char *envp[32] = {env_endpoint,
+                            env_key,
+                            env_cert,
+                            env_base,
+                            env_credentials,
+                            "CW_WORKER_TARGET_AUTH=api_key",
+                            "CW_WORKER_HEARTBEAT=" HEARTBEAT,
+                            "CW_WORKER_RECONNECT=100ms",
+                            "CW_WORKER_LOG_LEVEL=debug",
+                            "CW_WORKER_NAME=test-worker"};
+    size_t count = 10;
+    va_list args;
+    va_start (args, first_env);
+    for (const char *entry = first_env; entry && count < 31;
+         entry = va_arg (args, const char *))
+        envp[count++] = entry;
+    va_end (args);
+    envp[count] = NULL;
+    const char *argv[] = {program, NULL};
+    self->pid = cw_test_spawn (argv, envp, self->log_path);
+    ck_assert_int_gt (self->pid, 0);
+    zstr_free (&env_endpoint);
+    zstr_free (&env_key);
+    zstr_free (&env_cert);
+    zstr_free (&env_base);
+    zstr_free (&env_credentials);
+    free (program);
+    return self;
+}
+
+static void
+s_destroy (fixture_t **self_p)
+{
+    fixture_t *self = *self_p;
+    if (self->pid > 0)
+        cw_test_kill (self->pid);
+    zframe_destroy (&self->peer);
+    zsock_destroy (&self->router);
+    zactor_destroy (&self->zap);
+    zcert_destroy (&self->cert);
+    free (self->endpoint);
+    zstr_free (&self->certs);
+    zstr_free (&self->log_path);
+    cw_test_tmpdir_destroy (&self->dir);
+    worker_sim_stop (&self->sim);
+    free (self);
+    *self_p = NULL;
+}
+
+static void
+s_send (fixture_t *self, cw_msg_t **msg_p)
+{
+    char reason[256];
+    cw_msg_frames_t *frames = cw_msg_encode (*msg_p, reason, sizeof (reason));
+    ck_assert_msg (frames != NULL, "%s", reason);
+    zmsg_t *msg = zmsg_new ();
+    zmsg_append (msg, &(zframe_t *){zframe_dup (self->peer)});
+    for (size_t index = 0; index < frames->count; index++)
+        zmsg_addmem (msg, frames->frame[index].data, frames->frame[index].size);
+    ck_assert_int_eq (zmsg_send (&msg, self->router), 0);
+    cw_msg_frames_destroy (&frames);
+    cw_msg_destroy (msg_p);
+    self->heartbeat_at = zclock_mono () + HEARTBEAT_MSEC;
+}
+
+static void
+s_send_heartbeat (fixture_t *self)
+{
+    cw_msg_t *heartbeat = cw_msg_new (CW_MSG_WORKER, CW_MSG_HEARTBEAT);
+    s_send (self, &heartbeat);
+}
+
+//  Receives the next message from the worker within timeout_msec (NULL
+//  if none), sending our heartbeats meanwhile when keep_alive. Skips the
+//  worker's HEARTBEATs unless want_heartbeat. Remembers the routing id.
+static cw_msg_t *
+s_recv (fixture_t *self, int timeout_msec, bool keep_alive, bool want_heartbeat)
+{
+    int64_t deadline = zclock_mono () + timeout_msec;
+    zpoller_t *poller = zpoller_new (self->router, NULL);
+    cw_msg_t *result = NULL;
+    while (!result) {
+        int64_t now = zclock_mono ();
+        if (now >= deadline)
+            break;
+        if (keep_alive && self->peer && now >= self->heartbeat_at)
+            s_send_heartbeat (self);
+        int64_t wait = deadline - now;
+        if (keep_alive && wait > HEARTBEAT_MSEC / 2)
+            wait = HEARTBEAT_MSEC / 2;
+        if (!zpoller_wait (poller, (int) wait))
+            continue;
+        zmsg_t *msg = zmsg_recv (self->router);
+        ck_assert_ptr_nonnull (msg);
+        zframe_t *peer = zmsg_pop (msg);
+        cw_msg_frame_t frames[4];
+        size_t count = 0;
+        for (zframe_t *frame = zmsg_first (msg); frame && count < 4;
+             frame = zmsg_next (msg)) {
+            frames[count].data = zframe_data (frame);
+            frames[count].size = zframe_size (frame);
+            count++;
+        }
+        //  The broker knows the worker by its CURVE key
+        ck_assert_ptr_nonnull (zframe_meta (zmsg_first (msg), "User-Id"));
+        char reason[256];
+        cw_msg_error_t error;
+        cw_msg_t *decoded =
+            cw_msg_decode (frames, count, &error, reason, sizeof (reason));
+        ck_assert_msg (decoded != NULL, "worker sent bad message: %s", reason);
+        ck_assert_int_eq (decoded->protocol, CW_MSG_WORKER);
+        zmsg_destroy (&msg);
+        zframe_destroy (&self->peer);
+        self->peer = peer;
+        if (decoded->command == CW_MSG_HEARTBEAT && !want_heartbeat)
+            cw_msg_destroy (&decoded);
+        else
+            result = decoded;
+    }
+    zpoller_destroy (&poller);
+    return result;
+}
+
+static cw_msg_t *
+s_expect (fixture_t *self, cw_msg_command_t command)
+{
+    cw_msg_t *msg = s_recv (self, WAIT_MSEC, true, false);
+    ck_assert_msg (msg != NULL, "no %s from the worker",
+                   cw_msg_command_name (command));
+    ck_assert_msg (msg->command == command, "expected %s, got %s",
+                   cw_msg_command_name (command),
+                   cw_msg_command_name (msg->command));
+    return msg;
+}
+
+//  Sends a JOB whose payload is data_json.
+static void
+s_send_job (fixture_t *self,
+            int64_t job_id,
+            const char *flow,
+            const char *target,
+            const char *data_json)
+{
+    cw_msg_t *job = cw_msg_new (CW_MSG_WORKER, CW_MSG_JOB);
+    job->job.job_id = job_id;
+    job->job.attempt = 1;
+    job->job.flow = strdup (flow);
+    job->job.target = strdup (target);
+    job->job.deadline_ms = 30000;
+    cw_envelope_t *envelope = cw_envelope_new ();
+    char text[64];
+    snprintf (text, sizeof (text), "evt-%lld", (long long) job_id);
+    cw_envelope_set_id (envelope, text);
+    cw_envelope_set_source (envelope, "/webshop/customers");
+    cw_envelope_set_type (envelope, "customer.upserted.v1");
+    cw_envelope_set_time (envelope, "2025-01-31T10:02:03.123Z");
+    cw_envelope_set_tenant_id (envelope, "t1");
+    snprintf (text, sizeof (text), "corr-job-%lld", (long long) job_id);
+    cw_envelope_set_correlation_id (envelope, text);
+    snprintf (text, sizeof (text), "key-job-%lld", (long long) job_id);
+    cw_envelope_set_idempotency_key (envelope, text);
+    json_t *data = json_loads (data_json, 0, NULL);
+    ck_assert_ptr_nonnull (data);
+    cw_envelope_set_data (envelope, &data);
+    job->job.envelope = envelope;
+    s_send (self, &job);
+}
+
+static void
+s_send_customer_job (fixture_t *self, int64_t job_id)
+{
+    char data[256];
+    snprintf (data, sizeof (data),
+              "{\"path\":\"/api/v1/customers\",\"body\":{\"tenant\":\"t1\","
+              "\"customerId\":\"c-%lld\",\"name\":\"N\"}}",
+              (long long) job_id);
+    s_send_job (self, job_id, "http.generic", "erp", data);
+}
+
+//  Collects RESULTs until count results came; stores each by job_id - 1
+//  (a copy of outcome, status, error, response id) and sums the credit.
+typedef struct {
+    bool seen;
+    cw_msg_outcome_t outcome;
+    int64_t http_status;
+    int64_t retry_after_ms;
+    char error[256];
+    char erp_id[64];
+} seen_t;
+
+static int64_t
+s_collect (fixture_t *self, seen_t *seen, size_t slots, size_t count)
+{
+    int64_t credit = 0;
+    size_t got = 0;
+    while (got < count) {
+        cw_msg_t *msg = s_expect (self, CW_MSG_RESULT);
+        if (msg->result.credit > 0)
+            credit += msg->result.credit;
+        for (size_t index = 0; index < msg->result.results_count; index++) {
+            cw_msg_result_t *result = &msg->result.results[index];
+            ck_assert_int_ge (result->job_id, 1);
+            ck_assert_int_le (result->job_id, (int64_t) slots);
+            seen_t *slot = &seen[result->job_id - 1];
+            ck_assert_msg (!slot->seen, "job %lld reported twice",
+                           (long long) result->job_id);
+            slot->seen = true;
+            slot->outcome = result->outcome;
+            slot->http_status = result->http_status;
+            slot->retry_after_ms = result->retry_after_ms;
+            ck_assert_int_ge (result->duration_ms, 0);
+            ck_assert_int_eq (result->attempt, 1);
+            snprintf (slot->error, sizeof (slot->error), "%s",
+                      result->error ? result->error : "");
+            const char *id =
+                json_string_value (json_object_get (result->response, "id"));
+            snprintf (slot->erp_id, sizeof (slot->erp_id), "%s", id ? id : "");
+            got++;
+        }
+        cw_msg_destroy (&msg);
+    }
+    return credit;
+}
+
+static bool
+s_wait_inflight (fixture_t *self, int64_t current)
+{
+    int64_t deadline = zclock_mono () + WAIT_MSEC;
+    while (zclock_mono () < deadline) {
+        json_t *report = worker_sim_introspect (&self->sim);
+        int64_t now = json_integer_value (
+            json_object_get (json_object_get (report, "inFlight"), "current"));
+        json_decref (report);
+        if (now == current)
+            return true;
+        //  Keep the session alive while we wait
+        cw_msg_t *msg = s_recv (self, 20, true, false);
+        ck_assert_ptr_null (msg);
+    }
+    return false;
+}
+
+#define JOBS 40
+
+START_TEST (test_session)
+{
+    fixture_t *self = s_start (NULL, "CW_WORKER_INFLIGHT=100", NULL);
+    cw_msg_t *ready = s_expect (self, CW_MSG_READY);
+    ck_assert_uint_eq (ready->ready.flows_count, 1);
+    ck_assert_str_eq (ready->ready.flows[0], "http.generic");
+    ck_assert_int_eq (ready->ready.credit, 100);
+    ck_assert_str_eq (ready->ready.name, "test-worker");
+    cw_msg_destroy (&ready);
+
+    //  Jobs: every one comes back ok with its ERP id, credit returned
+    for (int64_t job_id = 1; job_id <= JOBS; job_id++)
+        s_send_customer_job (self, job_id);
+    seen_t seen[128];
+    memset (seen, 0, sizeof (seen));
+    int64_t credit = s_collect (self, seen, JOBS, JOBS);
+    ck_assert_int_eq (credit, JOBS);
+    for (size_t index = 0; index < JOBS; index++) {
+        ck_assert_int_eq (seen[index].outcome, CW_MSG_OUTCOME_OK);
+        ck_assert_int_eq (seen[index].http_status, 201);
+        ck_assert_int_eq (strncmp (seen[index].erp_id, "CUST-", 5), 0);
+    }
+    json_t *report = worker_sim_introspect (&self->sim);
+    json_t *customers =
+        json_object_get (json_object_get (report, "effects"), "customers");
+    ck_assert_uint_eq (json_object_size (customers), JOBS);
+    json_decref (report);
+    //  The headers arrived: erpsim logged each job's correlation id
+    ck_assert_int_eq (worker_sim_log_count (&self->sim, "\"corr-job-7\""), 1);
+
+    //  Jobs that cannot run: answered at once, naming why
+    memset (seen, 0, sizeof (seen));
+    s_send_job (self, 1, "http.generic", "erp", "{\"body\":{}}");
+    s_send_job (self, 2, "no.such.flow", "erp", "{\"path\":\"/x\"}");
+    s_send_job (self, 3, "http.generic", "webshop", "{\"path\":\"/x\"}");
+    credit = s_collect (self, seen, 3, 3);
+    ck_assert_int_eq (credit, 3);
+    ck_assert_int_eq (seen[0].outcome, CW_MSG_OUTCOME_REJECTED);
+    ck_assert_ptr_nonnull (strstr (seen[0].error, "\"path\""));
+    ck_assert_int_eq (seen[1].outcome, CW_MSG_OUTCOME_REJECTED);
+    ck_assert_ptr_nonnull (strstr (seen[1].error, "no.such.flow"));
+    ck_assert_int_eq (seen[2].outcome, CW_MSG_OUTCOME_TRANSIENT);
+    ck_assert_ptr_nonnull (strstr (seen[2].error, "webshop"));
+
+    //  4xx from the ERP: rejected; 429: transient with retry_after_ms
+    memset (seen, 0, sizeof (seen));
+    s_send_job (
+        self, 1, "http.generic", "erp",
+        "{\"path\":\"/api/v1/customers\",\"body\":{\"tenant\":\"t1\"}}");
+    credit = s_collect (self, seen, 1, 1);
+    ck_assert_int_eq (seen[0].outcome, CW_MSG_OUTCOME_REJECTED);
+    ck_assert_int_eq (seen[0].http_status, 422);
+    long status;
+    json_decref (worker_sim_control (
+        &self->sim, "PUT", "/_control/faults",
+        "{\"*\":{\"rateLimitRate\":1,\"retryAfterSeconds\":4}}", &status));
+    memset (seen, 0, sizeof (seen));
+    s_send_customer_job (self, 50);  //  A fresh key: no replay
+    s_collect (self, seen, 50, 1);
+    ck_assert_int_eq (seen[49].outcome, CW_MSG_OUTCOME_TRANSIENT);
+    ck_assert_int_eq (seen[49].http_status, 429);
+    ck_assert_int_eq (seen[49].retry_after_ms, 4000);
+
+    //  Idle: the worker heartbeats about once per interval
+    int64_t started = zclock_mono ();
+    int heartbeats = 0;
+    while (heartbeats < 3) {
+        cw_msg_t *msg = s_recv (self, WAIT_MSEC, true, true);
+        ck_assert_ptr_nonnull (msg);
+        ck_assert_int_eq (msg->command, CW_MSG_HEARTBEAT);
+        heartbeats++;
+        cw_msg_destroy (&msg);
+    }
+    int64_t elapsed = zclock_mono () - started;
+    ck_assert_int_ge (elapsed, 2 * HEARTBEAT_MSEC - 50);
+    ck_assert_int_le (elapsed, 6 * HEARTBEAT_MSEC);
+
+    //  SIGTERM with calls in flight: they finish and are reported (no
+    //  more credit), then DISCONNECT, exit 0
+    json_decref (worker_sim_control (&self->sim, "PUT", "/_control/faults",
+                                     "{\"*\":{\"latencyMs\":700}}", &status));
+    for (int64_t job_id = 1; job_id <= 3; job_id++)
+        s_send_customer_job (self, 100 + job_id);
+    ck_assert (s_wait_inflight (self, 3));
+    ck_assert_int_eq (kill (self->pid, SIGTERM), 0);
+    size_t reported = 0;
+    while (reported < 3) {
+        cw_msg_t *msg = s_expect (self, CW_MSG_RESULT);
+        ck_assert_int_eq (msg->result.credit, -1);
+        for (size_t index = 0; index < msg->result.results_count; index++)
+            ck_assert_int_eq (msg->result.results[index].outcome,
+                              CW_MSG_OUTCOME_OK);
+        reported += msg->result.results_count;
+        cw_msg_destroy (&msg);
+    }
+    cw_msg_t *disconnect = s_expect (self, CW_MSG_DISCONNECT);
+    ck_assert_ptr_nonnull (disconnect->disconnect.reason);
+    cw_msg_destroy (&disconnect);
+    int exit_status = cw_test_stop (self->pid, WAIT_MSEC);
+    self->pid = 0;
+    ck_assert_msg (WIFEXITED (exit_status) && WEXITSTATUS (exit_status) == 0,
+                   "worker exit status %d", exit_status);
+    s_destroy (&self);
+}
+END_TEST
+
+START_TEST (test_shutdown_abandons)
+{
+    //  Calls stall beyond shutdown_timeout: abandoned, not reported
+    const char *flags[] = {"--stall-rate", "1", "--stall-ms", "8000"};
+    fixture_t *self = s_start (flags, "CW_WORKER_SHUTDOWN_TIMEOUT=300ms", NULL);
+    cw_msg_destroy (&(cw_msg_t *){s_expect (self, CW_MSG_READY)});
+    s_send_customer_job (self, 1);
+    s_send_customer_job (self, 2);
+    ck_assert (s_wait_inflight (self, 2));
+    int64_t started = zclock_mono ();
+    ck_assert_int_eq (kill (self->pid, SIGTERM), 0);
+    //  The next message is DISCONNECT: no RESULT for abandoned jobs
+    cw_msg_t *msg = s_expect (self, CW_MSG_DISCONNECT);
+    cw_msg_destroy (&msg);
+    int exit_status = cw_test_stop (self->pid, WAIT_MSEC);
+    self->pid = 0;
+    ck_assert (WIFEXITED (exit_status) && WEXITSTATUS (exit_status) == 0);
+    ck_assert_int_lt (zclock_mono () - started, 3000);
+    s_destroy (&self);
+}
+END_TEST
+
+START_TEST (test_second_signal)
+{
+    const char *flags[] = {"--stall-rate", "1", "--stall-ms", "8000"};
+    fixture_t *self = s_start (flags, "CW_WORKER_SHUTDOWN_TIMEOUT=60s", NULL);
+    cw_msg_destroy (&(cw_msg_t *){s_expect (self, CW_MSG_READY)});
+    s_send_customer_job (self, 1);
+    ck_assert (s_wait_inflight (self, 1));
+    int64_t started = zclock_mono ();
+    ck_assert_int_eq (kill (self->pid, SIGTERM), 0);
+    //  Still draining: no DISCONNECT yet
+    cw_msg_t *msg = s_recv (self, 300, true, false);
+    ck_assert_ptr_null (msg);
+    ck_assert_int_eq (kill (self->pid, SIGTERM), 0);
+    int exit_status = 0;
+    ck_assert_int_eq (waitpid (self->pid, &exit_status, 0), self->pid);
+    self->pid = 0;
+    ck_assert (WIFEXITED (exit_status) && WEXITSTATUS (exit_status) == 1);
+    ck_assert_int_lt (zclock_mono () - started, 3000);
+    s_destroy (&self);
+}
+END_TEST
+
+START_TEST (test_broker_lost)
+{
+    const char *flags[] = {"--stall-rate", "1", "--stall-ms", "3000"};
+    fixture_t *self = s_start (flags, NULL);
+    cw_msg_destroy (&(cw_msg_t *){s_expect (self, CW_MSG_READY)});
+    zframe_t *first = zframe_dup (self->peer);
+    s_send_customer_job (self, 1);
+    ck_assert (s_wait_inflight (self, 1));
+    //  Silence: after liveness intervals the worker gives up, abandons
+    //  the job and comes back with a new session and READY
+    int64_t started = zclock_mono ();
+    cw_msg_t *msg = NULL;
+    while (!msg || msg->command != CW_MSG_READY) {
+        ck_assert_msg (msg == NULL || msg->command == CW_MSG_HEARTBEAT,
+                       "unexpected %s", cw_msg_command_name (msg->command));
+        cw_msg_destroy (&msg);
+        msg = s_recv (self, WAIT_MSEC, false, true);
+        ck_assert_ptr_nonnull (msg);
+    }
+    int64_t elapsed = zclock_mono () - started;
+    ck_assert_int_ge (elapsed, 3 * HEARTBEAT_MSEC - 50);
+    ck_assert_int_eq (msg->ready.credit, 64);
+    cw_msg_destroy (&msg);
+    ck_assert (!zframe_eq (first, self->peer));
+    zframe_destroy (&first);
+    //  The abandoned job is never reported, even after its stall ends
+    msg = s_recv (self, 3500, true, false);
+    ck_assert_ptr_null (msg);
+    //  The new session works
+    json_decref (
+        worker_sim_control (&self->sim, "PUT", "/_control/faults", "{}", NULL));
+    s_send_customer_job (self, 2);
+    seen_t seen[2];
+    memset (seen, 0, sizeof (seen));
+    s_collect (self, seen, 2, 1);
+    ck_assert (seen[1].seen);
+    ck_assert_int_eq (seen[1].outcome, CW_MSG_OUTCOME_OK);
+    s_destroy (&self);
+}
+END_TEST
+
+START_TEST (test_bad_config)
+{
+    //  Missing required keys: exit 2 with a line naming the key
+    char *program = cw_test_build_path ("worker/causeway-worker");
+    char *dir = cw_test_tmpdir ("check_worker_cfg");
+    char *log = zsys_sprintf ("%s/log", dir);
+    const char *argv[] = {program, NULL};
+    const char *envp[] = {"CW_WORKER_BROKER_PUBLIC_KEY=", NULL};
+    pid_t pid = cw_test_spawn (argv, envp, log);
+    int status = 0;
+    ck_assert_int_eq (waitpid (pid, &status, 0), pid);
+    ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 2);
+    FILE *file = fopen (log, "r");
+    char line[2048] = "";
+    ck_assert_ptr_nonnull (fgets (line, sizeof (line), file));
+    fclose (file);
+    ck_assert_ptr_nonnull (strstr (line, "broker/public_key"));
+    //  --help: exit 0
+    const char *help[] = {program, "--help", NULL};
+    pid = cw_test_spawn (help, NULL, log);
+    ck_assert_int_eq (waitpid (pid, &status, 0), pid);
+    ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    //  etc/causeway-worker.cfg is exactly the generated sample
+    char *sample_log = zsys_sprintf ("%s/sample", dir);
+    const char *sample[] = {program, "--sample-config", NULL};
+    pid = cw_test_spawn (sample, NULL, sample_log);
+    ck_assert_int_eq (waitpid (pid, &status, 0), pid);
+    ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    char *etc = cw_test_src_path ("etc/causeway-worker.cfg");
+    char *generated = NULL, *committed = NULL;
+    size_t generated_size = 0, committed_size = 0;
+    FILE *stream = fopen (sample_log, "r");
+    ck_assert_ptr_nonnull (stream);
+    ck_assert_int_gt (getdelim (&generated, &generated_size, 0, stream), 0);
+    fclose (stream);
+    stream = fopen (etc, "r");
+    ck_assert_ptr_nonnull (stream);
+    ck_assert_int_gt (getdelim (&committed, &committed_size, 0, stream), 0);
+    fclose (stream);
+    ck_assert_msg (streq (generated, committed),
+                   "etc/causeway-worker.cfg is stale: regenerate it with "
+                   "causeway-worker --sample-config");
+    free (generated);
+    free (committed);
+    free (etc);
+    zstr_free (&sample_log);
+    zstr_free (&log);
+    cw_test_tmpdir_destroy (&dir);
+    free (program);
+}
+END_TEST
+
+static Suite *
+s_suite (void)
+{
+    Suite *suite = suite_create ("worker");
+    TCase *tcase = tcase_create ("session");
+    tcase_set_timeout (tcase, 60);
+    tcase_add_test (tcase, test_session);
+    tcase_add_test (tcase, test_broker_lost);
+    suite_add_tcase (suite, tcase);
+    tcase = tcase_create ("shutdown");
+    tcase_set_timeout (tcase, 60);
+    tcase_add_test (tcase, test_shutdown_abandons);
+    tcase_add_test (tcase, test_second_signal);
+    suite_add_tcase (suite, tcase);
+    tcase = tcase_create ("config");
+    tcase_set_timeout (tcase, 30);
+    tcase_add_test (tcase, test_bad_config);
+    suite_add_tcase (suite, tcase);
+    return suite;
+}
+
+int
+main (void)
+{
+    SRunner *runner = srunner_create (s_suite ());
+    srunner_run_all (runner, CK_NORMAL);
+    int failed = srunner_ntests_failed (runner);
+    srunner_free (runner);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
