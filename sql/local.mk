@@ -7,5 +7,7 @@ nobase_dist_pkgdata_DATA = \
     sql/erp_mw/002_audit_log.sql \
     sql/erp_mw/003_retention.sql \
     sql/erp_mw/004_grants.sql \
+    sql/erp_mw/005_jobs_notify.sql \
     sql/shop/001_tables.sql \
-    sql/shop/002_grants.sql
+    sql/shop/002_grants.sql \
+    sql/shop/003_outbox_notify.sql

@@ -1,0 +1,958 @@
+/*  =========================================================================
+    cw_broker - the broker actor: ROUTER + CURVE + timers around cw_core
+
+    See cw_broker.h. One loop: the pipe, the ROUTER and the store actor,
+    with the core's next deadline as timeout. Network input never asserts:
+    every message is decoded by cw_msg, checked against the sender's role
+    and then turned into core events; the core's actions become messages
+    and store requests.
+    =========================================================================
+*/
+#include "cw_broker.h"
+#include "cw_curve.h"
+#include "cw_event.h"
+#include "cw_log.h"
+#include "cw_msg.h"
+#include "cw_store.h"
+#include "cw_version.h"
+#include "cw_zap.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CW_BROKER_TICK_MAX 1000         //  Longest poll wait, msec
+#define CW_BROKER_NAME_SIZE 80          //  Hex routing id + NUL
+#define CW_BROKER_INT_SIZE 32
+#define CW_BROKER_LINGER 1000           //  Flush DISCONNECTs on exit, msec
+#define CW_BROKER_DEFAULT_TARGET "default"
+
+//  One connected peer, by routing id.
+typedef struct {
+    zframe_t *routing;          //  Routing id frame
+    char name [CW_BROKER_NAME_SIZE];    //  Hex of the routing id
+    char *user_id;              //  CURVE public key (Z85)
+    char *role;                 //  ZAP role
+    int malformed;              //  Malformed messages in a row
+    int64_t logged_at;          //  Last malformed log line (msec)
+    int64_t held_back;          //  Malformed lines not logged since
+} s_peer_t;
+
+//  A sync call out to a worker.
+typedef struct {
+    int64_t call_id;
+    char peer [CW_BROKER_NAME_SIZE];    //  The admin client to answer
+    int64_t request_id;         //  Its REQUEST id
+    char *flow;
+    cw_envelope_t *envelope;
+} s_call_t;
+
+typedef struct {
+    zsock_t *pipe;              //  Actor pipe
+    zsock_t *router;            //  The ROUTER, CURVE server
+    zactor_t *monitor;          //  Handshake monitor
+    zactor_t *store;            //  SQL actor
+    cw_core_t *core;            //  Decisions
+    cw_version_t *versions;     //  Contract versions (PUBLISH)
+    zhashx_t *peers;            //  s_peer_t by name
+    zhashx_t *calls;            //  s_call_t by call id text
+    int64_t next_call_id;
+    int64_t lease_msec;
+    int64_t drain_msec;
+    const cw_broker_route_t *routes;
+    size_t route_count;
+    bool draining;              //  DRAIN received
+    bool exited;                //  Core said EXIT
+    size_t store_outstanding;   //  Requests not yet back
+    //  Counters
+    uint64_t malformed;
+    uint64_t forbidden;
+    uint64_t unknown_session;
+    uint64_t published;
+    uint64_t duplicates;
+    uint64_t rejected;
+    uint64_t commit_lost;
+} s_broker_t;
+
+static void
+s_peer_destroy (s_peer_t **self_p)
+{
+    s_peer_t *self = *self_p;
+    if (self) {
+        zframe_destroy (&self->routing);
+        free (self->user_id);
+        free (self->role);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static void
+s_call_destroy (s_call_t **self_p)
+{
+    s_call_t *self = *self_p;
+    if (self) {
+        free (self->flow);
+        cw_envelope_destroy (&self->envelope);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static void
+s_hex (const byte *data, size_t size, char *name, size_t name_size)
+{
+    static const char digits [] = "0123456789abcdef";
+    size_t at = 0;
+    for (size_t index = 0; index < size && at + 2 < name_size; index++) {
+        name [at++] = digits [data [index] >> 4];
+        name [at++] = digits [data [index] & 15];
+    }
+    name [at] = 0;
+}
+
+static void
+s_id_text (char *text, size_t size, int64_t value)
+{
+    snprintf (text, size, "%" PRId64, value);
+}
+
+//  --- Sending ---------------------------------------------------------------
+
+static void
+s_send (s_broker_t *self, const char *peer_name, cw_msg_t **msg_p)
+{
+    cw_msg_t *msg = *msg_p;
+    s_peer_t *peer = (s_peer_t *) zhashx_lookup (self->peers, peer_name);
+    char reason [CW_MSG_REASON_SIZE];
+    cw_msg_frames_t *frames = peer ? cw_msg_encode (msg, reason, sizeof (reason))
+                                   : NULL;
+    if (peer && !frames)
+        cw_log (CW_LOG_ERROR, "encode_failed", "cannot encode a message",
+                "command", cw_msg_command_name (msg->command),
+                "reason", reason, NULL);
+    if (frames) {
+        zmsg_t *out = zmsg_new ();
+        zmsg_append (out, &(zframe_t *) { zframe_dup (peer->routing) });
+        for (size_t index = 0; index < frames->count; index++)
+            zmsg_addmem (out, frames->frame [index].data,
+                         frames->frame [index].size);
+        zmsg_send (&out, self->router);
+        zmsg_destroy (&out);
+        cw_msg_frames_destroy (&frames);
+    }
+    cw_msg_destroy (msg_p);
+}
+
+static void
+s_send_error (s_broker_t *self, const char *peer, cw_msg_protocol_t protocol,
+              const char *code, const char *message, int command)
+{
+    cw_msg_t *msg = cw_msg_new (protocol, CW_MSG_ERROR);
+    msg->error.code = strdup (code);
+    msg->error.message = strdup (message);
+    msg->error.command = command;
+    s_send (self, peer, &msg);
+}
+
+static void
+s_send_simple (s_broker_t *self, const char *peer, cw_msg_protocol_t protocol,
+               cw_msg_command_t command, const char *reason)
+{
+    cw_msg_t *msg = cw_msg_new (protocol, command);
+    if (command == CW_MSG_DISCONNECT)
+        msg->disconnect.reason = strdup (reason ? reason : "shutdown");
+    s_send (self, peer, &msg);
+}
+
+static void
+s_respond_error (s_broker_t *self, const char *peer, int64_t request_id,
+                 const char *code, const char *message, const char *field)
+{
+    cw_msg_t *msg = cw_msg_new (CW_MSG_CLIENT, CW_MSG_RESPONSE);
+    msg->response.request_id = request_id;
+    msg->response.error_code = strdup (code);
+    msg->response.error_message = strdup (message);
+    if (field)
+        msg->response.error_field = strdup (field);
+    s_send (self, peer, &msg);
+}
+
+static void
+s_respond (s_broker_t *self, const char *peer, int64_t request_id,
+           json_t **result_p)
+{
+    cw_msg_t *msg = cw_msg_new (CW_MSG_CLIENT, CW_MSG_RESPONSE);
+    msg->response.request_id = request_id;
+    msg->response.result = *result_p;
+    *result_p = NULL;
+    s_send (self, peer, &msg);
+}
+
+//  --- Core actions -------------------------------------------------------------
+
+static void
+s_store_send (s_broker_t *self, cw_store_req_t **req_p)
+{
+    if (cw_store_send (self->store, req_p) == 0)
+        self->store_outstanding++;
+}
+
+static void
+s_action (s_broker_t *self, const cw_core_action_t *action)
+{
+    switch (action->type) {
+        case CW_CORE_SEND_JOB: {
+            cw_msg_t *msg = cw_msg_new (CW_MSG_WORKER, CW_MSG_JOB);
+            msg->job.job_id = action->job_id;
+            msg->job.attempt = action->attempt;
+            msg->job.flow = strdup (action->flow);
+            msg->job.target = strdup (action->target ? action->target
+                                                     : CW_BROKER_DEFAULT_TARGET);
+            msg->job.deadline_ms = action->deadline_msec;
+            msg->job.envelope = cw_envelope_dup (
+                (const cw_envelope_t *) action->payload);
+            s_send (self, action->worker, &msg);
+            break;
+        }
+        case CW_CORE_SEND_CALL: {
+            char key [CW_BROKER_INT_SIZE];
+            s_id_text (key, sizeof (key), action->call_id);
+            s_call_t *call = (s_call_t *) zhashx_lookup (self->calls, key);
+            if (!call)
+                break;
+            cw_msg_t *msg = cw_msg_new (CW_MSG_WORKER, CW_MSG_CALL);
+            msg->call.call_id = action->call_id;
+            msg->call.flow = strdup (action->flow);
+            msg->call.deadline_ms = action->deadline_msec;
+            msg->call.envelope = cw_envelope_dup (call->envelope);
+            s_send (self, action->worker, &msg);
+            break;
+        }
+        case CW_CORE_CALL_FAILED: {
+            char key [CW_BROKER_INT_SIZE];
+            s_id_text (key, sizeof (key), action->call_id);
+            s_call_t *call = (s_call_t *) zhashx_lookup (self->calls, key);
+            if (call) {
+                s_respond_error (self, call->peer, call->request_id,
+                                 "call_failed",
+                                 action->reason ? action->reason : "call failed",
+                                 NULL);
+                zhashx_delete (self->calls, key);
+            }
+            break;
+        }
+        case CW_CORE_SEND_HEARTBEAT:
+            s_send_simple (self, action->worker, CW_MSG_WORKER,
+                           CW_MSG_HEARTBEAT, NULL);
+            break;
+        case CW_CORE_SEND_DISCONNECT:
+            s_send_simple (self, action->worker, CW_MSG_WORKER,
+                           CW_MSG_DISCONNECT, action->reason);
+            break;
+        case CW_CORE_CLAIM: {
+            cw_store_req_t *req = cw_store_req_new (CW_STORE_CLAIM);
+            req->batch_id = action->batch_id;
+            req->limit = action->limit;
+            req->lease_msec = action->lease_msec;
+            req->flows = (char **) calloc (action->flow_count + 1, sizeof (char *));
+            assert (req->flows);
+            for (size_t index = 0; index < action->flow_count; index++)
+                req->flows [index] = strdup (action->flows [index]);
+            req->flow_count = action->flow_count;
+            s_store_send (self, &req);
+            break;
+        }
+        case CW_CORE_COMMIT: {
+            cw_store_req_t *req = cw_store_req_new (CW_STORE_COMMIT);
+            req->batch_id = action->batch_id;
+            req->transitions = (cw_core_transition_t *) calloc (
+                action->transition_count + 1, sizeof (cw_core_transition_t));
+            assert (req->transitions);
+            for (size_t index = 0; index < action->transition_count; index++) {
+                cw_core_transition_t *t = &req->transitions [index];
+                *t = action->transitions [index];
+                t->worker = t->worker ? strdup (t->worker) : NULL;
+                t->error = t->error ? strdup (t->error) : NULL;
+            }
+            req->transition_count = action->transition_count;
+            s_store_send (self, &req);
+            break;
+        }
+        case CW_CORE_RENEW:
+        case CW_CORE_RELEASE: {
+            cw_store_req_t *req = cw_store_req_new (
+                action->type == CW_CORE_RENEW ? CW_STORE_RENEW : CW_STORE_RELEASE);
+            req->batch_id = action->batch_id;
+            req->job_ids = (int64_t *) calloc (action->job_count + 1,
+                                               sizeof (int64_t));
+            assert (req->job_ids);
+            memcpy (req->job_ids, action->job_ids,
+                    action->job_count * sizeof (int64_t));
+            req->job_count = action->job_count;
+            req->lease_expires_at = action->lease_expires_at;
+            s_store_send (self, &req);
+            break;
+        }
+        case CW_CORE_EXIT:
+            self->exited = true;
+            break;
+    }
+}
+
+static void
+s_actions (s_broker_t *self)
+{
+    const cw_core_action_t *action;
+    while ((action = cw_core_next_action (self->core)))
+        s_action (self, action);
+}
+
+//  --- Store answers ------------------------------------------------------------
+
+static void
+s_store_answer (s_broker_t *self, cw_store_req_t *req)
+{
+    int64_t now = zclock_time ();
+    if (req->op != CW_STORE_WAKE && self->store_outstanding > 0)
+        self->store_outstanding--;
+    switch (req->op) {
+        case CW_STORE_CLAIM:
+            if (req->status == 0)
+                cw_core_on_jobs_claimed (self->core, now, req->batch_id,
+                                         req->jobs, req->jobs_count);
+            else
+                cw_core_on_claim_failed (self->core, now, req->batch_id);
+            break;
+        case CW_STORE_COMMIT:
+            if (req->status == 0) {
+                for (size_t index = 0; index < req->lost_count; index++) {
+                    char id [CW_BROKER_INT_SIZE];
+                    s_id_text (id, sizeof (id), req->lost [index]);
+                    cw_log (CW_LOG_WARN, "commit_lease_lost",
+                            "result not recorded: lease was lost",
+                            "#job_id", id, NULL);
+                }
+                self->commit_lost += req->lost_count;
+                cw_core_on_commit_done (self->core, now, req->batch_id);
+                //  A done head may unblock its ordering key's next job
+                if (!self->draining)
+                    cw_core_on_wake (self->core, now);
+            }
+            else
+                cw_core_on_commit_failed (self->core, now, req->batch_id);
+            break;
+        case CW_STORE_RENEW:
+            if (req->status == 0)
+                cw_core_on_renew_done (self->core, now, req->batch_id,
+                                       req->lost, req->lost_count);
+            else
+                cw_core_on_renew_failed (self->core, now, req->batch_id);
+            break;
+        case CW_STORE_RELEASE:
+            break;
+        case CW_STORE_PUBLISH: {
+            cw_msg_t *ack = cw_msg_new (CW_MSG_RELAY, CW_MSG_ACK);
+            ack->ack.batch_id = req->publish_batch_id;
+            char peer [CW_BROKER_NAME_SIZE];
+            s_hex (zframe_data (req->peer), zframe_size (req->peer), peer,
+                   sizeof (peer));
+            if (req->status != 0) {
+                //  No ACK: the relay publishes the batch again
+                cw_msg_destroy (&ack);
+                cw_log (CW_LOG_WARN, "publish_failed",
+                        "batch not committed; relay will retry",
+                        "island", req->source, "error", req->error, NULL);
+                break;
+            }
+            for (size_t index = 0; index < req->event_count; index++) {
+                cw_store_event_t *event = &req->events [index];
+                const char *key = cw_envelope_idempotency_key (event->envelope);
+                if (event->duplicate) {
+                    cw_msg_duplicate_add (ack, key);
+                    self->duplicates++;
+                }
+                else {
+                    cw_msg_accepted_add (ack, key);
+                    self->published++;
+                }
+            }
+            //  Rejections were decided before the store saw the batch
+            cw_msg_t *rejected = (cw_msg_t *) req->rejections;
+            for (size_t index = 0; rejected && index < rejected->ack.rejected_count;
+                 index++)
+                cw_msg_rejected_add (ack, rejected->ack.rejected [index].key,
+                                     rejected->ack.rejected [index].reason);
+            cw_core_on_jobs_claimed (self->core, now, 0, req->jobs,
+                                     req->jobs_count);
+            s_send (self, peer, &ack);
+            break;
+        }
+        case CW_STORE_WAKE:
+            if (!self->draining)
+                cw_core_on_wake (self->core, now);
+            break;
+    }
+    s_actions (self);
+}
+
+//  --- Network input -------------------------------------------------------------
+
+static cw_core_outcome_t
+s_outcome (cw_msg_outcome_t outcome)
+{
+    switch (outcome) {
+        case CW_MSG_OUTCOME_OK:        return CW_CORE_OK;
+        case CW_MSG_OUTCOME_REJECTED:  return CW_CORE_REJECTED;
+        case CW_MSG_OUTCOME_DUPLICATE: return CW_CORE_DUPLICATE;
+        case CW_MSG_OUTCOME_TRANSIENT: return CW_CORE_TRANSIENT;
+        case CW_MSG_OUTCOME_VERSION:   return CW_CORE_VERSION;
+    }
+    return CW_CORE_TRANSIENT;
+}
+
+static s_peer_t *
+s_peer_require (s_broker_t *self, zframe_t *routing, zframe_t *frame)
+{
+    char name [CW_BROKER_NAME_SIZE];
+    s_hex (zframe_data (routing), zframe_size (routing), name, sizeof (name));
+    s_peer_t *peer = (s_peer_t *) zhashx_lookup (self->peers, name);
+    if (!peer) {
+        peer = (s_peer_t *) zmalloc (sizeof (s_peer_t));
+        peer->routing = zframe_dup (routing);
+        memcpy (peer->name, name, sizeof (name));
+        const char *user_id = zframe_meta (frame, "User-Id");
+        const char *role = zframe_meta (frame, "role");
+        peer->user_id = strdup (user_id ? user_id : "unknown");
+        peer->role = strdup (role ? role : "");
+        zhashx_insert (self->peers, name, peer);
+    }
+    return peer;
+}
+
+static void
+s_malformed (s_broker_t *self, s_peer_t *peer, zframe_t *frame,
+             const char *error, const char *reason)
+{
+    self->malformed++;
+    peer->malformed++;
+    int64_t now = zclock_time ();
+    if (now - peer->logged_at >= CW_BROKER_LOG_INTERVAL) {
+        const char *address = frame ? zframe_meta (frame, "Peer-Address") : NULL;
+        char held [CW_BROKER_INT_SIZE];
+        s_id_text (held, sizeof (held), peer->held_back);
+        cw_log (CW_LOG_WARN, "malformed_message", "dropped a malformed message",
+                "peer", peer->name, "user_id", peer->user_id,
+                "peer_address", address ? address : "unknown",
+                "error", error, "reason", reason, "#held_back", held, NULL);
+        peer->logged_at = now;
+        peer->held_back = 0;
+    }
+    else
+        peer->held_back++;
+    if (peer->malformed >= CW_BROKER_MALFORMED_MAX) {
+        cw_log (CW_LOG_WARN, "peer_disconnected",
+                "too many malformed messages in a row",
+                "peer", peer->name, "user_id", peer->user_id, NULL);
+        s_send_simple (self, peer->name, CW_MSG_WORKER, CW_MSG_DISCONNECT,
+                       "malformed input");
+        cw_core_on_worker_gone (self->core, now, peer->name);
+        peer->malformed = 0;
+    }
+}
+
+//  Ordering key of an event: tenant:orderId, else tenant:customerId.
+static char *
+s_ordering_key (const cw_envelope_t *envelope)
+{
+    json_t *data = cw_envelope_data (envelope);
+    const char *fields [] = { "orderId", "customerId", NULL };
+    for (int index = 0; fields [index]; index++) {
+        json_t *value = json_object_get (data, fields [index]);
+        if (json_is_string (value)) {
+            const char *tenant = cw_envelope_tenant_id (envelope);
+            size_t size = strlen (tenant) + json_string_length (value) + 2;
+            char *key = (char *) malloc (size);
+            assert (key);
+            snprintf (key, size, "%s:%s", tenant, json_string_value (value));
+            return key;
+        }
+    }
+    return NULL;
+}
+
+static const cw_broker_route_t *
+s_route (s_broker_t *self, const char *type)
+{
+    for (size_t index = 0; index < self->route_count; index++)
+        if (streq (self->routes [index].event_type, type))
+            return &self->routes [index];
+    return NULL;
+}
+
+static void
+s_on_publish (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
+{
+    if (self->draining) {
+        s_send_error (self, peer->name, CW_MSG_RELAY, "unavailable",
+                      "broker is shutting down", CW_MSG_PUBLISH);
+        return;
+    }
+    const char *island = cw_msg_role_island (peer->role);
+    if (!island || strcmp (island, msg->publish.island)) {
+        self->forbidden++;
+        cw_log (CW_LOG_WARN, "forbidden", "PUBLISH for another island refused",
+                "peer", peer->name, "user_id", peer->user_id,
+                "role", peer->role, "island", msg->publish.island, NULL);
+        s_send_error (self, peer->name, CW_MSG_RELAY, "forbidden",
+                      "island does not match the certificate's role",
+                      CW_MSG_PUBLISH);
+        return;
+    }
+    cw_store_req_t *req = cw_store_req_new (CW_STORE_PUBLISH);
+    req->source = strdup (island);
+    req->peer = zframe_dup (peer->routing);
+    req->publish_batch_id = msg->publish.batch_id;
+    req->lease_msec = self->lease_msec;
+    req->events = (cw_store_event_t *) calloc (msg->publish.events_count + 1,
+                                               sizeof (cw_store_event_t));
+    assert (req->events);
+    //  The rejections ride along with the request (see s_store_answer)
+    cw_msg_t *rejected = cw_msg_new (CW_MSG_RELAY, CW_MSG_ACK);
+    for (size_t index = 0; index < msg->publish.events_count; index++) {
+        cw_envelope_t *envelope = msg->publish.events [index];
+        const char *key = cw_envelope_idempotency_key (envelope);
+        char reason [CW_MSG_REASON_SIZE] = "";
+        const cw_broker_route_t *route = NULL;
+        if (cw_version_resolve (self->versions, envelope, reason,
+                                sizeof (reason)) == 0
+        &&  cw_event_validate (cw_envelope_type (envelope),
+                               cw_envelope_data (envelope), reason,
+                               sizeof (reason)) == 0) {
+            route = s_route (self, cw_envelope_type (envelope));
+            if (!route)
+                snprintf (reason, sizeof (reason),
+                          "type: no flow configured for %s",
+                          cw_envelope_type (envelope));
+        }
+        if (!route) {
+            cw_msg_rejected_add (rejected, key, reason);
+            self->rejected++;
+            cw_log (CW_LOG_WARN, "event_rejected", "published event rejected",
+                    "island", island, "idempotency_key", key,
+                    "reason", reason, NULL);
+            continue;
+        }
+        cw_store_event_t *event = &req->events [req->event_count++];
+        event->envelope = envelope;
+        msg->publish.events [index] = NULL;
+        event->flow = strdup (route->flow);
+        event->target = route->target ? strdup (route->target) : NULL;
+        event->ordering_key = s_ordering_key (event->envelope);
+    }
+    req->rejections = rejected;
+    if (req->event_count == 0) {
+        //  Nothing to store: answer at once
+        req->status = 0;
+        self->store_outstanding++;
+        s_store_answer (self, req);
+        cw_store_req_destroy (&req);
+        return;
+    }
+    s_store_send (self, &req);
+}
+
+static void
+s_on_request (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
+{
+    int64_t request_id = msg->request.request_id;
+    const char *op = msg->request.op;
+    json_t *args = msg->request.args;
+    if (streq (op, "status")) {
+        cw_core_stats_t stats;
+        cw_core_stats (self->core, &stats);
+        json_t *result = json_pack (
+            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
+            "held", (json_int_t) stats.held,
+            "queued", (json_int_t) stats.queued,
+            "inflight", (json_int_t) stats.inflight,
+            "workers", (json_int_t) stats.workers,
+            "dispatched", (json_int_t) stats.dispatched,
+            "commits", (json_int_t) stats.commits,
+            "malformed", (json_int_t) self->malformed,
+            "forbidden", (json_int_t) self->forbidden,
+            "published", (json_int_t) self->published,
+            "duplicates", (json_int_t) self->duplicates,
+            "rejected", (json_int_t) self->rejected,
+            "draining", self->draining);
+        s_respond (self, peer->name, request_id, &result);
+        return;
+    }
+    if (streq (op, "call")) {
+        json_t *flow = json_object_get (args, "flow");
+        json_t *target = json_object_get (args, "target");
+        json_t *envelope_json = json_object_get (args, "envelope");
+        if (!json_is_string (flow) || json_string_length (flow) == 0
+        ||  json_string_length (flow) > CW_MSG_FLOW_MAX) {
+            s_respond_error (self, peer->name, request_id, "malformed",
+                             "args.flow: required string (1..64 bytes)",
+                             "args.flow");
+            return;
+        }
+        if (target && !json_is_string (target)) {
+            s_respond_error (self, peer->name, request_id, "malformed",
+                             "args.target: must be a string", "args.target");
+            return;
+        }
+        char reason [CW_MSG_REASON_SIZE] = "must be an envelope object";
+        char *text = json_is_object (envelope_json)
+                   ? json_dumps (envelope_json, JSON_COMPACT) : NULL;
+        cw_envelope_t *envelope = text
+            ? cw_envelope_decode_json (text, strlen (text), reason, sizeof (reason))
+            : NULL;
+        free (text);
+        if (!envelope) {
+            char message [CW_MSG_REASON_SIZE + 32];
+            snprintf (message, sizeof (message), "args.envelope: %s", reason);
+            s_respond_error (self, peer->name, request_id, "malformed",
+                             message, "args.envelope");
+            return;
+        }
+        s_call_t *call = (s_call_t *) zmalloc (sizeof (s_call_t));
+        call->call_id = ++self->next_call_id;
+        memcpy (call->peer, peer->name, sizeof (call->peer));
+        call->request_id = request_id;
+        call->flow = strdup (json_string_value (flow));
+        call->envelope = envelope;
+        char key [CW_BROKER_INT_SIZE];
+        s_id_text (key, sizeof (key), call->call_id);
+        zhashx_insert (self->calls, key, call);
+        cw_core_on_call (self->core, zclock_time (), call->call_id, call->flow,
+                         target ? json_string_value (target) : NULL, 0);
+        return;
+    }
+    s_respond_error (self, peer->name, request_id, "unknown_op",
+                     "op: unknown operation", "op");
+}
+
+static void
+s_on_reply (s_broker_t *self, cw_msg_t *msg)
+{
+    char key [CW_BROKER_INT_SIZE];
+    s_id_text (key, sizeof (key), msg->reply.call_id);
+    s_call_t *call = (s_call_t *) zhashx_lookup (self->calls, key);
+    if (!call)
+        return;                 //  Late or unknown: ignored
+    json_t *result = json_pack ("{s:s, s:I, s:I}",
+        "outcome", cw_msg_outcome_name (msg->reply.outcome),
+        "http_status", (json_int_t) msg->reply.http_status,
+        "duration_ms", (json_int_t) msg->reply.duration_ms);
+    if (msg->reply.error)
+        json_object_set_new (result, "error", json_string (msg->reply.error));
+    if (msg->reply.response)
+        json_object_set (result, "response", msg->reply.response);
+    s_respond (self, call->peer, call->request_id, &result);
+    cw_core_on_call_done (self->core, zclock_time (), call->call_id);
+    zhashx_delete (self->calls, key);
+}
+
+static void
+s_on_worker (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
+{
+    int64_t now = zclock_time ();
+    const char *worker = peer->name;
+    int rc = 0;
+    switch (msg->command) {
+        case CW_MSG_READY:
+            cw_core_on_worker_ready (self->core, now, worker,
+                                     (const char *const *) msg->ready.flows,
+                                     msg->ready.flows_count,
+                                     (uint32_t) msg->ready.credit);
+            cw_log (CW_LOG_INFO, "worker_ready", "worker session opened",
+                    "worker", worker, "user_id", peer->user_id,
+                    "name", msg->ready.name, NULL);
+            break;
+        case CW_MSG_RESULT:
+            rc = cw_core_on_worker_seen (self->core, now, worker);
+            for (size_t index = 0; rc == 0 && index < msg->result.results_count;
+                 index++) {
+                cw_msg_result_t *result = &msg->result.results [index];
+                rc = cw_core_on_result (self->core, now, worker, result->job_id,
+                                        (uint32_t) result->attempt,
+                                        s_outcome (result->outcome),
+                                        (int) result->http_status,
+                                        result->retry_after_ms, result->error,
+                                        result->duration_ms);
+            }
+            if (rc == 0 && msg->result.credit > 0)
+                rc = cw_core_on_worker_credit (self->core, now, worker,
+                                               (uint32_t) msg->result.credit);
+            break;
+        case CW_MSG_CREDIT:
+            rc = cw_core_on_worker_credit (self->core, now, worker,
+                                           (uint32_t) msg->credit.credit);
+            break;
+        case CW_MSG_HEARTBEAT:
+            cw_core_on_worker_seen (self->core, now, worker);
+            break;
+        case CW_MSG_DISCONNECT:
+            cw_core_on_worker_gone (self->core, now, worker);
+            break;
+        case CW_MSG_REPLY:
+            cw_core_on_worker_seen (self->core, now, worker);
+            s_on_reply (self, msg);
+            break;
+        default:
+            break;
+    }
+    if (rc != 0) {
+        self->unknown_session++;
+        s_send_error (self, worker, CW_MSG_WORKER, "unknown_session",
+                      "send READY first", msg->command);
+    }
+}
+
+static void
+s_on_router (s_broker_t *self)
+{
+    zmsg_t *in = zmsg_recv (self->router);
+    if (!in)
+        return;
+    zframe_t *routing = zmsg_pop (in);
+    zframe_t *first = zmsg_first (in);
+    if (!routing || !first) {
+        zframe_destroy (&routing);
+        zmsg_destroy (&in);
+        return;
+    }
+    s_peer_t *peer = s_peer_require (self, routing, first);
+    zframe_destroy (&routing);
+    cw_msg_frame_t frames [CW_MSG_FRAMES];
+    size_t count = 0;
+    for (zframe_t *frame = zmsg_first (in); frame; frame = zmsg_next (in)) {
+        if (count < CW_MSG_FRAMES) {
+            frames [count].data = zframe_data (frame);
+            frames [count].size = zframe_size (frame);
+        }
+        count++;
+    }
+    char reason [CW_MSG_REASON_SIZE] = "";
+    cw_msg_error_t error = CW_MSG_VALID;
+    cw_msg_t *msg = count == CW_MSG_FRAMES
+                  ? cw_msg_decode (frames, count, &error, reason, sizeof (reason))
+                  : NULL;
+    if (!msg) {
+        if (count != CW_MSG_FRAMES) {
+            error = CW_MSG_MALFORMED;
+            snprintf (reason, sizeof (reason), "%zu frames, expected %d",
+                      count, CW_MSG_FRAMES);
+        }
+        if (error == CW_MSG_UNSUPPORTED_VERSION) {
+            cw_msg_protocol_t protocol = CW_MSG_WORKER;
+            if (frames [0].size == CW_MSG_PROTOCOL_SIZE
+            &&  memcmp (frames [0].data, "CWR01", CW_MSG_PROTOCOL_SIZE) == 0)
+                protocol = CW_MSG_RELAY;
+            else
+            if (frames [0].size == CW_MSG_PROTOCOL_SIZE
+            &&  memcmp (frames [0].data, "CWC01", CW_MSG_PROTOCOL_SIZE) == 0)
+                protocol = CW_MSG_CLIENT;
+            s_send_error (self, peer->name, protocol,
+                          cw_msg_error_code (error), reason, -1);
+        }
+        s_malformed (self, peer, first, cw_msg_error_name (error), reason);
+        zmsg_destroy (&in);
+        s_actions (self);
+        return;
+    }
+    peer->malformed = 0;
+    if (!cw_msg_allowed (peer->role, msg->protocol, msg->command)) {
+        self->forbidden++;
+        const char *address = zframe_meta (first, "Peer-Address");
+        cw_log (CW_LOG_WARN, "forbidden", "command outside the sender's role",
+                "peer", peer->name, "user_id", peer->user_id,
+                "role", peer->role, "peer_address", address ? address : "unknown",
+                "command", cw_msg_command_name (msg->command), NULL);
+        s_send_error (self, peer->name, msg->protocol, "forbidden",
+                      "command not allowed for this role", msg->command);
+    }
+    else
+    if (msg->protocol == CW_MSG_WORKER)
+        s_on_worker (self, peer, msg);
+    else
+    if (msg->command == CW_MSG_PUBLISH)
+        s_on_publish (self, peer, msg);
+    else
+    if (msg->command == CW_MSG_REQUEST)
+        s_on_request (self, peer, msg);
+    else
+    if (msg->command == CW_MSG_HEARTBEAT)
+        s_send_simple (self, peer->name, msg->protocol, CW_MSG_HEARTBEAT, NULL);
+    else
+    if (msg->command == CW_MSG_DISCONNECT)
+        zhashx_delete (self->peers, peer->name);
+    cw_msg_destroy (&msg);
+    zmsg_destroy (&in);
+    s_actions (self);
+}
+
+//  --- Pipe ---------------------------------------------------------------------
+
+static void
+s_stats (s_broker_t *self)
+{
+    cw_core_stats_t stats;
+    cw_core_stats (self->core, &stats);
+    zmsg_t *reply = zmsg_new ();
+    struct { const char *name; uint64_t value; } items [] = {
+        {"held", stats.held}, {"inflight", stats.inflight},
+        {"workers", stats.workers}, {"dispatched", stats.dispatched},
+        {"commits", stats.commits}, {"malformed", self->malformed},
+        {"forbidden", self->forbidden},
+        {"unknown_session", self->unknown_session},
+        {"published", self->published}, {"duplicates", self->duplicates},
+        {"rejected", self->rejected}, {"commit_lost", self->commit_lost},
+        {"store_outstanding", self->store_outstanding}
+    };
+    for (size_t index = 0; index < sizeof (items) / sizeof (items [0]); index++) {
+        zmsg_addstr (reply, items [index].name);
+        zmsg_addstrf (reply, "%" PRIu64, items [index].value);
+    }
+    zmsg_send (&reply, self->pipe);
+}
+
+//  Returns false on $TERM.
+static bool
+s_on_pipe (s_broker_t *self)
+{
+    char *command = zstr_recv (self->pipe);
+    if (!command)
+        return false;
+    bool keep = true;
+    if (streq (command, "$TERM"))
+        keep = false;
+    else
+    if (streq (command, "ENDPOINT"))
+        zstr_send (self->pipe, zsock_endpoint (self->router));
+    else
+    if (streq (command, "STATS"))
+        s_stats (self);
+    else
+    if (streq (command, "DRAIN") && !self->draining) {
+        self->draining = true;
+        int64_t now = zclock_time ();
+        cw_log (CW_LOG_INFO, "drain_started", "draining: no more claims",
+                NULL);
+        cw_core_on_drain (self->core, now, now + self->drain_msec);
+        s_actions (self);
+    }
+    zstr_free (&command);
+    return keep;
+}
+
+void
+cw_broker_actor (zsock_t *pipe, void *args)
+{
+    const cw_broker_config_t *config = (const cw_broker_config_t *) args;
+    s_broker_t self;
+    memset (&self, 0, sizeof (self));
+    self.pipe = pipe;
+    self.lease_msec = config->core.lease_msec;
+    self.drain_msec = config->drain_msec;
+    self.routes = config->routes;
+    self.route_count = config->route_count;
+    cw_core_config_t core_config = config->core;
+    core_config.payload_free = cw_store_payload_free;
+    self.core = cw_core_new (&core_config);
+    self.versions = cw_version_new_contract ();
+    self.peers = zhashx_new ();
+    zhashx_set_destructor (self.peers, (zhashx_destructor_fn *) s_peer_destroy);
+    self.calls = zhashx_new ();
+    zhashx_set_destructor (self.calls, (zhashx_destructor_fn *) s_call_destroy);
+
+    cw_store_config_t store_config = {
+        .db_uri = config->db_uri,
+        .broker_id = config->core.broker_id,
+        .poll_only = config->poll_only,
+        .inbox_ttl_msec = config->inbox_ttl_msec
+    };
+    self.store = self.core ? zactor_new (cw_store_actor, &store_config) : NULL;
+    bool ok = self.store != NULL;
+    if (!self.core)
+        cw_log (CW_LOG_ERROR, "broker_failed", "invalid core configuration",
+                NULL);
+    if (ok) {
+        self.router = zsock_new (ZMQ_ROUTER);
+        cw_curve_server_setup (self.router, config->server_cert, NULL);
+        zsock_set_linger (self.router, CW_BROKER_LINGER);
+        self.monitor = cw_zap_monitor_new (self.router);
+        if (zsock_bind (self.router, "%s", config->endpoint) < 0) {
+            cw_log (CW_LOG_ERROR, "bind_failed", "cannot bind the endpoint",
+                    "endpoint", config->endpoint,
+                    "error", zmq_strerror (zmq_errno ()), NULL);
+            ok = false;
+        }
+    }
+    zsock_signal (pipe, ok ? 0 : 1);
+    if (ok) {
+        cw_log (CW_LOG_INFO, "broker_started", "broker bound",
+                "endpoint", zsock_endpoint (self.router),
+                "broker_id", config->core.broker_id, NULL);
+        cw_core_on_wake (self.core, zclock_time ());
+        s_actions (&self);
+    }
+    bool exit_sent = false;
+    while (ok) {
+        int64_t now = zclock_time ();
+        int64_t deadline = cw_core_next_deadline (self.core);
+        long timeout = CW_BROKER_TICK_MAX;
+        if (deadline != INT64_MAX && deadline - now < timeout)
+            timeout = deadline > now ? (long) (deadline - now) : 0;
+        zmq_pollitem_t items [3] = {
+            { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 },
+            { zsock_resolve (self.router), 0, ZMQ_POLLIN, 0 },
+            { zsock_resolve (self.store), 0, ZMQ_POLLIN, 0 }
+        };
+        if (zmq_poll (items, 3, timeout) == -1 && zmq_errno () != EINTR)
+            break;
+        if ((items [0].revents & ZMQ_POLLIN) && !s_on_pipe (&self))
+            break;
+        if (items [2].revents & ZMQ_POLLIN) {
+            cw_store_req_t *req = cw_store_recv (self.store);
+            if (req)
+                s_store_answer (&self, req);
+            cw_store_req_destroy (&req);
+        }
+        if (items [1].revents & ZMQ_POLLIN)
+            s_on_router (&self);
+        now = zclock_time ();
+        if (now >= cw_core_next_deadline (self.core)) {
+            cw_core_on_tick (self.core, now);
+            s_actions (&self);
+        }
+        //  EXIT once the core is done and the store has done all we asked
+        if (self.exited && self.store_outstanding == 0 && !exit_sent) {
+            cw_log (CW_LOG_INFO, "drain_finished", "drained", NULL);
+            zstr_send (pipe, "EXIT");
+            exit_sent = true;
+        }
+    }
+    zactor_destroy (&self.monitor);
+    zsock_destroy (&self.router);
+    //  Requests still in the store come back and are freed here
+    if (self.store) {
+        zmq_pollitem_t item = { zsock_resolve (self.store), 0, ZMQ_POLLIN, 0 };
+        while (self.store_outstanding > 0
+        &&     zmq_poll (&item, 1, CW_BROKER_LINGER) == 1) {
+            cw_store_req_t *req = cw_store_recv (self.store);
+            if (req && req->op != CW_STORE_WAKE)
+                self.store_outstanding--;
+            cw_store_req_destroy (&req);
+        }
+    }
+    zactor_destroy (&self.store);
+    zhashx_destroy (&self.calls);
+    zhashx_destroy (&self.peers);
+    cw_version_destroy (&self.versions);
+    cw_core_destroy (&self.core);
+}

@@ -1,0 +1,912 @@
+/*  =========================================================================
+    cw_store - all of the broker's SQL, in its own actor thread
+
+    See cw_store.h. Every batch is one statement (unnest of arrays) or one
+    transaction of a few statements, never one round trip per row.
+    =========================================================================
+*/
+#include "cw_store.h"
+#include "cw_log.h"
+#include "cw_msg.h"
+#include "cw_pg.h"
+
+#include <libpq-fe.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CW_STORE_LISTEN_RETRY_MSEC 1000     //  Re-LISTEN after a loss
+#define CW_STORE_INT_SIZE 32                //  Text of one int64
+#define CW_STORE_ATTEMPTS_DEFAULT 10
+
+//  The statements, prepared once per connection.
+static const char s_sql_claim[] =
+    "UPDATE erp_mw.jobs j"
+    "   SET state = 'leased', lease_owner = $1,"
+    "       lease_expires_at = now () + $2::bigint * interval '1 millisecond'"
+    " WHERE j.id IN ("
+    "   SELECT c.id FROM erp_mw.jobs c"
+    "    WHERE c.state = 'ready' AND c.next_run_at <= now ()"
+    "      AND c.flow = ANY ($4::text[])"
+    "      AND (c.ordering_key IS NULL OR NOT EXISTS ("
+    "           SELECT 1 FROM erp_mw.jobs p"
+    "            WHERE p.ordering_key = c.ordering_key AND p.id < c.id"
+    "              AND (p.state IN ('ready', 'parked', 'dead')"
+    "                   OR (p.state = 'leased' AND p.lease_owner <> $1))))"
+    "    ORDER BY c.next_run_at, c.id"
+    "    LIMIT $3"
+    "    FOR UPDATE SKIP LOCKED)"
+    " RETURNING j.id, j.flow, j.target, j.ordering_key, j.attempts,"
+    "   j.max_attempts,"
+    "   (extract (epoch FROM j.lease_expires_at) * 1000)::bigint,"
+    "   j.payload::text, j.tenant, j.idempotency_key, j.correlation_id,"
+    "   j.traceparent, to_char (j.created_at AT TIME ZONE 'UTC',"
+    "   'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
+
+static const char s_sql_dead_payload[] =
+    "UPDATE erp_mw.jobs SET state = 'dead', dead_reason = 'rejected',"
+    "   last_error = $3, finished_at = now (), lease_owner = NULL,"
+    "   lease_expires_at = NULL"
+    " WHERE id = $2::bigint AND lease_owner = $1 AND state = 'leased'";
+
+static const char s_sql_commit[] =
+    "WITH t AS ("
+    "  SELECT * FROM unnest ($2::bigint[], $3::text[], $4::bigint[],"
+    "      $5::int[], $6::text[], $7::text[], $8::int[], $9::text[],"
+    "      $10::int[], $11::text[], $12::bigint[])"
+    "    AS t (id, state, next_run_ms, attempts, dead_reason, worker,"
+    "          attempt, outcome, http_status, error, duration_ms)),"
+    " u AS ("
+    "  UPDATE erp_mw.jobs j"
+    "     SET state = t.state,"
+    "         next_run_at = CASE WHEN t.state = 'ready'"
+    "             THEN to_timestamp (t.next_run_ms / 1000.0)"
+    "             ELSE j.next_run_at END,"
+    "         attempts = t.attempts,"
+    "         last_error = COALESCE (t.error, j.last_error),"
+    "         dead_reason = t.dead_reason,"
+    "         finished_at = CASE WHEN t.state IN ('done', 'dead')"
+    "             THEN now () END,"
+    "         lease_owner = NULL, lease_expires_at = NULL"
+    "    FROM t"
+    "   WHERE j.id = t.id AND j.state = 'leased' AND j.lease_owner = $1"
+    "  RETURNING j.id),"
+    " a AS ("
+    "  INSERT INTO erp_mw.job_attempts (job_id, attempt, worker, outcome,"
+    "      http_status, error, duration_ms, started_at, finished_at)"
+    "  SELECT t.id, t.attempt, t.worker, t.outcome, NULLIF (t.http_status, 0),"
+    "      t.error, LEAST (t.duration_ms, 2147483647)::int,"
+    "      now () - t.duration_ms * interval '1 millisecond', now ()"
+    "    FROM t JOIN u ON u.id = t.id"
+    "  ON CONFLICT (job_id, attempt) DO NOTHING)"
+    " SELECT id FROM u";
+
+static const char s_sql_renew[] =
+    "UPDATE erp_mw.jobs"
+    "   SET lease_expires_at = to_timestamp ($3::bigint / 1000.0)"
+    " WHERE id = ANY ($2::bigint[]) AND state = 'leased'"
+    "   AND lease_owner = $1"
+    " RETURNING id";
+
+static const char s_sql_release[] =
+    "UPDATE erp_mw.jobs"
+    "   SET state = 'ready', lease_owner = NULL, lease_expires_at = NULL"
+    " WHERE id = ANY ($2::bigint[]) AND state = 'leased'"
+    "   AND lease_owner = $1";
+
+static const char s_sql_inbox[] =
+    "INSERT INTO erp_mw.inbox (idempotency_key, source, event_type,"
+    "    expires_at)"
+    " SELECT e.key, $2, e.type, now () + $3::bigint * interval '1 millisecond'"
+    "   FROM unnest ($1::text[], $4::text[]) AS e (key, type)"
+    " ON CONFLICT (idempotency_key) DO NOTHING"
+    " RETURNING idempotency_key";
+
+static const char s_sql_insert_jobs[] =
+    "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, ordering_key,"
+    "    payload, correlation_id, traceparent, target, state, lease_owner,"
+    "    lease_expires_at, max_attempts, produced_at)"
+    " SELECT e.flow, e.tenant, e.key, e.ordering_key, e.payload::jsonb,"
+    "    e.correlation_id, e.traceparent, e.target, 'leased', $1,"
+    "    now () + $2::bigint * interval '1 millisecond', $3::int,"
+    "    e.produced_at::timestamptz"
+    "   FROM unnest ($4::text[], $5::text[], $6::text[], $7::text[],"
+    "       $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])"
+    "     WITH ORDINALITY AS e (flow, tenant, key, ordering_key, payload,"
+    "       correlation_id, traceparent, target, produced_at, position)"
+    "  ORDER BY e.position"
+    " ON CONFLICT (idempotency_key) DO NOTHING"
+    " RETURNING id, idempotency_key, max_attempts,"
+    "   (extract (epoch FROM lease_expires_at) * 1000)::bigint";
+
+static const char s_sql_inbox_link[] =
+    "UPDATE erp_mw.inbox i SET job_id = x.id"
+    "  FROM unnest ($1::text[], $2::bigint[]) AS x (key, id)"
+    " WHERE i.idempotency_key = x.key";
+
+typedef struct {
+    const char *name;
+    const char *sql;
+    int nparams;
+} s_statement_t;
+
+static const s_statement_t s_statements[] = {
+    {"claim", s_sql_claim, 4},
+    {"dead_payload", s_sql_dead_payload, 3},
+    {"commit", s_sql_commit, 12},
+    {"renew", s_sql_renew, 3},
+    {"release", s_sql_release, 2},
+    {"inbox", s_sql_inbox, 4},
+    {"insert_jobs", s_sql_insert_jobs, 12},
+    {"inbox_link", s_sql_inbox_link, 2},
+    {NULL, NULL, 0}
+};
+
+//  A growing text buffer, for array literals.
+typedef struct {
+    char *data;                 //  NUL-terminated text
+    size_t size;                //  Bytes used, without the NUL
+    size_t capacity;            //  Bytes allocated
+    size_t items;               //  Elements appended
+} s_buf_t;
+
+static void
+s_buf_put (s_buf_t *buf, const char *text, size_t length)
+{
+    if (buf->size + length + 1 > buf->capacity) {
+        size_t capacity = buf->capacity ? buf->capacity * 2 : 256;
+        while (capacity < buf->size + length + 1)
+            capacity *= 2;
+        buf->data = (char *) realloc (buf->data, capacity);
+        assert (buf->data);
+        buf->capacity = capacity;
+    }
+    memcpy (buf->data + buf->size, text, length);
+    buf->size += length;
+    buf->data [buf->size] = 0;
+}
+
+static void
+s_buf_begin (s_buf_t *buf)
+{
+    buf->size = 0;
+    buf->items = 0;
+    s_buf_put (buf, "{", 1);
+}
+
+static void
+s_buf_sep (s_buf_t *buf)
+{
+    if (buf->items++ > 0)
+        s_buf_put (buf, ",", 1);
+}
+
+static void
+s_buf_int (s_buf_t *buf, int64_t value)
+{
+    char text [CW_STORE_INT_SIZE];
+    int length = snprintf (text, sizeof (text), "%" PRId64, value);
+    s_buf_sep (buf);
+    s_buf_put (buf, text, (size_t) length);
+}
+
+//  An array element: NULL, or the text double-quoted with \ and "
+//  escaped (the array literal's own quoting, not SQL's).
+static void
+s_buf_text (s_buf_t *buf, const char *text)
+{
+    s_buf_sep (buf);
+    if (!text) {
+        s_buf_put (buf, "NULL", 4);
+        return;
+    }
+    s_buf_put (buf, "\"", 1);
+    for (const char *cursor = text; *cursor; cursor++) {
+        if (*cursor == '"' || *cursor == '\\')
+            s_buf_put (buf, "\\", 1);
+        s_buf_put (buf, cursor, 1);
+    }
+    s_buf_put (buf, "\"", 1);
+}
+
+static const char *
+s_buf_end (s_buf_t *buf)
+{
+    s_buf_put (buf, "}", 1);
+    return buf->data;
+}
+
+//  Arrays of one statement's parameters.
+#define CW_STORE_ARRAYS 12
+typedef struct {
+    s_buf_t buf [CW_STORE_ARRAYS];
+} s_arrays_t;
+
+static void
+s_arrays_free (s_arrays_t *arrays)
+{
+    for (int index = 0; index < CW_STORE_ARRAYS; index++)
+        free (arrays->buf [index].data);
+}
+
+typedef struct {
+    zsock_t *pipe;              //  Actor pipe
+    cw_pg_t *pg;                //  Statements connection
+    PGconn *listen;             //  LISTEN connection, NULL when none
+    int64_t listen_retry_at;    //  When to LISTEN again (epoch msec)
+    char *db_uri;               //  Owned copy
+    char *broker_id;            //  Owned copy
+    bool poll_only;
+    int64_t inbox_ttl_msec;
+    int64_t max_attempts;
+} s_store_t;
+
+static void
+s_int_text (char *text, size_t size, int64_t value)
+{
+    snprintf (text, size, "%" PRId64, value);
+}
+
+static int64_t
+s_parse_int (const char *text)
+{
+    return text ? strtoll (text, NULL, 10) : 0;
+}
+
+static char *
+s_strdup_or_null (const char *text)
+{
+    return text ? strdup (text) : NULL;
+}
+
+void
+cw_store_payload_free (void *payload, size_t size)
+{
+    (void) size;
+    cw_envelope_t *envelope = (cw_envelope_t *) payload;
+    cw_envelope_destroy (&envelope);
+}
+
+char *
+cw_store_payload_json (const cw_envelope_t *envelope, char *reason,
+                       size_t size)
+{
+    return cw_envelope_encode_json (envelope, reason, size);
+}
+
+cw_store_req_t *
+cw_store_req_new (cw_store_op_t op)
+{
+    cw_store_req_t *self = (cw_store_req_t *) zmalloc (sizeof (cw_store_req_t));
+    self->op = op;
+    return self;
+}
+
+static void
+s_jobs_free (cw_core_job_t *jobs, size_t count)
+{
+    for (size_t index = 0; index < count; index++) {
+        free ((char *) jobs [index].flow);
+        free ((char *) jobs [index].target);
+        free ((char *) jobs [index].ordering_key);
+        if (jobs [index].payload)
+            cw_store_payload_free (jobs [index].payload, 0);
+    }
+    free (jobs);
+}
+
+void
+cw_store_req_destroy (cw_store_req_t **self_p)
+{
+    assert (self_p);
+    cw_store_req_t *self = *self_p;
+    if (!self)
+        return;
+    for (size_t index = 0; index < self->flow_count; index++)
+        free (self->flows [index]);
+    free (self->flows);
+    for (size_t index = 0; index < self->transition_count; index++) {
+        free ((char *) self->transitions [index].worker);
+        free ((char *) self->transitions [index].error);
+    }
+    free (self->transitions);
+    free (self->job_ids);
+    for (size_t index = 0; index < self->event_count; index++) {
+        cw_envelope_destroy (&self->events [index].envelope);
+        free (self->events [index].flow);
+        free (self->events [index].target);
+        free (self->events [index].ordering_key);
+    }
+    free (self->events);
+    free (self->source);
+    zframe_destroy (&self->peer);
+    cw_msg_t *rejections = (cw_msg_t *) self->rejections;
+    cw_msg_destroy (&rejections);
+    s_jobs_free (self->jobs, self->jobs_count);
+    free (self->lost);
+    free (self);
+    *self_p = NULL;
+}
+
+int
+cw_store_send (zactor_t *store, cw_store_req_t **req_p)
+{
+    assert (req_p && *req_p);
+    int rc = zsock_send (store, "p", *req_p);
+    if (rc == 0)
+        *req_p = NULL;
+    else
+        cw_store_req_destroy (req_p);
+    return rc;
+}
+
+cw_store_req_t *
+cw_store_recv (zactor_t *store)
+{
+    void *pointer = NULL;
+    if (zsock_recv (store, "p", &pointer) != 0)
+        return NULL;
+    return (cw_store_req_t *) pointer;
+}
+
+//  --- Requests ------------------------------------------------------------
+
+static void
+s_fail (cw_store_req_t *req, s_store_t *self, const char *what)
+{
+    req->status = -1;
+    snprintf (req->error, sizeof (req->error), "%s: %s", what,
+              cw_pg_error (self->pg));
+    cw_log (CW_LOG_WARN, "store_failed", "store request failed",
+            "op", what, "failure", cw_pg_failure_name (cw_pg_failure (self->pg)),
+            "sqlstate", cw_pg_sqlstate (self->pg), "error", cw_pg_error (self->pg),
+            NULL);
+}
+
+//  The envelope of a claimed row: its payload when that is an envelope,
+//  else one built from the row around the payload as data.
+static cw_envelope_t *
+s_row_envelope (cw_pg_rows_t *rows, int row, char *reason, size_t size)
+{
+    const char *payload = cw_pg_rows_value (rows, row, 7);
+    cw_envelope_t *envelope = NULL;
+    if (payload)
+        envelope = cw_envelope_decode_json (payload, strlen (payload),
+                                            reason, size);
+    if (envelope)
+        return envelope;
+    json_error_t json_error;
+    json_t *data = payload ? json_loads (payload, 0, &json_error) : NULL;
+    if (!json_is_object (data)) {
+        json_decref (data);
+        snprintf (reason, size, "payload: not a JSON object");
+        return NULL;
+    }
+    const char *flow = cw_pg_rows_value (rows, row, 1);
+    const char *key = cw_pg_rows_value (rows, row, 9);
+    const char *correlation = cw_pg_rows_value (rows, row, 10);
+    char type [CW_ENVELOPE_TYPE_MAX + 1];
+    snprintf (type, sizeof (type), "%s.v1", flow);
+    envelope = cw_envelope_new ();
+    cw_envelope_set_id (envelope, key);
+    cw_envelope_set_source (envelope, "erp_mw");
+    cw_envelope_set_type (envelope, type);
+    cw_envelope_set_time (envelope, cw_pg_rows_value (rows, row, 12));
+    cw_envelope_set_tenant_id (envelope, cw_pg_rows_value (rows, row, 8));
+    cw_envelope_set_correlation_id (envelope, correlation ? correlation : key);
+    cw_envelope_set_traceparent (envelope, cw_pg_rows_value (rows, row, 11));
+    cw_envelope_set_idempotency_key (envelope, key);
+    cw_envelope_set_data (envelope, &data);
+    if (cw_envelope_validate (envelope, reason, size) != 0)
+        cw_envelope_destroy (&envelope);
+    return envelope;
+}
+
+static int
+s_job_compare (const void *left, const void *right)
+{
+    int64_t a = ((const cw_core_job_t *) left)->id;
+    int64_t b = ((const cw_core_job_t *) right)->id;
+    return (a > b) - (a < b);
+}
+
+static void
+s_claim (s_store_t *self, cw_store_req_t *req)
+{
+    s_buf_t flows = {0};
+    s_buf_begin (&flows);
+    for (size_t index = 0; index < req->flow_count; index++)
+        s_buf_text (&flows, req->flows [index]);
+    char lease [CW_STORE_INT_SIZE], limit [CW_STORE_INT_SIZE];
+    s_int_text (lease, sizeof (lease), req->lease_msec);
+    s_int_text (limit, sizeof (limit), req->limit);
+    const char *values [] = {
+        self->broker_id, lease, limit, s_buf_end (&flows)
+    };
+    cw_pg_rows_t *rows = NULL;
+    int rc = cw_pg_exec (self->pg, "claim", 4, values, &rows);
+    free (flows.data);
+    if (rc != 0) {
+        s_fail (req, self, "claim");
+        return;
+    }
+    int count = cw_pg_rows_count (rows);
+    req->jobs = (cw_core_job_t *) calloc ((size_t) count + 1,
+                                          sizeof (cw_core_job_t));
+    assert (req->jobs);
+    for (int row = 0; row < count; row++) {
+        char reason [CW_STORE_ERROR_SIZE];
+        int64_t id = s_parse_int (cw_pg_rows_value (rows, row, 0));
+        cw_envelope_t *envelope = s_row_envelope (rows, row, reason,
+                                                  sizeof (reason));
+        if (!envelope) {
+            char id_text [CW_STORE_INT_SIZE];
+            s_int_text (id_text, sizeof (id_text), id);
+            const char *dead [] = { self->broker_id, id_text, reason };
+            cw_log (CW_LOG_ERROR, "job_payload_invalid",
+                    "job payload is not an envelope; job is dead",
+                    "#job_id", id_text, "reason", reason, NULL);
+            if (cw_pg_exec (self->pg, "dead_payload", 3, dead, NULL) != 0)
+                s_fail (req, self, "dead_payload");
+            req->dead_payloads++;
+            continue;
+        }
+        cw_core_job_t *job = &req->jobs [req->jobs_count++];
+        job->id = id;
+        job->flow = strdup (cw_pg_rows_value (rows, row, 1));
+        job->target = s_strdup_or_null (cw_pg_rows_value (rows, row, 2));
+        job->ordering_key = s_strdup_or_null (cw_pg_rows_value (rows, row, 3));
+        job->attempts = (uint32_t) s_parse_int (cw_pg_rows_value (rows, row, 4));
+        job->max_attempts = (uint32_t) s_parse_int (cw_pg_rows_value (rows, row, 5));
+        job->lease_expires_at = s_parse_int (cw_pg_rows_value (rows, row, 6));
+        job->payload = envelope;
+        job->payload_size = 1;
+    }
+    cw_pg_rows_destroy (&rows);
+    qsort (req->jobs, req->jobs_count, sizeof (cw_core_job_t), s_job_compare);
+    req->status = 0;
+}
+
+static const char *
+s_state_name (cw_core_state_t state)
+{
+    switch (state) {
+        case CW_CORE_STATE_DONE:  return "done";
+        case CW_CORE_STATE_READY: return "ready";
+        case CW_CORE_STATE_DEAD:  return "dead";
+    }
+    return "ready";
+}
+
+static const char *
+s_dead_name (cw_core_dead_reason_t reason)
+{
+    switch (reason) {
+        case CW_CORE_DEAD_REJECTED:  return "rejected";
+        case CW_CORE_DEAD_EXHAUSTED: return "exhausted";
+        case CW_CORE_DEAD_VERSION:   return "version_rejected";
+        case CW_CORE_DEAD_NONE:      return NULL;
+    }
+    return NULL;
+}
+
+static const char *
+s_outcome_name (cw_core_outcome_t outcome)
+{
+    switch (outcome) {
+        case CW_CORE_OK:        return "ok";
+        case CW_CORE_TRANSIENT: return "retry";
+        case CW_CORE_REJECTED:  return "reject";
+        case CW_CORE_VERSION:   return "reject";
+        case CW_CORE_DUPLICATE: return "duplicate";
+    }
+    return "retry";
+}
+
+static void
+s_commit (s_store_t *self, cw_store_req_t *req)
+{
+    s_arrays_t arrays;
+    memset (&arrays, 0, sizeof (arrays));
+    for (int index = 0; index < 11; index++)
+        s_buf_begin (&arrays.buf [index]);
+    for (size_t index = 0; index < req->transition_count; index++) {
+        const cw_core_transition_t *t = &req->transitions [index];
+        s_buf_int (&arrays.buf [0], t->job_id);
+        s_buf_text (&arrays.buf [1], s_state_name (t->state));
+        s_buf_int (&arrays.buf [2], t->next_run_at);
+        s_buf_int (&arrays.buf [3], t->attempts);
+        s_buf_text (&arrays.buf [4], t->state == CW_CORE_STATE_DEAD
+                                     ? s_dead_name (t->dead_reason) : NULL);
+        s_buf_text (&arrays.buf [5], t->worker ? t->worker : "unknown");
+        s_buf_int (&arrays.buf [6], t->attempt);
+        s_buf_text (&arrays.buf [7], s_outcome_name (t->outcome));
+        s_buf_int (&arrays.buf [8], t->http_status);
+        s_buf_text (&arrays.buf [9], t->error);
+        s_buf_int (&arrays.buf [10], t->duration_msec < 0 ? 0 : t->duration_msec);
+    }
+    const char *values [12] = { self->broker_id };
+    for (int index = 0; index < 11; index++)
+        values [index + 1] = s_buf_end (&arrays.buf [index]);
+    cw_pg_rows_t *rows = NULL;
+    int rc = cw_pg_exec (self->pg, "commit", 12, values, &rows);
+    s_arrays_free (&arrays);
+    if (rc != 0) {
+        s_fail (req, self, "commit");
+        return;
+    }
+    //  Jobs not updated had lost their lease: report them
+    int count = cw_pg_rows_count (rows);
+    req->lost = (int64_t *) calloc (req->transition_count + 1, sizeof (int64_t));
+    assert (req->lost);
+    for (size_t index = 0; index < req->transition_count; index++) {
+        int64_t id = req->transitions [index].job_id;
+        bool found = false;
+        for (int row = 0; row < count && !found; row++)
+            found = s_parse_int (cw_pg_rows_value (rows, row, 0)) == id;
+        if (!found)
+            req->lost [req->lost_count++] = id;
+    }
+    cw_pg_rows_destroy (&rows);
+    req->status = 0;
+}
+
+static void
+s_ids_array (s_buf_t *buf, const int64_t *ids, size_t count)
+{
+    s_buf_begin (buf);
+    for (size_t index = 0; index < count; index++)
+        s_buf_int (buf, ids [index]);
+    s_buf_end (buf);
+}
+
+static void
+s_renew (s_store_t *self, cw_store_req_t *req)
+{
+    s_buf_t ids = {0};
+    s_ids_array (&ids, req->job_ids, req->job_count);
+    char expires [CW_STORE_INT_SIZE];
+    s_int_text (expires, sizeof (expires), req->lease_expires_at);
+    const char *values [] = { self->broker_id, ids.data, expires };
+    cw_pg_rows_t *rows = NULL;
+    int rc = cw_pg_exec (self->pg, "renew", 3, values, &rows);
+    free (ids.data);
+    if (rc != 0) {
+        s_fail (req, self, "renew");
+        return;
+    }
+    int count = cw_pg_rows_count (rows);
+    req->lost = (int64_t *) calloc (req->job_count + 1, sizeof (int64_t));
+    assert (req->lost);
+    for (size_t index = 0; index < req->job_count; index++) {
+        bool found = false;
+        for (int row = 0; row < count && !found; row++)
+            found = s_parse_int (cw_pg_rows_value (rows, row, 0))
+                    == req->job_ids [index];
+        if (!found)
+            req->lost [req->lost_count++] = req->job_ids [index];
+    }
+    cw_pg_rows_destroy (&rows);
+    req->status = 0;
+}
+
+static void
+s_release (s_store_t *self, cw_store_req_t *req)
+{
+    s_buf_t ids = {0};
+    s_ids_array (&ids, req->job_ids, req->job_count);
+    const char *values [] = { self->broker_id, ids.data };
+    int rc = cw_pg_exec (self->pg, "release", 2, values, NULL);
+    free (ids.data);
+    if (rc != 0)
+        s_fail (req, self, "release");
+    else
+        req->status = 0;
+}
+
+//  One transaction: inbox keys (duplicates skipped), the new events' jobs
+//  leased to us, the inbox rows linked to their job.
+static int
+s_publish_once (s_store_t *self, cw_store_req_t *req)
+{
+    s_arrays_t arrays;
+    memset (&arrays, 0, sizeof (arrays));
+    s_buf_begin (&arrays.buf [0]);
+    s_buf_begin (&arrays.buf [1]);
+    for (size_t index = 0; index < req->event_count; index++) {
+        cw_store_event_t *event = &req->events [index];
+        event->duplicate = true;
+        s_buf_text (&arrays.buf [0],
+                    cw_envelope_idempotency_key (event->envelope));
+        s_buf_text (&arrays.buf [1], cw_envelope_type (event->envelope));
+    }
+    char ttl [CW_STORE_INT_SIZE], lease [CW_STORE_INT_SIZE];
+    char attempts [CW_STORE_INT_SIZE];
+    s_int_text (ttl, sizeof (ttl), self->inbox_ttl_msec);
+    s_int_text (lease, sizeof (lease), req->lease_msec);
+    s_int_text (attempts, sizeof (attempts), self->max_attempts);
+    const char *inbox [] = {
+        s_buf_end (&arrays.buf [0]), req->source, ttl, s_buf_end (&arrays.buf [1])
+    };
+    cw_pg_rows_t *rows = NULL;
+    int rc = -1;
+    if (cw_pg_begin (self->pg) != 0
+    ||  cw_pg_exec (self->pg, "inbox", 4, inbox, &rows) != 0)
+        goto done;
+
+    //  New keys: the first event carrying each returned key
+    for (int index = 0; index < 9; index++)
+        s_buf_begin (&arrays.buf [2 + index]);
+    size_t fresh = 0;
+    int count = cw_pg_rows_count (rows);
+    for (int row = 0; row < count; row++) {
+        const char *key = cw_pg_rows_value (rows, row, 0);
+        for (size_t index = 0; index < req->event_count; index++) {
+            cw_store_event_t *event = &req->events [index];
+            if (strcmp (cw_envelope_idempotency_key (event->envelope), key))
+                continue;
+            char reason [CW_STORE_ERROR_SIZE / 2];
+            char *payload = cw_store_payload_json (event->envelope, reason,
+                                                   sizeof (reason));
+            if (!payload) {
+                snprintf (req->error, sizeof (req->error), "payload: %s",
+                          reason);
+                cw_pg_rows_destroy (&rows);
+                cw_pg_rollback (self->pg);
+                s_arrays_free (&arrays);
+                req->status = -1;
+                return -2;
+            }
+            event->duplicate = false;
+            fresh++;
+            s_buf_text (&arrays.buf [2], event->flow);
+            s_buf_text (&arrays.buf [3], cw_envelope_tenant_id (event->envelope));
+            s_buf_text (&arrays.buf [4], key);
+            s_buf_text (&arrays.buf [5], event->ordering_key);
+            s_buf_text (&arrays.buf [6], payload);
+            s_buf_text (&arrays.buf [7],
+                        cw_envelope_correlation_id (event->envelope));
+            s_buf_text (&arrays.buf [8], cw_envelope_traceparent (event->envelope));
+            s_buf_text (&arrays.buf [9], event->target);
+            s_buf_text (&arrays.buf [10], cw_envelope_time (event->envelope));
+            free (payload);
+            break;
+        }
+    }
+    cw_pg_rows_destroy (&rows);
+    if (fresh > 0) {
+        const char *jobs [12] = { self->broker_id, lease, attempts };
+        for (int index = 0; index < 9; index++)
+            jobs [3 + index] = s_buf_end (&arrays.buf [2 + index]);
+        if (cw_pg_exec (self->pg, "insert_jobs", 12, jobs, &rows) != 0)
+            goto done;
+        count = cw_pg_rows_count (rows);
+        s_buf_t keys = {0}, ids = {0};
+        s_buf_begin (&keys);
+        s_buf_begin (&ids);
+        s_jobs_free (req->jobs, req->jobs_count);
+        req->jobs = (cw_core_job_t *) calloc ((size_t) count + 1,
+                                              sizeof (cw_core_job_t));
+        assert (req->jobs);
+        req->jobs_count = 0;
+        for (int row = 0; row < count; row++) {
+            const char *key = cw_pg_rows_value (rows, row, 1);
+            s_buf_text (&keys, key);
+            s_buf_int (&ids, s_parse_int (cw_pg_rows_value (rows, row, 0)));
+            for (size_t index = 0; index < req->event_count; index++) {
+                cw_store_event_t *event = &req->events [index];
+                if (event->duplicate
+                ||  strcmp (cw_envelope_idempotency_key (event->envelope), key))
+                    continue;
+                cw_core_job_t *job = &req->jobs [req->jobs_count++];
+                job->id = s_parse_int (cw_pg_rows_value (rows, row, 0));
+                job->flow = strdup (event->flow);
+                job->target = s_strdup_or_null (event->target);
+                job->ordering_key = s_strdup_or_null (event->ordering_key);
+                job->max_attempts = (uint32_t) s_parse_int (
+                    cw_pg_rows_value (rows, row, 2));
+                job->lease_expires_at = s_parse_int (
+                    cw_pg_rows_value (rows, row, 3));
+                job->payload = cw_envelope_dup (event->envelope);
+                job->payload_size = 1;
+                break;
+            }
+        }
+        cw_pg_rows_destroy (&rows);
+        const char *link [] = { s_buf_end (&keys), s_buf_end (&ids) };
+        int link_rc = cw_pg_exec (self->pg, "inbox_link", 2, link, NULL);
+        free (keys.data);
+        free (ids.data);
+        if (link_rc != 0)
+            goto done;
+    }
+    if (cw_pg_commit (self->pg) != 0)
+        goto done;
+    rc = 0;
+    qsort (req->jobs, req->jobs_count, sizeof (cw_core_job_t), s_job_compare);
+done:
+    cw_pg_rows_destroy (&rows);
+    if (rc != 0) {
+        cw_pg_rollback (self->pg);
+        s_jobs_free (req->jobs, req->jobs_count);
+        req->jobs = NULL;
+        req->jobs_count = 0;
+    }
+    s_arrays_free (&arrays);
+    return rc;
+}
+
+static void
+s_publish (s_store_t *self, cw_store_req_t *req)
+{
+    //  A serialization failure or a lost connection re-runs the whole
+    //  transaction once; nothing was acknowledged yet.
+    int rc = s_publish_once (self, req);
+    if (rc == -1) {
+        cw_pg_failure_t failure = cw_pg_failure (self->pg);
+        if (failure == CW_PG_SERIALIZATION || failure == CW_PG_CONNECTION
+        ||  failure == CW_PG_UNIQUE)
+            rc = s_publish_once (self, req);
+    }
+    if (rc == -1)
+        s_fail (req, self, "publish");
+    else
+    if (rc == 0)
+        req->status = 0;
+}
+
+//  --- LISTEN ----------------------------------------------------------------
+
+static void
+s_listen_close (s_store_t *self)
+{
+    if (self->listen)
+        PQfinish (self->listen);
+    self->listen = NULL;
+    self->listen_retry_at = zclock_time () + CW_STORE_LISTEN_RETRY_MSEC;
+}
+
+static void
+s_listen_open (s_store_t *self)
+{
+    self->listen = PQconnectdb (self->db_uri);
+    if (PQstatus (self->listen) != CONNECTION_OK) {
+        cw_log (CW_LOG_WARN, "listen_failed", "cannot open LISTEN connection",
+                "error", PQerrorMessage (self->listen), NULL);
+        s_listen_close (self);
+        return;
+    }
+    PGresult *result = PQexec (self->listen, "LISTEN " CW_STORE_CHANNEL);
+    bool ok = PQresultStatus (result) == PGRES_COMMAND_OK;
+    PQclear (result);
+    if (!ok) {
+        cw_log (CW_LOG_WARN, "listen_failed", "LISTEN failed",
+                "error", PQerrorMessage (self->listen), NULL);
+        s_listen_close (self);
+    }
+}
+
+//  Reads notifications; returns true if any arrived.
+static bool
+s_listen_read (s_store_t *self)
+{
+    if (!PQconsumeInput (self->listen)) {
+        cw_log (CW_LOG_WARN, "listen_lost", "LISTEN connection lost",
+                "error", PQerrorMessage (self->listen), NULL);
+        s_listen_close (self);
+        return true;            //  Something may have been missed
+    }
+    bool any = false;
+    PGnotify *notify;
+    while ((notify = PQnotifies (self->listen))) {
+        any = true;
+        PQfreemem (notify);
+    }
+    return any;
+}
+
+//  --- Actor -----------------------------------------------------------------
+
+static void
+s_run (s_store_t *self, cw_store_req_t *req)
+{
+    switch (req->op) {
+        case CW_STORE_CLAIM:   s_claim (self, req); break;
+        case CW_STORE_COMMIT:  s_commit (self, req); break;
+        case CW_STORE_RENEW:   s_renew (self, req); break;
+        case CW_STORE_RELEASE: s_release (self, req); break;
+        case CW_STORE_PUBLISH: s_publish (self, req); break;
+        case CW_STORE_WAKE:    req->status = 0; break;
+    }
+}
+
+void
+cw_store_actor (zsock_t *pipe, void *args)
+{
+    const cw_store_config_t *config = (const cw_store_config_t *) args;
+    s_store_t self;
+    memset (&self, 0, sizeof (self));
+    self.pipe = pipe;
+    self.db_uri = strdup (config->db_uri);
+    self.broker_id = strdup (config->broker_id);
+    self.poll_only = config->poll_only;
+    self.inbox_ttl_msec = config->inbox_ttl_msec;
+    self.max_attempts = config->max_attempts > 0
+                      ? config->max_attempts : CW_STORE_ATTEMPTS_DEFAULT;
+    self.pg = cw_pg_new (self.db_uri);
+    bool ok = cw_pg_connect (self.pg) == 0;
+    for (const s_statement_t *statement = s_statements;
+         ok && statement->name; statement++)
+        ok = cw_pg_prepare (self.pg, statement->name, statement->sql,
+                            statement->nparams) == 0;
+    if (!ok) {
+        cw_log (CW_LOG_ERROR, "store_failed", "cannot start the store",
+                "error", cw_pg_error (self.pg), NULL);
+        cw_pg_destroy (&self.pg);
+        free (self.db_uri);
+        free (self.broker_id);
+        zsock_signal (pipe, 1);
+        return;
+    }
+    if (!self.poll_only)
+        s_listen_open (&self);
+    zsock_signal (pipe, 0);
+
+    while (true) {
+        zmq_pollitem_t items [2] = {
+            { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 },
+            { NULL, -1, ZMQ_POLLIN, 0 }
+        };
+        int count = 1;
+        long timeout = -1;
+        if (self.listen) {
+            items [1].fd = PQsocket (self.listen);
+            count = 2;
+        }
+        else
+        if (!self.poll_only) {
+            int64_t wait = self.listen_retry_at - zclock_time ();
+            timeout = wait > 0 ? (long) wait : 0;
+        }
+        int rc = zmq_poll (items, count, timeout);
+        if (rc == -1 && zmq_errno () != EINTR)
+            break;
+        if (!self.listen && !self.poll_only
+        &&  zclock_time () >= self.listen_retry_at) {
+            s_listen_open (&self);
+            if (self.listen) {
+                //  Jobs may have come while not listening
+                cw_store_req_t *wake = cw_store_req_new (CW_STORE_WAKE);
+                zsock_send (pipe, "p", wake);
+            }
+        }
+        if (count == 2 && (items [1].revents & ZMQ_POLLIN) && self.listen
+        &&  s_listen_read (&self)) {
+            cw_store_req_t *wake = cw_store_req_new (CW_STORE_WAKE);
+            zsock_send (pipe, "p", wake);
+        }
+        if (items [0].revents & ZMQ_POLLIN) {
+            zmsg_t *msg = zmsg_recv (pipe);
+            if (!msg)
+                break;
+            zframe_t *frame = zmsg_first (msg);
+            if (zframe_streq (frame, "$TERM")) {
+                zmsg_destroy (&msg);
+                break;
+            }
+            if (zframe_size (frame) == sizeof (void *)) {
+                cw_store_req_t *req = NULL;
+                memcpy (&req, zframe_data (frame), sizeof (void *));
+                s_run (&self, req);
+                zsock_send (pipe, "p", req);
+            }
+            zmsg_destroy (&msg);
+        }
+    }
+    if (self.listen)
+        PQfinish (self.listen);
+    cw_pg_destroy (&self.pg);
+    free (self.db_uri);
+    free (self.broker_id);
+}

@@ -1,0 +1,617 @@
+/*  =========================================================================
+    check_broker - causeway-broker as a process: real PostgreSQL (private
+    database per test, migrated with causeway-migrate), real CURVE sockets
+    on 127.0.0.1 with certificates made at test time, a worker peer
+    speaking CWP/1 from the test (DEALER + cw_msg)
+    =========================================================================
+*/
+#include "cw_curve.h"
+#include "cw_envelope.h"
+#include "cw_msg.h"
+#include "cw_test.h"
+
+#include <check.h>
+#include <czmq.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define WAIT_MSEC 20000
+
+typedef struct {
+    char *tmp;                  //  Temp dir: certs, uri file, logs
+    char *uri;                  //  Superuser URI of the test database
+    zcert_t *server;            //  Broker cert
+    zcert_t *worker;            //  Worker cert (allowed)
+    zcert_t *relay;             //  Relay cert (allowed, relay:shop)
+    char *endpoint;             //  Bound endpoint
+    pid_t pid;                  //  Broker
+} fixture_t;
+
+static char *
+s_path (fixture_t *self, const char *name)
+{
+    size_t size = strlen (self->tmp) + strlen (name) + 2;
+    char *path = (char *) malloc (size);
+    snprintf (path, size, "%s/%s", self->tmp, name);
+    return path;
+}
+
+static void
+s_write (const char *path, const char *text)
+{
+    FILE *file = fopen (path, "w");
+    ck_assert_ptr_nonnull (file);
+    fputs (text, file);
+    fclose (file);
+    ck_assert_int_eq (chmod (path, 0600), 0);
+}
+
+static int
+s_run (const char *const argv [], const char *const envp [], const char *log)
+{
+    pid_t pid = cw_test_spawn (argv, envp, log);
+    ck_assert_int_gt (pid, 0);
+    int status = 0;
+    ck_assert_int_eq (waitpid (pid, &status, 0), pid);
+    return WIFEXITED (status) ? WEXITSTATUS (status) : -1;
+}
+
+static void
+s_migrate (fixture_t *self, const char *uri, const char *command,
+           const char *island)
+{
+    char *uri_path = s_path (self, "migrate-uri");
+    s_write (uri_path, uri);
+    char env [1024];
+    snprintf (env, sizeof (env), "CW_DB_URI_FILE=%s", uri_path);
+    char *program = cw_test_build_path ("migrate/causeway-migrate");
+    char *sql = cw_test_src_path ("sql");
+    const char *argv [] = { program, command, "--sql-dir", sql,
+                            island ? "--island" : NULL, island, NULL };
+    const char *envp [] = { env, NULL };
+    char *log = s_path (self, "migrate.log");
+    ck_assert_int_eq (s_run (argv, envp, log), 0);
+    free (log);
+    free (sql);
+    free (program);
+    free (uri_path);
+}
+
+static void
+s_cert_save (fixture_t *self, zcert_t *cert, const char *dir, const char *name)
+{
+    char *path = s_path (self, dir);
+    mkdir (path, 0700);
+    char error [256];
+    ck_assert_msg (cw_curve_cert_save (cert, path, name, false, error,
+                                       sizeof (error)) == 0, "%s", error);
+    free (path);
+}
+
+//  Starts the broker; extra: more NAME=value entries (NULL-terminated).
+static void
+s_broker_start (fixture_t *self, const char *const *extra)
+{
+    char *uri_path = s_path (self, "broker-uri");
+    char *broker_uri = cw_test_uri_as (self->uri, "cw_broker");
+    s_write (uri_path, broker_uri);
+    free (broker_uri);
+    char *cert = s_path (self, "server/broker.secret");
+    char *peers = s_path (self, "peers");
+    char *endpoint_file = s_path (self, "endpoint");
+    unlink (endpoint_file);
+    char env [4][1024];
+    snprintf (env [0], sizeof (env [0]), "CW_BROKER_DB_URI_FILE=%s", uri_path);
+    snprintf (env [1], sizeof (env [1]), "CW_BROKER_SERVER_CERT_FILE=%s", cert);
+    snprintf (env [2], sizeof (env [2]), "CW_BROKER_SERVER_PEERS=%s", peers);
+    snprintf (env [3], sizeof (env [3]), "CW_BROKER_ID=broker-test");
+    const char *envp [32] = {
+        env [0], env [1], env [2], env [3],
+        "CW_BROKER_SERVER_BIND=tcp://127.0.0.1:*",
+        "CW_BROKER_DB_POLL=200ms", "CW_BROKER_FLUSH=1ms",
+        "CW_BROKER_RETRY_BASE=10ms", "CW_BROKER_RETRY_CAP=20ms",
+        "CW_BROKER_RETRY_MAX_ATTEMPTS=3", "CW_BROKER_DRAIN=2s",
+        "CW_BROKER_SERVER_HEARTBEAT=200ms", "CW_BROKER_LOG_LEVEL=debug"
+    };
+    size_t count = 13;
+    for (size_t index = 0; extra && extra [index]; index++)
+        envp [count++] = extra [index];
+    envp [count] = NULL;
+    char *program = cw_test_build_path ("broker/causeway-broker");
+    const char *argv [] = { program, "--endpoint-file", endpoint_file, NULL };
+    char *log = s_path (self, "broker.log");
+    self->pid = cw_test_spawn (argv, envp, log);
+    ck_assert_int_gt (self->pid, 0);
+    self->endpoint = cw_test_wait_file (endpoint_file, WAIT_MSEC);
+    ck_assert_msg (self->endpoint != NULL, "broker did not bind; see %s", log);
+    free (log);
+    free (program);
+    free (endpoint_file);
+    free (peers);
+    free (cert);
+    free (uri_path);
+}
+
+static fixture_t *
+s_fixture_new (void)
+{
+    fixture_t *self = (fixture_t *) calloc (1, sizeof (fixture_t));
+    self->tmp = cw_test_tmpdir ("check_broker");
+    self->uri = cw_test_db_new ("broker");
+    s_migrate (self, self->uri, "roles", NULL);
+    char *owner = cw_test_uri_as (self->uri, "cw_erp_mw_owner");
+    s_migrate (self, owner, "apply", "erp_mw");
+    free (owner);
+    owner = cw_test_uri_as (self->uri, "cw_shop_owner");
+    s_migrate (self, owner, "apply", "shop");
+    free (owner);
+    self->server = cw_curve_cert_new ("admin", "broker");
+    self->worker = cw_curve_cert_new ("worker", "worker");
+    self->relay = cw_curve_cert_new ("relay:shop", "relay");
+    s_cert_save (self, self->server, "server", "broker");
+    s_cert_save (self, self->worker, "peers", "worker");
+    s_cert_save (self, self->relay, "peers", "relay");
+    return self;
+}
+
+static void
+s_fixture_destroy (fixture_t **self_p)
+{
+    fixture_t *self = *self_p;
+    if (self->pid > 0)
+        cw_test_stop (self->pid, 5000);
+    zcert_destroy (&self->server);
+    zcert_destroy (&self->worker);
+    zcert_destroy (&self->relay);
+    free (self->endpoint);
+    cw_test_db_destroy (&self->uri);
+    cw_test_tmpdir_destroy (&self->tmp);
+    free (self);
+    *self_p = NULL;
+}
+
+//  --- A peer speaking CWP/1 -------------------------------------------------
+
+static zsock_t *
+s_peer_new (fixture_t *self, zcert_t *cert)
+{
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
+    if (cert)
+        cw_curve_client_setup (dealer, cert, zcert_public_txt (self->server));
+    zsock_set_linger (dealer, 0);
+    ck_assert_int_eq (zsock_connect (dealer, "%s", self->endpoint), 0);
+    return dealer;
+}
+
+static void
+s_peer_send (zsock_t *dealer, cw_msg_t **msg_p)
+{
+    char reason [CW_MSG_REASON_SIZE];
+    cw_msg_frames_t *frames = cw_msg_encode (*msg_p, reason, sizeof (reason));
+    ck_assert_msg (frames != NULL, "%s", reason);
+    zmsg_t *out = zmsg_new ();
+    for (size_t index = 0; index < frames->count; index++)
+        zmsg_addmem (out, frames->frame [index].data, frames->frame [index].size);
+    ck_assert_int_eq (zmsg_send (&out, dealer), 0);
+    cw_msg_frames_destroy (&frames);
+    cw_msg_destroy (msg_p);
+}
+
+//  Next message other than HEARTBEAT, or NULL after timeout.
+static cw_msg_t *
+s_peer_recv (zsock_t *dealer, int timeout_msec)
+{
+    long long deadline = cw_test_now_msec () + timeout_msec;
+    while (cw_test_now_msec () < deadline) {
+        zmq_pollitem_t item = { zsock_resolve (dealer), 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll (&item, 1, 100) != 1)
+            continue;
+        zmsg_t *in = zmsg_recv (dealer);
+        ck_assert_ptr_nonnull (in);
+        cw_msg_frame_t frames [CW_MSG_FRAMES];
+        size_t count = 0;
+        for (zframe_t *frame = zmsg_first (in); frame && count < CW_MSG_FRAMES;
+             frame = zmsg_next (in)) {
+            frames [count].data = zframe_data (frame);
+            frames [count].size = zframe_size (frame);
+            count++;
+        }
+        char reason [CW_MSG_REASON_SIZE];
+        cw_msg_t *msg = cw_msg_decode (frames, count, NULL, reason, sizeof (reason));
+        zmsg_destroy (&in);
+        ck_assert_msg (msg != NULL, "broker sent a bad message: %s", reason);
+        if (msg->command != CW_MSG_HEARTBEAT)
+            return msg;
+        cw_msg_destroy (&msg);
+    }
+    return NULL;
+}
+
+static void
+s_ready (zsock_t *dealer, const char *flow, int credit)
+{
+    cw_msg_t *ready = cw_msg_new (CW_MSG_WORKER, CW_MSG_READY);
+    cw_msg_flow_add (ready, flow);
+    ready->ready.credit = credit;
+    s_peer_send (dealer, &ready);
+}
+
+//  Answers each JOB by its data's "want" (ok, rejected, transient), or
+//  by want_default; records the order of data "seq" values in order[].
+//  Runs until until() holds or the timeout passes.
+static int
+s_work (zsock_t *dealer, fixture_t *self, const char *done_sql, long expected,
+        int64_t *order, size_t *order_count)
+{
+    long long deadline = cw_test_now_msec () + WAIT_MSEC;
+    int jobs = 0;
+    while (cw_test_now_msec () < deadline) {
+        cw_msg_t *msg = s_peer_recv (dealer, 100);
+        if (msg && msg->command == CW_MSG_JOB) {
+            jobs++;
+            json_t *data = cw_envelope_data (msg->job.envelope);
+            const char *want = json_string_value (json_object_get (data, "want"));
+            json_t *seq = json_object_get (data, "seq");
+            if (order && json_is_integer (seq))
+                order [(*order_count)++] = json_integer_value (seq);
+            cw_msg_t *result = cw_msg_new (CW_MSG_WORKER, CW_MSG_RESULT);
+            cw_msg_result_t *entry = cw_msg_result_add (result);
+            entry->job_id = msg->job.job_id;
+            entry->attempt = msg->job.attempt;
+            entry->duration_ms = 1;
+            if (want && streq (want, "rejected")) {
+                entry->outcome = CW_MSG_OUTCOME_REJECTED;
+                entry->http_status = 422;
+                entry->error = strdup ("validation failed");
+            }
+            else
+            if (want && streq (want, "transient")) {
+                entry->outcome = CW_MSG_OUTCOME_TRANSIENT;
+                entry->http_status = 503;
+                entry->error = strdup ("unavailable");
+            }
+            else {
+                entry->outcome = CW_MSG_OUTCOME_OK;
+                entry->http_status = 200;
+            }
+            result->result.credit = 1;
+            s_peer_send (dealer, &result);
+        }
+        cw_msg_destroy (&msg);
+        char *value = cw_test_sql_value (self->uri, done_sql);
+        long count = value ? strtol (value, NULL, 10) : -1;
+        free (value);
+        if (count == expected)
+            return jobs;
+    }
+    ck_abort_msg ("condition not reached: %s = %ld", done_sql, expected);
+    return jobs;
+}
+
+static void
+s_sql (fixture_t *self, const char *sql)
+{
+    char error [512];
+    ck_assert_msg (cw_test_sql (self->uri, sql, error, sizeof (error)) == 0,
+                   "%s: %s", sql, error);
+}
+
+static long
+s_count (fixture_t *self, const char *sql)
+{
+    char *value = cw_test_sql_value (self->uri, sql);
+    ck_assert_msg (value != NULL, "%s", sql);
+    long count = strtol (value, NULL, 10);
+    free (value);
+    return count;
+}
+
+//  --- Tests ---------------------------------------------------------------------
+
+START_TEST (test_jobs_done)
+{
+    fixture_t *self = s_fixture_new ();
+    s_broker_start (self, NULL);
+    zsock_t *worker = s_peer_new (self, self->worker);
+    s_ready (worker, "http.generic", 20);
+    s_sql (self, "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload)"
+                 " SELECT 'http.generic', 't1', 'key-' || n, '{\"want\": \"ok\"}'"
+                 "   FROM generate_series (1, 200) AS n");
+    s_work (worker, self, "SELECT count(*) FROM erp_mw.jobs WHERE state = 'done'",
+            200, NULL, NULL);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.job_attempts"
+                                     " WHERE outcome = 'ok'"), 200);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                     " WHERE lease_owner IS NOT NULL"), 0);
+    zsock_destroy (&worker);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+START_TEST (test_rejected_and_exhausted)
+{
+    fixture_t *self = s_fixture_new ();
+    s_broker_start (self, NULL);
+    zsock_t *worker = s_peer_new (self, self->worker);
+    s_ready (worker, "http.generic", 10);
+    s_sql (self, "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload,"
+                 "    max_attempts) VALUES"
+                 " ('http.generic', 't1', 'rej', '{\"want\": \"rejected\"}', 3),"
+                 " ('http.generic', 't1', 'tra', '{\"want\": \"transient\"}', 3)");
+    s_work (worker, self, "SELECT count(*) FROM erp_mw.jobs WHERE state = 'dead'",
+            2, NULL, NULL);
+    ck_assert_int_eq (s_count (self, "SELECT attempts FROM erp_mw.jobs"
+                                     " WHERE idempotency_key = 'rej'"), 1);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                     " WHERE idempotency_key = 'rej'"
+                                     "   AND dead_reason = 'rejected'"), 1);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                     " WHERE idempotency_key = 'tra'"
+                                     "   AND dead_reason = 'exhausted'"
+                                     "   AND attempts = 3"), 1);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.job_attempts"
+                                     " a JOIN erp_mw.jobs j ON j.id = a.job_id"
+                                     " WHERE j.idempotency_key = 'tra'"), 3);
+    zsock_destroy (&worker);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+START_TEST (test_ordering)
+{
+    fixture_t *self = s_fixture_new ();
+    s_broker_start (self, NULL);
+    zsock_t *worker = s_peer_new (self, self->worker);
+    s_ready (worker, "http.generic", 20);
+    //  50 changes of one order, interleaved with another key
+    s_sql (self, "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key,"
+                 "    ordering_key, payload)"
+                 " SELECT 'http.generic', 't1', 'o-' || n,"
+                 "   CASE WHEN n % 2 = 0 THEN 't1:A' ELSE 't1:B' END,"
+                 "   jsonb_build_object ('seq', n)"
+                 "   FROM generate_series (1, 100) AS n ORDER BY n");
+    int64_t order [400];
+    size_t count = 0;
+    s_work (worker, self, "SELECT count(*) FROM erp_mw.jobs WHERE state = 'done'",
+            100, order, &count);
+    ck_assert_int_eq (count, 100);
+    int64_t last_a = 0, last_b = 0;
+    for (size_t index = 0; index < count; index++) {
+        int64_t *last = order [index] % 2 == 0 ? &last_a : &last_b;
+        ck_assert_msg (order [index] > *last, "out of order: %lld after %lld",
+                       (long long) order [index], (long long) *last);
+        *last = order [index];
+    }
+    //  A dead head parks the rest of its key
+    s_sql (self, "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key,"
+                 "    ordering_key, payload) VALUES"
+                 " ('http.generic', 't1', 'p-1', 't1:P', '{\"want\": \"rejected\"}'),"
+                 " ('http.generic', 't1', 'p-2', 't1:P', '{\"want\": \"ok\"}'),"
+                 " ('http.generic', 't1', 'q-1', 't1:Q', '{\"want\": \"ok\"}')");
+    s_work (worker, self, "SELECT count(*) FROM erp_mw.jobs"
+                          " WHERE idempotency_key IN ('p-1', 'q-1')"
+                          "   AND state IN ('dead', 'done')", 2, NULL, NULL);
+    //  p-2 is never claimed while p-1 is dead: give the poll a few turns
+    long long until = cw_test_now_msec () + 1000;
+    while (cw_test_now_msec () < until) {
+        cw_msg_t *msg = s_peer_recv (worker, 100);
+        ck_assert_msg (msg == NULL || msg->command != CW_MSG_JOB,
+                       "job of a parked key dispatched");
+        cw_msg_destroy (&msg);
+    }
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                     " WHERE idempotency_key = 'p-2'"
+                                     "   AND state = 'ready'"), 1);
+    zsock_destroy (&worker);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+START_TEST (test_security)
+{
+    fixture_t *self = s_fixture_new ();
+    s_broker_start (self, NULL);
+    //  A worker key sending PUBLISH: ERROR forbidden
+    zsock_t *worker = s_peer_new (self, self->worker);
+    cw_msg_t *publish = cw_msg_new (CW_MSG_RELAY, CW_MSG_PUBLISH);
+    publish->publish.batch_id = 1;
+    publish->publish.island = strdup ("shop");
+    cw_envelope_t *envelope = cw_envelope_new ();
+    cw_envelope_set_id (envelope, "e1");
+    cw_envelope_set_source (envelope, "shop");
+    cw_envelope_set_type (envelope, "order.created.v1");
+    cw_envelope_set_time (envelope, "2025-01-31T10:02:03.123Z");
+    cw_envelope_set_tenant_id (envelope, "t1");
+    cw_envelope_set_correlation_id (envelope, "c1");
+    cw_envelope_set_idempotency_key (envelope, "k1");
+    json_t *data = json_object ();
+    cw_envelope_set_data (envelope, &data);
+    cw_msg_event_add (publish, &envelope);
+    s_peer_send (worker, &publish);
+    cw_msg_t *answer = s_peer_recv (worker, WAIT_MSEC);
+    ck_assert_ptr_nonnull (answer);
+    ck_assert_int_eq (answer->command, CW_MSG_ERROR);
+    ck_assert_str_eq (answer->error.code, "forbidden");
+    ck_assert_int_eq (answer->error.command, CW_MSG_PUBLISH);
+    cw_msg_destroy (&answer);
+
+    //  RESULT before READY: unknown_session
+    cw_msg_t *result = cw_msg_new (CW_MSG_WORKER, CW_MSG_RESULT);
+    cw_msg_result_t *entry = cw_msg_result_add (result);
+    entry->job_id = 1;
+    entry->attempt = 1;
+    entry->outcome = CW_MSG_OUTCOME_OK;
+    s_peer_send (worker, &result);
+    answer = s_peer_recv (worker, WAIT_MSEC);
+    ck_assert_ptr_nonnull (answer);
+    ck_assert_str_eq (answer->error.code, "unknown_session");
+    cw_msg_destroy (&answer);
+
+    //  Garbage frames from an authenticated peer: dropped, no answer
+    for (int index = 0; index < 5; index++) {
+        zstr_sendm (worker, "CWW01");
+        zstr_sendm (worker, "\x01");
+        zstr_send (worker, "not msgpack");
+        zstr_send (worker, "one frame");
+    }
+
+    //  Unknown CURVE key and a plaintext client: never answered
+    zcert_t *stranger = cw_curve_cert_new ("worker", "stranger");
+    zsock_t *unknown = s_peer_new (self, stranger);
+    s_ready (unknown, "http.generic", 5);
+    zsock_t *plain = s_peer_new (self, NULL);
+    s_ready (plain, "http.generic", 5);
+
+    //  The good worker is still served
+    s_ready (worker, "http.generic", 5);
+    s_sql (self, "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload)"
+                 " SELECT 'http.generic', 't1', 's-' || n, '{}'"
+                 "   FROM generate_series (1, 10) AS n");
+    s_work (worker, self, "SELECT count(*) FROM erp_mw.jobs WHERE state = 'done'",
+            10, NULL, NULL);
+    cw_msg_t *nothing = s_peer_recv (unknown, 300);
+    ck_assert_ptr_null (nothing);
+    nothing = s_peer_recv (plain, 300);
+    ck_assert_ptr_null (nothing);
+    zsock_destroy (&plain);
+    zsock_destroy (&unknown);
+    zcert_destroy (&stranger);
+    zsock_destroy (&worker);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+START_TEST (test_publish)
+{
+    fixture_t *self = s_fixture_new ();
+    s_broker_start (self, NULL);
+    zsock_t *relay = s_peer_new (self, self->relay);
+    for (int round = 0; round < 2; round++) {
+        cw_msg_t *publish = cw_msg_new (CW_MSG_RELAY, CW_MSG_PUBLISH);
+        publish->publish.batch_id = 7;
+        publish->publish.island = strdup ("shop");
+        const char *keys [] = { "ev-1", "ev-2" };
+        for (int index = 0; index < 2; index++) {
+            cw_envelope_t *envelope = cw_envelope_new ();
+            cw_envelope_set_id (envelope, keys [index]);
+            cw_envelope_set_source (envelope, "shop");
+            cw_envelope_set_type (envelope, "order.status.changed.v1");
+            cw_envelope_set_time (envelope, "2025-01-31T10:02:03.123Z");
+            cw_envelope_set_tenant_id (envelope, "t1");
+            cw_envelope_set_correlation_id (envelope, "c1");
+            cw_envelope_set_idempotency_key (envelope, keys [index]);
+            json_t *data = index == 0
+                ? json_pack ("{s:s, s:s, s:i, s:s, s:s, s:s}", "tenantId", "t1",
+                             "orderId", "O-1", "version", 2,
+                             "previousStatus", "confirmed", "status", "shipped",
+                             "changedAt", "2025-01-31T10:02:03.123Z")
+                : json_pack ("{s:s}", "orderId", "O-1");
+            cw_envelope_set_data (envelope, &data);
+            cw_msg_event_add (publish, &envelope);
+        }
+        s_peer_send (relay, &publish);
+        cw_msg_t *ack = s_peer_recv (relay, WAIT_MSEC);
+        ck_assert_ptr_nonnull (ack);
+        ck_assert_int_eq (ack->command, CW_MSG_ACK);
+        ck_assert_int_eq (ack->ack.batch_id, 7);
+        ck_assert_int_eq (ack->ack.rejected_count, 1);
+        ck_assert_str_eq (ack->ack.rejected [0].key, "ev-2");
+        if (round == 0) {
+            ck_assert_int_eq (ack->ack.accepted_count, 1);
+            ck_assert_int_eq (ack->ack.duplicates_count, 0);
+        }
+        else {
+            ck_assert_int_eq (ack->ack.accepted_count, 0);
+            ck_assert_int_eq (ack->ack.duplicates_count, 1);
+            ck_assert_str_eq (ack->ack.duplicates [0], "ev-1");
+        }
+        cw_msg_destroy (&ack);
+    }
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                     " WHERE idempotency_key = 'ev-1'"
+                                     "   AND flow = 'order.status'"
+                                     "   AND ordering_key = 't1:O-1'"), 1);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.inbox i"
+                                     " JOIN erp_mw.jobs j ON j.id = i.job_id"
+                                     " WHERE i.idempotency_key = 'ev-1'"), 1);
+    zsock_destroy (&relay);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+START_TEST (test_sigterm_releases)
+{
+    fixture_t *self = s_fixture_new ();
+    s_broker_start (self, NULL);
+    zsock_t *worker = s_peer_new (self, self->worker);
+    s_ready (worker, "http.generic", 5);
+    s_sql (self, "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload)"
+                 " SELECT 'http.generic', 't1', 'd-' || n, '{}'"
+                 "   FROM generate_series (1, 20) AS n");
+    //  Take jobs, answer none: they are in flight at SIGTERM
+    cw_msg_t *job = s_peer_recv (worker, WAIT_MSEC);
+    ck_assert_ptr_nonnull (job);
+    ck_assert_int_eq (job->command, CW_MSG_JOB);
+    cw_msg_destroy (&job);
+    ck_assert_int_eq (kill (self->pid, SIGTERM), 0);
+    //  The worker is told DISCONNECT
+    bool disconnected = false;
+    long long deadline = cw_test_now_msec () + WAIT_MSEC;
+    while (!disconnected && cw_test_now_msec () < deadline) {
+        cw_msg_t *heartbeat = cw_msg_new (CW_MSG_WORKER, CW_MSG_HEARTBEAT);
+        s_peer_send (worker, &heartbeat);
+        cw_msg_t *msg = s_peer_recv (worker, 100);
+        disconnected = msg && msg->command == CW_MSG_DISCONNECT;
+        cw_msg_destroy (&msg);
+    }
+    ck_assert (disconnected);
+    int status = 0;
+    deadline = cw_test_now_msec () + WAIT_MSEC;
+    while (waitpid (self->pid, &status, WNOHANG) == 0
+    &&     cw_test_now_msec () < deadline)
+        usleep (10000);
+    self->pid = 0;
+    ck_assert (WIFEXITED (status));
+    ck_assert_int_eq (WEXITSTATUS (status), 0);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                     " WHERE state = 'leased'"), 0);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                     " WHERE state = 'ready' AND attempts = 0"), 20);
+    zsock_destroy (&worker);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+int
+main (void)
+{
+    Suite *suite = suite_create ("broker");
+    TCase *jobs = tcase_create ("jobs");
+    tcase_set_timeout (jobs, 60);
+    tcase_add_test (jobs, test_jobs_done);
+    tcase_add_test (jobs, test_rejected_and_exhausted);
+    tcase_add_test (jobs, test_ordering);
+    suite_add_tcase (suite, jobs);
+    TCase *security = tcase_create ("security");
+    tcase_set_timeout (security, 60);
+    tcase_add_test (security, test_security);
+    suite_add_tcase (suite, security);
+    TCase *relay = tcase_create ("publish");
+    tcase_set_timeout (relay, 60);
+    tcase_add_test (relay, test_publish);
+    suite_add_tcase (suite, relay);
+    TCase *drain = tcase_create ("drain");
+    tcase_set_timeout (drain, 60);
+    tcase_add_test (drain, test_sigterm_releases);
+    suite_add_tcase (suite, drain);
+    SRunner *runner = srunner_create (suite);
+    srunner_run_all (runner, CK_NORMAL);
+    int failed = srunner_ntests_failed (runner);
+    srunner_free (runner);
+    return failed ? 1 : 0;
+}
