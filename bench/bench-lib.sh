@@ -115,3 +115,154 @@ bench_box() {
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
+
+#  ---- the pipeline: erpsim, brokers, workers (B1-B4) -------------------
+#
+#    bench_certs                   broker + worker certificates in $work/keys
+#    bench_erpsim [FLAGS..]        erpsim on a free port; sets $erp_url,
+#                                  $erp_control, $erp_key_file, $erp_pid
+#    bench_broker NAME [VAR=V..]   a broker (CW_BROKER_* overrides); sets
+#                                  $broker_endpoint, $broker_pid
+#    bench_worker NAME [VAR=V..]   a worker of $broker_endpoint against
+#                                  erpsim (CW_WORKER_* overrides); $worker_pid
+#    bench_wait_sql SQL SECONDS    until SQL returns t; 1 on timeout
+#    bench_rss_kb PID              resident set size in KiB
+
+bench_wait_file() {
+    local i
+    for i in $(seq 1 200); do
+        [ -s "$1" ] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+bench_certs() {
+    local cli="$builddir/client/causeway"
+    mkdir -p "$work/keys" "$work/peers"
+    "$cli" cert new --role admin --name broker --dir "$work/keys" >/dev/null
+    "$cli" cert new --role worker --name worker --dir "$work/keys" >/dev/null
+    cp "$work/keys/worker.pub" "$work/peers/"
+    broker_public="$(sed -n 's/^ *public-key *= *"\(.*\)"/\1/p' "$work/keys/broker.pub")"
+    [ -n "$broker_public" ] || { echo "bench: no public-key in $work/keys/broker.pub" >&2; exit 1; }
+}
+
+bench_erpsim() {
+    erp_key="bench-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
+    erp_key_file="$(bench_secret erpsim.key "$erp_key")"
+    bench_spawn erpsim "$builddir/erpsim/erpsim" --api-key-file "$erp_key_file" \
+        --listen 127.0.0.1:0 --port-file "$work/erpsim.port" \
+        --control-port-file "$work/erpsim.control" --log-level warn \
+        --allow-unknown-customers "$@"
+    erp_pid=$last_pid
+    bench_wait_file "$work/erpsim.control" || { echo "bench: erpsim did not start" >&2; cat "$work/erpsim.log" >&2; exit 1; }
+    erp_url="http://127.0.0.1:$(cat "$work/erpsim.port")"
+    erp_control="http://127.0.0.1:$(cat "$work/erpsim.control")"
+}
+
+bench_broker() {
+    local name="$1"
+    shift
+    local uri_file
+    uri_file="$(bench_secret "$name.uri" "$pgbroker")"
+    rm -f "$work/$name.endpoint"
+    bench_spawn "$name" env CW_BROKER_DB_URI_FILE="$uri_file" \
+        CW_BROKER_SERVER_CERT_FILE="$work/keys/broker.secret" \
+        CW_BROKER_SERVER_PEERS="$work/peers" CW_BROKER_ID="$name" \
+        CW_BROKER_SERVER_BIND='tcp://127.0.0.1:*' CW_BROKER_LOG_LEVEL=warn \
+        "$@" "$builddir/broker/causeway-broker" --endpoint-file "$work/$name.endpoint"
+    broker_pid=$last_pid
+    bench_wait_file "$work/$name.endpoint" || { echo "bench: broker $name did not start" >&2; cat "$work/$name.log" >&2; exit 1; }
+    broker_endpoint="$(cat "$work/$name.endpoint")"
+}
+
+bench_worker() {
+    local name="$1"
+    shift
+    bench_spawn "$name" env CW_WORKER_BROKER_ENDPOINTS="$broker_endpoint" \
+        CW_WORKER_BROKER_PUBLIC_KEY="$broker_public" \
+        CW_WORKER_SECURITY_CERTIFICATE_FILE="$work/keys/worker.secret" \
+        CW_WORKER_NAME="$name" CW_WORKER_TARGET_NAME=erp \
+        CW_WORKER_TARGET_BASE_URL="$erp_url" \
+        CW_WORKER_TARGET_CREDENTIALS_FILE="$erp_key_file" \
+        CW_WORKER_TARGET_AUTH=api_key CW_WORKER_LOG_LEVEL=warn \
+        "$@" "$builddir/worker/causeway-worker"
+    worker_pid=$last_pid
+}
+
+bench_wait_sql() {
+    local deadline=$(( $(date +%s) + $2 ))
+    while [ "$(bench_psql -c "$1")" != t ]; do
+        [ "$(date +%s)" -lt "$deadline" ] || return 1
+        sleep 0.1
+    done
+}
+
+bench_rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+#  bench_http_jobs N: N ready http.generic jobs for target erp, each a
+#  customer upsert at erpsim (a distinct key and customer per job).
+bench_http_jobs() {
+    bench_psql -c "TRUNCATE erp_mw.jobs, erp_mw.job_attempts" \
+        -c "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload,
+                                     target, correlation_id, next_run_at, produced_at)
+            SELECT 'http.generic', 'bench', 'bench-$RANDOM-' || g,
+                   jsonb_build_object ('method', 'POST', 'path', '/api/v1/customers',
+                       'body', jsonb_build_object ('tenant', 'bench',
+                           'customerId', 'C-' || g, 'name', 'Bench ' || g)),
+                   'erp', 'corr-' || g, now () - interval '1 minute', now ()
+              FROM generate_series (1, $1) g" \
+        -c "VACUUM ANALYZE erp_mw.jobs" -c "VACUUM ANALYZE erp_mw.job_attempts" \
+        -c "CHECKPOINT"
+}
+
+#  bench_drain_run N SECONDS WORKER_VARS..: starts $workers workers (with
+#  the given CW_WORKER_* settings) against the running broker, waits
+#  until the N loaded jobs are finished, stops the workers. Prints
+#  "rate wall_rate done dead max_worker_rss_kb max_broker_rss_kb": rate
+#  from the database (N / (last finished_at - first attempt started_at)),
+#  wall_rate from the script's clock (worker start to all finished).
+bench_drain_run() {
+    local n="$1" limit="$2"
+    shift 2
+    local pids=() i start end rss_w=0 rss_b=0 r pid
+    start=$(date +%s.%N)
+    for i in $(seq 1 "${workers:-1}"); do
+        bench_worker "worker$i" "$@"
+        pids+=("$worker_pid")
+    done
+    local deadline=$(( $(date +%s) + limit ))
+    while :; do
+        for pid in "${pids[@]}"; do
+            r="$(bench_rss_kb "$pid")"
+            [ "$r" -gt "$rss_w" ] && rss_w=$r
+        done
+        r="$(bench_rss_kb "$broker_pid")"
+        [ "$r" -gt "$rss_b" ] && rss_b=$r
+        [ "$(bench_psql -c "SELECT count(*) FILTER (WHERE state IN ('done', 'dead')) >= $n FROM erp_mw.jobs")" = t ] && break
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+            echo "bench: not finished after $limit s: $(bench_psql -c "SELECT string_agg (state || '=' || c, ' ') FROM (SELECT state, count(*) c FROM erp_mw.jobs GROUP BY 1) s")" >&2
+            break
+        fi
+        sleep 0.2
+    done
+    end=$(date +%s.%N)
+    for pid in "${pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    bench_psql -c "SELECT round ($n / extract (epoch FROM (SELECT max (finished_at) FROM erp_mw.jobs)
+                                     - (SELECT min (started_at) FROM erp_mw.job_attempts)))::bigint,
+                          round ($n / ($end - $start))::bigint,
+                          count(*) FILTER (WHERE state = 'done'), count(*) FILTER (WHERE state = 'dead'),
+                          $rss_w, $rss_b
+                     FROM erp_mw.jobs" | tr '|' ' '
+}
+
+#  erpsim's /_introspect without the per-entity effects (stdin to stdout).
+bench_introspect_summary() {
+    python3 -c 'import json, sys
+d = json.load (sys.stdin)
+d.pop ("effects", None)
+print (json.dumps (d, separators = (",", ":"))[:800])'
+}
