@@ -239,7 +239,10 @@ bench_drain_run() {
         done
         r="$(bench_rss_kb "$broker_pid")"
         [ "$r" -gt "$rss_b" ] && rss_b=$r
-        [ "$(bench_psql -c "SELECT count(*) FILTER (WHERE state IN ('done', 'dead')) >= $n FROM erp_mw.jobs")" = t ] && break
+        #  The database gone (the script was stopped): stop the workers too.
+        r="$(bench_psql -c "SELECT count(*) FILTER (WHERE state IN ('done', 'dead')) >= $n FROM erp_mw.jobs")" \
+            || { kill -TERM "${pids[@]}" 2>/dev/null; return 1; }
+        [ "$r" = t ] && break
         if [ "$(date +%s)" -ge "$deadline" ]; then
             echo "bench: not finished after $limit s: $(bench_psql -c "SELECT string_agg (state || '=' || c, ' ') FROM (SELECT state, count(*) c FROM erp_mw.jobs GROUP BY 1) s")" >&2
             break
