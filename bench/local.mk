@@ -2,3 +2,7 @@
 #  erpsim throughput benchmark (wrk); see bench/README.md
 EXTRA_DIST += bench/README.md bench/erpsim-rps bench/erpsim-get.lua \
     bench/erpsim-upsert.lua
+#  pipeline benchmarks: PostgreSQL ceiling, B1-B4 (issue #4); see bench/README.md
+EXTRA_DIST += bench/bench-lib.sh bench/pg-ceiling bench/pg-claim-ack.sql \
+    bench/pg-claim.sql bench/b1-throughput bench/b2-latency bench/b2-insert.sql \
+    bench/b3-erp-bound bench/b4-growth
