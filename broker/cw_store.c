@@ -50,6 +50,11 @@ static const char s_sql_dead_payload[] =
     "   lease_expires_at = NULL"
     " WHERE id = $2::bigint AND lease_owner = $1 AND state = 'leased'";
 
+//  Group commit. A transition applies only where this broker still holds
+//  the lease AND the job's attempts are the ones the transition was
+//  computed from: a retried COMMIT whose first try landed with its reply
+//  lost must not apply again after another broker has run the job since
+//  (found by the simulation, tests/sim: docs/simulation.md).
 static const char s_sql_commit[] =
     "WITH t AS ("
     "  SELECT * FROM unnest ($2::bigint[], $3::text[], $4::bigint[],"
@@ -71,6 +76,7 @@ static const char s_sql_commit[] =
     "         lease_owner = NULL, lease_expires_at = NULL"
     "    FROM t"
     "   WHERE j.id = t.id AND j.state = 'leased' AND j.lease_owner = $1"
+    "     AND j.attempts = t.attempts - 1"
     "  RETURNING j.id),"
     " a AS ("
     "  INSERT INTO erp_mw.job_attempts (job_id, attempt, worker, outcome,"
