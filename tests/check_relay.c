@@ -269,6 +269,32 @@ s_wait_log (const char *path, const char *text)
     return false;
 }
 
+//  True once the last line of the file holds text (within WAIT_MSEC).
+static bool
+s_wait_last_line (const char *path, const char *text)
+{
+    long long deadline = cw_test_now_msec () + WAIT_MSEC;
+    while (cw_test_now_msec () < deadline) {
+        FILE *file = fopen (path, "r");
+        if (file) {
+            char *line = NULL, *last = NULL;
+            size_t size = 0;
+            while (getline (&line, &size, file) > 0) {
+                free (last);
+                last = strdup (line);
+            }
+            bool found = last && strstr (last, text);
+            free (line);
+            free (last);
+            fclose (file);
+            if (found)
+                return true;
+        }
+        usleep (5 * 1000);
+    }
+    return false;
+}
+
 //  Inserts events first..last as the webshop does: valid envelopes of
 //  order.status.changed.v1, one order each, key "<prefix>-<n>".
 static void
@@ -411,12 +437,17 @@ START_TEST (test_kill)
     const char *extra[] = {"CW_RELAY_BATCH_SIZE=25", "CW_RELAY_DB_POLL=100ms",
                            NULL};
     char *log = s_relay_start (self, "peers/relay.secret", extra);
-    //  Kill -9 while batches flow (some published, most not)
+    //  While batches flow (some published, most not), freeze the broker,
+    //  so that the relay's next PUBLISH gets no ACK, then kill -9 the
+    //  relay between publish and mark, and thaw the broker
     long long deadline = cw_test_now_msec () + WAIT_MSEC;
     while (s_count (self, PUBLISHED) < 100 && cw_test_now_msec () < deadline)
         usleep (1000);
+    ck_assert_int_eq (kill (self->broker, SIGSTOP), 0);
+    ck_assert (s_wait_last_line (log, "\"event\":\"publish\""));
     cw_test_kill (self->relay_pid);
     self->relay_pid = 0;
+    ck_assert_int_eq (kill (self->broker, SIGCONT), 0);
     long published = s_count (self, PUBLISHED);
     ck_assert_int_gt (published, 0);
     ck_assert_int_lt (published, rows);
