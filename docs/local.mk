@@ -10,3 +10,5 @@ EXTRA_DIST += docs/envelope.md
 EXTRA_DIST += docs/erpsim.md
 #  CURVE, ZAP, roles and certificates
 EXTRA_DIST += docs/security.md
+#  The broker's pure decision core (broker/cw_core)
+EXTRA_DIST += docs/broker-core.md

@@ -84,3 +84,9 @@ TESTS += tests/check_cw_curve
 tests_check_cw_curve_SOURCES = tests/check_cw_curve.c
 tests_check_cw_curve_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
 tests_check_cw_curve_LDADD = lib/libcwrt.a $(RUNTIME_LIBS) $(TEST_LIBS)
+#  cw_core (broker): the pure decision core, rule by rule + random events
+check_PROGRAMS += tests/check_cw_core
+TESTS += tests/check_cw_core
+tests_check_cw_core_SOURCES = tests/check_cw_core.c
+tests_check_cw_core_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(CORE_CFLAGS)
+tests_check_cw_core_LDADD = $(CORE_LIBS) $(CHECK_LIBS)
