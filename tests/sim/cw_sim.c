@@ -1275,8 +1275,22 @@ s_check_cores (s_sim_t *sim)
         if (!sim->brokers [index].core)
             continue;
         char reason [256];
-        if (cw_core_check (sim->brokers [index].core, reason, sizeof reason))
+        s_broker_t *broker = &sim->brokers [index];
+        if (cw_core_check (broker->core, reason, sizeof reason))
             s_fail (sim, "b%zu cw_core_check: %s", index, reason);
+        //  An accepted result is committed, or its lease was lost: never
+        //  forgotten while the lease is still ours
+        for (size_t job_index = 0; job_index < sim->job_count; job_index++) {
+            s_job_t *job = &sim->jobs [job_index];
+            if (job->pending [index]
+            &&  job->pending_incarnation [index] == broker->incarnation
+            &&  job->state == J_LEASED && job->owner == (int) index
+            &&  job->lease_expires_at > sim->now
+            &&  !cw_core_holds (broker->core, job->id))
+                s_fail (sim, "b%zu forgot the result of job %" PRId64
+                        " attempt %u under its live lease", index, job->id,
+                        job->pending_attempt [index]);
+        }
     }
 }
 

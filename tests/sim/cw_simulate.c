@@ -198,6 +198,8 @@ main (int argc, char *argv [])
         total_steps += result.steps;
         if (rc) {
             failures++;
+            printf ("seed %" PRIu64 " is the %" PRIu64 ". seed run; %" PRIu64
+                    " steps in all\n", start + index, index + 1, total_steps);
             s_report_failure (&options, &result);
             cw_sim_result_clear (&result);
             break;
