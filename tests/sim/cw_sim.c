@@ -221,7 +221,8 @@ s_fail (s_sim_t *sim, const char *format, ...)
 static bool
 s_fault (s_sim_t *sim, unsigned class, uint32_t per_mille, const char *what)
 {
-    bool hit = s_chance (sim, per_mille);
+    uint32_t rate = per_mille * sim->options->intensity;
+    bool hit = s_chance (sim, rate < 900? rate: 900);
     if (!hit || sim->healing || !(sim->options->faults & class))
         return false;
     uint32_t instance = sim->fault_seq++;
@@ -442,6 +443,16 @@ s_store_apply (s_sim_t *sim, int broker, const cw_core_transition_t *t)
         job->owner = -1;
         s_trace (sim, "b%d commit job %" PRId64 " re-applied", broker,
                  job->id);
+        return;
+    }
+    if (t->attempts <= job->attempts) {
+        //  Known bug (docs/simulation.md): the COMMIT's reply was lost,
+        //  the job ran elsewhere and came back to this broker, which still
+        //  holds the old transition; lease_owner alone does not fence it
+        s_fail (sim, "b%d committed a stale transition of job %" PRId64
+                " (attempt %u; the store is at %u failed attempts): COMMIT "
+                "is fenced by lease_owner only", broker, job->id, t->attempt,
+                job->attempts);
         return;
     }
     //  The transition must stem from a result this broker accepted
@@ -1301,6 +1312,7 @@ cw_sim_run (const cw_sim_options_t *options, cw_sim_result_t *result)
     assert (options->brokers >= 1 && options->brokers <= CW_SIM_MAX_BROKERS);
     assert (options->workers >= 1 && options->workers <= CW_SIM_MAX_WORKERS);
     assert (options->jobs >= 1);
+    assert (options->intensity >= 1 && options->intensity <= 4);
     assert (options->keys <= sizeof s_key_names / sizeof s_key_names [0]);
     memset (result, 0, sizeof *result);
     s_sim_t sim_data, *sim = &sim_data;
@@ -1414,6 +1426,7 @@ cw_sim_options_default (cw_sim_options_t *options, uint64_t seed,
     options->jobs = 4 + (uint32_t) (cw_retry_rng_next (&rng) % 20);
     options->keys = (uint32_t) (cw_retry_rng_next (&rng) % 5);
     options->faults = CW_SIM_FAULT_ALL;
+    options->intensity = 1 + (uint32_t) (cw_retry_rng_next (&rng) % 4);
 }
 
 //  --------------------------------------------------------------------------
@@ -1476,39 +1489,39 @@ cw_sim_minimize (const cw_sim_options_t *options, uint32_t budget,
         free (best.skip);
         return -1;
     }
-    //  Shape: fewer brokers, workers, jobs, keys; shorter fault phase
+    //  Shape: fewer brokers, workers, jobs, keys; a shorter fault phase.
+    //  Runs are cheap: try every smaller value, smallest first.
     bool shrunk = true;
     while (shrunk && budget) {
         shrunk = false;
-        for (int field = 0; field < 6 && budget; field++) {
-            s_candidate_t trial = s_copy (&best);
-            cw_sim_options_t *o = &trial.options;
-            bool changed = true;
-            if (field == 0 && o->brokers > 1)
-                o->brokers--;
-            else
-            if (field == 1 && o->workers > 1)
-                o->workers--;
-            else
-            if (field == 2 && o->jobs > 1)
-                o->jobs = o->jobs > 8? o->jobs / 2: o->jobs - 1;
-            else
-            if (field == 3 && o->keys > 0)
-                o->keys--;
-            else
-            if (field == 4 && o->steps > 10)
-                o->steps = o->steps / 2;
-            else
-            if (field == 5 && o->steps > 1)
-                o->steps = o->steps * 3 / 4;
-            else
-                changed = false;
-            if (changed && s_try (&trial, &budget)
-            &&  trial.length <= best.length) {
-                s_adopt (&best, &trial);
-                shrunk = true;
+        for (int field = 0; field < 5 && budget; field++) {
+            uint32_t *value = field == 0? &best.options.brokers
+                            : field == 1? &best.options.workers
+                            : field == 2? &best.options.jobs
+                            : field == 3? &best.options.keys
+                            : &best.options.steps;
+            uint32_t least = field == 3? 0: 1;
+            uint32_t current = *value;
+            for (uint32_t smaller = least; smaller < current && budget;
+                 smaller = field == 4 && smaller < current / 16
+                         ? smaller + current / 16 + 1: smaller + 1) {
+                s_candidate_t trial = s_copy (&best);
+                uint32_t *trial_value = field == 0? &trial.options.brokers
+                    : field == 1? &trial.options.workers
+                    : field == 2? &trial.options.jobs
+                    : field == 3? &trial.options.keys
+                    : &trial.options.steps;
+                *trial_value = smaller;
+                bool better = s_try (&trial, &budget)
+                           && trial.length <= best.length;
+                if (better) {
+                    s_adopt (&best, &trial);
+                    shrunk = true;
+                }
+                free (trial.skip);
+                if (better)
+                    break;
             }
-            free (trial.skip);
         }
     }
     //  Fault classes off, one at a time
@@ -1557,9 +1570,10 @@ void
 cw_sim_options_print (const cw_sim_options_t *options, FILE *file)
 {
     fprintf (file, "scripts/simulate --seed %" PRIu64 " --steps %u "
-             "--brokers %u --workers %u --jobs %u --keys %u --faults 0x%x",
-             options->seed, options->steps, options->brokers,
-             options->workers, options->jobs, options->keys, options->faults);
+             "--brokers %u --workers %u --jobs %u --keys %u --faults 0x%x "
+             "--intensity %u", options->seed, options->steps,
+             options->brokers, options->workers, options->jobs,
+             options->keys, options->faults, options->intensity);
     for (size_t index = 0; index < options->skip_count; index++)
         fprintf (file, "%s%u", index? ",": " --skip ", options->skip [index]);
     fprintf (file, "%s --trace\n",

@@ -51,6 +51,7 @@ typedef struct {
     uint32_t jobs;              //  Jobs inserted over the run, >= 1
     uint32_t keys;              //  Distinct ordering keys, 0 = unordered
     uint32_t faults;            //  CW_SIM_FAULT_* classes injected
+    uint32_t intensity;         //  Fault rates times this, 1 .. 4
     const uint32_t *skip;       //  Fault instances suppressed, ascending
     size_t skip_count;          //  Entries in skip
     bool trace;                 //  Record one line per event
@@ -73,7 +74,8 @@ typedef struct {
 } cw_sim_result_t;
 
 //  Fills options for seed with steps fault-phase steps: brokers, workers,
-//  jobs, keys drawn from the seed, every fault class on, tracing off.
+//  jobs, keys and fault intensity drawn from the seed, every fault class
+//  on, tracing off.
 void
     cw_sim_options_default (cw_sim_options_t *options, uint64_t seed,
                             uint32_t steps);

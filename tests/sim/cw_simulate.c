@@ -18,7 +18,7 @@
 #include <string.h>
 
 #define S_DEFAULT_STEPS     300
-#define S_MINIMIZE_BUDGET   400
+#define S_MINIMIZE_BUDGET   3000
 #define S_MAX_SKIP          4096
 
 static void
@@ -28,8 +28,9 @@ s_usage (void)
         "usage: cw_simulate [--seeds N] [--start S] [--steps K]\n"
         "       cw_simulate --seed S [--steps K] [--brokers B] [--workers W]\n"
         "                   [--jobs J] [--keys K] [--faults MASK]\n"
-        "                   [--skip I,J,...] [--trace]\n"
-        "       --unordered-replies: store replies may overtake each other\n");
+        "                   [--intensity 1-4] [--skip I,J,...] [--trace]\n"
+        "       --unordered-replies: store replies may overtake each other\n"
+        "       --keep-going: report every failing seed, unshrunk\n");
 }
 
 //  Parses an unsigned number; returns 0, or -1 with a message naming flag.
@@ -83,15 +84,19 @@ int
 main (int argc, char *argv [])
 {
     uint64_t seeds = 1000, start = 1, steps = S_DEFAULT_STEPS, seed = 0;
-    bool single = false, trace = false, unordered = false;
+    bool single = false, trace = false, unordered = false, keep_going = false;
     uint64_t brokers = 0, workers = 0, jobs = 0, keys = UINT64_MAX;
-    uint64_t faults = UINT64_MAX;
+    uint64_t faults = UINT64_MAX, intensity = 0;
     uint32_t skip [S_MAX_SKIP];
     size_t skip_count = 0;
     for (int arg = 1; arg < argc; arg++) {
         const char *flag = argv [arg];
         if (strcmp (flag, "--trace") == 0) {
             trace = true;
+            continue;
+        }
+        if (strcmp (flag, "--keep-going") == 0) {
+            keep_going = true;
             continue;
         }
         if (strcmp (flag, "--unordered-replies") == 0) {
@@ -138,6 +143,14 @@ main (int argc, char *argv [])
         if (strcmp (flag, "--faults") == 0)
             rc = s_number (flag, text, CW_SIM_FAULT_ALL, &faults);
         else
+        if (strcmp (flag, "--intensity") == 0) {
+            rc = s_number (flag, text, 4, &intensity);
+            if (rc == 0 && intensity == 0) {
+                fprintf (stderr, "cw_simulate: --intensity must be 1 to 4\n");
+                rc = -1;
+            }
+        }
+        else
         if (strcmp (flag, "--skip") == 0) {
             char *copy = strdup (text), *cursor = copy, *comma;
             do {
@@ -173,6 +186,8 @@ main (int argc, char *argv [])
             options.keys = (uint32_t) keys;
         if (faults != UINT64_MAX)
             options.faults = (uint32_t) faults;
+        if (intensity)
+            options.intensity = (uint32_t) intensity;
         options.skip = skip;
         options.skip_count = skip_count;
         options.trace = trace;
@@ -196,6 +211,12 @@ main (int argc, char *argv [])
         cw_sim_result_t result;
         int rc = cw_sim_run (&options, &result);
         total_steps += result.steps;
+        if (rc && keep_going) {
+            failures++;
+            printf ("FAIL seed %" PRIu64 " after %u steps: %s\n",
+                    start + index, result.steps, result.reason);
+        }
+        else
         if (rc) {
             failures++;
             printf ("seed %" PRIu64 " is the %" PRIu64 ". seed run; %" PRIu64
@@ -206,9 +227,11 @@ main (int argc, char *argv [])
         }
         cw_sim_result_clear (&result);
         if ((index + 1) % 1000 == 0 || index + 1 == seeds) {
-            printf ("%" PRIu64 "/%" PRIu64 " seeds ok (%" PRIu64 " .. %"
+            printf ("%" PRIu64 "/%" PRIu64 " seeds run (%" PRIu64 " .. %"
                     PRIu64 "), %" PRIu64 " steps\n", index + 1, seeds, start,
                     start + index, total_steps);
+            if (failures)
+                printf ("%" PRIu64 " seeds failed\n", failures);
             fflush (stdout);
         }
     }
