@@ -20,8 +20,6 @@
 
 //  Fixed simulation parameters (msec unless named otherwise).
 #define S_EPOCH             1000000     //  Clock start
-#define S_LEASE             5000        //  Lease length
-#define S_RENEW_MARGIN      1500
 #define S_DEADLINE          1000        //  Job deadline
 #define S_HEARTBEAT         200
 #define S_LIVENESS          3
@@ -397,7 +395,7 @@ s_store_claim (s_sim_t *sim, int broker, uint32_t limit, unsigned flows,
         taken [job->id - 1] = true;
         job->state = J_LEASED;
         job->owner = broker;
-        job->lease_expires_at = sim->now + S_LEASE;
+        job->lease_expires_at = sim->now + sim->options->lease_msec;
         cw_core_job_t *given = &jobs [claimed++];
         given->id = job->id;
         given->flow = s_flow_names [job->flow];
@@ -661,8 +659,8 @@ s_broker_start (s_sim_t *sim, int index)
     cw_core_target_t target = {"erp", S_CAP_INFLIGHT, 0, 0};
     cw_core_config_t config = {
         .broker_id = broker->id,
-        .lease_msec = S_LEASE,
-        .renew_margin_msec = S_RENEW_MARGIN,
+        .lease_msec = sim->options->lease_msec,
+        .renew_margin_msec = sim->options->lease_msec * 3 / 10,
         .job_deadline_msec = S_DEADLINE,
         .heartbeat_msec = S_HEARTBEAT,
         .liveness = S_LIVENESS,
@@ -737,11 +735,18 @@ s_job_sent (s_sim_t *sim, int broker, const cw_core_action_t *action)
              action->attempt, action->worker);
     //  Under a live lease of this broker, long enough for the deadline
     if (job->state != J_LEASED || job->owner != broker
-    ||  job->lease_expires_at < sim->now + action->deadline_msec) {
+    ||  job->lease_expires_at <= sim->now) {
         s_fail (sim, "b%d sent job %" PRId64 " without a live lease "
                 "(state %d owner %d expires %+" PRId64 ")", broker, job->id,
                 (int) job->state, job->owner,
                 job->lease_expires_at - sim->now);
+        return;
+    }
+    if (job->lease_expires_at < sim->now + action->deadline_msec) {
+        s_fail (sim, "b%d sent job %" PRId64 " with a lease ending in %"
+                PRId64 " msec, before its %" PRId64 " msec deadline", broker,
+                job->id, job->lease_expires_at - sim->now,
+                action->deadline_msec);
         return;
     }
     if (action->attempt != job->attempts + 1) {
@@ -1313,6 +1318,7 @@ cw_sim_run (const cw_sim_options_t *options, cw_sim_result_t *result)
     assert (options->workers >= 1 && options->workers <= CW_SIM_MAX_WORKERS);
     assert (options->jobs >= 1);
     assert (options->intensity >= 1 && options->intensity <= 4);
+    assert (options->lease_msec > S_DEADLINE && options->lease_msec <= 60000);
     assert (options->keys <= sizeof s_key_names / sizeof s_key_names [0]);
     memset (result, 0, sizeof *result);
     s_sim_t sim_data, *sim = &sim_data;
@@ -1427,6 +1433,8 @@ cw_sim_options_default (cw_sim_options_t *options, uint64_t seed,
     options->keys = (uint32_t) (cw_retry_rng_next (&rng) % 5);
     options->faults = CW_SIM_FAULT_ALL;
     options->intensity = 1 + (uint32_t) (cw_retry_rng_next (&rng) % 4);
+    static const uint32_t leases [] = {1500, 2500, 5000};
+    options->lease_msec = leases [cw_retry_rng_next (&rng) % 3];
 }
 
 //  --------------------------------------------------------------------------
@@ -1571,9 +1579,10 @@ cw_sim_options_print (const cw_sim_options_t *options, FILE *file)
 {
     fprintf (file, "scripts/simulate --seed %" PRIu64 " --steps %u "
              "--brokers %u --workers %u --jobs %u --keys %u --faults 0x%x "
-             "--intensity %u", options->seed, options->steps,
+             "--intensity %u --lease %u", options->seed, options->steps,
              options->brokers, options->workers, options->jobs,
-             options->keys, options->faults, options->intensity);
+             options->keys, options->faults, options->intensity,
+             options->lease_msec);
     for (size_t index = 0; index < options->skip_count; index++)
         fprintf (file, "%s%u", index? ",": " --skip ", options->skip [index]);
     fprintf (file, "%s --trace\n",

@@ -52,6 +52,7 @@ typedef struct {
     uint32_t keys;              //  Distinct ordering keys, 0 = unordered
     uint32_t faults;            //  CW_SIM_FAULT_* classes injected
     uint32_t intensity;         //  Fault rates times this, 1 .. 4
+    uint32_t lease_msec;        //  Lease length, 1100 .. 60000
     const uint32_t *skip;       //  Fault instances suppressed, ascending
     size_t skip_count;          //  Entries in skip
     bool trace;                 //  Record one line per event
@@ -74,7 +75,7 @@ typedef struct {
 } cw_sim_result_t;
 
 //  Fills options for seed with steps fault-phase steps: brokers, workers,
-//  jobs, keys and fault intensity drawn from the seed, every fault class
+//  jobs, keys, fault intensity and lease length drawn from the seed, every fault class
 //  on, tracing off.
 void
     cw_sim_options_default (cw_sim_options_t *options, uint64_t seed,

@@ -28,7 +28,8 @@ s_usage (void)
         "usage: cw_simulate [--seeds N] [--start S] [--steps K]\n"
         "       cw_simulate --seed S [--steps K] [--brokers B] [--workers W]\n"
         "                   [--jobs J] [--keys K] [--faults MASK]\n"
-        "                   [--intensity 1-4] [--skip I,J,...] [--trace]\n"
+        "                   [--intensity 1-4] [--lease MSEC]\n"
+        "                   [--skip I,J,...] [--trace]\n"
         "       --unordered-replies: store replies may overtake each other\n"
         "       --keep-going: report every failing seed, unshrunk\n");
 }
@@ -86,7 +87,7 @@ main (int argc, char *argv [])
     uint64_t seeds = 1000, start = 1, steps = S_DEFAULT_STEPS, seed = 0;
     bool single = false, trace = false, unordered = false, keep_going = false;
     uint64_t brokers = 0, workers = 0, jobs = 0, keys = UINT64_MAX;
-    uint64_t faults = UINT64_MAX, intensity = 0;
+    uint64_t faults = UINT64_MAX, intensity = 0, lease = 0;
     uint32_t skip [S_MAX_SKIP];
     size_t skip_count = 0;
     for (int arg = 1; arg < argc; arg++) {
@@ -143,6 +144,15 @@ main (int argc, char *argv [])
         if (strcmp (flag, "--faults") == 0)
             rc = s_number (flag, text, CW_SIM_FAULT_ALL, &faults);
         else
+        if (strcmp (flag, "--lease") == 0) {
+            rc = s_number (flag, text, 60000, &lease);
+            if (rc == 0 && lease <= 1000) {
+                fprintf (stderr, "cw_simulate: --lease must be more than "
+                         "the 1000 msec job deadline\n");
+                rc = -1;
+            }
+        }
+        else
         if (strcmp (flag, "--intensity") == 0) {
             rc = s_number (flag, text, 4, &intensity);
             if (rc == 0 && intensity == 0) {
@@ -188,6 +198,8 @@ main (int argc, char *argv [])
             options.faults = (uint32_t) faults;
         if (intensity)
             options.intensity = (uint32_t) intensity;
+        if (lease)
+            options.lease_msec = (uint32_t) lease;
         options.skip = skip;
         options.skip_count = skip_count;
         options.trace = trace;
