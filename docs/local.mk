@@ -12,3 +12,5 @@ EXTRA_DIST += docs/erpsim.md
 EXTRA_DIST += docs/security.md
 #  The broker's pure decision core (broker/cw_core)
 EXTRA_DIST += docs/broker-core.md
+#  Seeded simulation of the broker's decision core (tests/sim)
+EXTRA_DIST += docs/simulation.md
