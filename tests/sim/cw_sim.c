@@ -73,6 +73,8 @@ typedef struct {
 typedef struct {
     int job;                    //  Job index
     int worker;                 //  Worker index
+    int broker;                 //  Broker that sent it
+    uint32_t incarnation;       //  That broker's incarnation
     uint32_t attempt;
     int64_t start, end;         //  Runs [start, end)
     bool active;                //  Not ended, not killed
@@ -124,6 +126,7 @@ typedef struct {
     s_event_type_t type;
     int broker, worker, index;  //  index: job or exec
     uint32_t generation;
+    uint32_t incarnation;       //  CREDIT: broker incarnation when sent
     //  Store ops and replies
     s_op_t op;
     uint64_t batch;
@@ -780,6 +783,36 @@ s_job_sent (s_sim_t *sim, int broker, const cw_core_action_t *action)
                 action->worker);
         return;
     }
+    //  Credit, flows and the target's cap, seen from outside
+    s_worker_t *target_worker = &sim->workers [worker];
+    if (!(target_worker->flows & (1u << job->flow))) {
+        s_fail (sim, "b%d sent job %" PRId64 " of flow %s to %s, which does "
+                "not serve it", broker, job->id, s_flow_names [job->flow],
+                target_worker->name);
+        return;
+    }
+    uint32_t busy = 0, capped = 0;
+    for (size_t index = 0; index < sim->exec_count; index++) {
+        s_exec_t *exec = &sim->execs [index];
+        if (!exec->active)
+            continue;
+        if (exec->worker == worker)
+            busy++;
+        if (exec->broker == broker
+        &&  exec->incarnation == sim->brokers [broker].incarnation
+        &&  sim->jobs [exec->job].targeted)
+            capped++;
+    }
+    if (target_worker->alive && busy >= target_worker->credit) {
+        s_fail (sim, "b%d sent job %" PRId64 " to %s beyond its credit of %u",
+                broker, job->id, target_worker->name, target_worker->credit);
+        return;
+    }
+    if (job->targeted && capped >= S_CAP_INFLIGHT) {
+        s_fail (sim, "b%d sent job %" PRId64 " to target erp with %u of its "
+                "%d already out", broker, job->id, capped, S_CAP_INFLIGHT);
+        return;
+    }
     if (!sim->workers [worker].alive)
         return;                 //  Lost on the way
     if (sim->exec_count == sim->exec_size) {
@@ -791,6 +824,8 @@ s_job_sent (s_sim_t *sim, int broker, const cw_core_action_t *action)
     memset (exec, 0, sizeof *exec);
     exec->job = (int) (job->id - 1);
     exec->worker = worker;
+    exec->broker = broker;
+    exec->incarnation = sim->brokers [broker].incarnation;
     exec->attempt = action->attempt;
     exec->start = sim->now;
     exec->active = true;
@@ -914,9 +949,12 @@ s_exec_end (s_sim_t *sim, s_exec_t *exec, int index)
         event->generation = worker->generation;
         s_push (sim, event);
     }
+    //  The freed slot goes to the session open now (a CREDIT sent to a
+    //  broker that restarts meanwhile is lost with its connection)
     s_event_t *event = s_event_new (sim, sim->now + s_latency (sim), E_CREDIT);
     event->worker = exec->worker;
     event->generation = worker->generation;
+    event->incarnation = sim->brokers [worker->broker].incarnation;
     s_push (sim, event);
 }
 
@@ -1127,6 +1165,9 @@ s_handle (s_sim_t *sim, s_event_t *event)
             if (event->type == E_RESULT)
                 s_result_deliver (sim, event);
             else
+            if (event->type == E_CREDIT
+            &&  event->incarnation != owner->incarnation)
+                break;
             if (event->type == E_CREDIT)
                 cw_core_on_worker_credit (owner->core, sim->now,
                                           worker->name, 1);
