@@ -36,6 +36,32 @@
 #define S_HEAL_STEPS        40000       //  Most healing-phase steps
 #define S_HEAL_MSEC         300000      //  Longest healing phase
 #define S_FLOWS             2
+#define S_BROKER_DOWN       3000        //  A broker restarts within
+#define S_WORKER_DOWN       2000        //  A worker comes back within
+#define S_SLOW_EXTRA        2000        //  A slow job overruns by up to
+#define S_RETRY_AFTER_MAX   2500        //  Largest Retry-After (> cap)
+#define S_CHAOS_GAP         700         //  Chaos every 50 + up to this
+#define S_CREDIT_MAX        3           //  Credit a worker grants, 1 .. 3
+
+//  Probabilities in per mille (fault rates before the intensity factor).
+#define S_PER_MILLE         1000
+#define S_RATE_MAX          900         //  Ceiling after intensity
+#define S_RATE_TX_FAIL      60          //  A transaction rolls back
+#define S_RATE_TX_LOST      40          //  It commits, its reply is lost
+#define S_RATE_SLOW         60          //  A job overruns its deadline
+#define S_RATE_FAR_FAIL     150         //  Far side answers 503 or 429
+#define S_RATE_429          400         //  Of those, 429 + Retry-After
+#define S_RATE_FAR_LOST     60          //  Effect done, reply lost
+#define S_RATE_RESULT       40          //  A RESULT lost; or duplicated
+#define S_RATE_WORKER_DIE   300         //  Per chaos pick of a worker
+#define S_RATE_GRACEFUL     300         //  A dying worker says DISCONNECT
+#define S_RATE_BROKER_DIE   150         //  Per chaos pick of a broker
+#define S_RATE_DRAIN        100         //  Per chaos pick of a broker
+#define S_RATE_TARGETED     500         //  Job for capped target "erp"
+#define S_RATE_KEYED        700         //  Job has an ordering key
+#define S_RATE_INVALID      50          //  Far side rejects it (422)
+#define S_RATE_VERSION      20          //  Contract version mismatch
+#define S_RATE_OWN_MAX      300         //  Job has its own max_attempts
 
 static const char *s_flow_names [S_FLOWS] = {"customer.upsert", "order.create"};
 
@@ -179,7 +205,7 @@ s_rand (s_sim_t *sim, uint64_t range)
 static bool
 s_chance (s_sim_t *sim, uint32_t per_mille)
 {
-    return s_rand (sim, 1000) < per_mille;
+    return s_rand (sim, S_PER_MILLE) < per_mille;
 }
 
 static void
@@ -223,7 +249,7 @@ static bool
 s_fault (s_sim_t *sim, unsigned class, uint32_t per_mille, const char *what)
 {
     uint32_t rate = per_mille * sim->options->intensity;
-    bool hit = s_chance (sim, rate < 900? rate: 900);
+    bool hit = s_chance (sim, rate < S_RATE_MAX? rate: S_RATE_MAX);
     if (!hit || sim->healing || !(sim->options->faults & class))
         return false;
     uint32_t instance = sim->fault_seq++;
@@ -543,9 +569,9 @@ s_store_op (s_sim_t *sim, s_event_t *event)
     unsigned lost_class = event->op == OP_CLAIM? CW_SIM_FAULT_CLAIM_LOST
                         : event->op == OP_COMMIT? CW_SIM_FAULT_COMMIT_LOST
                         : CW_SIM_FAULT_RENEW_LOST;
-    bool fails = s_fault (sim, fail_class, 60, name);
+    bool fails = s_fault (sim, fail_class, S_RATE_TX_FAIL, name);
     bool lost = !fails && event->op != OP_RELEASE
-             && s_fault (sim, lost_class, 40, name);
+             && s_fault (sim, lost_class, S_RATE_TX_LOST, name);
     if (event->op != OP_RELEASE) {
         //  One connection: replies arrive in the order of the statements
         s_broker_t *owner = &sim->brokers [broker];
@@ -699,7 +725,7 @@ s_broker_stop (s_sim_t *sim, int index, const char *how)
     broker->generation++;
     s_trace (sim, "b%d %s", index, how);
     s_event_t *event = s_event_new (sim, sim->now + 200
-                                    + (int64_t) s_rand (sim, 3000),
+                                    + (int64_t) s_rand (sim, S_BROKER_DOWN),
                                     E_BROKER_START);
     event->broker = index;
     s_push (sim, event);
@@ -719,7 +745,7 @@ s_worker_kill (s_sim_t *sim, int index, bool graceful)
     if (graceful && broker->core)
         cw_core_on_worker_gone (broker->core, sim->now, worker->name);
     s_event_t *event = s_event_new (sim, sim->now + 100
-                                    + (int64_t) s_rand (sim, 2000),
+                                    + (int64_t) s_rand (sim, S_WORKER_DOWN),
                                     E_WORKER_START);
     event->worker = index;
     s_push (sim, event);
@@ -831,8 +857,9 @@ s_job_sent (s_sim_t *sim, int broker, const cw_core_action_t *action)
     exec->active = true;
     exec->retry_after = -1;
     int64_t duration = 1 + (int64_t) s_rand (sim, (uint64_t) action->deadline_msec / 2);
-    if (s_fault (sim, CW_SIM_FAULT_WORKER_SLOW, 60, "worker slow"))
-        duration = action->deadline_msec + 1 + (int64_t) s_rand (sim, 2000);
+    if (s_fault (sim, CW_SIM_FAULT_WORKER_SLOW, S_RATE_SLOW, "worker slow"))
+        duration = action->deadline_msec + 1
+                 + (int64_t) s_rand (sim, S_SLOW_EXTRA);
     int64_t call_at = sim->now + (int64_t) s_rand (sim, (uint64_t) duration);
     exec->end = sim->now + (duration < action->deadline_msec
                             ? duration: action->deadline_msec);
@@ -866,12 +893,13 @@ s_far_call (s_sim_t *sim, s_exec_t *exec)
         exec->http_status = 422;
         return;
     }
-    if (s_fault (sim, CW_SIM_FAULT_FAR_FAIL, 150, "far side 503/429")) {
+    if (s_fault (sim, CW_SIM_FAULT_FAR_FAIL, S_RATE_FAR_FAIL,
+                 "far side 503/429")) {
         exec->outcome = CW_CORE_TRANSIENT;
         exec->http_status = 503;
-        if (s_chance (sim, 400)) {
+        if (s_chance (sim, S_RATE_429)) {
             exec->http_status = 429;
-            exec->retry_after = (int64_t) s_rand (sim, 2500);
+            exec->retry_after = (int64_t) s_rand (sim, S_RETRY_AFTER_MAX);
         }
         return;
     }
@@ -892,7 +920,8 @@ s_far_call (s_sim_t *sim, s_exec_t *exec)
     }
     if (job->effects > 1)
         s_fail (sim, "job %" PRId64 " has %d effects", job->id, job->effects);
-    if (s_fault (sim, CW_SIM_FAULT_FAR_LOST, 60, "far side reply lost")) {
+    if (s_fault (sim, CW_SIM_FAULT_FAR_LOST, S_RATE_FAR_LOST,
+                 "far side reply lost")) {
         exec->outcome = CW_CORE_TRANSIENT;
         exec->http_status = 0;
     }
@@ -936,10 +965,11 @@ s_exec_end (s_sim_t *sim, s_exec_t *exec, int index)
     s_worker_t *worker = &sim->workers [exec->worker];
     exec->active = false;
     int copies = 1;
-    if (s_fault (sim, CW_SIM_FAULT_RESULT_LOST, 40, "result lost"))
+    if (s_fault (sim, CW_SIM_FAULT_RESULT_LOST, S_RATE_RESULT, "result lost"))
         copies = 0;
     else
-    if (s_fault (sim, CW_SIM_FAULT_RESULT_DUP, 40, "result duplicated"))
+    if (s_fault (sim, CW_SIM_FAULT_RESULT_DUP, S_RATE_RESULT,
+                 "result duplicated"))
         copies = 2;
     for (int copy = 0; copy < copies; copy++) {
         s_event_t *event = s_event_new (sim, sim->now + s_latency (sim),
@@ -1073,7 +1103,8 @@ s_chaos (s_sim_t *sim)
 {
     if (!sim->healing) {
         s_event_t *next = s_event_new (sim, sim->now + 50
-                                       + (int64_t) s_rand (sim, 700), E_CHAOS);
+                                       + (int64_t) s_rand (sim, S_CHAOS_GAP),
+                                       E_CHAOS);
         s_push (sim, next);
     }
     uint64_t pick = s_rand (sim, 3);
@@ -1081,20 +1112,23 @@ s_chaos (s_sim_t *sim)
         int index = (int) s_rand (sim, sim->worker_count);
         s_worker_t *worker = &sim->workers [index];
         if (worker->alive
-        &&  s_fault (sim, CW_SIM_FAULT_WORKER_DIE, 300, "worker dies"))
-            s_worker_kill (sim, index, s_chance (sim, 300));
+        &&  s_fault (sim, CW_SIM_FAULT_WORKER_DIE, S_RATE_WORKER_DIE,
+                     "worker dies"))
+            s_worker_kill (sim, index, s_chance (sim, S_RATE_GRACEFUL));
     }
     else
     if (pick == 1) {
         int index = (int) s_rand (sim, sim->broker_count);
         if (sim->brokers [index].core
-        &&  s_fault (sim, CW_SIM_FAULT_BROKER_DIE, 150, "broker crashes"))
+        &&  s_fault (sim, CW_SIM_FAULT_BROKER_DIE, S_RATE_BROKER_DIE,
+                     "broker crashes"))
             s_broker_stop (sim, index, "crashes");
     }
     else {
         int index = (int) s_rand (sim, sim->broker_count);
         if (sim->brokers [index].core
-        &&  s_fault (sim, CW_SIM_FAULT_BROKER_DRAIN, 100, "broker drains")) {
+        &&  s_fault (sim, CW_SIM_FAULT_BROKER_DRAIN, S_RATE_DRAIN,
+                     "broker drains")) {
             s_trace (sim, "b%d drains", index);
             cw_core_on_drain (sim->brokers [index].core, sim->now,
                               sim->now + 1500);
@@ -1290,7 +1324,7 @@ s_setup (s_sim_t *sim)
             snprintf (worker->name, sizeof worker->name, "b%zuw%u", b, w);
             worker->broker = (int) b;
             worker->alive = true;
-            worker->credit = 1 + (uint32_t) s_rand (sim, 3);
+            worker->credit = 1 + (uint32_t) s_rand (sim, S_CREDIT_MAX);
             //  The first worker of each broker serves every flow
             worker->flows = w == 0? 3: 1 + (unsigned) s_rand (sim, 3);
         }
@@ -1301,13 +1335,14 @@ s_setup (s_sim_t *sim)
         s_job_t *job = &sim->jobs [index];
         job->id = (int64_t) index + 1;
         job->flow = (int) s_rand (sim, S_FLOWS);
-        job->targeted = s_chance (sim, 500);
-        job->key = options->keys && s_chance (sim, 700)
+        job->targeted = s_chance (sim, S_RATE_TARGETED);
+        job->key = options->keys && s_chance (sim, S_RATE_KEYED)
                  ? (int) s_rand (sim, options->keys): -1;
-        job->invalid = s_chance (sim, 50);
-        job->version = s_chance (sim, 20);
-        job->max_attempts = s_chance (sim, 300)
-                          ? 1 + (uint32_t) s_rand (sim, 3): 0;
+        job->invalid = s_chance (sim, S_RATE_INVALID);
+        job->version = s_chance (sim, S_RATE_VERSION);
+        job->max_attempts = s_chance (sim, S_RATE_OWN_MAX)
+                          ? 1 + (uint32_t) s_rand (sim, S_MAX_ATTEMPTS - 1)
+                          : 0;
         job->state = J_READY;
         job->owner = -1;
         //  Inserted over the first part of the run, in id order
