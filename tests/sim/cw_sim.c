@@ -62,6 +62,10 @@
 #define S_RATE_INVALID      50          //  Far side rejects it (422)
 #define S_RATE_VERSION      20          //  Contract version mismatch
 #define S_RATE_OWN_MAX      300         //  Job has its own max_attempts
+#define S_RATE_BY_BROKER    300         //  Job inserted by a broker itself
+#define S_RATE_CALL_TARGET  500         //  Sync call to target "erp"
+#define S_CALL_GAP          500         //  A sync call every 50 + up to
+#define S_CALLS_MAX         4096        //  Most sync calls in one run
 
 static const char *s_flow_names [S_FLOWS] = {"customer.upsert", "order.create"};
 
@@ -110,6 +114,20 @@ typedef struct {
     int64_t retry_after;        //  -1 none
 } s_exec_t;
 
+//  A sync call (cw_core_on_call) and what became of it.
+typedef enum {
+    C_ASKED = 1, C_SENT, C_DONE, C_FAILED, C_ABANDONED
+} s_call_state_t;
+
+typedef struct {
+    int broker;                 //  Broker asked
+    uint32_t incarnation;       //  Its incarnation then
+    bool targeted;              //  For target "erp"
+    int worker;                 //  Worker it went to, -1 none
+    uint32_t worker_generation; //  That worker's life then
+    s_call_state_t state;
+} s_call_t;
+
 typedef struct {
     char name [48];
     int broker;                 //  Index of its broker
@@ -139,7 +157,10 @@ typedef enum {
     E_INSERT,                   //  A job enters the store (+ NOTIFY)
     E_CHAOS,                    //  Kill or revive something
     E_BROKER_START,
-    E_WORKER_START
+    E_WORKER_START,
+    E_CALL,                     //  A sync request reaches a broker
+    E_CALL_REPLY,               //  A worker's REPLY reaches the broker
+    E_CALL_GIVE_UP              //  The shell stops waiting for a REPLY
 } s_event_type_t;
 
 typedef enum {
@@ -184,6 +205,8 @@ typedef struct {
     size_t broker_count;
     s_exec_t *execs;
     size_t exec_count, exec_size;
+    s_call_t calls [S_CALLS_MAX];
+    size_t call_count;
     s_event_t **heap;           //  Min-heap by (at, seq)
     size_t heap_count, heap_size;
     uint64_t seq;
@@ -651,6 +674,7 @@ s_payload_free (void *payload, size_t size)
 }
 
 static void s_drive (s_sim_t *sim, int broker);
+static uint32_t s_target_out (s_sim_t *sim, int broker);
 
 static void
 s_worker_ready (s_sim_t *sim, int index)
@@ -723,6 +747,10 @@ s_broker_stop (s_sim_t *sim, int index, const char *how)
     s_broker_t *broker = &sim->brokers [index];
     cw_core_destroy (&broker->core);
     broker->generation++;
+    for (size_t call = 0; call < sim->call_count; call++)
+        if (sim->calls [call].broker == index
+        &&  sim->calls [call].state <= C_SENT)
+            sim->calls [call].state = C_ABANDONED;
     s_trace (sim, "b%d %s", index, how);
     s_event_t *event = s_event_new (sim, sim->now + 200
                                     + (int64_t) s_rand (sim, S_BROKER_DOWN),
@@ -817,18 +845,11 @@ s_job_sent (s_sim_t *sim, int broker, const cw_core_action_t *action)
                 target_worker->name);
         return;
     }
-    uint32_t busy = 0, capped = 0;
-    for (size_t index = 0; index < sim->exec_count; index++) {
-        s_exec_t *exec = &sim->execs [index];
-        if (!exec->active)
-            continue;
-        if (exec->worker == worker)
+    uint32_t busy = 0;
+    for (size_t index = 0; index < sim->exec_count; index++)
+        if (sim->execs [index].active && sim->execs [index].worker == worker)
             busy++;
-        if (exec->broker == broker
-        &&  exec->incarnation == sim->brokers [broker].incarnation
-        &&  sim->jobs [exec->job].targeted)
-            capped++;
-    }
+    uint32_t capped = s_target_out (sim, broker);
     if (target_worker->alive && busy >= target_worker->credit) {
         s_fail (sim, "b%d sent job %" PRId64 " to %s beyond its credit of %u",
                 broker, job->id, target_worker->name, target_worker->credit);
@@ -988,6 +1009,70 @@ s_exec_end (s_sim_t *sim, s_exec_t *exec, int index)
     s_push (sim, event);
 }
 
+//  Running jobs and open calls of target "erp" sent by this incarnation.
+static uint32_t
+s_target_out (s_sim_t *sim, int broker)
+{
+    uint32_t out = 0;
+    uint32_t incarnation = sim->brokers [broker].incarnation;
+    for (size_t index = 0; index < sim->exec_count; index++) {
+        s_exec_t *exec = &sim->execs [index];
+        if (exec->active && exec->broker == broker
+        &&  exec->incarnation == incarnation && sim->jobs [exec->job].targeted)
+            out++;
+    }
+    for (size_t index = 0; index < sim->call_count; index++) {
+        s_call_t *call = &sim->calls [index];
+        if (call->state == C_SENT && call->broker == broker
+        &&  call->incarnation == incarnation && call->targeted)
+            out++;
+    }
+    return out;
+}
+
+//  A CALL reaches a worker, which answers within the deadline.
+static void
+s_call_sent (s_sim_t *sim, int broker, const cw_core_action_t *action)
+{
+    if (action->call_id < 1 || (size_t) action->call_id > sim->call_count
+    ||  sim->calls [action->call_id - 1].state != C_ASKED) {
+        s_fail (sim, "b%d sent call %" PRId64 " twice, after its answer, or "
+                "unknown", broker, action->call_id);
+        return;
+    }
+    s_call_t *call = &sim->calls [action->call_id - 1];
+    if (call->targeted && s_target_out (sim, broker) >= S_CAP_INFLIGHT) {
+        s_fail (sim, "b%d sent call %" PRId64 " to target erp with %d "
+                "already out", broker, action->call_id, S_CAP_INFLIGHT);
+        return;
+    }
+    int worker = -1;
+    for (size_t index = 0; index < sim->worker_count; index++)
+        if (sim->workers [index].broker == broker
+        &&  strcmp (sim->workers [index].name, action->worker) == 0)
+            worker = (int) index;
+    if (worker < 0) {
+        s_fail (sim, "b%d sent call to unknown worker %s", broker,
+                action->worker);
+        return;
+    }
+    call->state = C_SENT;
+    call->worker = worker;
+    call->worker_generation = sim->workers [worker].generation;
+    s_trace (sim, "b%d CALL %" PRId64 " -> %s", broker, action->call_id,
+             action->worker);
+    if (!sim->workers [worker].alive)
+        return;                 //  Lost on the way
+    s_event_t *event = s_event_new (sim, sim->now + 1
+                                    + (int64_t) s_rand (sim, (uint64_t)
+                                                  action->deadline_msec / 2),
+                                    E_CALL_REPLY);
+    event->worker = worker;
+    event->index = (int) (action->call_id - 1);
+    event->generation = sim->workers [worker].generation;
+    s_push (sim, event);
+}
+
 //  Performs every action a broker queued.
 static void
 s_drive (s_sim_t *sim, int index)
@@ -1017,8 +1102,22 @@ s_drive (s_sim_t *sim, int index)
                 break;
             }
             case CW_CORE_SEND_DISCONNECT:
+                break;
             case CW_CORE_SEND_CALL:
+                s_call_sent (sim, index, action);
+                break;
             case CW_CORE_CALL_FAILED:
+                if (action->call_id < 1
+                ||  (size_t) action->call_id > sim->call_count
+                ||  sim->calls [action->call_id - 1].state > C_SENT) {
+                    s_fail (sim, "b%d failed call %" PRId64 " that was "
+                            "already answered or unknown", index,
+                            action->call_id);
+                    break;
+                }
+                s_trace (sim, "b%d CALL_FAILED %" PRId64 " (%s)", index,
+                         action->call_id, action->reason? action->reason: "");
+                sim->calls [action->call_id - 1].state = C_FAILED;
                 break;
             case CW_CORE_EXIT:
                 s_broker_stop (sim, index, "exits after drain");
@@ -1214,16 +1313,111 @@ s_handle (s_sim_t *sim, s_event_t *event)
             s_job_t *job = &sim->jobs [event->index];
             job->inserted = true;
             job->next_run_at = sim->now;
+            //  Most jobs are inserted by a broker, leased to itself in the
+            //  same statement when the job heads its key, and handed to
+            //  its core at once; the others come from elsewhere (NOTIFY)
+            bool by_broker = s_chance (sim, S_RATE_BY_BROKER);
+            int owner = (int) s_rand (sim, sim->broker_count);
             s_trace (sim, "insert job %" PRId64 " flow %s key %s%s%s",
                      job->id, s_flow_names [job->flow],
                      job->key >= 0? s_key_names [job->key]: "-",
                      job->invalid? " invalid": "",
                      job->version? " version": "");
+            if (by_broker && sim->brokers [owner].core
+            &&  s_predecessors_done (sim, job)) {
+                job->state = J_LEASED;
+                job->owner = owner;
+                job->lease_expires_at = sim->now + sim->options->lease_msec;
+                cw_core_job_t given = {
+                    .id = job->id,
+                    .flow = s_flow_names [job->flow],
+                    .target = job->targeted? "erp": NULL,
+                    .ordering_key = job->key >= 0? s_key_names [job->key]
+                                                 : NULL,
+                    .max_attempts = job->max_attempts,
+                    .lease_expires_at = job->lease_expires_at,
+                    .payload_size = sizeof job->id
+                };
+                given.payload = malloc (given.payload_size);
+                assert (given.payload);
+                memcpy (given.payload, &job->id, sizeof job->id);
+                s_trace (sim, "b%d inserted job %" PRId64 " leased to "
+                         "itself", owner, job->id);
+                cw_core_on_jobs_claimed (sim->brokers [owner].core, sim->now,
+                                         0, &given, 1);
+                free (given.payload);   //  NULL when the core took it
+                s_drive (sim, owner);
+                break;
+            }
             for (size_t index = 0; index < sim->broker_count; index++)
                 if (sim->brokers [index].core) {
                     cw_core_on_wake (sim->brokers [index].core, sim->now);
                     s_drive (sim, (int) index);
                 }
+            break;
+        }
+        case E_CALL: {
+            if (!sim->healing) {
+                s_event_t *next = s_event_new (sim, sim->now + 50
+                                               + (int64_t) s_rand (sim,
+                                                             S_CALL_GAP),
+                                               E_CALL);
+                s_push (sim, next);
+            }
+            int index = (int) s_rand (sim, sim->broker_count);
+            bool targeted = s_chance (sim, S_RATE_CALL_TARGET);
+            int flow = (int) s_rand (sim, S_FLOWS);
+            if (sim->healing || !sim->brokers [index].core
+            ||  sim->call_count == S_CALLS_MAX)
+                break;
+            s_call_t *call = &sim->calls [sim->call_count++];
+            call->broker = index;
+            call->incarnation = sim->brokers [index].incarnation;
+            call->targeted = targeted;
+            call->worker = -1;
+            call->state = C_ASKED;
+            s_trace (sim, "b%d sync call %zu flow %s%s", index,
+                     sim->call_count, s_flow_names [flow],
+                     targeted? " target erp": "");
+            s_event_t *give_up = s_event_new (sim, sim->now + 2 * S_DEADLINE,
+                                              E_CALL_GIVE_UP);
+            give_up->index = (int) sim->call_count - 1;
+            s_push (sim, give_up);
+            cw_core_on_call (sim->brokers [index].core, sim->now,
+                             (int64_t) sim->call_count, s_flow_names [flow],
+                             targeted? "erp": NULL, 0);
+            s_drive (sim, index);
+            break;
+        }
+        case E_CALL_REPLY: {
+            s_call_t *call = &sim->calls [event->index];
+            s_worker_t *worker = &sim->workers [event->worker];
+            s_broker_t *owner = &sim->brokers [call->broker];
+            if (!owner->core || owner->incarnation != call->incarnation
+            ||  !worker->alive || event->generation != worker->generation)
+                break;
+            if (call->state != C_SENT)
+                break;          //  Failed meanwhile: the shell answered
+            call->state = C_DONE;
+            s_trace (sim, "%s REPLY to call %d", worker->name,
+                     event->index + 1);
+            cw_core_on_call_done (owner->core, sim->now,
+                                  (int64_t) event->index + 1);
+            s_drive (sim, call->broker);
+            break;
+        }
+        case E_CALL_GIVE_UP: {
+            s_call_t *call = &sim->calls [event->index];
+            s_broker_t *owner = &sim->brokers [call->broker];
+            if (!owner->core || owner->incarnation != call->incarnation
+            ||  call->state != C_SENT)
+                break;
+            call->state = C_DONE;
+            s_trace (sim, "b%d gives up on call %d", call->broker,
+                     event->index + 1);
+            cw_core_on_call_done (owner->core, sim->now,
+                                  (int64_t) event->index + 1);
+            s_drive (sim, call->broker);
             break;
         }
         case E_CHAOS:
@@ -1254,6 +1448,11 @@ s_handle (s_sim_t *sim, s_event_t *event)
 static void
 s_check_end (s_sim_t *sim)
 {
+    for (size_t index = 0; index < sim->call_count && !sim->failed; index++)
+        if (sim->calls [index].state == C_ASKED
+        ||  sim->calls [index].state == C_SENT)
+            s_fail (sim, "sync call %zu never answered (state %d)",
+                    index + 1, (int) sim->calls [index].state);
     for (size_t index = 0; index < sim->job_count && !sim->failed; index++) {
         s_job_t *job = &sim->jobs [index];
         if (job->state == J_DONE) {
@@ -1286,6 +1485,10 @@ s_check_end (s_sim_t *sim)
 static bool
 s_settled (s_sim_t *sim)
 {
+    for (size_t index = 0; index < sim->call_count; index++)
+        if (sim->calls [index].state == C_ASKED
+        ||  sim->calls [index].state == C_SENT)
+            return false;
     for (size_t index = 0; index < sim->job_count; index++) {
         s_job_t *job = &sim->jobs [index];
         if (job->state == J_DONE || job->state == J_DEAD)
@@ -1356,6 +1559,7 @@ s_setup (s_sim_t *sim)
         s_push (sim, event);
     }
     s_push (sim, s_event_new (sim, S_EPOCH + 100, E_CHAOS));
+    s_push (sim, s_event_new (sim, S_EPOCH + 150, E_CALL));
     for (size_t index = 0; index < sim->broker_count; index++)
         s_broker_start (sim, (int) index);
 }
