@@ -109,3 +109,6 @@ tests_check_sim_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(CORE_CFLAGS) \
 tests_check_sim_LDADD = $(SIM_LIBS) $(CHECK_LIBS)
 #  scripts/simulate: builds tests/sim/cw_simulate and runs more seeds
 EXTRA_DIST += scripts/simulate
+#  tests/sim/mutate: re-introduces known mistakes in a scratch copy of
+#  cw_core.c to show the simulation catches them (docs/simulation.md)
+EXTRA_DIST += tests/sim/mutate
