@@ -24,3 +24,5 @@ EXTRA_DIST += docs/webshop.md docs/tokens.md
 
 #  causeway-relay: outbox -> PUBLISH/ACK, delivery guarantees
 EXTRA_DIST += docs/relay.md
+#  Seeded simulation of the broker's decision core (tests/sim)
+EXTRA_DIST += docs/simulation.md

@@ -125,3 +125,24 @@ tests_check_cw_core_LDADD = $(CORE_LIBS) $(CHECK_LIBS)
 
 
 
+#  Seeded simulation of the broker's decision core (issue #5): the
+#  simulator (tests/sim), its driver for scripts/simulate, and the suite
+check_LIBRARIES += tests/sim/libcwsim.a
+tests_sim_libcwsim_a_SOURCES = tests/sim/cw_sim.c tests/sim/cw_sim.h
+tests_sim_libcwsim_a_CFLAGS = $(AM_CFLAGS) $(CORE_CFLAGS)
+SIM_LIBS = tests/sim/libcwsim.a $(CORE_LIBS)
+check_PROGRAMS += tests/sim/cw_simulate
+tests_sim_cw_simulate_SOURCES = tests/sim/cw_simulate.c
+tests_sim_cw_simulate_CFLAGS = $(AM_CFLAGS) $(CORE_CFLAGS)
+tests_sim_cw_simulate_LDADD = $(SIM_LIBS)
+check_PROGRAMS += tests/check_sim
+TESTS += tests/check_sim
+tests_check_sim_SOURCES = tests/check_sim.c
+tests_check_sim_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(CORE_CFLAGS) \
+    -I$(top_srcdir)/tests/sim
+tests_check_sim_LDADD = $(SIM_LIBS) $(CHECK_LIBS)
+#  scripts/simulate: builds tests/sim/cw_simulate and runs more seeds
+EXTRA_DIST += scripts/simulate
+#  tests/sim/mutate: re-introduces known mistakes in a scratch copy of
+#  cw_core.c to show the simulation catches them (docs/simulation.md)
+EXTRA_DIST += tests/sim/mutate

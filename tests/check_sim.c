@@ -1,0 +1,289 @@
+/*  =========================================================================
+    check_sim - seeded simulation of the broker's decision core (issue #5)
+
+    Every run checks all invariants at every step (see tests/sim/cw_sim.c
+    and docs/simulation.md); the tests below sweep seeds with one family of
+    faults at a time, then with all of them, and prove that a failing seed
+    replays exactly and shrinks. CW_SIM_SEEDS sets the sweep's seed count
+    (default 10000; CW_SIM_SEEDS_SANITIZE in a sanitizer build).
+    =========================================================================
+*/
+#include "cw_sim.h"
+
+#include <check.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_STEPS         300
+#define S_FAMILY_SEEDS  500
+
+//  Known bug (docs/simulation.md, "Findings"): a COMMIT whose reply was
+//  lost is retried after the job ran elsewhere and was re-claimed by the
+//  same broker; fenced by lease_owner only, the stale transition lands.
+//  Seeds of the first 20000 that hit it. While S_STALE_COMMIT_FIXED is 0 the sweep
+//  skips them and test_known_bug_stale_commit asserts they still fail;
+//  once cw_core (or the COMMIT's fence) is fixed, set it to 1: then they
+//  must pass and the sweep covers them again.
+#define S_STALE_COMMIT_FIXED 0
+static const uint64_t s_stale_commit_seeds [] = {10013, 16606, 19874};
+
+static bool
+s_known_bug (uint64_t seed)
+{
+    if (S_STALE_COMMIT_FIXED)
+        return false;
+    for (size_t index = 0; index < sizeof s_stale_commit_seeds
+                                   / sizeof s_stale_commit_seeds [0]; index++)
+        if (s_stale_commit_seeds [index] == seed)
+            return true;
+    return false;
+}
+
+//  Totals of a sweep, to prove the faults and outcomes really happened.
+typedef struct {
+    uint64_t faults, done, dead, parked, dispatched, steps;
+} s_totals_t;
+
+//  Runs seeds [start, start + count) with fault classes faults, the
+//  shape changed by keys and jobs when non-zero; fails on the first
+//  violation, printing how to replay it.
+static void
+s_sweep (uint64_t start, uint64_t count, uint32_t faults, uint32_t keys,
+         uint32_t jobs, s_totals_t *totals)
+{
+    memset (totals, 0, sizeof *totals);
+    for (uint64_t seed = start; seed < start + count; seed++) {
+        cw_sim_options_t options;
+        cw_sim_options_default (&options, seed, S_STEPS);
+        if (faults == CW_SIM_FAULT_ALL && !keys && !jobs && s_known_bug (seed))
+            continue;
+        options.faults = faults;
+        if (keys)
+            options.keys = keys;
+        if (jobs)
+            options.jobs = jobs;
+        cw_sim_result_t result;
+        int rc = cw_sim_run (&options, &result);
+        if (rc) {
+            fprintf (stderr, "seed %" PRIu64 " failed: %s\nreplay: ", seed,
+                     result.reason);
+            cw_sim_options_print (&options, stderr);
+        }
+        ck_assert_msg (rc == 0, "seed %" PRIu64 ": %s", seed, result.reason);
+        totals->faults += result.faults;
+        totals->done += result.done;
+        totals->dead += result.dead;
+        totals->parked += result.parked;
+        totals->dispatched += result.dispatched;
+        totals->steps += result.steps;
+        cw_sim_result_clear (&result);
+    }
+}
+
+START_TEST (test_replay_exact)
+{
+    cw_sim_options_t options;
+    cw_sim_options_default (&options, 4242, S_STEPS);
+    options.trace = true;
+    cw_sim_result_t first, second, other;
+    ck_assert_int_eq (cw_sim_run (&options, &first), 0);
+    ck_assert_int_eq (cw_sim_run (&options, &second), 0);
+    ck_assert_uint_gt (first.trace_count, 50);
+    ck_assert_uint_eq (first.trace_count, second.trace_count);
+    for (size_t line = 0; line < first.trace_count; line++)
+        ck_assert_str_eq (first.trace [line], second.trace [line]);
+    ck_assert_uint_eq (first.steps, second.steps);
+    ck_assert_uint_eq (first.faults, second.faults);
+    //  Another seed, another run
+    cw_sim_options_default (&options, 4243, S_STEPS);
+    options.trace = true;
+    ck_assert_int_eq (cw_sim_run (&options, &other), 0);
+    bool differs = other.trace_count != first.trace_count;
+    for (size_t line = 0; !differs && line < first.trace_count; line++)
+        differs = strcmp (first.trace [line], other.trace [line]) != 0;
+    ck_assert (differs);
+    cw_sim_result_clear (&first);
+    cw_sim_result_clear (&second);
+    cw_sim_result_clear (&other);
+}
+END_TEST
+
+START_TEST (test_store_transactions)
+{
+    //  Transactions rolled back, or committed with the reply lost
+    s_totals_t totals;
+    s_sweep (1000, S_FAMILY_SEEDS,
+             CW_SIM_FAULT_CLAIM_FAIL | CW_SIM_FAULT_CLAIM_LOST
+             | CW_SIM_FAULT_COMMIT_FAIL | CW_SIM_FAULT_COMMIT_LOST
+             | CW_SIM_FAULT_RENEW_FAIL | CW_SIM_FAULT_RENEW_LOST
+             | CW_SIM_FAULT_RELEASE_FAIL, 0, 0, &totals);
+    ck_assert_uint_gt (totals.faults, S_FAMILY_SEEDS);
+    ck_assert_uint_gt (totals.done, S_FAMILY_SEEDS);
+}
+END_TEST
+
+START_TEST (test_workers)
+{
+    //  Slow, dying and returning workers; results lost or duplicated
+    s_totals_t totals;
+    s_sweep (2000, S_FAMILY_SEEDS,
+             CW_SIM_FAULT_RESULT_LOST | CW_SIM_FAULT_RESULT_DUP
+             | CW_SIM_FAULT_WORKER_SLOW | CW_SIM_FAULT_WORKER_DIE,
+             0, 0, &totals);
+    ck_assert_uint_gt (totals.faults, S_FAMILY_SEEDS);
+    ck_assert_uint_gt (totals.done, S_FAMILY_SEEDS);
+}
+END_TEST
+
+START_TEST (test_brokers)
+{
+    //  Brokers crash or drain and restart; their leases expire
+    s_totals_t totals;
+    s_sweep (3000, S_FAMILY_SEEDS,
+             CW_SIM_FAULT_BROKER_DIE | CW_SIM_FAULT_BROKER_DRAIN,
+             0, 0, &totals);
+    ck_assert_uint_gt (totals.faults, S_FAMILY_SEEDS / 4);
+    ck_assert_uint_gt (totals.done, S_FAMILY_SEEDS);
+}
+END_TEST
+
+START_TEST (test_far_side)
+{
+    //  503 and 429 with Retry-After; effects whose reply was lost
+    s_totals_t totals;
+    s_sweep (4000, S_FAMILY_SEEDS,
+             CW_SIM_FAULT_FAR_FAIL | CW_SIM_FAULT_FAR_LOST, 0, 0, &totals);
+    ck_assert_uint_gt (totals.faults, S_FAMILY_SEEDS);
+    ck_assert_uint_gt (totals.dead, 0);
+}
+END_TEST
+
+START_TEST (test_ordering_and_parking)
+{
+    //  Few keys, many jobs: per-key order, dead letters park successors
+    s_totals_t totals;
+    s_sweep (5000, S_FAMILY_SEEDS, CW_SIM_FAULT_ALL, 2, 16, &totals);
+    ck_assert_uint_gt (totals.parked, 0);
+    ck_assert_uint_gt (totals.done, S_FAMILY_SEEDS);
+}
+END_TEST
+
+START_TEST (test_seed_sweep)
+{
+    const char *text = getenv ("CW_SIM_SEEDS");
+#if defined (__SANITIZE_ADDRESS__)
+    if (getenv ("CW_SIM_SEEDS_SANITIZE"))
+        text = getenv ("CW_SIM_SEEDS_SANITIZE");
+#endif
+    uint64_t seeds = text? strtoull (text, NULL, 10): 10000;
+    ck_assert_uint_gt (seeds, 0);
+    s_totals_t totals;
+    s_sweep (1, seeds, CW_SIM_FAULT_ALL, 0, 0, &totals);
+    printf ("check_sim: %" PRIu64 " seeds, %" PRIu64 " steps, %" PRIu64
+            " faults, %" PRIu64 " dispatched, %" PRIu64 " done, %" PRIu64
+            " dead, %" PRIu64 " parked\n", seeds, totals.steps,
+            totals.faults, totals.dispatched, totals.done, totals.dead,
+            totals.parked);
+    ck_assert_uint_gt (totals.faults, seeds);
+}
+END_TEST
+
+START_TEST (test_failing_seed_shrinks_and_replays)
+{
+    //  A shell whose store replies may overtake each other (say, one
+    //  connection for claims, another for commits) is unsafe: a COMMIT
+    //  retried after its reply was lost can clear a lease the broker just
+    //  re-claimed, and the CLAIM's reply, arriving after the COMMIT's,
+    //  makes the broker run the job with no lease. The simulator finds it.
+    cw_sim_options_t options;
+    cw_sim_options_default (&options, 462, S_STEPS);
+    options.unordered_replies = true;
+    cw_sim_result_t result;
+    ck_assert_int_eq (cw_sim_run (&options, &result), -1);
+    ck_assert (strstr (result.reason, "without a live lease"));
+    cw_sim_result_clear (&result);
+
+    cw_sim_options_t best;
+    cw_sim_result_t shortest, again;
+    ck_assert_int_eq (cw_sim_minimize (&options, 200, &best, &shortest), 0);
+    ck_assert (shortest.failed);
+    ck_assert_uint_gt (shortest.trace_count, 0);
+    ck_assert_uint_le (shortest.steps, result.steps);
+    //  The shortest trace replays exactly
+    ck_assert_int_eq (cw_sim_run (&best, &again), -1);
+    ck_assert_uint_eq (again.trace_count, shortest.trace_count);
+    for (size_t line = 0; line < again.trace_count; line++)
+        ck_assert_str_eq (again.trace [line], shortest.trace [line]);
+    cw_sim_result_clear (&again);
+    cw_sim_result_clear (&shortest);
+    free ((uint32_t *) best.skip);
+
+    //  With one connection (replies in order) the same seed passes
+    options.unordered_replies = false;
+    ck_assert_int_eq (cw_sim_run (&options, &result), 0);
+    cw_sim_result_clear (&result);
+}
+END_TEST
+
+START_TEST (test_known_bug_stale_commit)
+{
+    for (size_t index = 0; index < sizeof s_stale_commit_seeds
+                                   / sizeof s_stale_commit_seeds [0]; index++) {
+        cw_sim_options_t options;
+        cw_sim_options_default (&options, s_stale_commit_seeds [index],
+                                S_STEPS);
+        cw_sim_result_t result;
+        int rc = cw_sim_run (&options, &result);
+        if (S_STALE_COMMIT_FIXED)
+            ck_assert_msg (rc == 0, "seed %" PRIu64 ": %s",
+                           options.seed, result.reason);
+        else
+            ck_assert_msg (rc == -1 && strstr (result.reason,
+                                               "stale transition"),
+                           "seed %" PRIu64 " no longer hits the stale COMMIT "
+                           "bug: if it is fixed, set S_STALE_COMMIT_FIXED "
+                           "to 1 in tests/check_sim.c", options.seed);
+        cw_sim_result_clear (&result);
+    }
+}
+END_TEST
+
+START_TEST (test_minimize_needs_a_failure)
+{
+    cw_sim_options_t options, best;
+    cw_sim_result_t result;
+    cw_sim_options_default (&options, 7, S_STEPS);
+    ck_assert_int_eq (cw_sim_minimize (&options, 10, &best, &result), -1);
+}
+END_TEST
+
+int
+main (void)
+{
+    Suite *suite = suite_create ("sim");
+    TCase *replay = tcase_create ("replay");
+    tcase_set_timeout (replay, 600);
+    tcase_add_test (replay, test_replay_exact);
+    tcase_add_test (replay, test_failing_seed_shrinks_and_replays);
+    tcase_add_test (replay, test_minimize_needs_a_failure);
+    tcase_add_test (replay, test_known_bug_stale_commit);
+    suite_add_tcase (suite, replay);
+    TCase *families = tcase_create ("families");
+    tcase_set_timeout (families, 600);
+    tcase_add_test (families, test_store_transactions);
+    tcase_add_test (families, test_workers);
+    tcase_add_test (families, test_brokers);
+    tcase_add_test (families, test_far_side);
+    tcase_add_test (families, test_ordering_and_parking);
+    suite_add_tcase (suite, families);
+    TCase *sweep = tcase_create ("sweep");
+    tcase_set_timeout (sweep, 1200);
+    tcase_add_test (sweep, test_seed_sweep);
+    suite_add_tcase (suite, sweep);
+    SRunner *runner = srunner_create (suite);
+    srunner_run_all (runner, CK_NORMAL);
+    int failed = srunner_ntests_failed (runner);
+    srunner_free (runner);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
