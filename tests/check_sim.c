@@ -18,27 +18,13 @@
 #define S_STEPS         300
 #define S_FAMILY_SEEDS  500
 
-//  Known bug (docs/simulation.md, "Findings"): a COMMIT whose reply was
-//  lost is retried after the job ran elsewhere and was re-claimed by the
-//  same broker; fenced by lease_owner only, the stale transition lands.
-//  Seeds of the first 20000 that hit it. While S_STALE_COMMIT_FIXED is 0 the sweep
-//  skips them and test_known_bug_stale_commit asserts they still fail;
-//  once cw_core (or the COMMIT's fence) is fixed, set it to 1: then they
-//  must pass and the sweep covers them again.
-#define S_STALE_COMMIT_FIXED 0
+//  Found by this simulator (docs/simulation.md, "Findings"): a COMMIT
+//  whose reply was lost is retried after the job ran elsewhere and was
+//  re-claimed by the same broker; fenced by lease_owner alone, the stale
+//  transition lands and attempts go backwards. broker/cw_store.c fences the
+//  COMMIT by attempts too, as the simulated store does; these seeds of the
+//  first 20000 fail with the old fence (owner_fence_only) and pass now.
 static const uint64_t s_stale_commit_seeds [] = {10013, 16606, 19874};
-
-static bool
-s_known_bug (uint64_t seed)
-{
-    if (S_STALE_COMMIT_FIXED)
-        return false;
-    for (size_t index = 0; index < sizeof s_stale_commit_seeds
-                                   / sizeof s_stale_commit_seeds [0]; index++)
-        if (s_stale_commit_seeds [index] == seed)
-            return true;
-    return false;
-}
 
 //  Totals of a sweep, to prove the faults and outcomes really happened.
 typedef struct {
@@ -56,8 +42,6 @@ s_sweep (uint64_t start, uint64_t count, uint32_t faults, uint32_t keys,
     for (uint64_t seed = start; seed < start + count; seed++) {
         cw_sim_options_t options;
         cw_sim_options_default (&options, seed, S_STEPS);
-        if (faults == CW_SIM_FAULT_ALL && !keys && !jobs && s_known_bug (seed))
-            continue;
         options.faults = faults;
         if (keys)
             options.keys = keys;
@@ -191,17 +175,15 @@ END_TEST
 
 START_TEST (test_failing_seed_shrinks_and_replays)
 {
-    //  A shell whose store replies may overtake each other (say, one
-    //  connection for claims, another for commits) is unsafe: a COMMIT
-    //  retried after its reply was lost can clear a lease the broker just
-    //  re-claimed, and the CLAIM's reply, arriving after the COMMIT's,
-    //  makes the broker run the job with no lease. The simulator finds it.
+    //  A store whose COMMIT is fenced by lease_owner alone lets a stale
+    //  transition land (see s_stale_commit_seeds); the simulator finds it,
+    //  shrinks the trace, and the shortest trace replays exactly.
     cw_sim_options_t options;
-    cw_sim_options_default (&options, 462, S_STEPS);
-    options.unordered_replies = true;
+    cw_sim_options_default (&options, s_stale_commit_seeds [0], S_STEPS);
+    options.owner_fence_only = true;
     cw_sim_result_t result;
     ck_assert_int_eq (cw_sim_run (&options, &result), -1);
-    ck_assert (strstr (result.reason, "without a live lease"));
+    ck_assert (strstr (result.reason, "stale transition"));
     cw_sim_result_clear (&result);
 
     cw_sim_options_t best;
@@ -219,14 +201,14 @@ START_TEST (test_failing_seed_shrinks_and_replays)
     cw_sim_result_clear (&shortest);
     free ((uint32_t *) best.skip);
 
-    //  With one connection (replies in order) the same seed passes
-    options.unordered_replies = false;
+    //  With the attempts fence the same seed passes
+    options.owner_fence_only = false;
     ck_assert_int_eq (cw_sim_run (&options, &result), 0);
     cw_sim_result_clear (&result);
 }
 END_TEST
 
-START_TEST (test_known_bug_stale_commit)
+START_TEST (test_stale_commit_fenced)
 {
     for (size_t index = 0; index < sizeof s_stale_commit_seeds
                                    / sizeof s_stale_commit_seeds [0]; index++) {
@@ -234,16 +216,16 @@ START_TEST (test_known_bug_stale_commit)
         cw_sim_options_default (&options, s_stale_commit_seeds [index],
                                 S_STEPS);
         cw_sim_result_t result;
-        int rc = cw_sim_run (&options, &result);
-        if (S_STALE_COMMIT_FIXED)
-            ck_assert_msg (rc == 0, "seed %" PRIu64 ": %s",
-                           options.seed, result.reason);
-        else
-            ck_assert_msg (rc == -1 && strstr (result.reason,
-                                               "stale transition"),
-                           "seed %" PRIu64 " no longer hits the stale COMMIT "
-                           "bug: if it is fixed, set S_STALE_COMMIT_FIXED "
-                           "to 1 in tests/check_sim.c", options.seed);
+        //  The old fence: the stale transition lands
+        options.owner_fence_only = true;
+        ck_assert_int_eq (cw_sim_run (&options, &result), -1);
+        ck_assert_msg (strstr (result.reason, "stale transition"),
+                       "seed %" PRIu64 ": %s", options.seed, result.reason);
+        cw_sim_result_clear (&result);
+        //  The attempts fence: skipped, every invariant holds
+        options.owner_fence_only = false;
+        ck_assert_msg (cw_sim_run (&options, &result) == 0, "seed %" PRIu64
+                       ": %s", options.seed, result.reason);
         cw_sim_result_clear (&result);
     }
 }
@@ -267,7 +249,7 @@ main (void)
     tcase_add_test (replay, test_replay_exact);
     tcase_add_test (replay, test_failing_seed_shrinks_and_replays);
     tcase_add_test (replay, test_minimize_needs_a_failure);
-    tcase_add_test (replay, test_known_bug_stale_commit);
+    tcase_add_test (replay, test_stale_commit_fenced);
     suite_add_tcase (suite, replay);
     TCase *families = tcase_create ("families");
     tcase_set_timeout (families, 600);

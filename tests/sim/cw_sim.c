@@ -485,24 +485,23 @@ s_store_apply (s_sim_t *sim, int broker, const cw_core_transition_t *t)
                  broker, job->id);
         return;
     }
-    if (t->attempt == job->applied_attempt && t->attempts == job->attempts
-    &&  t->state == CW_CORE_STATE_READY) {
-        //  A COMMIT whose reply was lost, retried after this broker
-        //  claimed the job again: the same row update, applied again
-        job->state = J_READY;
-        job->owner = -1;
-        s_trace (sim, "b%d commit job %" PRId64 " re-applied", broker,
-                 job->id);
-        return;
-    }
-    if (t->attempts <= job->attempts) {
-        //  Known bug (docs/simulation.md): the COMMIT's reply was lost,
-        //  the job ran elsewhere and came back to this broker, which still
-        //  holds the old transition; lease_owner alone does not fence it
+    if (sim->options->owner_fence_only && t->attempts <= job->attempts) {
+        //  The store before the attempts fence: the stale transition lands
         s_fail (sim, "b%d committed a stale transition of job %" PRId64
                 " (attempt %u; the store is at %u failed attempts): COMMIT "
                 "is fenced by lease_owner only", broker, job->id, t->attempt,
                 job->attempts);
+        return;
+    }
+    if (t->attempts <= job->attempts) {
+        //  The COMMIT's fence (broker/cw_store.c): a transition applies
+        //  only where the store's attempts are the ones it was computed
+        //  from. A retried COMMIT whose first try landed with its reply
+        //  lost, or whose job ran elsewhere since, is stale: skipped, like
+        //  a lost lease (docs/simulation.md, "Findings")
+        s_trace (sim, "b%d commit job %" PRId64 " skipped: stale "
+                 "(attempt %u; the store is at %u failed attempts)",
+                 broker, job->id, t->attempt, job->attempts);
         return;
     }
     //  The transition must stem from a result this broker accepted
@@ -1865,6 +1864,7 @@ cw_sim_options_print (const cw_sim_options_t *options, FILE *file)
              options->lease_msec);
     for (size_t index = 0; index < options->skip_count; index++)
         fprintf (file, "%s%u", index? ",": " --skip ", options->skip [index]);
-    fprintf (file, "%s --trace\n",
-             options->unordered_replies? " --unordered-replies": "");
+    fprintf (file, "%s%s --trace\n",
+             options->unordered_replies? " --unordered-replies": "",
+             options->owner_fence_only? " --owner-fence-only": "");
 }

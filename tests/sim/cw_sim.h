@@ -57,6 +57,8 @@ typedef struct {
     size_t skip_count;          //  Entries in skip
     bool trace;                 //  Record one line per event
     bool unordered_replies;     //  Store replies may overtake each other
+    bool owner_fence_only;      //  COMMIT fenced by lease_owner alone (the
+                                //  store before the attempts fence)
                                 //  (a shell with one connection per kind)
 } cw_sim_options_t;
 

@@ -31,6 +31,8 @@ s_usage (void)
         "                   [--intensity 1-4] [--lease MSEC]\n"
         "                   [--skip I,J,...] [--trace]\n"
         "       --unordered-replies: store replies may overtake each other\n"
+        "       --owner-fence-only: COMMIT fenced by lease_owner alone (the\n"
+        "                           store before the attempts fence)\n"
         "       --keep-going: report every failing seed, unshrunk\n");
 }
 
@@ -86,6 +88,7 @@ main (int argc, char *argv [])
 {
     uint64_t seeds = 1000, start = 1, steps = S_DEFAULT_STEPS, seed = 0;
     bool single = false, trace = false, unordered = false, keep_going = false;
+    bool owner_fence_only = false;
     uint64_t brokers = 0, workers = 0, jobs = 0, keys = UINT64_MAX;
     uint64_t faults = UINT64_MAX, intensity = 0, lease = 0;
     uint32_t skip [S_MAX_SKIP];
@@ -102,6 +105,10 @@ main (int argc, char *argv [])
         }
         if (strcmp (flag, "--unordered-replies") == 0) {
             unordered = true;
+            continue;
+        }
+        if (strcmp (flag, "--owner-fence-only") == 0) {
+            owner_fence_only = true;
             continue;
         }
         if (strcmp (flag, "--help") == 0) {
@@ -204,6 +211,7 @@ main (int argc, char *argv [])
         options.skip_count = skip_count;
         options.trace = trace;
         options.unordered_replies = unordered;
+        options.owner_fence_only = owner_fence_only;
         cw_sim_result_t result;
         int rc = cw_sim_run (&options, &result);
         s_print_trace (&result);
@@ -220,6 +228,7 @@ main (int argc, char *argv [])
         cw_sim_options_t options;
         cw_sim_options_default (&options, start + index, (uint32_t) steps);
         options.unordered_replies = unordered;
+        options.owner_fence_only = owner_fence_only;
         cw_sim_result_t result;
         int rc = cw_sim_run (&options, &result);
         total_steps += result.steps;
