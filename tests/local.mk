@@ -125,3 +125,10 @@ tests_check_cw_core_LDADD = $(CORE_LIBS) $(CHECK_LIBS)
 
 
 
+
+#  proto: canonical msgpack packing of JSON values (pure unit tests)
+check_PROGRAMS += tests/check_cw_mpjson
+TESTS += tests/check_cw_mpjson
+tests_check_cw_mpjson_SOURCES = tests/check_cw_mpjson.c
+tests_check_cw_mpjson_CFLAGS = $(PROTO_TEST_CFLAGS)
+tests_check_cw_mpjson_LDADD = $(PROTO_TEST_LIBS)
