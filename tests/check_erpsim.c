@@ -43,13 +43,8 @@ typedef struct {
 static char *
 s_write_key (const char *dir, mode_t mode)
 {
-    char *path = (char *) malloc (strlen (dir) + 16);
-    snprintf (path, strlen (dir) + 16, "%s/api-key", dir);
-    FILE *file = fopen (path, "w");
-    ck_assert_ptr_nonnull (file);
-    fputs (API_KEY "\n", file);
-    fclose (file);
-    chmod (path, mode);
+    char *path = cw_test_write_file (dir, "api-key", API_KEY "\n", mode);
+    ck_assert_ptr_nonnull (path);
     return path;
 }
 

@@ -63,12 +63,8 @@ s_path (const char *name)
 static char *
 s_secret_file (const char *name, const char *text)
 {
-    char *path = s_path (name);
-    FILE *file = fopen (path, "w");
-    ck_assert_ptr_nonnull (file);
-    fputs (text, file);
-    fclose (file);
-    ck_assert_int_eq (chmod (path, 0600), 0);
+    char *path = cw_test_write_file (s_world.dir, name, text, 0600);
+    ck_assert_msg (path != NULL, "could not write %s", name);
     return path;
 }
 

@@ -24,15 +24,11 @@ worker_sim_start (worker_sim_t *sim, const char *first, ...)
     sim->dir = cw_test_tmpdir ("worker-erpsim");
     char *program = cw_test_build_path ("erpsim/erpsim");
     size_t size = strlen (sim->dir) + 32;
-    sim->key_path = (char *) malloc (size);
-    snprintf (sim->key_path, size, "%s/api-key", sim->dir);
+    sim->key_path = cw_test_write_file (sim->dir, "api-key",
+                                        WORKER_FIXTURE_API_KEY "\n", 0600);
+    ck_assert_ptr_nonnull (sim->key_path);
     sim->log_path = (char *) malloc (size);
     snprintf (sim->log_path, size, "%s/log", sim->dir);
-    FILE *file = fopen (sim->key_path, "w");
-    ck_assert_ptr_nonnull (file);
-    fputs (WORKER_FIXTURE_API_KEY "\n", file);
-    fclose (file);
-    chmod (sim->key_path, 0600);
     char port_file[512], control_file[512];
     snprintf (port_file, sizeof (port_file), "%s/port", sim->dir);
     snprintf (control_file, sizeof (control_file), "%s/control", sim->dir);
