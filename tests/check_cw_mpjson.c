@@ -39,8 +39,7 @@ static json_t *
 s_load (const char *text)
 {
     json_error_t error;
-    json_t *value =
-        json_loads (text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &error);
+    json_t *value = json_loads (text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &error);
     ck_assert_msg (value != NULL, "bad test JSON: %s", error.text);
     return value;
 }
@@ -48,10 +47,9 @@ s_load (const char *text)
 START_TEST (test_exact_bytes)
 {
     json_t *value = s_load ("{\"b\":1,\"a\":[true,null,-1,false],\"c\":1.5}");
-    const uint8_t expected[] = {0x83, 0xa1, 'a',  0x94, 0xc3, 0xc0, 0xff,
-                                0xc2, 0xa1, 'b',  0x01, 0xa1, 'c',  0xcb,
-                                0x3f, 0xf8, 0x00, 0x00, 0x00, 0x00, 0x00,
-                                0x00};
+    const uint8_t expected[] = {0x83, 0xa1, 'a',  0x94, 0xc3, 0xc0, 0xff, 0xc2,
+                                0xa1, 'b',  0x01, 0xa1, 'c',  0xcb, 0x3f, 0xf8,
+                                0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
     s_assert_bytes (value, expected, sizeof (expected));
     json_decref (value);
 }
@@ -62,9 +60,9 @@ START_TEST (test_key_order_bytewise_every_level)
     //  strcmp order: "Z" < "a" < "aa" < "\xc3\xa9" (é), nested maps too
     json_t *value = s_load ("{\"\\u00e9\":0,\"aa\":{\"y\":1,\"x\":2},"
                             "\"a\":0,\"Z\":0}");
-    const uint8_t expected[] = {
-        0x84, 0xa1, 'Z',  0x00, 0xa1, 'a',  0x00, 0xa2, 'a',  'a', 0x82,
-        0xa1, 'x',  0x02, 0xa1, 'y',  0x01, 0xa2, 0xc3, 0xa9, 0x00};
+    const uint8_t expected[] = {0x84, 0xa1, 'Z',  0x00, 0xa1, 'a',  0x00,
+                                0xa2, 'a',  'a',  0x82, 0xa1, 'x',  0x02,
+                                0xa1, 'y',  0x01, 0xa2, 0xc3, 0xa9, 0x00};
     s_assert_bytes (value, expected, sizeof (expected));
     //  Insertion order does not matter: same bytes from another order
     json_t *other = s_load ("{\"Z\":0,\"a\":0,\"aa\":{\"x\":2,\"y\":1},"
@@ -159,8 +157,8 @@ START_TEST (test_round_trip_through_envelope)
     cw_envelope_set_data (envelope, &data);
     char reason[CW_ENVELOPE_REASON_SIZE] = "";
     size_t size = 0;
-    void *bytes = cw_envelope_encode_msgpack (envelope, &size, reason,
-                                              sizeof (reason));
+    void *bytes =
+        cw_envelope_encode_msgpack (envelope, &size, reason, sizeof (reason));
     ck_assert_msg (bytes != NULL, "encode: %s", reason);
     cw_envelope_t *decoded =
         cw_envelope_decode_msgpack (bytes, size, reason, sizeof (reason));
