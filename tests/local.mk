@@ -132,3 +132,8 @@ TESTS += tests/check_cw_mpjson
 tests_check_cw_mpjson_SOURCES = tests/check_cw_mpjson.c
 tests_check_cw_mpjson_CFLAGS = $(PROTO_TEST_CFLAGS)
 tests_check_cw_mpjson_LDADD = $(PROTO_TEST_LIBS)
+
+#  libcwtest: HTTP request helpers (tests/cw_test_http.h) link libcurl
+tests_libcwtest_a_SOURCES += tests/cw_test_http.c tests/cw_test_http.h
+tests_libcwtest_a_CFLAGS += $(CURL_CFLAGS)
+TEST_LIBS += $(CURL_LIBS)
