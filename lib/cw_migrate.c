@@ -345,6 +345,20 @@ s_apply_one (cw_pg_t *pg, const char *island, migration_t *migration,
     return 1;
 }
 
+//  Checks the island name, then loads its migrations as
+//  s_migrations_load does. Returns their count, or -1 with error set.
+static int
+s_island_load (const char *sql_dir, const char *island,
+               migration_t **migrations_p, char *error, size_t size)
+{
+    if (!cw_migrate_island_valid (island)) {
+        snprintf (error, size, "unknown island \"%s\": use erp_mw or shop",
+                  island ? island : "");
+        return -1;
+    }
+    return s_migrations_load (sql_dir, island, migrations_p, error, size);
+}
+
 int
 cw_migrate_apply (cw_pg_t *pg, const char *sql_dir, const char *island,
                   FILE *out, char *error, size_t size)
@@ -352,13 +366,8 @@ cw_migrate_apply (cw_pg_t *pg, const char *sql_dir, const char *island,
     assert (pg);
     assert (sql_dir);
     assert (error);
-    if (!cw_migrate_island_valid (island)) {
-        snprintf (error, size, "unknown island \"%s\": use erp_mw or shop",
-                  island ? island : "");
-        return -1;
-    }
     migration_t *migrations = NULL;
-    int count = s_migrations_load (sql_dir, island, &migrations, error, size);
+    int count = s_island_load (sql_dir, island, &migrations, error, size);
     if (count < 0)
         return -1;
     int applied = 0, rc = 0;
@@ -404,13 +413,8 @@ cw_migrate_status (cw_pg_t *pg, const char *sql_dir, const char *island,
     assert (pg);
     assert (sql_dir);
     assert (error);
-    if (!cw_migrate_island_valid (island)) {
-        snprintf (error, size, "unknown island \"%s\": use erp_mw or shop",
-                  island ? island : "");
-        return -1;
-    }
     migration_t *migrations = NULL;
-    int count = s_migrations_load (sql_dir, island, &migrations, error, size);
+    int count = s_island_load (sql_dir, island, &migrations, error, size);
     if (count < 0)
         return -1;
     cw_pg_rows_t *rows = NULL;

@@ -5,13 +5,14 @@
     Both codecs go through one JSON tree: the canonical form of an envelope
     is that tree with every map's keys in byte order (strcmp), at every
     level. JSON is written compact with JSON_SORT_KEYS; msgpack is written
-    by s_pack_value with the same order and the smallest integer encoding.
+    by cw_mpjson_pack with the same order and the smallest integer encoding.
     So msgpack -> envelope -> JSON -> envelope -> msgpack gives back the
     same bytes. The msgpack reader is hand-written so that every limit is
     checked before anything is allocated and every rejection names a field.
     =========================================================================
 */
 #include "cw_envelope.h"
+#include "cw_mpjson.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -646,65 +647,6 @@ s_tree (const cw_envelope_t *self, char *reason, size_t reason_size)
     return tree;
 }
 
-static int
-s_compare_keys (const void *left, const void *right)
-{
-    return strcmp (*(const char *const *) left, *(const char *const *) right);
-}
-
-static void
-s_pack_value (msgpack_packer *packer, const json_t *value)
-{
-    switch (json_typeof (value)) {
-        case JSON_OBJECT: {
-            size_t count = json_object_size (value);
-            const char **keys =
-                (const char **) malloc ((count ? count : 1) * sizeof (char *));
-            assert (keys);
-            size_t index = 0;
-            const char *key;
-            json_t *member;
-            json_object_foreach ((json_t *) value, key, member) keys[index++] =
-                key;
-            qsort (keys, count, sizeof (char *), s_compare_keys);
-            msgpack_pack_map (packer, count);
-            for (index = 0; index < count; index++) {
-                size_t length = strlen (keys[index]);
-                msgpack_pack_str (packer, length);
-                msgpack_pack_str_body (packer, keys[index], length);
-                s_pack_value (packer, json_object_get (value, keys[index]));
-            }
-            free (keys);
-            break;
-        }
-        case JSON_ARRAY:
-            msgpack_pack_array (packer, json_array_size (value));
-            for (size_t index = 0; index < json_array_size (value); index++)
-                s_pack_value (packer, json_array_get (value, index));
-            break;
-        case JSON_STRING:
-            msgpack_pack_str (packer, json_string_length (value));
-            msgpack_pack_str_body (packer, json_string_value (value),
-                                   json_string_length (value));
-            break;
-        case JSON_INTEGER:
-            msgpack_pack_int64 (packer, json_integer_value (value));
-            break;
-        case JSON_REAL:
-            msgpack_pack_double (packer, json_real_value (value));
-            break;
-        case JSON_TRUE:
-            msgpack_pack_true (packer);
-            break;
-        case JSON_FALSE:
-            msgpack_pack_false (packer);
-            break;
-        case JSON_NULL:
-            msgpack_pack_nil (packer);
-            break;
-    }
-}
-
 void *
 cw_envelope_encode_msgpack (const cw_envelope_t *self,
                             size_t *size_p,
@@ -720,7 +662,7 @@ cw_envelope_encode_msgpack (const cw_envelope_t *self,
     msgpack_sbuffer_init (&buffer);
     msgpack_packer packer;
     msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    s_pack_value (&packer, tree);
+    cw_mpjson_pack (&packer, tree);
     json_decref (tree);
     if (buffer.size > CW_ENVELOPE_MAX_SIZE) {
         s_reason (reason, reason_size,

@@ -16,6 +16,7 @@
     =========================================================================
 */
 #include "cw_msg.h"
+#include "cw_mpjson.h"
 
 #include <assert.h>
 #include <math.h>
@@ -1614,71 +1615,12 @@ s_put_strings (s_writer_t *writer,
             msgpack_pack_nil (&writer->packer);
 }
 
-static int
-s_compare_keys (const void *left, const void *right)
-{
-    return strcmp (*(const char *const *) left, *(const char *const *) right);
-}
-
-static void
-s_pack_json (msgpack_packer *packer, const json_t *value)
-{
-    switch (json_typeof (value)) {
-        case JSON_OBJECT: {
-            size_t count = json_object_size (value);
-            const char **keys =
-                (const char **) calloc (count ? count : 1, sizeof (char *));
-            assert (keys);
-            size_t index = 0;
-            const char *key;
-            json_t *member;
-            json_object_foreach ((json_t *) value, key, member) keys[index++] =
-                key;
-            qsort (keys, count, sizeof (char *), s_compare_keys);
-            msgpack_pack_map (packer, count);
-            for (index = 0; index < count; index++) {
-                size_t length = strlen (keys[index]);
-                msgpack_pack_str (packer, length);
-                msgpack_pack_str_body (packer, keys[index], length);
-                s_pack_json (packer, json_object_get (value, keys[index]));
-            }
-            free (keys);
-            break;
-        }
-        case JSON_ARRAY:
-            msgpack_pack_array (packer, json_array_size (value));
-            for (size_t index = 0; index < json_array_size (value); index++)
-                s_pack_json (packer, json_array_get (value, index));
-            break;
-        case JSON_STRING:
-            msgpack_pack_str (packer, json_string_length (value));
-            msgpack_pack_str_body (packer, json_string_value (value),
-                                   json_string_length (value));
-            break;
-        case JSON_INTEGER:
-            msgpack_pack_int64 (packer, json_integer_value (value));
-            break;
-        case JSON_REAL:
-            msgpack_pack_double (packer, json_real_value (value));
-            break;
-        case JSON_TRUE:
-            msgpack_pack_true (packer);
-            break;
-        case JSON_FALSE:
-            msgpack_pack_false (packer);
-            break;
-        case JSON_NULL:
-            msgpack_pack_nil (packer);
-            break;
-    }
-}
-
 static void
 s_put_json (s_writer_t *writer, const char *key, const json_t *value)
 {
     s_put_key (writer, key);
     if (value)
-        s_pack_json (&writer->packer, value);
+        cw_mpjson_pack (&writer->packer, value);
     else
         msgpack_pack_map (&writer->packer, 0);
 }

@@ -15,3 +15,6 @@ proto_libcwproto_a_SOURCES += \
 #  CWP/1 wire codec (PROTOCOL.md)
 proto_libcwproto_a_SOURCES += proto/cw_msg.c proto/cw_msg.h
 EXTRA_DIST += proto/PROTOCOL.md
+
+#  canonical msgpack packing of a JSON value (envelope and CWP/1 codecs)
+proto_libcwproto_a_SOURCES += proto/cw_mpjson.c proto/cw_mpjson.h

@@ -5,6 +5,7 @@
 */
 #include "cw_http.h"
 #include "cw_test.h"
+#include "cw_test_http.h"
 
 #include <check.h>
 #include <curl/curl.h>
@@ -16,108 +17,8 @@
 
 #define SLOW_MSEC 1500
 
-typedef struct {
-    long status;               //  HTTP status, 0 when none
-    CURLcode code;             //  curl result
-    char *body;                //  Response body, NUL-terminated
-    size_t size;               //  Its size
-    char content_type[128];    //  Content-Type header
-    char correlation_id[160];  //  X-Correlation-ID header
-    char retry_after[32];      //  Retry-After header
-} reply_t;
-
-static size_t
-s_write (char *data, size_t size, size_t count, void *arg)
-{
-    reply_t *reply = (reply_t *) arg;
-    size_t bytes = size * count;
-    reply->body = (char *) realloc (reply->body, reply->size + bytes + 1);
-    memcpy (reply->body + reply->size, data, bytes);
-    reply->size += bytes;
-    reply->body[reply->size] = '\0';
-    return bytes;
-}
-
-static void
-s_copy_header (char *target,
-               size_t size,
-               const char *line,
-               size_t length,
-               const char *name)
-{
-    size_t name_length = strlen (name);
-    if (length > name_length + 1 && strncasecmp (line, name, name_length) == 0
-        && line[name_length] == ':') {
-        const char *value = line + name_length + 1;
-        while (*value == ' ')
-            value++;
-        size_t value_length = length - (size_t) (value - line);
-        while (value_length
-               && (value[value_length - 1] == '\r'
-                   || value[value_length - 1] == '\n'))
-            value_length--;
-        snprintf (target, size, "%.*s", (int) value_length, value);
-    }
-}
-
-static size_t
-s_header (char *data, size_t size, size_t count, void *arg)
-{
-    reply_t *reply = (reply_t *) arg;
-    size_t bytes = size * count;
-    s_copy_header (reply->content_type, sizeof (reply->content_type), data,
-                   bytes, "Content-Type");
-    s_copy_header (reply->correlation_id, sizeof (reply->correlation_id), data,
-                   bytes, "X-Correlation-ID");
-    s_copy_header (reply->retry_after, sizeof (reply->retry_after), data, bytes,
-                   "Retry-After");
-    return bytes;
-}
-
-static CURL *
-s_easy (int port,
-        const char *method,
-        const char *path,
-        const char *body,
-        struct curl_slist *headers,
-        reply_t *reply)
-{
-    char url[512];
-    snprintf (url, sizeof (url), "http://127.0.0.1:%d%s", port, path);
-    CURL *curl = curl_easy_init ();
-    curl_easy_setopt (curl, CURLOPT_URL, url);
-    curl_easy_setopt (curl, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt (curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt (curl, CURLOPT_TIMEOUT_MS, 10000L);
-    if (body)
-        curl_easy_setopt (curl, CURLOPT_POSTFIELDS, body);
-    if (headers)
-        curl_easy_setopt (curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, s_write);
-    curl_easy_setopt (curl, CURLOPT_WRITEDATA, reply);
-    curl_easy_setopt (curl, CURLOPT_HEADERFUNCTION, s_header);
-    curl_easy_setopt (curl, CURLOPT_HEADERDATA, reply);
-    return curl;
-}
-
-//  Sends one request; fills reply (caller frees reply->body).
-static void
-s_request (int port,
-           const char *method,
-           const char *path,
-           const char *body,
-           struct curl_slist *headers,
-           reply_t *reply)
-{
-    memset (reply, 0, sizeof (*reply));
-    CURL *curl = s_easy (port, method, path, body, headers, reply);
-    reply->code = curl_easy_perform (curl);
-    curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &reply->status);
-    curl_easy_cleanup (curl);
-}
-
 static json_t *
-s_json (const reply_t *reply)
+s_json (const cw_test_reply_t *reply)
 {
     ck_assert_ptr_nonnull (reply->body);
     json_error_t error;
@@ -263,10 +164,10 @@ START_TEST (test_routing)
 {
     cw_http_t *http = s_server (_i);
     int port = cw_http_port (http);
-    reply_t reply;
+    cw_test_reply_t reply;
     struct curl_slist *headers = curl_slist_append (NULL, "X-Demo: hello");
     headers = curl_slist_append (headers, "X-Correlation-ID: corr-1");
-    s_request (port, "GET", "/echo?tenant=t%201", NULL, headers, &reply);
+    cw_test_http (port, "GET", "/echo?tenant=t%201", NULL, headers, 0, &reply);
     ck_assert_int_eq (reply.status, 200);
     ck_assert_str_eq (reply.content_type, "application/json");
     ck_assert_str_eq (reply.correlation_id, "corr-1");
@@ -281,7 +182,7 @@ START_TEST (test_routing)
     free (reply.body);
     curl_slist_free_all (headers);
 
-    s_request (port, "PUT", "/items/42", "abc", NULL, &reply);
+    cw_test_http (port, "PUT", "/items/42", "abc", NULL, 0, &reply);
     ck_assert_int_eq (reply.status, 200);
     json = s_json (&reply);
     ck_assert_str_eq (s_str (json, "id"), "42");
@@ -293,7 +194,7 @@ START_TEST (test_routing)
     json_decref (json);
     free (reply.body);
 
-    s_request (port, "GET", "/items/7/lines/3", NULL, NULL, &reply);
+    cw_test_http (port, "GET", "/items/7/lines/3", NULL, NULL, 0, &reply);
     ck_assert_int_eq (reply.status, 200);
     json = s_json (&reply);
     ck_assert_str_eq (s_str (json, "id"), "7");
@@ -305,13 +206,13 @@ START_TEST (test_routing)
                              "/items/1/x", "/echo/more", "/items/1/lines/"};
     for (size_t index = 0; index < sizeof (missing) / sizeof (missing[0]);
          index++) {
-        s_request (port, "GET", missing[index], NULL, NULL, &reply);
+        cw_test_http (port, "GET", missing[index], NULL, NULL, 0, &reply);
         ck_assert_msg (reply.status == 404, "%s gave %ld", missing[index],
                        reply.status);
         ck_assert_str_eq (reply.content_type, "application/problem+json");
         free (reply.body);
     }
-    s_request (port, "DELETE", "/echo", NULL, NULL, &reply);
+    cw_test_http (port, "DELETE", "/echo", NULL, NULL, 0, &reply);
     ck_assert_int_eq (reply.status, 405);
     json = s_json (&reply);
     ck_assert_int_eq (json_integer_value (json_object_get (json, "status")),
@@ -328,15 +229,15 @@ START_TEST (test_json_and_problems)
 {
     cw_http_t *http = s_server (0);
     int port = cw_http_port (http);
-    reply_t reply;
-    s_request (port, "POST", "/parse", "{\"name\":\"x\"}", NULL, &reply);
+    cw_test_reply_t reply;
+    cw_test_http (port, "POST", "/parse", "{\"name\":\"x\"}", NULL, 0, &reply);
     ck_assert_int_eq (reply.status, 201);
     json_t *json = s_json (&reply);
     ck_assert_str_eq (s_str (json, "name"), "x");
     json_decref (json);
     free (reply.body);
 
-    s_request (port, "POST", "/parse", "{\"name\":\n 1,}", NULL, &reply);
+    cw_test_http (port, "POST", "/parse", "{\"name\":\n 1,}", NULL, 0, &reply);
     ck_assert_int_eq (reply.status, 400);
     ck_assert_str_eq (reply.content_type, "application/problem+json");
     json = s_json (&reply);
@@ -348,7 +249,7 @@ START_TEST (test_json_and_problems)
     json_decref (json);
     free (reply.body);
 
-    s_request (port, "POST", "/parse", "{\"name\":1}", NULL, &reply);
+    cw_test_http (port, "POST", "/parse", "{\"name\":1}", NULL, 0, &reply);
     ck_assert_int_eq (reply.status, 422);
     json = s_json (&reply);
     ck_assert_str_eq (s_str (json, "field"), "name");
@@ -362,13 +263,13 @@ START_TEST (test_json_and_problems)
     char big[2048];
     memset (big, 'x', sizeof (big) - 1);
     big[sizeof (big) - 1] = '\0';
-    s_request (port, "POST", "/parse", big, NULL, &reply);
+    cw_test_http (port, "POST", "/parse", big, NULL, 0, &reply);
     ck_assert_int_eq (reply.status, 413);
     ck_assert_str_eq (reply.content_type, "application/problem+json");
     free (reply.body);
 
     //  Handler that forgets to reply
-    s_request (port, "GET", "/silent", NULL, NULL, &reply);
+    cw_test_http (port, "GET", "/silent", NULL, NULL, 0, &reply);
     ck_assert_int_eq (reply.status, 500);
     free (reply.body);
     cw_http_destroy (&http);
@@ -379,25 +280,25 @@ START_TEST (test_bytes_and_truncated)
 {
     cw_http_t *http = s_server (1);
     int port = cw_http_port (http);
-    reply_t reply;
-    s_request (port, "GET", "/bytes", NULL, NULL, &reply);
+    cw_test_reply_t reply;
+    cw_test_http (port, "GET", "/bytes", NULL, NULL, 0, &reply);
     ck_assert_int_eq (reply.status, 200);
     ck_assert_str_eq (reply.content_type, "application/pdf");
     ck_assert_int_eq (reply.size, 11);
     ck_assert_int_eq (memcmp (reply.body, "%PDF-1.4\n\0x", 11), 0);
     free (reply.body);
 
-    s_request (port, "GET", "/truncated", NULL, NULL, &reply);
+    cw_test_http (port, "GET", "/truncated", NULL, NULL, 0, &reply);
     ck_assert_int_eq (reply.status, 200);
     ck_assert_int_ne (reply.code, CURLE_OK);
     ck_assert_int_eq (reply.size, 5);
     free (reply.body);
-    s_request (port, "GET", "/drop", NULL, NULL, &reply);
+    cw_test_http (port, "GET", "/drop", NULL, NULL, 0, &reply);
     ck_assert_int_eq (reply.status, 0);
     ck_assert_int_eq (reply.code, CURLE_GOT_NOTHING);
     free (reply.body);
     //  The server keeps serving
-    s_request (port, "GET", "/bytes", NULL, NULL, &reply);
+    cw_test_http (port, "GET", "/bytes", NULL, NULL, 0, &reply);
     ck_assert_int_eq (reply.status, 200);
     free (reply.body);
     cw_http_destroy (&http);
@@ -414,12 +315,12 @@ START_TEST (test_accept_and_port_file)
     ck_assert_int_eq (cw_http_port (http), 0);
     ck_assert_int_eq (cw_http_start (http, error, sizeof (error)), 0);
     int port = cw_http_port (http);
-    reply_t reply;
-    s_request (port, "GET", "/echo", NULL, NULL, &reply);
+    cw_test_reply_t reply;
+    cw_test_http (port, "GET", "/echo", NULL, NULL, 0, &reply);
     ck_assert_int_eq (reply.status, 200);
     free (reply.body);
     atomic_store (&open, false);
-    s_request (port, "GET", "/echo", NULL, NULL, &reply);
+    cw_test_http (port, "GET", "/echo", NULL, NULL, 0, &reply);
     ck_assert_int_eq (reply.status, 0);
     ck_assert_int_ne (reply.code, CURLE_OK);
     free (reply.body);
@@ -457,11 +358,13 @@ START_TEST (test_concurrent)
     cw_http_t *http = s_server (0);
     int port = cw_http_port (http);
     CURLM *multi = curl_multi_init ();
-    reply_t slow, fast;
+    cw_test_reply_t slow, fast;
     memset (&slow, 0, sizeof (slow));
     memset (&fast, 0, sizeof (fast));
-    CURL *slow_easy = s_easy (port, "GET", "/slow", NULL, NULL, &slow);
-    CURL *fast_easy = s_easy (port, "GET", "/bytes", NULL, NULL, &fast);
+    CURL *slow_easy =
+        cw_test_http_easy (port, "GET", "/slow", NULL, NULL, 0, &slow);
+    CURL *fast_easy =
+        cw_test_http_easy (port, "GET", "/bytes", NULL, NULL, 0, &fast);
     long long start = cw_test_now_msec ();
     curl_multi_add_handle (multi, slow_easy);
     curl_multi_add_handle (multi, fast_easy);

@@ -18,14 +18,8 @@ static char *s_dir;
 static char *
 s_write (const char *name, const char *content, mode_t mode)
 {
-    size_t size = strlen (s_dir) + strlen (name) + 2;
-    char *path = (char *) malloc (size);
-    snprintf (path, size, "%s/%s", s_dir, name);
-    FILE *file = fopen (path, "w");
-    ck_assert_ptr_nonnull (file);
-    fputs (content, file);
-    fclose (file);
-    ck_assert_int_eq (chmod (path, mode), 0);
+    char *path = cw_test_write_file (s_dir, name, content, mode);
+    ck_assert_msg (path != NULL, "could not write %s", name);
     return path;
 }
 

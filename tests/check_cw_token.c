@@ -427,12 +427,13 @@ START_TEST (test_key_files)
     ck_assert_int_eq (chmod (path, 0644), 0);
     ck_assert_ptr_null (cw_token_signer_load (path, error, sizeof (error)));
     ck_assert_ptr_nonnull (strstr (error, "chmod 0600"));
-    snprintf (path, sizeof (path), "%s/garbled.public", dir);
-    FILE *file = fopen (path, "w");
-    fputs ("cw-ed25519-public abc not-base64!\n", file);
-    fclose (file);
+    char *garbled = cw_test_write_file (
+        dir, "garbled.public", "cw-ed25519-public abc not-base64!\n", 0644);
+    ck_assert_ptr_nonnull (garbled);
     ck_assert_int_eq (
-        cw_token_verifier_load_key (verifier, path, error, sizeof (error)), -1);
+        cw_token_verifier_load_key (verifier, garbled, error, sizeof (error)),
+        -1);
+    free (garbled);
     ck_assert_ptr_nonnull (strstr (error, "key is not 32 bytes"));
     snprintf (path, sizeof (path), "%s/missing.public", dir);
     ck_assert_int_eq (

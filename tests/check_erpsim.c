@@ -4,6 +4,7 @@
     =========================================================================
 */
 #include "cw_test.h"
+#include "cw_test_http.h"
 
 #include <check.h>
 #include <curl/curl.h>
@@ -27,29 +28,13 @@ typedef struct {
     char *dir;    //  Private directory
 } sim_t;
 
-typedef struct {
-    long status;             //  HTTP status, 0 when none
-    CURLcode code;           //  curl result
-    char *body;              //  Body, NUL-terminated
-    size_t size;             //  Its size
-    char content_type[128];  //  Content-Type
-    char retry_after[32];    //  Retry-After
-    char replayed[16];       //  Idempotent-Replayed
-    long long msec;          //  Time taken
-} reply_t;
-
 //  Process --------------------------------------------------------------
 
 static char *
 s_write_key (const char *dir, mode_t mode)
 {
-    char *path = (char *) malloc (strlen (dir) + 16);
-    snprintf (path, strlen (dir) + 16, "%s/api-key", dir);
-    FILE *file = fopen (path, "w");
-    ck_assert_ptr_nonnull (file);
-    fputs (API_KEY "\n", file);
-    fclose (file);
-    chmod (path, mode);
+    char *path = cw_test_write_file (dir, "api-key", API_KEY "\n", mode);
+    ck_assert_ptr_nonnull (path);
     return path;
 }
 
@@ -103,59 +88,30 @@ s_stop (sim_t *sim)
 
 //  HTTP -----------------------------------------------------------------
 
-static size_t
-s_write (char *data, size_t size, size_t count, void *arg)
-{
-    reply_t *reply = (reply_t *) arg;
-    size_t bytes = size * count;
-    reply->body = (char *) realloc (reply->body, reply->size + bytes + 1);
-    memcpy (reply->body + reply->size, data, bytes);
-    reply->size += bytes;
-    reply->body[reply->size] = '\0';
-    return bytes;
-}
-
-static void
-s_copy_header (char *target,
-               size_t size,
-               const char *line,
-               size_t length,
-               const char *name)
-{
-    size_t name_length = strlen (name);
-    if (length > name_length + 1 && strncasecmp (line, name, name_length) == 0
-        && line[name_length] == ':') {
-        const char *value = line + name_length + 1;
-        while (*value == ' ')
-            value++;
-        size_t value_length = length - (size_t) (value - line);
-        while (value_length
-               && (value[value_length - 1] == '\r'
-                   || value[value_length - 1] == '\n'))
-            value_length--;
-        snprintf (target, size, "%.*s", (int) value_length, value);
-    }
-}
-
-static size_t
-s_header (char *data, size_t size, size_t count, void *arg)
-{
-    reply_t *reply = (reply_t *) arg;
-    size_t bytes = size * count;
-    s_copy_header (reply->content_type, sizeof (reply->content_type), data,
-                   bytes, "Content-Type");
-    s_copy_header (reply->retry_after, sizeof (reply->retry_after), data, bytes,
-                   "Retry-After");
-    s_copy_header (reply->replayed, sizeof (reply->replayed), data, bytes,
-                   "Idempotent-Replayed");
-    return bytes;
-}
-
 typedef struct {
     const char *auth;   //  Full auth header, NULL: X-Api-Key
     const char *key;    //  Idempotency-Key, or NULL
     long timeout_msec;  //  0: 10 s
 } options_t;
+
+//  Request headers: JSON body, the API key (or options->auth) and the
+//  Idempotency-Key when given. Caller frees the list.
+static struct curl_slist *
+s_headers (const options_t *options)
+{
+    struct curl_slist *headers =
+        curl_slist_append (NULL, "Content-Type: application/json");
+    if (options && options->auth)
+        headers = curl_slist_append (headers, options->auth);
+    else
+        headers = curl_slist_append (headers, "X-Api-Key: " API_KEY);
+    if (options && options->key) {
+        char line[512];
+        snprintf (line, sizeof (line), "Idempotency-Key: %s", options->key);
+        headers = curl_slist_append (headers, line);
+    }
+    return headers;
+}
 
 static CURL *
 s_easy (int port,
@@ -164,37 +120,11 @@ s_easy (int port,
         const char *body,
         const options_t *options,
         struct curl_slist **headers_p,
-        reply_t *reply)
+        cw_test_reply_t *reply)
 {
-    memset (reply, 0, sizeof (*reply));
-    char url[1024], line[512];
-    snprintf (url, sizeof (url), "http://127.0.0.1:%d%s", port, path);
-    CURL *curl = curl_easy_init ();
-    curl_easy_setopt (curl, CURLOPT_URL, url);
-    curl_easy_setopt (curl, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt (curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt (curl, CURLOPT_TIMEOUT_MS,
-                      options && options->timeout_msec ? options->timeout_msec
-                                                       : 10000L);
-    if (body)
-        curl_easy_setopt (curl, CURLOPT_POSTFIELDS, body);
-    struct curl_slist *headers =
-        curl_slist_append (NULL, "Content-Type: application/json");
-    if (options && options->auth)
-        headers = curl_slist_append (headers, options->auth);
-    else
-        headers = curl_slist_append (headers, "X-Api-Key: " API_KEY);
-    if (options && options->key) {
-        snprintf (line, sizeof (line), "Idempotency-Key: %s", options->key);
-        headers = curl_slist_append (headers, line);
-    }
-    curl_easy_setopt (curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, s_write);
-    curl_easy_setopt (curl, CURLOPT_WRITEDATA, reply);
-    curl_easy_setopt (curl, CURLOPT_HEADERFUNCTION, s_header);
-    curl_easy_setopt (curl, CURLOPT_HEADERDATA, reply);
-    *headers_p = headers;
-    return curl;
+    *headers_p = s_headers (options);
+    return cw_test_http_easy (port, method, path, body, *headers_p,
+                              options ? options->timeout_msec : 0, reply);
 }
 
 static void
@@ -203,15 +133,11 @@ s_call_with (int port,
              const char *path,
              const char *body,
              const options_t *options,
-             reply_t *reply)
+             cw_test_reply_t *reply)
 {
-    struct curl_slist *headers;
-    CURL *curl = s_easy (port, method, path, body, options, &headers, reply);
-    long long start = cw_test_now_msec ();
-    reply->code = curl_easy_perform (curl);
-    reply->msec = cw_test_now_msec () - start;
-    curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &reply->status);
-    curl_easy_cleanup (curl);
+    struct curl_slist *headers = s_headers (options);
+    cw_test_http (port, method, path, body, headers,
+                  options ? options->timeout_msec : 0, reply);
     curl_slist_free_all (headers);
 }
 
@@ -220,13 +146,13 @@ s_call (int port,
         const char *method,
         const char *path,
         const char *body,
-        reply_t *reply)
+        cw_test_reply_t *reply)
 {
     s_call_with (port, method, path, body, NULL, reply);
 }
 
 static json_t *
-s_json (const reply_t *reply)
+s_json (const cw_test_reply_t *reply)
 {
     ck_assert_msg (reply->body != NULL, "empty reply (curl %d)", reply->code);
     json_t *json = json_loads (reply->body, 0, NULL);
@@ -262,7 +188,7 @@ s_int (json_t *object, const char *path)
 
 //  Asserts a problem+json reply with status and, if given, field.
 static void
-s_assert_problem (reply_t *reply, long status, const char *field)
+s_assert_problem (cw_test_reply_t *reply, long status, const char *field)
 {
     ck_assert_msg (reply->status == status, "wanted %ld, got %ld: %s", status,
                    reply->status, reply->body ? reply->body : "");
@@ -281,7 +207,7 @@ s_assert_problem (reply_t *reply, long status, const char *field)
 static json_t *
 s_introspect (sim_t *sim)
 {
-    reply_t reply;
+    cw_test_reply_t reply;
     s_call (sim->control, "GET", "/_introspect", NULL, &reply);
     ck_assert_int_eq (reply.status, 200);
     json_t *json = s_json (&reply);
@@ -292,7 +218,7 @@ s_introspect (sim_t *sim)
 static void
 s_control (sim_t *sim, const char *method, const char *path, const char *body)
 {
-    reply_t reply;
+    cw_test_reply_t reply;
     s_call (sim->control, method, path, body, &reply);
     ck_assert_msg (reply.status == 200, "control %s: %ld %s", path,
                    reply.status, reply.body ? reply.body : "");
@@ -320,7 +246,7 @@ static const char *ORDER =
 START_TEST (test_routes)
 {
     sim_t sim = s_start (NULL);
-    reply_t reply;
+    cw_test_reply_t reply;
     char *body = s_customer ("c-1", "Ada");
     s_call (sim.port, "POST", "/api/v1/customers", body, &reply);
     free (body);
@@ -506,7 +432,7 @@ END_TEST
 START_TEST (test_pdf)
 {
     sim_t sim = s_start ("--allow-unknown-customers", NULL);
-    reply_t reply;
+    cw_test_reply_t reply;
     s_call (sim.port, "POST", "/api/v1/orders", ORDER, &reply);
     ck_assert_int_eq (reply.status, 201);
     free (reply.body);
@@ -566,7 +492,7 @@ END_TEST
 START_TEST (test_idempotency)
 {
     sim_t sim = s_start (NULL);
-    reply_t first, again;
+    cw_test_reply_t first, again;
     char *body = s_customer ("c-9", "Grace");
     options_t options = {NULL, "customer:t1:c-9:1", 0};
     s_call_with (sim.port, "POST", "/api/v1/customers", body, &options, &first);
@@ -615,7 +541,7 @@ START_TEST (test_in_flight)
     char *body = s_customer ("c-5", "Slow");
     options_t options = {NULL, "key-in-flight", 0};
     CURLM *multi = curl_multi_init ();
-    reply_t slow;
+    cw_test_reply_t slow;
     struct curl_slist *headers;
     CURL *easy = s_easy (sim.port, "POST", "/api/v1/customers", body, &options,
                          &headers, &slow);
@@ -632,12 +558,12 @@ START_TEST (test_in_flight)
         json_decref (report);
     }
     ck_assert (held);
-    reply_t second;
+    cw_test_reply_t second;
     s_call_with (sim.port, "POST", "/api/v1/customers", body, &options,
                  &second);
     s_assert_problem (&second, 409, "Idempotency-Key");
     //  Other keys run concurrently, each delayed
-    reply_t others[4];
+    cw_test_reply_t others[4];
     CURL *other_easy[4];
     struct curl_slist *other_headers[4];
     options_t other_options[4];
@@ -692,7 +618,7 @@ END_TEST
 START_TEST (test_auth)
 {
     sim_t sim = s_start (NULL);
-    reply_t reply;
+    cw_test_reply_t reply;
     const char *customer =
         "{\"tenant\":\"t\",\"customerId\":\"c\",\"name\":\"n\"}";
     options_t none = {"X-Nothing: 1", NULL, 0};
@@ -745,7 +671,7 @@ s_faults (sim_t *sim, const char *config)
 START_TEST (test_faults)
 {
     sim_t sim = s_start (NULL);
-    reply_t reply;
+    cw_test_reply_t reply;
     char *body = s_customer ("f-1", "Fault");
     options_t keyed = {NULL, "fault-key-1", 0};
 
@@ -872,7 +798,7 @@ END_TEST
 START_TEST (test_fault_flags)
 {
     sim_t sim = s_start ("--error-rate", "1", "--latency-ms", "100", NULL);
-    reply_t reply;
+    cw_test_reply_t reply;
     s_call (sim.port, "GET", "/api/v1/prices", NULL, &reply);
     ck_assert_int_ge (reply.msec, 100);
     s_assert_problem (&reply, 500, NULL);
@@ -903,7 +829,7 @@ START_TEST (test_exactly_once)
         snprintf (key, sizeof (key), "customer:t1:%s:1", id);
         char *body = s_customer (id, "Retry");
         options_t options = {NULL, key, 0};
-        reply_t reply;
+        cw_test_reply_t reply;
         bool done = false;
         for (int attempt = 0; attempt < 200 && !done; attempt++) {
             attempts++;
@@ -945,7 +871,7 @@ START_TEST (test_feeds)
     sim_t sim = s_start ("--prices-per-second", "200", "--invoices-per-second",
                          "50", "--payments-per-second", "50",
                          "--allow-unknown-customers", NULL);
-    reply_t reply;
+    cw_test_reply_t reply;
     for (int index = 0; index < 3; index++) {
         char body[512];
         snprintf (body, sizeof (body),
@@ -1081,7 +1007,7 @@ START_TEST (test_bad_input)
         {"GET", "/api/v1/nothing", NULL, 404, NULL},
         {"DELETE", "/api/v1/customers", NULL, 405, NULL},
     };
-    reply_t reply;
+    cw_test_reply_t reply;
     for (size_t index = 0; index < sizeof (cases) / sizeof (cases[0]);
          index++) {
         s_call (sim.port, cases[index].method, cases[index].path,

@@ -9,6 +9,7 @@
 */
 #include "cw_http.h"
 #include "cw_test.h"
+#include "cw_test_http.h"
 #include "cw_token.h"
 
 #include <check.h>
@@ -40,13 +41,6 @@ typedef struct {
 
 static world_t s_world;
 
-typedef struct {
-    long status;    //  HTTP status
-    char *body;     //  Response body, NUL-terminated
-    size_t size;    //  Its size
-    bool replayed;  //  Idempotent-Replayed: true
-} reply_t;
-
 //  ---------------------------------------------------------------------
 //  Helpers
 
@@ -63,12 +57,8 @@ s_path (const char *name)
 static char *
 s_secret_file (const char *name, const char *text)
 {
-    char *path = s_path (name);
-    FILE *file = fopen (path, "w");
-    ck_assert_ptr_nonnull (file);
-    fputs (text, file);
-    fclose (file);
-    ck_assert_int_eq (chmod (path, 0600), 0);
+    char *path = cw_test_write_file (s_world.dir, name, text, 0600);
+    ck_assert_msg (path != NULL, "could not write %s", name);
     return path;
 }
 
@@ -212,25 +202,23 @@ s_token (cw_token_signer_t *signer, const char *audience, long from, long ttl)
     return token;
 }
 
-static size_t
-s_write (char *data, size_t size, size_t count, void *arg)
+//  Request headers: JSON body, a bearer token and an Idempotency-Key,
+//  each when not NULL. Caller frees the list.
+static struct curl_slist *
+s_headers (const char *token, const char *key)
 {
-    reply_t *reply = (reply_t *) arg;
-    size_t bytes = size * count;
-    reply->body = (char *) realloc (reply->body, reply->size + bytes + 1);
-    memcpy (reply->body + reply->size, data, bytes);
-    reply->size += bytes;
-    reply->body[reply->size] = 0;
-    return bytes;
-}
-
-static size_t
-s_header (char *data, size_t size, size_t count, void *arg)
-{
-    reply_t *reply = (reply_t *) arg;
-    if (strncasecmp (data, "Idempotent-Replayed: true", 25) == 0)
-        reply->replayed = true;
-    return size * count;
+    char header[10240];
+    struct curl_slist *headers =
+        curl_slist_append (NULL, "Content-Type: application/json");
+    if (token) {
+        snprintf (header, sizeof (header), "Authorization: Bearer %s", token);
+        headers = curl_slist_append (headers, header);
+    }
+    if (key) {
+        snprintf (header, sizeof (header), "Idempotency-Key: %s", key);
+        headers = curl_slist_append (headers, header);
+    }
+    return headers;
 }
 
 //  Prepares a request; token and key may be NULL.
@@ -240,34 +228,12 @@ s_easy (const char *method,
         const char *body,
         const char *token,
         const char *key,
-        reply_t *reply,
+        cw_test_reply_t *reply,
         struct curl_slist **headers)
 {
-    char url[512], header[10240];
-    snprintf (url, sizeof (url), "http://127.0.0.1:%d%s", s_world.port, path);
-    *headers = curl_slist_append (NULL, "Content-Type: application/json");
-    if (token) {
-        snprintf (header, sizeof (header), "Authorization: Bearer %s", token);
-        *headers = curl_slist_append (*headers, header);
-    }
-    if (key) {
-        snprintf (header, sizeof (header), "Idempotency-Key: %s", key);
-        *headers = curl_slist_append (*headers, header);
-    }
-    memset (reply, 0, sizeof (*reply));
-    CURL *curl = curl_easy_init ();
-    curl_easy_setopt (curl, CURLOPT_URL, url);
-    curl_easy_setopt (curl, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt (curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt (curl, CURLOPT_TIMEOUT_MS, (long) TIMEOUT_MSEC);
-    if (body)
-        curl_easy_setopt (curl, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt (curl, CURLOPT_HTTPHEADER, *headers);
-    curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, s_write);
-    curl_easy_setopt (curl, CURLOPT_WRITEDATA, reply);
-    curl_easy_setopt (curl, CURLOPT_HEADERFUNCTION, s_header);
-    curl_easy_setopt (curl, CURLOPT_HEADERDATA, reply);
-    return curl;
+    *headers = s_headers (token, key);
+    return cw_test_http_easy (s_world.port, method, path, body, *headers,
+                              TIMEOUT_MSEC, reply);
 }
 
 static void
@@ -276,20 +242,18 @@ s_call (const char *method,
         const char *body,
         const char *token,
         const char *key,
-        reply_t *reply)
+        cw_test_reply_t *reply)
 {
-    struct curl_slist *headers = NULL;
-    CURL *curl = s_easy (method, path, body, token, key, reply, &headers);
-    CURLcode code = curl_easy_perform (curl);
-    ck_assert_msg (code == CURLE_OK, "%s %s: %s", method, path,
-                   curl_easy_strerror (code));
-    curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &reply->status);
-    curl_easy_cleanup (curl);
+    struct curl_slist *headers = s_headers (token, key);
+    cw_test_http (s_world.port, method, path, body, headers, TIMEOUT_MSEC,
+                  reply);
     curl_slist_free_all (headers);
+    ck_assert_msg (reply->code == CURLE_OK, "%s %s: %s", method, path,
+                   curl_easy_strerror (reply->code));
 }
 
 static json_t *
-s_json (const reply_t *reply)
+s_json (const cw_test_reply_t *reply)
 {
     json_t *json = json_loads (reply->body ? reply->body : "", 0, NULL);
     ck_assert_msg (json != NULL, "not JSON: %s", reply->body);
@@ -298,7 +262,7 @@ s_json (const reply_t *reply)
 
 //  Expects status and, for a problem, that it names field.
 static void
-s_expect (reply_t *reply, long status, const char *field)
+s_expect (cw_test_reply_t *reply, long status, const char *field)
 {
     ck_assert_msg (reply->status == status, "status %ld, wanted %ld: %s",
                    reply->status, status, reply->body ? reply->body : "");
@@ -310,13 +274,6 @@ s_expect (reply_t *reply, long status, const char *field)
                        named ? named : "(none)", field, reply->body);
         json_decref (json);
     }
-}
-
-static void
-s_reply_free (reply_t *reply)
-{
-    free (reply->body);
-    reply->body = NULL;
 }
 
 //  One SQL value from the test database, compared as text.
@@ -336,13 +293,13 @@ s_sql_is (const char *sql, const char *expected)
 static void
 s_place_order (const char *order_id)
 {
-    reply_t reply;
+    cw_test_reply_t reply;
     s_call ("POST", "/shop/customers",
             "{\"tenantId\":\"t1\",\"customerId\":\"c1\",\"customer\":"
             "{\"name\":\"Ada\",\"email\":\"ada@example.com\"}}",
             NULL, NULL, &reply);
     ck_assert (reply.status == 201 || reply.status == 200);
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     char body[512];
     snprintf (body, sizeof (body),
               "{\"tenantId\":\"t1\",\"orderId\":\"%s\",\"customerId\":\"c1\","
@@ -353,7 +310,7 @@ s_place_order (const char *order_id)
               order_id);
     s_call ("POST", "/shop/orders", body, NULL, NULL, &reply);
     s_expect (&reply, 201, NULL);
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
 }
 
 //  ---------------------------------------------------------------------
@@ -367,31 +324,31 @@ START_TEST (test_tokens)
     const char *body = "{\"status\":\"paid\",\"externalVersion\":1,"
                        "\"changedAt\":\"2026-01-01T10:00:00Z\"}";
     const char *key = "payment-status:o-1:paid:1";
-    reply_t reply;
+    cw_test_reply_t reply;
     s_call ("POST", path, body, NULL, key, &reply);
     s_expect (&reply, 401, NULL);
     ck_assert_ptr_nonnull (strstr (reply.body, "missing bearer token"));
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_call ("POST", path, body, "not.a.token", key, &reply);
     s_expect (&reply, 401, NULL);
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     char *token = s_token (s_world.signer, "webshop", -600, 300);
     s_call ("POST", path, body, token, key, &reply);
     s_expect (&reply, 401, NULL);
     ck_assert_ptr_nonnull (strstr (reply.body, "token expired at"));
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     free (token);
     token = s_token (s_world.signer, "erp", 0, 300);
     s_call ("POST", path, body, token, key, &reply);
     s_expect (&reply, 401, NULL);
     ck_assert_ptr_nonnull (strstr (reply.body, "audience mismatch"));
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     free (token);
     token = s_token (s_world.stranger, "webshop", 0, 300);
     s_call ("POST", path, body, token, key, &reply);
     s_expect (&reply, 401, NULL);
     ck_assert_ptr_nonnull (strstr (reply.body, "unknown key id"));
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     free (token);
     //  Nothing was applied or remembered.
     s_sql_is ("SELECT count(*) FROM shop.inbox", "0");
@@ -399,7 +356,7 @@ START_TEST (test_tokens)
     token = s_token (s_world.rotated, "webshop", 0, 300);
     s_call ("POST", path, body, token, key, &reply);
     s_expect (&reply, 200, NULL);
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     free (token);
     s_sql_is ("SELECT payment_status FROM shop.orders WHERE order_id = 'o-1'",
               "paid");
@@ -417,10 +374,10 @@ START_TEST (test_payment_status)
                        "\"changedAt\":\"2026-01-01T10:00:00Z\","
                        "\"amount\":3560,\"currency\":\"EUR\"}";
     const char *key = "payment-status:o-1:authorized:5";
-    reply_t first, again;
+    cw_test_reply_t first, again;
     s_call ("POST", path, body, token, key, &first);
     s_expect (&first, 200, NULL);
-    ck_assert (!first.replayed);
+    ck_assert_str_eq (first.replayed, "");
     s_sql_is ("SELECT status || ' ' || external_version || ' ' || "
               "amount_minor || ' ' || currency FROM shop.payments "
               "WHERE order_id = 'o-1'",
@@ -437,15 +394,15 @@ START_TEST (test_payment_status)
                  "UPDATE shop.payments SET updated_at = '2000-01-01'", NULL, 0);
     s_call ("POST", path, body, token, key, &again);
     s_expect (&again, 200, NULL);
-    ck_assert (again.replayed);
+    ck_assert_str_eq (again.replayed, "true");
     ck_assert_str_eq (again.body, first.body);
     s_sql_is ("SELECT updated_at = '2000-01-01' FROM shop.payments", "t");
     s_sql_is ("SELECT count(*) FROM shop.inbox", "1");
-    s_reply_free (&again);
-    s_reply_free (&first);
+    cw_test_reply_free (&again);
+    cw_test_reply_free (&first);
 
     //  An older version is acknowledged, remembered, and ignored.
-    reply_t reply;
+    cw_test_reply_t reply;
     s_call ("POST", path,
             "{\"status\":\"pending\",\"externalVersion\":4,"
             "\"changedAt\":\"2026-01-01T09:00:00Z\"}",
@@ -456,7 +413,7 @@ START_TEST (test_payment_status)
     ck_assert_int_eq (
         json_integer_value (json_object_get (json, "currentVersion")), 5);
     json_decref (json);
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_sql_is ("SELECT status FROM shop.payments", "authorized");
     s_sql_is ("SELECT count(*) FROM shop.inbox", "2");
 
@@ -466,47 +423,47 @@ START_TEST (test_payment_status)
             "\"changedAt\":\"2026-01-01T11:00:00Z\"}",
             token, "payment-status:o-1:paid:6", &reply);
     s_expect (&reply, 200, NULL);
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_sql_is ("SELECT status || ' ' || amount_minor FROM shop.payments",
               "paid 4060");
 
     //  Key and body disagree: 422, nothing remembered.
     s_call ("POST", path, body, token, "payment-status:o-1:paid:5", &reply);
     s_expect (&reply, 422, "Idempotency-Key");
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     //  Missing key: 400.
     s_call ("POST", path, body, token, NULL, &reply);
     s_expect (&reply, 400, "Idempotency-Key");
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     //  The same key with another body: 422.
     s_call ("POST", path,
             "{\"status\":\"authorized\",\"externalVersion\":5,"
             "\"changedAt\":\"2026-01-02T10:00:00Z\"}",
             token, key, &reply);
     s_expect (&reply, 422, "Idempotency-Key");
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     //  Bad bodies name the field.
     s_call ("POST", path,
             "{\"status\":\"weird\",\"externalVersion\":7,"
             "\"changedAt\":\"2026-01-01T11:00:00Z\"}",
             token, "payment-status:o-1:weird:7", &reply);
     s_expect (&reply, 422, "status");
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_call ("POST", path, "{\"status\":\"paid\",\"externalVersion\":\"7\"}",
             token, "payment-status:o-1:paid:7", &reply);
     s_expect (&reply, 422, "externalVersion");
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_call ("POST", path, "{\"status\":", token, "x", &reply);
     s_expect (&reply, 400, NULL);
     ck_assert_ptr_nonnull (strstr (reply.body, "problem"));
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     //  Unknown order: 404, not remembered.
     s_call ("POST", "/webshop/orders/o-404/payment-status",
             "{\"status\":\"paid\",\"externalVersion\":1,"
             "\"changedAt\":\"2026-01-01T11:00:00Z\"}",
             token, "payment-status:o-404:paid:1", &reply);
     s_expect (&reply, 404, "orderId");
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_sql_is ("SELECT count(*) FROM shop.inbox", "3");
     s_sql_is ("SELECT status FROM shop.payments", "paid");
     free (token);
@@ -523,7 +480,7 @@ START_TEST (test_concurrent_duplicates)
                        "\"changedAt\":\"2026-01-01T10:00:00Z\"}";
     CURLM *multi = curl_multi_init ();
     CURL *easy[CONCURRENT];
-    reply_t replies[CONCURRENT];
+    cw_test_reply_t replies[CONCURRENT];
     struct curl_slist *headers[CONCURRENT];
     for (int index = 0; index < CONCURRENT; index++) {
         easy[index] = s_easy ("POST", "/webshop/orders/o-1/payment-status",
@@ -543,7 +500,7 @@ START_TEST (test_concurrent_duplicates)
                            &replies[index].status);
         s_expect (&replies[index], 200, NULL);
         ck_assert_str_eq (replies[index].body, replies[0].body);
-        if (!replies[index].replayed)
+        if (strcmp (replies[index].replayed, "true") != 0)
             applied++;
         curl_multi_remove_handle (multi, easy[index]);
         curl_easy_cleanup (easy[index]);
@@ -552,7 +509,7 @@ START_TEST (test_concurrent_duplicates)
     //  Exactly one delivery applied; the others got its stored response.
     ck_assert_int_eq (applied, 1);
     for (int index = 0; index < CONCURRENT; index++)
-        s_reply_free (&replies[index]);
+        cw_test_reply_free (&replies[index]);
     curl_multi_cleanup (multi);
     s_sql_is ("SELECT count(*) FROM shop.inbox", "1");
     s_sql_is ("SELECT count(*) || ' ' || max (status) FROM shop.payments",
@@ -566,7 +523,7 @@ START_TEST (test_prices)
 {
     s_start ();
     char *token = s_token (s_world.signer, "webshop", 0, 300);
-    reply_t reply;
+    cw_test_reply_t reply;
     const char *one = "{\"prices\":[{\"articleNumber\":\"A-1\","
                       "\"priceListId\":\"retail\",\"amount\":1299,"
                       "\"currency\":\"EUR\",\"effectiveAt\":"
@@ -574,7 +531,7 @@ START_TEST (test_prices)
     s_call ("POST", "/webshop/products/prices", one, token,
             "price:A-1:retail:3", &reply);
     s_expect (&reply, 200, NULL);
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_sql_is ("SELECT amount_minor || ' ' || currency || ' ' || "
               "external_version FROM shop.product_prices",
               "1299 EUR 3");
@@ -586,7 +543,7 @@ START_TEST (test_prices)
             token, "price:A-1:retail:2", &reply);
     s_expect (&reply, 200, NULL);
     ck_assert_ptr_nonnull (strstr (reply.body, "\"applied\":false"));
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_sql_is ("SELECT amount_minor FROM shop.product_prices", "1299");
     //  A batch: each price by its own key; the first is a duplicate.
     s_call ("POST", "/webshop/products/prices",
@@ -606,7 +563,7 @@ START_TEST (test_prices)
     ck_assert (json_is_false (
         json_object_get (json_array_get (results, 1), "replayed")));
     json_decref (json);
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_sql_is ("SELECT count(*) FROM shop.product_prices", "2");
     s_sql_is ("SELECT count(*) FROM shop.inbox", "3");
     //  Bad price: the field is named with its place in the batch.
@@ -616,7 +573,7 @@ START_TEST (test_prices)
             "\"2026-02-01T00:00:00Z\",\"externalVersion\":4}]}",
             token, "price:A-1:retail:4", &reply);
     s_expect (&reply, 422, "prices[0].amount");
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     free (token);
     s_stop ();
 }
@@ -656,11 +613,11 @@ START_TEST (test_invoice_document)
               "\"total\":4060,\"currency\":\"EUR\"}",
               cw_http_port (source));
     char *token = s_token (s_world.signer, "webshop", 0, 300);
-    reply_t reply;
+    cw_test_reply_t reply;
     s_call ("POST", "/webshop/orders/o-1/invoice-available", body, token,
             "invoice:o-1:INV-7:1", &reply);
     s_expect (&reply, 200, NULL);
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_sql_is ("SELECT invoice_id || ' ' || external_version || ' ' || "
               "(pdf IS NULL) FROM shop.order_documents",
               "inv-7 1 true");
@@ -678,13 +635,13 @@ START_TEST (test_invoice_document)
         json_string_value (json_object_get (invoice, "documentHref")),
         "/webshop/orders/o-1/invoices/INV-7/document");
     json_decref (json);
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_call ("GET", "/webshop/orders/o-1/invoices/INV-7/document", NULL, NULL,
             NULL, &reply);
     s_expect (&reply, 200, NULL);
     ck_assert_uint_eq (reply.size, sizeof (s_pdf) - 1);
     ck_assert_int_eq (memcmp (reply.body, s_pdf, reply.size), 0);
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     char length[32];
     snprintf (length, sizeof (length), "%zu", sizeof (s_pdf) - 1);
     s_sql_is ("SELECT length (pdf) FROM shop.order_documents", length);
@@ -696,14 +653,14 @@ START_TEST (test_invoice_document)
     s_expect (&reply, 200, NULL);
     ck_assert_uint_eq (reply.size, sizeof (s_pdf) - 1);
     ck_assert_int_eq (memcmp (reply.body, s_pdf, reply.size), 0);
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_call ("GET", "/webshop/orders/o-1/invoices/INV-8/document", NULL, NULL,
             NULL, &reply);
     s_expect (&reply, 404, "invoiceNumber");
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_call ("GET", "/webshop/orders/o-9/invoices", NULL, NULL, NULL, &reply);
     s_expect (&reply, 404, "orderId");
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     free (token);
     s_stop ();
 }
@@ -723,17 +680,17 @@ START_TEST (test_events)
         "\"data\":{\"tenantId\":\"t1\",\"customerId\":\"c1\","
         "\"externalId\":\"ERP-C-100\",\"syncStatus\":\"created\","
         "\"version\":1,\"syncedAt\":\"2026-01-01T10:00:00Z\"}}";
-    reply_t reply, again;
+    cw_test_reply_t reply, again;
     s_call ("POST", "/webshop/events", customer_event, token, NULL, &reply);
     s_expect (&reply, 200, NULL);
     s_sql_is ("SELECT erp_customer_id FROM shop.customers", "ERP-C-100");
     s_call ("POST", "/webshop/events", customer_event, token,
             "customer-synced:t1:c1:1", &again);
     s_expect (&again, 200, NULL);
-    ck_assert (again.replayed);
+    ck_assert_str_eq (again.replayed, "true");
     ck_assert_str_eq (again.body, reply.body);
-    s_reply_free (&reply);
-    s_reply_free (&again);
+    cw_test_reply_free (&reply);
+    cw_test_reply_free (&again);
     s_call ("POST", "/webshop/events",
             "{\"specversion\":\"1.0\",\"id\":\"e-2\",\"source\":"
             "\"urn:causeway:erp-mw\",\"type\":\"erp.order.synced.v1\","
@@ -745,13 +702,13 @@ START_TEST (test_events)
             "\"version\":1,\"syncedAt\":\"2026-01-01T10:00:00Z\"}}",
             token, NULL, &reply);
     s_expect (&reply, 200, NULL);
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_sql_is ("SELECT erp_order_id FROM shop.orders", "ERP-O-9");
     s_sql_is ("SELECT count(*) FROM shop.inbox", "2");
     //  Not an envelope, a type we do not take, a bad payload.
     s_call ("POST", "/webshop/events", "{\"type\":\"x\"}", token, NULL, &reply);
     s_expect (&reply, 422, NULL);
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_call ("POST", "/webshop/events",
             "{\"specversion\":\"1.0\",\"id\":\"e-3\",\"source\":\"s\","
             "\"type\":\"order.created.v1\",\"time\":\"2026-01-01T10:00:00Z\","
@@ -759,7 +716,7 @@ START_TEST (test_events)
             "\"correlationid\":\"c\",\"idempotencykey\":\"k\",\"data\":{}}",
             token, NULL, &reply);
     s_expect (&reply, 422, "type");
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_call ("POST", "/webshop/events",
             "{\"specversion\":\"1.0\",\"id\":\"e-4\",\"source\":\"s\","
             "\"type\":\"erp.order.synced.v1\",\"time\":"
@@ -770,7 +727,7 @@ START_TEST (test_events)
             "\"syncedAt\":\"2026-01-01T10:00:00Z\"}}",
             token, NULL, &reply);
     s_expect (&reply, 422, "externalId");
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     free (token);
     s_stop ();
 }
@@ -779,24 +736,24 @@ END_TEST
 START_TEST (test_checkout)
 {
     s_start ();
-    reply_t reply;
+    cw_test_reply_t reply;
     const char *customer = "{\"tenantId\":\"t1\",\"customerId\":\"c1\","
                            "\"customer\":{\"name\":\"Ada\",\"email\":"
                            "\"ada@example.com\"}}";
     s_call ("POST", "/shop/customers", customer, NULL, NULL, &reply);
     s_expect (&reply, 201, NULL);
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     //  The same data again: no new version, no event.
     s_call ("POST", "/shop/customers", customer, NULL, NULL, &reply);
     s_expect (&reply, 200, NULL);
     ck_assert_ptr_nonnull (strstr (reply.body, "\"changed\":false"));
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_call ("POST", "/shop/customers",
             "{\"tenantId\":\"t1\",\"customerId\":\"c1\",\"customer\":"
             "{\"name\":\"Ada L.\",\"email\":\"ada@example.com\"}}",
             NULL, NULL, &reply);
     s_expect (&reply, 200, NULL);
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_sql_is ("SELECT name || ' ' || version FROM shop.customers", "Ada L. 2");
     s_sql_is ("SELECT string_agg (idempotency_key, ' ' ORDER BY id) FROM "
               "shop.outbox WHERE event_type = 'customer.upsert.requested.v1'",
@@ -819,11 +776,11 @@ START_TEST (test_checkout)
     s_call ("POST", "/shop/orders/o-1/status", "{\"status\":\"confirmed\"}",
             NULL, NULL, &reply);
     s_expect (&reply, 200, NULL);
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_call ("POST", "/shop/orders/o-1/status", "{\"status\":\"shipped\"}", NULL,
             NULL, &reply);
     s_expect (&reply, 200, NULL);
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_sql_is ("SELECT status || ' ' || version FROM shop.orders", "shipped 3");
     s_sql_is ("SELECT string_agg (idempotency_key, ' ' ORDER BY id) FROM "
               "shop.outbox WHERE event_type = 'order.status.changed.v1'",
@@ -838,11 +795,11 @@ START_TEST (test_checkout)
     s_call ("POST", "/shop/orders/o-1/status", "{\"status\":\"shipped\"}", NULL,
             NULL, &reply);
     s_expect (&reply, 422, "status");
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_call ("POST", "/shop/orders/o-1/status", "{\"status\":\"lost\"}", NULL,
             NULL, &reply);
     s_expect (&reply, 422, "status");
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_place_order ("o-2");
     s_call ("POST", "/shop/orders",
             "{\"tenantId\":\"t1\",\"orderId\":\"o-2\",\"customerId\":\"c1\","
@@ -850,14 +807,14 @@ START_TEST (test_checkout)
             "\"quantity\":1,\"unitPrice\":1}]}",
             NULL, NULL, &reply);
     s_expect (&reply, 409, "orderId");
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_call ("POST", "/shop/orders",
             "{\"tenantId\":\"t1\",\"orderId\":\"o-3\",\"customerId\":\"c1\","
             "\"currency\":\"EUR\",\"lines\":[{\"articleNumber\":\"A-1\","
             "\"quantity\":0,\"unitPrice\":1}]}",
             NULL, NULL, &reply);
     s_expect (&reply, 422, "lines[0].quantity");
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_call (
         "POST", "/shop/orders",
         "{\"tenantId\":\"t1\",\"orderId\":\"o-4\",\"customerId\":\"nobody\","
@@ -865,11 +822,11 @@ START_TEST (test_checkout)
         "\"quantity\":1,\"unitPrice\":1}]}",
         NULL, NULL, &reply);
     s_expect (&reply, 422, "customerId");
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_call ("POST", "/shop/customers", "{\"tenantId\":\"t1\"}", NULL, NULL,
             &reply);
     s_expect (&reply, 422, "customerId");
-    s_reply_free (&reply);
+    cw_test_reply_free (&reply);
     s_sql_is ("SELECT count(*) FROM shop.outbox", "7");
     s_sql_is ("SELECT count(*) FROM shop.orders", "2");
     s_stop ();

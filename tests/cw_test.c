@@ -320,3 +320,25 @@ cw_test_tmpdir_destroy (char **path_p)
     free (*path_p);
     *path_p = NULL;
 }
+
+char *
+cw_test_write_file (const char *dir,
+                    const char *name,
+                    const char *content,
+                    mode_t mode)
+{
+    size_t size = strlen (dir) + strlen (name) + 2;
+    char *path = (char *) malloc (size);
+    if (!path)
+        return NULL;
+    snprintf (path, size, "%s/%s", dir, name);
+    FILE *file = fopen (path, "w");
+    bool written = file && fputs (content, file) >= 0;
+    if (file && fclose (file))
+        written = false;
+    if (!written || chmod (path, mode)) {
+        free (path);
+        return NULL;
+    }
+    return path;
+}

@@ -88,6 +88,15 @@ char *
 void
     cw_test_tmpdir_destroy (char **path_p);
 
+//  Writes content to dir/name and then sets its mode with chmod (so the
+//  umask does not matter). Returns the path (caller frees), or NULL if the
+//  file could not be written or its mode set.
+char *
+    cw_test_write_file (const char *dir,
+                        const char *name,
+                        const char *content,
+                        mode_t mode);
+
 //  Milliseconds on a monotonic clock.
 long long
     cw_test_now_msec (void);

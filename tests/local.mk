@@ -146,3 +146,15 @@ EXTRA_DIST += scripts/simulate
 #  tests/sim/mutate: re-introduces known mistakes in a scratch copy of
 #  cw_core.c to show the simulation catches them (docs/simulation.md)
 EXTRA_DIST += tests/sim/mutate
+
+#  proto: canonical msgpack packing of JSON values (pure unit tests)
+check_PROGRAMS += tests/check_cw_mpjson
+TESTS += tests/check_cw_mpjson
+tests_check_cw_mpjson_SOURCES = tests/check_cw_mpjson.c
+tests_check_cw_mpjson_CFLAGS = $(PROTO_TEST_CFLAGS)
+tests_check_cw_mpjson_LDADD = $(PROTO_TEST_LIBS)
+
+#  libcwtest: HTTP request helpers (tests/cw_test_http.h) link libcurl
+tests_libcwtest_a_SOURCES += tests/cw_test_http.c tests/cw_test_http.h
+tests_libcwtest_a_CFLAGS += $(CURL_CFLAGS)
+TEST_LIBS += $(CURL_LIBS)

@@ -4,6 +4,7 @@
 */
 #include "worker_fixture.h"
 #include "cw_test.h"
+#include "cw_test_http.h"
 
 #include <check.h>
 #include <curl/curl.h>
@@ -24,15 +25,11 @@ worker_sim_start (worker_sim_t *sim, const char *first, ...)
     sim->dir = cw_test_tmpdir ("worker-erpsim");
     char *program = cw_test_build_path ("erpsim/erpsim");
     size_t size = strlen (sim->dir) + 32;
-    sim->key_path = (char *) malloc (size);
-    snprintf (sim->key_path, size, "%s/api-key", sim->dir);
+    sim->key_path = cw_test_write_file (sim->dir, "api-key",
+                                        WORKER_FIXTURE_API_KEY "\n", 0600);
+    ck_assert_ptr_nonnull (sim->key_path);
     sim->log_path = (char *) malloc (size);
     snprintf (sim->log_path, size, "%s/log", sim->dir);
-    FILE *file = fopen (sim->key_path, "w");
-    ck_assert_ptr_nonnull (file);
-    fputs (WORKER_FIXTURE_API_KEY "\n", file);
-    fclose (file);
-    chmod (sim->key_path, 0600);
     char port_file[512], control_file[512];
     snprintf (port_file, sizeof (port_file), "%s/port", sim->dir);
     snprintf (control_file, sizeof (control_file), "%s/control", sim->dir);
@@ -75,23 +72,6 @@ worker_sim_stop (worker_sim_t *sim)
     cw_test_tmpdir_destroy (&sim->dir);
 }
 
-typedef struct {
-    char *data;
-    size_t size;
-} s_buffer_t;
-
-static size_t
-s_write (char *data, size_t size, size_t count, void *arg)
-{
-    s_buffer_t *buffer = (s_buffer_t *) arg;
-    size_t bytes = size * count;
-    buffer->data = (char *) realloc (buffer->data, buffer->size + bytes + 1);
-    memcpy (buffer->data + buffer->size, data, bytes);
-    buffer->size += bytes;
-    buffer->data[buffer->size] = 0;
-    return bytes;
-}
-
 json_t *
 worker_sim_control (worker_sim_t *sim,
                     const char *method,
@@ -99,34 +79,19 @@ worker_sim_control (worker_sim_t *sim,
                     const char *body,
                     long *status_p)
 {
-    char url[256];
-    snprintf (url, sizeof (url), "http://127.0.0.1:%d%s", sim->control, path);
-    s_buffer_t buffer = {NULL, 0};
-    CURL *curl = curl_easy_init ();
-    curl_easy_setopt (curl, CURLOPT_URL, url);
-    curl_easy_setopt (curl, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt (curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt (curl, CURLOPT_TIMEOUT_MS, 10000L);
-    if (body)
-        curl_easy_setopt (curl, CURLOPT_POSTFIELDS, body);
     struct curl_slist *headers =
         curl_slist_append (NULL, "Content-Type: application/json");
-    curl_easy_setopt (curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, s_write);
-    curl_easy_setopt (curl, CURLOPT_WRITEDATA, &buffer);
-    CURLcode code = curl_easy_perform (curl);
-    ck_assert_msg (code == CURLE_OK, "control %s %s: %s", method, path,
-                   curl_easy_strerror (code));
-    long status = 0;
-    curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &status);
-    if (status_p)
-        *status_p = status;
+    cw_test_reply_t reply;
+    cw_test_http (sim->control, method, path, body, headers, 0, &reply);
     curl_slist_free_all (headers);
-    curl_easy_cleanup (curl);
-    json_t *reply =
-        buffer.size ? json_loadb (buffer.data, buffer.size, 0, NULL) : NULL;
-    free (buffer.data);
-    return reply;
+    ck_assert_msg (reply.code == CURLE_OK, "control %s %s: %s", method, path,
+                   curl_easy_strerror (reply.code));
+    if (status_p)
+        *status_p = reply.status;
+    json_t *json =
+        reply.size ? json_loadb (reply.body, reply.size, 0, NULL) : NULL;
+    cw_test_reply_free (&reply);
+    return json;
 }
 
 json_t *

@@ -551,28 +551,42 @@ s_apply_payment (cw_webshop_t *self,
     return 0;
 }
 
+//  An ERP update to one order (payment status, invoice): checks the body
+//  against endpoint, builds the key from the order id, the body's field
+//  and externalVersion, then delivers it once as message_type.
 static void
-s_post_payment_status (cw_http_request_t *request, void *arg)
+s_post_order_update (cw_webshop_t *self,
+                     cw_http_request_t *request,
+                     cw_event_endpoint_t endpoint,
+                     cw_idkey_kind_t kind,
+                     const char *field,
+                     const char *message_type,
+                     s_apply_fn *apply)
 {
-    cw_webshop_t *self = (cw_webshop_t *) arg;
     if (!s_authorized (self, request))
         return;
     json_t *body = s_body_object (request);
     if (!body)
         return;
-    s_args_t payment = {.body = body};
-    if (s_path_order (request, body, &payment.order_id)
-        && s_body_valid (request, CW_EVENT_ENDPOINT_WEBSHOP_PAYMENT_STATUS,
-                         body)) {
-        const char *fields[] = {payment.order_id, s_text (body, "status")};
-        char *key = s_build_key (request, CW_IDKEY_PAYMENT_STATUS, fields,
+    s_args_t update = {.body = body};
+    if (s_path_order (request, body, &update.order_id)
+        && s_body_valid (request, endpoint, body)) {
+        const char *fields[] = {update.order_id, s_text (body, field)};
+        char *key = s_build_key (request, kind, fields,
                                  s_number (body, "externalVersion"));
         if (key && s_key_matches (request, key, true))
-            s_deliver (self, request, key, "payment-status", body,
-                       s_apply_payment, &payment);
+            s_deliver (self, request, key, message_type, body, apply, &update);
         free (key);
     }
     json_decref (body);
+}
+
+static void
+s_post_payment_status (cw_http_request_t *request, void *arg)
+{
+    s_post_order_update (
+        (cw_webshop_t *) arg, request, CW_EVENT_ENDPOINT_WEBSHOP_PAYMENT_STATUS,
+        CW_IDKEY_PAYMENT_STATUS, "status", "payment-status", s_apply_payment);
 }
 
 //  ---------------------------------------------------------------------
@@ -614,26 +628,10 @@ s_apply_invoice (cw_webshop_t *self,
 static void
 s_post_invoice_available (cw_http_request_t *request, void *arg)
 {
-    cw_webshop_t *self = (cw_webshop_t *) arg;
-    if (!s_authorized (self, request))
-        return;
-    json_t *body = s_body_object (request);
-    if (!body)
-        return;
-    s_args_t invoice = {.body = body};
-    if (s_path_order (request, body, &invoice.order_id)
-        && s_body_valid (request, CW_EVENT_ENDPOINT_WEBSHOP_INVOICE_AVAILABLE,
-                         body)) {
-        const char *fields[] = {invoice.order_id,
-                                s_text (body, "invoiceNumber")};
-        char *key = s_build_key (request, CW_IDKEY_INVOICE, fields,
-                                 s_number (body, "externalVersion"));
-        if (key && s_key_matches (request, key, true))
-            s_deliver (self, request, key, "invoice-available", body,
-                       s_apply_invoice, &invoice);
-        free (key);
-    }
-    json_decref (body);
+    s_post_order_update ((cw_webshop_t *) arg, request,
+                         CW_EVENT_ENDPOINT_WEBSHOP_INVOICE_AVAILABLE,
+                         CW_IDKEY_INVOICE, "invoiceNumber", "invoice-available",
+                         s_apply_invoice);
 }
 
 //  ---------------------------------------------------------------------

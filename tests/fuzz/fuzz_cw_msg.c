@@ -1,4 +1,4 @@
-//  fuzz-sources: proto/cw_msg.c proto/cw_envelope.c
+//  fuzz-sources: proto/cw_msg.c proto/cw_envelope.c proto/cw_mpjson.c
 /*  =========================================================================
     fuzz_cw_msg - libFuzzer target for the CWP/1 wire codec
 

@@ -1,4 +1,4 @@
-//  fuzz-sources: proto/cw_envelope.c proto/cw_event.c proto/cw_version.c
+//  fuzz-sources: proto/cw_envelope.c proto/cw_event.c proto/cw_version.c proto/cw_mpjson.c
 /*  =========================================================================
     fuzz_envelope_json - libFuzzer target for cw_envelope_decode_json
 
