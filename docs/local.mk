@@ -22,3 +22,5 @@ EXTRA_DIST += docs/webshop.md docs/tokens.md
 
 
 
+#  causeway-relay: outbox -> PUBLISH/ACK, delivery guarantees
+EXTRA_DIST += docs/relay.md

@@ -1,0 +1,575 @@
+/*  =========================================================================
+    check_relay - causeway-relay as a process: rows in shop.outbox (written
+    as the webshop role) -> relay -> causeway-broker -> erp_mw.inbox and
+    jobs. Real PostgreSQL (private database per test, migrated with
+    causeway-migrate), real broker and relay processes on 127.0.0.1 with
+    CURVE certificates made at test time.
+    =========================================================================
+*/
+#include "cw_curve.h"
+#include "cw_test.h"
+
+#include <check.h>
+#include <czmq.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define WAIT_MSEC 20000
+
+typedef struct {
+    char *tmp;         //  Temp dir: certs, uri files, logs
+    char *uri;         //  Superuser URI of the test database
+    zcert_t *server;   //  Broker cert
+    zcert_t *relay;    //  Relay cert (relay:shop, allowed)
+    zcert_t *worker;   //  Worker cert (allowed, but not a relay)
+    char *endpoint;    //  Broker's bound endpoint
+    pid_t broker;      //  Broker process
+    pid_t relay_pid;   //  Relay process
+    int relay_runs;    //  Relays started (log file names)
+} fixture_t;
+
+static char *
+s_path (fixture_t *self, const char *name)
+{
+    return zsys_sprintf ("%s/%s", self->tmp, name);
+}
+
+static void
+s_write (const char *path, const char *text)
+{
+    FILE *file = fopen (path, "w");
+    ck_assert_ptr_nonnull (file);
+    fputs (text, file);
+    fclose (file);
+    ck_assert_int_eq (chmod (path, 0600), 0);
+}
+
+static int
+s_run (const char *const argv[], const char *const envp[], const char *log)
+{
+    pid_t pid = cw_test_spawn (argv, envp, log);
+    ck_assert_int_gt (pid, 0);
+    int status = 0;
+    ck_assert_int_eq (waitpid (pid, &status, 0), pid);
+    return WIFEXITED (status) ? WEXITSTATUS (status) : -1;
+}
+
+static void
+s_migrate (fixture_t *self, const char *uri, const char *command,
+           const char *island)
+{
+    char *uri_path = s_path (self, "migrate-uri");
+    s_write (uri_path, uri);
+    char *env = zsys_sprintf ("CW_DB_URI_FILE=%s", uri_path);
+    char *program = cw_test_build_path ("migrate/causeway-migrate");
+    char *sql = cw_test_src_path ("sql");
+    const char *argv[] = {program, command, "--sql-dir", sql,
+                          island ? "--island" : NULL, island, NULL};
+    const char *envp[] = {env, NULL};
+    char *log = s_path (self, "migrate.log");
+    ck_assert_int_eq (s_run (argv, envp, log), 0);
+    zstr_free (&log);
+    free (sql);
+    free (program);
+    zstr_free (&env);
+    zstr_free (&uri_path);
+}
+
+static void
+s_cert_save (fixture_t *self, zcert_t *cert, const char *dir, const char *name)
+{
+    char *path = s_path (self, dir);
+    mkdir (path, 0700);
+    char error[256];
+    ck_assert_msg (
+        cw_curve_cert_save (cert, path, name, false, error, sizeof (error)) == 0,
+        "%s", error);
+    zstr_free (&path);
+}
+
+static void
+s_broker_start (fixture_t *self)
+{
+    char *uri_path = s_path (self, "broker-uri");
+    char *broker_uri = cw_test_uri_as (self->uri, "cw_broker");
+    s_write (uri_path, broker_uri);
+    free (broker_uri);
+    char *endpoint_file = s_path (self, "endpoint");
+    char *env[3] = {
+        zsys_sprintf ("CW_BROKER_DB_URI_FILE=%s", uri_path),
+        zsys_sprintf ("CW_BROKER_SERVER_CERT_FILE=%s/server/broker.secret",
+                      self->tmp),
+        zsys_sprintf ("CW_BROKER_SERVER_PEERS=%s/peers", self->tmp)};
+    const char *envp[] = {env[0],
+                          env[1],
+                          env[2],
+                          "CW_BROKER_ID=broker-test",
+                          "CW_BROKER_SERVER_BIND=tcp://127.0.0.1:*",
+                          "CW_BROKER_DB_POLL=200ms",
+                          "CW_BROKER_FLUSH=1ms",
+                          "CW_BROKER_DRAIN=1s",
+                          "CW_BROKER_SERVER_HEARTBEAT=200ms",
+                          NULL};
+    char *program = cw_test_build_path ("broker/causeway-broker");
+    const char *argv[] = {program, "--endpoint-file", endpoint_file, NULL};
+    char *log = s_path (self, "broker.log");
+    self->broker = cw_test_spawn (argv, envp, log);
+    ck_assert_int_gt (self->broker, 0);
+    self->endpoint = cw_test_wait_file (endpoint_file, WAIT_MSEC);
+    ck_assert_msg (self->endpoint != NULL, "broker did not bind; see %s", log);
+    zstr_free (&log);
+    free (program);
+    for (int index = 0; index < 3; index++)
+        zstr_free (&env[index]);
+    zstr_free (&endpoint_file);
+    zstr_free (&uri_path);
+}
+
+//  Starts a relay with the secret cert dir/name.secret; extra: more
+//  NAME=value entries (NULL-terminated). Its log is relay-<run>.log.
+static char *
+s_relay_start (fixture_t *self, const char *cert, const char *const *extra)
+{
+    char *uri_path = s_path (self, "relay-uri");
+    char *relay_uri = cw_test_uri_as (self->uri, "cw_relay_shop");
+    s_write (uri_path, relay_uri);
+    free (relay_uri);
+    char *env[4] = {
+        zsys_sprintf ("CW_RELAY_DB_URI_FILE=%s", uri_path),
+        zsys_sprintf ("CW_RELAY_SECURITY_CERTIFICATE_FILE=%s/%s", self->tmp,
+                      cert),
+        zsys_sprintf ("CW_RELAY_BROKER_ENDPOINT=%s", self->endpoint),
+        zsys_sprintf ("CW_RELAY_BROKER_PUBLIC_KEY=%s",
+                      zcert_public_txt (self->server))};
+    const char *envp[32] = {env[0],
+                            env[1],
+                            env[2],
+                            env[3],
+                            "CW_RELAY_BROKER_HEARTBEAT=200ms",
+                            "CW_RELAY_BROKER_RECONNECT=100ms",
+                            "CW_RELAY_ACK_TIMEOUT=2s",
+                            "CW_RELAY_SHUTDOWN_TIMEOUT=5s",
+                            "CW_RELAY_LOG_LEVEL=debug"};
+    size_t count = 9;
+    for (size_t index = 0; extra && extra[index]; index++)
+        envp[count++] = extra[index];
+    envp[count] = NULL;
+    char *program = cw_test_build_path ("relay/causeway-relay");
+    const char *argv[] = {program, NULL};
+    char *log = zsys_sprintf ("%s/relay-%d.log", self->tmp, self->relay_runs++);
+    self->relay_pid = cw_test_spawn (argv, envp, log);
+    ck_assert_int_gt (self->relay_pid, 0);
+    free (program);
+    for (int index = 0; index < 4; index++)
+        zstr_free (&env[index]);
+    zstr_free (&uri_path);
+    return log;
+}
+
+//  Stops the relay with SIGTERM; it must exit 0.
+static void
+s_relay_stop (fixture_t *self)
+{
+    int status = cw_test_stop (self->relay_pid, 10000);
+    self->relay_pid = 0;
+    ck_assert_msg (WIFEXITED (status) && WEXITSTATUS (status) == 0,
+                   "relay did not exit 0 on SIGTERM (status %d)", status);
+}
+
+static fixture_t *
+s_fixture_new (void)
+{
+    fixture_t *self = (fixture_t *) calloc (1, sizeof (fixture_t));
+    self->tmp = cw_test_tmpdir ("check_relay");
+    self->uri = cw_test_db_new ("relay");
+    s_migrate (self, self->uri, "roles", NULL);
+    char *owner = cw_test_uri_as (self->uri, "cw_erp_mw_owner");
+    s_migrate (self, owner, "apply", "erp_mw");
+    free (owner);
+    owner = cw_test_uri_as (self->uri, "cw_shop_owner");
+    s_migrate (self, owner, "apply", "shop");
+    free (owner);
+    self->server = cw_curve_cert_new ("admin", "broker");
+    self->relay = cw_curve_cert_new ("relay:shop", "relay");
+    self->worker = cw_curve_cert_new ("worker", "worker");
+    s_cert_save (self, self->server, "server", "broker");
+    s_cert_save (self, self->relay, "peers", "relay");
+    s_cert_save (self, self->worker, "peers", "worker");
+    s_broker_start (self);
+    return self;
+}
+
+static void
+s_fixture_destroy (fixture_t **self_p)
+{
+    fixture_t *self = *self_p;
+    if (self->relay_pid > 0)
+        cw_test_stop (self->relay_pid, 5000);
+    if (self->broker > 0)
+        cw_test_stop (self->broker, 5000);
+    zcert_destroy (&self->server);
+    zcert_destroy (&self->relay);
+    zcert_destroy (&self->worker);
+    free (self->endpoint);
+    cw_test_db_destroy (&self->uri);
+    cw_test_tmpdir_destroy (&self->tmp);
+    free (self);
+    *self_p = NULL;
+}
+
+static long
+s_count (fixture_t *self, const char *sql)
+{
+    char *value = cw_test_sql_value (self->uri, sql);
+    ck_assert_msg (value != NULL, "query failed: %s", sql);
+    long count = strtol (value, NULL, 10);
+    free (value);
+    return count;
+}
+
+//  Waits until sql counts expected; returns the last count.
+static long
+s_wait_count (fixture_t *self, const char *sql, long expected)
+{
+    long long deadline = cw_test_now_msec () + WAIT_MSEC;
+    long count = -1;
+    while (cw_test_now_msec () < deadline) {
+        count = s_count (self, sql);
+        if (count == expected)
+            break;
+        usleep (20 * 1000);  //  Polling interval, not synchronisation
+    }
+    return count;
+}
+
+//  True once the file holds text (within WAIT_MSEC).
+static bool
+s_wait_log (const char *path, const char *text)
+{
+    long long deadline = cw_test_now_msec () + WAIT_MSEC;
+    while (cw_test_now_msec () < deadline) {
+        FILE *file = fopen (path, "r");
+        if (file) {
+            char *content = NULL;
+            size_t size = 0;
+            bool found = getdelim (&content, &size, 0, file) > 0
+                         && strstr (content, text) != NULL;
+            free (content);
+            fclose (file);
+            if (found)
+                return true;
+        }
+        usleep (20 * 1000);
+    }
+    return false;
+}
+
+//  True once the last line of the file holds text (within WAIT_MSEC).
+static bool
+s_wait_last_line (const char *path, const char *text)
+{
+    long long deadline = cw_test_now_msec () + WAIT_MSEC;
+    while (cw_test_now_msec () < deadline) {
+        FILE *file = fopen (path, "r");
+        if (file) {
+            char *line = NULL, *last = NULL;
+            size_t size = 0;
+            while (getline (&line, &size, file) > 0) {
+                free (last);
+                last = strdup (line);
+            }
+            bool found = last && strstr (last, text);
+            free (line);
+            free (last);
+            fclose (file);
+            if (found)
+                return true;
+        }
+        usleep (5 * 1000);
+    }
+    return false;
+}
+
+//  Inserts events first..last as the webshop does: valid envelopes of
+//  order.status.changed.v1, one order each, key "<prefix>-<n>".
+static void
+s_insert (fixture_t *self, const char *prefix, int first, int last)
+{
+    char *webshop = cw_test_uri_as (self->uri, "cw_webshop");
+    char *sql = zsys_sprintf (
+        "INSERT INTO shop.outbox (event_type, tenant, idempotency_key, "
+        "payload, correlation_id) "
+        "SELECT 'order.status.changed.v1', 't1', '%s-' || i, "
+        "jsonb_build_object ('specversion', '1.0', 'id', '%s-' || i, "
+        "'source', 'shop', 'type', 'order.status.changed.v1', "
+        "'time', '2025-01-31T10:02:03.123Z', "
+        "'datacontenttype', 'application/json', 'tenantid', 't1', "
+        "'correlationid', 'c-' || i, 'idempotencykey', '%s-' || i, "
+        "'data', jsonb_build_object ('tenantId', 't1', "
+        "'orderId', '%s-O-' || i, 'version', 2, "
+        "'previousStatus', 'confirmed', 'status', 'shipped', "
+        "'changedAt', '2025-01-31T10:02:03.123Z')), 'c-' || i "
+        "FROM generate_series (%d, %d) AS i",
+        prefix, prefix, prefix, prefix, first, last);
+    char error[512] = "";
+    ck_assert_msg (cw_test_sql (webshop, sql, error, sizeof (error)) == 0, "%s",
+                   error);
+    zstr_free (&sql);
+    free (webshop);
+}
+
+static void
+s_insert_raw (fixture_t *self, const char *key, const char *payload)
+{
+    char *webshop = cw_test_uri_as (self->uri, "cw_webshop");
+    char *sql = zsys_sprintf (
+        "INSERT INTO shop.outbox (event_type, tenant, idempotency_key, "
+        "payload) VALUES ('order.status.changed.v1', 't1', '%s', '%s')",
+        key, payload);
+    char error[512] = "";
+    ck_assert_msg (cw_test_sql (webshop, sql, error, sizeof (error)) == 0, "%s",
+                   error);
+    zstr_free (&sql);
+    free (webshop);
+}
+
+#define PUBLISHED "SELECT count(*) FROM shop.outbox WHERE published_at IS NOT NULL"
+
+//  --- Tests ------------------------------------------------------------------
+
+START_TEST (test_publish)
+{
+    fixture_t *self = s_fixture_new ();
+    //  Rows present before the relay starts, then rows that only NOTIFY
+    //  announces (the poll interval is far longer than the test)
+    s_insert (self, "a", 1, 30);
+    const char *extra[] = {"CW_RELAY_DB_POLL=1h", "CW_RELAY_BATCH_SIZE=7",
+                           NULL};
+    char *log = s_relay_start (self, "peers/relay.secret", extra);
+    ck_assert_int_eq (s_wait_count (self, PUBLISHED, 30), 30);
+    s_insert (self, "b", 1, 20);
+    ck_assert_int_eq (s_wait_count (self, PUBLISHED, 50), 50);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.inbox"), 50);
+    ck_assert_int_eq (
+        s_count (self, "SELECT count(*) FROM erp_mw.jobs j"
+                       " JOIN shop.outbox o USING (idempotency_key)"
+                       " WHERE j.flow = 'order.status'"),
+        50);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM shop.outbox"
+                                     " WHERE rejected_reason IS NOT NULL"),
+                      0);
+    //  Every job is linked from its inbox row
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.inbox i"
+                                     " JOIN erp_mw.jobs j ON j.id = i.job_id"),
+                      50);
+    s_relay_stop (self);
+    ck_assert (s_wait_log (log, "\"event\":\"stopped\""));
+    zstr_free (&log);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+START_TEST (test_rejected)
+{
+    fixture_t *self = s_fixture_new ();
+    //  Poll only (no LISTEN): the safety net alone moves rows
+    const char *extra[] = {"CW_RELAY_DB_POLL_ONLY=true",
+                           "CW_RELAY_DB_POLL=50ms", NULL};
+    s_insert (self, "a", 1, 3);
+    //  Not an envelope: rejected by the relay itself
+    s_insert_raw (self, "bad-1", "{\"specversion\": \"1.0\"}");
+    //  A valid envelope whose data the broker refuses
+    s_insert_raw (
+        self, "bad-2",
+        "{\"specversion\": \"1.0\", \"id\": \"bad-2\", \"source\": \"shop\","
+        " \"type\": \"order.status.changed.v1\","
+        " \"time\": \"2025-01-31T10:02:03Z\","
+        " \"datacontenttype\": \"application/json\", \"tenantid\": \"t1\","
+        " \"correlationid\": \"c\", \"idempotencykey\": \"bad-2\","
+        " \"data\": {\"orderId\": \"O-1\"}}");
+    s_insert (self, "b", 1, 3);
+    char *log = s_relay_start (self, "peers/relay.secret", extra);
+    ck_assert_int_eq (s_wait_count (self, PUBLISHED, 8), 8);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.inbox"), 6);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"), 6);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM shop.outbox"
+                                     " WHERE idempotency_key = 'bad-1'"
+                                     " AND rejected_reason LIKE 'field%'"),
+                      1);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM shop.outbox"
+                                     " WHERE idempotency_key = 'bad-2'"
+                                     " AND rejected_reason LIKE '%data%'"),
+                      1);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM shop.outbox"
+                                     " WHERE rejected_reason IS NOT NULL"),
+                      2);
+    ck_assert (s_wait_log (log, "\"event\":\"row_rejected\""));
+    ck_assert (s_wait_log (log, "\"event\":\"event_rejected\""));
+    //  Not retried: later rows flow, the rejected ones are never sent again
+    char *published = cw_test_sql_value (
+        self->uri, "SELECT string_agg (published_at::text, ',' ORDER BY id)"
+                   " FROM shop.outbox WHERE rejected_reason IS NOT NULL");
+    s_insert (self, "c", 1, 2);
+    ck_assert_int_eq (s_wait_count (self, PUBLISHED, 10), 10);
+    char *again = cw_test_sql_value (
+        self->uri, "SELECT string_agg (published_at::text, ',' ORDER BY id)"
+                   " FROM shop.outbox WHERE rejected_reason IS NOT NULL");
+    ck_assert_str_eq (published, again);
+    free (published);
+    free (again);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.inbox"), 8);
+    s_relay_stop (self);
+    zstr_free (&log);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+START_TEST (test_kill)
+{
+    fixture_t *self = s_fixture_new ();
+    const int rows = 3000;
+    s_insert (self, "k", 1, rows);
+    const char *extra[] = {"CW_RELAY_BATCH_SIZE=25", "CW_RELAY_DB_POLL=100ms",
+                           NULL};
+    char *log = s_relay_start (self, "peers/relay.secret", extra);
+    //  While batches flow (some published, most not), freeze the broker,
+    //  so that the relay's next PUBLISH gets no ACK, then kill -9 the
+    //  relay between publish and mark, and thaw the broker
+    long long deadline = cw_test_now_msec () + WAIT_MSEC;
+    while (s_count (self, PUBLISHED) < 100 && cw_test_now_msec () < deadline)
+        usleep (1000);
+    ck_assert_int_eq (kill (self->broker, SIGSTOP), 0);
+    ck_assert (s_wait_last_line (log, "\"event\":\"publish\""));
+    cw_test_kill (self->relay_pid);
+    self->relay_pid = 0;
+    ck_assert_int_eq (kill (self->broker, SIGCONT), 0);
+    long published = s_count (self, PUBLISHED);
+    ck_assert_int_gt (published, 0);
+    ck_assert_int_lt (published, rows);
+    zstr_free (&log);
+    log = s_relay_start (self, "peers/relay.secret", extra);
+    ck_assert_int_eq (s_wait_count (self, PUBLISHED, rows), rows);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.inbox"), rows);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"), rows);
+    ck_assert_int_eq (
+        s_count (self,
+                 "SELECT count(DISTINCT idempotency_key) FROM erp_mw.jobs"),
+        rows);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM shop.outbox"
+                                     " WHERE rejected_reason IS NOT NULL"),
+                      0);
+    s_relay_stop (self);
+    zstr_free (&log);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+START_TEST (test_forbidden)
+{
+    fixture_t *self = s_fixture_new ();
+    s_insert (self, "f", 1, 3);
+    //  A worker certificate: the broker refuses its PUBLISH
+    char *log = s_relay_start (self, "peers/worker.secret", NULL);
+    ck_assert (s_wait_log (log, "\"event\":\"publish_refused\""));
+    ck_assert (s_wait_log (log, "\"code\":\"forbidden\""));
+    ck_assert_int_eq (s_count (self, PUBLISHED), 0);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.inbox"), 0);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"), 0);
+    s_relay_stop (self);
+    zstr_free (&log);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+START_TEST (test_config)
+{
+    char *program = cw_test_build_path ("relay/causeway-relay");
+    char *dir = cw_test_tmpdir ("check_relay_cfg");
+    char *log = zsys_sprintf ("%s/log", dir);
+    //  A required key missing: exit 2 with a line naming it
+    const char *argv[] = {program, NULL};
+    const char *envp[] = {"CW_RELAY_BROKER_PUBLIC_KEY=", NULL};
+    pid_t pid = cw_test_spawn (argv, envp, log);
+    int status = 0;
+    ck_assert_int_eq (waitpid (pid, &status, 0), pid);
+    ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 2);
+    ck_assert (s_wait_log (log, "broker/public_key"));
+    //  A bad value: exit 2 naming the key
+    char *log2 = zsys_sprintf ("%s/log2", dir);
+    const char *envp2[] = {"CW_RELAY_BROKER_PUBLIC_KEY=x",
+                           "CW_RELAY_BROKER_HEARTBEAT=ten", NULL};
+    pid = cw_test_spawn (argv, envp2, log2);
+    ck_assert_int_eq (waitpid (pid, &status, 0), pid);
+    ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 2);
+    ck_assert (s_wait_log (log2, "broker/heartbeat"));
+    //  --help: exit 0
+    const char *help[] = {program, "--help", NULL};
+    pid = cw_test_spawn (help, NULL, log);
+    ck_assert_int_eq (waitpid (pid, &status, 0), pid);
+    ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    //  etc/causeway-relay.cfg is exactly the generated sample
+    char *sample_log = zsys_sprintf ("%s/sample", dir);
+    const char *sample[] = {program, "--sample-config", NULL};
+    pid = cw_test_spawn (sample, NULL, sample_log);
+    ck_assert_int_eq (waitpid (pid, &status, 0), pid);
+    ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    char *etc = cw_test_src_path ("etc/causeway-relay.cfg");
+    char *generated = NULL, *committed = NULL;
+    size_t generated_size = 0, committed_size = 0;
+    FILE *stream = fopen (sample_log, "r");
+    ck_assert_ptr_nonnull (stream);
+    ck_assert_int_gt (getdelim (&generated, &generated_size, 0, stream), 0);
+    fclose (stream);
+    stream = fopen (etc, "r");
+    ck_assert_ptr_nonnull (stream);
+    ck_assert_int_gt (getdelim (&committed, &committed_size, 0, stream), 0);
+    fclose (stream);
+    ck_assert_msg (streq (generated, committed),
+                   "etc/causeway-relay.cfg is stale: regenerate it with "
+                   "causeway-relay --sample-config");
+    free (generated);
+    free (committed);
+    free (etc);
+    zstr_free (&sample_log);
+    zstr_free (&log2);
+    zstr_free (&log);
+    cw_test_tmpdir_destroy (&dir);
+    free (program);
+}
+END_TEST
+
+static Suite *
+s_suite (void)
+{
+    Suite *suite = suite_create ("relay");
+    TCase *tcase = tcase_create ("publish");
+    tcase_set_timeout (tcase, 60);
+    tcase_add_test (tcase, test_publish);
+    tcase_add_test (tcase, test_rejected);
+    tcase_add_test (tcase, test_forbidden);
+    suite_add_tcase (suite, tcase);
+    tcase = tcase_create ("crash");
+    tcase_set_timeout (tcase, 90);
+    tcase_add_test (tcase, test_kill);
+    suite_add_tcase (suite, tcase);
+    tcase = tcase_create ("config");
+    tcase_set_timeout (tcase, 30);
+    tcase_add_test (tcase, test_config);
+    suite_add_tcase (suite, tcase);
+    return suite;
+}
+
+int
+main (void)
+{
+    SRunner *runner = srunner_create (s_suite ());
+    srunner_run_all (runner, CK_NORMAL);
+    int failed = srunner_ntests_failed (runner);
+    srunner_free (runner);
+    return failed == 0 ? 0 : 1;
+}
