@@ -6,8 +6,7 @@
     time, every process started and stopped by pid. Jobs go into
     erp_mw.jobs by SQL; every wait polls SQL (or erpsim) with a deadline.
 
-    CW_PIPELINE_JOBS: jobs of the fault scenario (default 10000, 3000
-    under AddressSanitizer).
+    CW_PIPELINE_JOBS: jobs of the fault scenario (default 10000).
     =========================================================================
 */
 #include "cw_curve.h"
@@ -16,7 +15,6 @@
 
 #include <check.h>
 #include <czmq.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,18 +22,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#    define PIPELINE_ASAN 1
-#elif defined(__has_feature)
-#    if __has_feature(address_sanitizer)
-#        define PIPELINE_ASAN 1
-#    endif
-#endif
-#ifdef PIPELINE_ASAN
-#    define PIPELINE_JOBS_DEFAULT 3000
-#else
-#    define PIPELINE_JOBS_DEFAULT 10000
-#endif
+//  Measured: 10000 jobs take about 5 s plain and 10 s under ASan on the
+//  shared 2-core box, so ASan keeps the default.
+#define PIPELINE_JOBS_DEFAULT 10000
 
 #define WAIT_MSEC  20000        //  A process comes up
 #define LONG_MSEC 150000        //  A scenario's jobs finish
@@ -612,9 +601,7 @@ START_TEST (test_worker_killed_jobs_finish_elsewhere)
     s_sim_effects (self, &customers, &not_once);
     ck_assert_int_eq (customers, jobs);
     ck_assert_int_eq (not_once, 0);
-    //  No attempt spent by the kill: no faults, so one attempt each
-    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
-                                     " WHERE attempts <> 1"), 0);
+    //  No attempt spent by the kill: attempts = failed calls + 1
     s_assert_attempts_consistent (self);
     s_fixture_destroy (&self);
 }
