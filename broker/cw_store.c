@@ -44,6 +44,16 @@ static const char s_sql_claim[] =
     "   j.traceparent, to_char (j.created_at AT TIME ZONE 'UTC',"
     "   'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
 
+//  Hands back jobs whose lease another broker let expire (that broker
+//  died or lost the database): ready again, no attempt spent, so the
+//  claim that follows can take them. That broker's late commit is
+//  fenced (lease_owner). jobs_leased_idx finds them.
+static const char s_sql_expire[] =
+    "UPDATE erp_mw.jobs"
+    "   SET state = 'ready', lease_owner = NULL, lease_expires_at = NULL"
+    " WHERE state = 'leased' AND lease_expires_at < now ()"
+    "   AND lease_owner <> $1";
+
 static const char s_sql_dead_payload[] =
     "UPDATE erp_mw.jobs SET state = 'dead', dead_reason = 'rejected',"
     "   last_error = $3, finished_at = now (), lease_owner = NULL,"
@@ -138,6 +148,7 @@ typedef struct {
 } s_statement_t;
 
 static const s_statement_t s_statements[] = {
+    {"expire", s_sql_expire, 1},
     {"claim", s_sql_claim, 4},
     {"dead_payload", s_sql_dead_payload, 3},
     {"commit", s_sql_commit, 12},
@@ -431,7 +442,9 @@ s_claim (s_store_t *self, cw_store_req_t *req)
         self->broker_id, lease, limit, s_buf_end (&flows)
     };
     cw_pg_rows_t *rows = NULL;
-    int rc = cw_pg_exec (self->pg, "claim", 4, values, &rows);
+    int rc = cw_pg_exec (self->pg, "expire", 1, values, NULL);
+    if (rc == 0)
+        rc = cw_pg_exec (self->pg, "claim", 4, values, &rows);
     free (flows.data);
     if (rc != 0) {
         s_fail (req, self, "claim");

@@ -53,6 +53,11 @@ static const s_row_t s_rows[] = {
     {"409", CURLE_OK, 409, NULL,
      "{\"type\":\"x/order-exists\",\"detail\":\"order o-1 exists\"}", false,
      CW_OUTCOME_DUPLICATE, -1, "conflict (409): order o-1 exists", true},
+    {"409 key in flight", CURLE_OK, 409, NULL,
+     "{\"type\":\"x/idempotency-key-in-flight\",\"detail\":\"still "
+     "processed\"}",
+     false, CW_OUTCOME_TRANSIENT, -1, "key in flight (409): still processed",
+     true},
     {"422", CURLE_OK, 422, NULL,
      "{\"type\":\"x/missing-field\",\"detail\":\"field \\\"name\\\" is "
      "missing\",\"field\":\"name\"}",

@@ -158,3 +158,16 @@ tests_check_cw_mpjson_LDADD = $(PROTO_TEST_LIBS)
 tests_libcwtest_a_SOURCES += tests/cw_test_http.c tests/cw_test_http.h
 tests_libcwtest_a_CFLAGS += $(CURL_CFLAGS)
 TEST_LIBS += $(CURL_LIBS)
+
+#  pipeline (integration, issue #4): scenarios against real processes:
+#  erpsim, broker(s), worker(s), relay, PostgreSQL (docs/broker.md,
+#  "Pipeline scenarios")
+check_PROGRAMS += tests/check_pipeline
+TESTS += tests/check_pipeline
+tests_check_pipeline_SOURCES = tests/check_pipeline.c \
+    tests/worker_fixture.c tests/worker_fixture.h
+tests_check_pipeline_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
+tests_check_pipeline_LDADD = lib/libcwrt.a proto/libcwproto.a $(TEST_LIBS) \
+    $(RUNTIME_LIBS)
+EXTRA_tests_check_pipeline_DEPENDENCIES = broker/causeway-broker \
+    worker/causeway-worker erpsim/erpsim relay/causeway-relay \

@@ -494,14 +494,11 @@ cw_runner_connections (cw_runner_t *self)
     return self->connections;
 }
 
-//  True if a problem+json object says the contract version is not
-//  supported: its "type" ends with, or its "code" is, that name (with
-//  '_' or '-').
+//  True if a problem+json object's "type" ends with (after '/' or ':'),
+//  or its "code" is, one of names (NULL-terminated).
 static bool
-s_is_version_problem (const json_t *problem)
+s_problem_is (const json_t *problem, const char *const *names)
 {
-    static const char *const names[] = {CW_RUNNER_CONTRACT_VERSION_TYPE,
-                                        "unsupported-contract-version", NULL};
     const char *fields[] = {"type", "code"};
     for (size_t field = 0; field < 2; field++) {
         const char *value =
@@ -519,6 +516,26 @@ s_is_version_problem (const json_t *problem)
         }
     }
     return false;
+}
+
+//  True if the problem says the contract version is not supported.
+static bool
+s_is_version_problem (const json_t *problem)
+{
+    static const char *const names[] = {CW_RUNNER_CONTRACT_VERSION_TYPE,
+                                        "unsupported-contract-version", NULL};
+    return s_problem_is (problem, names);
+}
+
+//  True if the problem says a request with the same Idempotency-Key is
+//  still being processed: its outcome is not known yet (it may still
+//  fail without effect), so this is no duplicate but a reason to retry.
+static bool
+s_is_key_in_flight_problem (const json_t *problem)
+{
+    static const char *const names[] = {"idempotency-key-in-flight",
+                                        "idempotency_key_in_flight", NULL};
+    return s_problem_is (problem, names);
 }
 
 //  Appends the problem's detail (or title) to error.
@@ -598,6 +615,11 @@ cw_runner_classify (int curl_code,
         }
         else
             result->outcome = CW_OUTCOME_OK;
+    }
+    else if (http_status == 409 && result->response
+             && s_is_key_in_flight_problem (result->response)) {
+        result->outcome = CW_OUTCOME_TRANSIENT;
+        s_problem_text (result->response, "key in flight (409)", error, size);
     }
     else if (http_status == 409) {
         result->outcome = CW_OUTCOME_DUPLICATE;

@@ -1,0 +1,830 @@
+/*  =========================================================================
+    check_pipeline - the whole pipeline as real processes: a private
+    PostgreSQL database per test (migrated with causeway-migrate),
+    causeway-broker(s), causeway-worker(s), erpsim and causeway-relay,
+    CURVE certificates made at test time, endpoints and ports chosen at run
+    time, every process started and stopped by pid. Jobs go into
+    erp_mw.jobs by SQL; every wait polls SQL (or erpsim) with a deadline.
+
+    CW_PIPELINE_JOBS: jobs of the fault scenario (default 10000).
+    =========================================================================
+*/
+#include "cw_curve.h"
+#include "cw_test.h"
+#include "worker_fixture.h"
+
+#include <check.h>
+#include <czmq.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+//  Measured: 10000 jobs take about 5 s plain and 10 s under ASan on the
+//  shared 2-core box, so ASan keeps the default.
+#define PIPELINE_JOBS_DEFAULT 10000
+
+#define WAIT_MSEC  20000        //  A process comes up
+#define LONG_MSEC 150000        //  A scenario's jobs finish
+#define BROKERS_MAX 2
+#define WORKERS_MAX 4
+
+typedef struct {
+    char *tmp;                  //  Certs, URI files, logs
+    char *uri;                  //  Superuser URI of the test database
+    zcert_t *server;            //  Brokers' certificate
+    zcert_t *worker;            //  Workers' certificate
+    zcert_t *relay;             //  Relay's certificate (relay:shop)
+    worker_sim_t sim;           //  erpsim
+    bool sim_up;
+    pid_t brokers [BROKERS_MAX];
+    char *endpoints [BROKERS_MAX];
+    int broker_count;
+    pid_t workers [WORKERS_MAX];
+    int worker_count;
+    pid_t relay_pid;
+    int relay_runs;
+} fixture_t;
+
+static char *
+s_path (fixture_t *self, const char *name)
+{
+    return zsys_sprintf ("%s/%s", self->tmp, name);
+}
+
+static void
+s_write (const char *path, const char *text)
+{
+    FILE *file = fopen (path, "w");
+    ck_assert_ptr_nonnull (file);
+    fputs (text, file);
+    fclose (file);
+    ck_assert_int_eq (chmod (path, 0600), 0);
+}
+
+static void
+s_migrate (fixture_t *self, const char *uri, const char *command,
+           const char *island)
+{
+    char *uri_path = s_path (self, "migrate-uri");
+    s_write (uri_path, uri);
+    char *env = zsys_sprintf ("CW_DB_URI_FILE=%s", uri_path);
+    char *program = cw_test_build_path ("migrate/causeway-migrate");
+    char *sql = cw_test_src_path ("sql");
+    const char *argv [] = { program, command, "--sql-dir", sql,
+                            island ? "--island" : NULL, island, NULL };
+    const char *envp [] = { env, NULL };
+    char *log = s_path (self, "migrate.log");
+    pid_t pid = cw_test_spawn (argv, envp, log);
+    ck_assert_int_gt (pid, 0);
+    int status = 0;
+    ck_assert_int_eq (waitpid (pid, &status, 0), pid);
+    ck_assert_msg (WIFEXITED (status) && WEXITSTATUS (status) == 0,
+                   "causeway-migrate %s failed; see %s", command, log);
+    zstr_free (&log);
+    free (sql);
+    free (program);
+    zstr_free (&env);
+    zstr_free (&uri_path);
+}
+
+static void
+s_cert_save (fixture_t *self, zcert_t *cert, const char *dir, const char *name)
+{
+    char *path = s_path (self, dir);
+    mkdir (path, 0700);
+    char error [256];
+    ck_assert_msg (cw_curve_cert_save (cert, path, name, false, error,
+                                       sizeof (error)) == 0, "%s", error);
+    zstr_free (&path);
+}
+
+//  A migrated database and certificates; no process yet.
+static fixture_t *
+s_fixture_new (void)
+{
+    fixture_t *self = (fixture_t *) calloc (1, sizeof (fixture_t));
+    self->tmp = cw_test_tmpdir ("check_pipeline");
+    self->uri = cw_test_db_new ("pipeline");
+    s_migrate (self, self->uri, "roles", NULL);
+    char *owner = cw_test_uri_as (self->uri, "cw_erp_mw_owner");
+    s_migrate (self, owner, "apply", "erp_mw");
+    free (owner);
+    owner = cw_test_uri_as (self->uri, "cw_shop_owner");
+    s_migrate (self, owner, "apply", "shop");
+    free (owner);
+    self->server = cw_curve_cert_new ("admin", "broker");
+    self->worker = cw_curve_cert_new ("worker", "worker");
+    self->relay = cw_curve_cert_new ("relay:shop", "relay");
+    s_cert_save (self, self->server, "server", "broker");
+    s_cert_save (self, self->worker, "peers", "worker");
+    s_cert_save (self, self->relay, "peers", "relay");
+    return self;
+}
+
+//  Stops what still runs (workers first, then relay, brokers, erpsim).
+static void
+s_fixture_destroy (fixture_t **self_p)
+{
+    fixture_t *self = *self_p;
+    for (int index = 0; index < self->worker_count; index++)
+        if (self->workers [index] > 0)
+            cw_test_stop (self->workers [index], 5000);
+    if (self->relay_pid > 0)
+        cw_test_stop (self->relay_pid, 5000);
+    for (int index = 0; index < self->broker_count; index++) {
+        if (self->brokers [index] > 0)
+            cw_test_stop (self->brokers [index], 5000);
+        free (self->endpoints [index]);
+    }
+    if (self->sim_up)
+        worker_sim_stop (&self->sim);
+    zcert_destroy (&self->server);
+    zcert_destroy (&self->worker);
+    zcert_destroy (&self->relay);
+    cw_test_db_destroy (&self->uri);
+    cw_test_tmpdir_destroy (&self->tmp);
+    free (self);
+    *self_p = NULL;
+}
+
+//  Appends extra (NULL-terminated) to envp after count entries.
+static void
+s_env_extend (const char **envp, size_t count, size_t size,
+              const char *const *extra)
+{
+    for (size_t index = 0; extra && extra [index]; index++) {
+        ck_assert_uint_lt (count, size - 1);
+        envp [count++] = extra [index];
+    }
+    envp [count] = NULL;
+}
+
+//  Starts broker number broker_count; extra: CW_BROKER_* overrides
+//  (NULL-terminated; later entries win).
+static int
+s_broker_start (fixture_t *self, const char *const *extra)
+{
+    ck_assert_int_lt (self->broker_count, BROKERS_MAX);
+    int index = self->broker_count++;
+    char *uri_path = s_path (self, "broker-uri");
+    char *broker_uri = cw_test_uri_as (self->uri, "cw_broker");
+    s_write (uri_path, broker_uri);
+    free (broker_uri);
+    char *endpoint_file = zsys_sprintf ("%s/endpoint-%d", self->tmp, index);
+    unlink (endpoint_file);
+    char *env [4] = {
+        zsys_sprintf ("CW_BROKER_DB_URI_FILE=%s", uri_path),
+        zsys_sprintf ("CW_BROKER_SERVER_CERT_FILE=%s/server/broker.secret",
+                      self->tmp),
+        zsys_sprintf ("CW_BROKER_SERVER_PEERS=%s/peers", self->tmp),
+        zsys_sprintf ("CW_BROKER_ID=broker-%d", index)
+    };
+    const char *envp [32] = {
+        env [0], env [1], env [2], env [3],
+        "CW_BROKER_SERVER_BIND=tcp://127.0.0.1:*",
+        "CW_BROKER_SERVER_HEARTBEAT=200ms", "CW_BROKER_DB_POLL=200ms",
+        "CW_BROKER_RETRY_BASE=10ms", "CW_BROKER_RETRY_CAP=50ms",
+        "CW_BROKER_RETRY_MAX_ATTEMPTS=30", "CW_BROKER_DRAIN=2s",
+        "CW_BROKER_LOG_LEVEL=info"
+    };
+    s_env_extend (envp, 12, 32, extra);
+    char *program = cw_test_build_path ("broker/causeway-broker");
+    const char *argv [] = { program, "--endpoint-file", endpoint_file, NULL };
+    char *log = zsys_sprintf ("%s/broker-%d.log", self->tmp, index);
+    self->brokers [index] = cw_test_spawn (argv, envp, log);
+    ck_assert_int_gt (self->brokers [index], 0);
+    self->endpoints [index] = cw_test_wait_file (endpoint_file, WAIT_MSEC);
+    ck_assert_msg (self->endpoints [index] != NULL,
+                   "broker did not bind; see %s", log);
+    zstr_free (&log);
+    free (program);
+    for (int entry = 0; entry < 4; entry++)
+        zstr_free (&env [entry]);
+    zstr_free (&endpoint_file);
+    zstr_free (&uri_path);
+    return index;
+}
+
+//  Starts a worker against every broker started so far and erpsim;
+//  extra: CW_WORKER_* overrides (NULL-terminated).
+static int
+s_worker_start (fixture_t *self, const char *const *extra)
+{
+    ck_assert_int_lt (self->worker_count, WORKERS_MAX);
+    ck_assert (self->sim_up);
+    int index = self->worker_count++;
+    char endpoints [1024] = "";
+    for (int broker = 0; broker < self->broker_count; broker++) {
+        if (broker)
+            strncat (endpoints, ",", sizeof (endpoints) - strlen (endpoints) - 1);
+        strncat (endpoints, self->endpoints [broker],
+                 sizeof (endpoints) - strlen (endpoints) - 1);
+    }
+    char *env [6] = {
+        zsys_sprintf ("CW_WORKER_BROKER_ENDPOINTS=%s", endpoints),
+        zsys_sprintf ("CW_WORKER_BROKER_PUBLIC_KEY=%s",
+                      zcert_public_txt (self->server)),
+        zsys_sprintf ("CW_WORKER_SECURITY_CERTIFICATE_FILE=%s/peers/worker.secret",
+                      self->tmp),
+        zsys_sprintf ("CW_WORKER_TARGET_BASE_URL=%s", self->sim.base_url),
+        zsys_sprintf ("CW_WORKER_TARGET_CREDENTIALS_FILE=%s", self->sim.key_path),
+        zsys_sprintf ("CW_WORKER_NAME=worker-%d", index)
+    };
+    const char *envp [32] = {
+        env [0], env [1], env [2], env [3], env [4], env [5],
+        "CW_WORKER_TARGET_NAME=erp", "CW_WORKER_TARGET_AUTH=api_key",
+        "CW_WORKER_HEARTBEAT=200ms", "CW_WORKER_RECONNECT=100ms",
+        "CW_WORKER_LOG_LEVEL=warn"
+    };
+    s_env_extend (envp, 11, 32, extra);
+    char *program = cw_test_build_path ("worker/causeway-worker");
+    const char *argv [] = { program, NULL };
+    char *log = zsys_sprintf ("%s/worker-%d.log", self->tmp, index);
+    self->workers [index] = cw_test_spawn (argv, envp, log);
+    ck_assert_int_gt (self->workers [index], 0);
+    zstr_free (&log);
+    free (program);
+    for (int entry = 0; entry < 6; entry++)
+        zstr_free (&env [entry]);
+    return index;
+}
+
+//  Starts the relay against broker 0; its log is relay-<run>.log.
+static void
+s_relay_start (fixture_t *self, const char *const *extra)
+{
+    char *uri_path = s_path (self, "relay-uri");
+    char *relay_uri = cw_test_uri_as (self->uri, "cw_relay_shop");
+    s_write (uri_path, relay_uri);
+    free (relay_uri);
+    char *env [4] = {
+        zsys_sprintf ("CW_RELAY_DB_URI_FILE=%s", uri_path),
+        zsys_sprintf ("CW_RELAY_SECURITY_CERTIFICATE_FILE=%s/peers/relay.secret",
+                      self->tmp),
+        zsys_sprintf ("CW_RELAY_BROKER_ENDPOINT=%s", self->endpoints [0]),
+        zsys_sprintf ("CW_RELAY_BROKER_PUBLIC_KEY=%s",
+                      zcert_public_txt (self->server))
+    };
+    const char *envp [32] = {
+        env [0], env [1], env [2], env [3],
+        "CW_RELAY_BROKER_HEARTBEAT=200ms", "CW_RELAY_BROKER_RECONNECT=100ms",
+        "CW_RELAY_ACK_TIMEOUT=2s", "CW_RELAY_LOG_LEVEL=info"
+    };
+    s_env_extend (envp, 8, 32, extra);
+    char *program = cw_test_build_path ("relay/causeway-relay");
+    const char *argv [] = { program, NULL };
+    char *log = zsys_sprintf ("%s/relay-%d.log", self->tmp, self->relay_runs++);
+    self->relay_pid = cw_test_spawn (argv, envp, log);
+    ck_assert_int_gt (self->relay_pid, 0);
+    zstr_free (&log);
+    free (program);
+    for (int entry = 0; entry < 4; entry++)
+        zstr_free (&env [entry]);
+    zstr_free (&uri_path);
+}
+
+static void
+s_sql (fixture_t *self, const char *sql)
+{
+    char error [512] = "";
+    ck_assert_msg (cw_test_sql (self->uri, sql, error, sizeof (error)) == 0,
+                   "%s: %s", sql, error);
+}
+
+static long
+s_count (fixture_t *self, const char *sql)
+{
+    char *value = cw_test_sql_value (self->uri, sql);
+    ck_assert_msg (value != NULL, "%s", sql);
+    long count = strtol (value, NULL, 10);
+    free (value);
+    return count;
+}
+
+//  Jobs by state, for failure messages. Caller frees.
+static char *
+s_states (fixture_t *self)
+{
+    char *value = cw_test_sql_value (self->uri,
+        "SELECT coalesce (string_agg (state || '=' || n, ' '), 'none')"
+        "  FROM (SELECT state, count(*) AS n FROM erp_mw.jobs"
+        "         GROUP BY state ORDER BY state) s");
+    return value ? value : strdup ("?");
+}
+
+//  Polls sql until it returns at least expected; fails after timeout.
+static void
+s_wait_count (fixture_t *self, const char *sql, long expected, int timeout_msec)
+{
+    long long deadline = cw_test_now_msec () + timeout_msec;
+    long count = -1;
+    while (cw_test_now_msec () < deadline) {
+        count = s_count (self, sql);
+        if (count >= expected)
+            return;
+        usleep (50 * 1000);
+    }
+    char *states = s_states (self);
+    ck_abort_msg ("%s: %ld, wanted %ld after %d ms (jobs: %s; logs in %s)",
+                  sql, count, expected, timeout_msec, states, self->tmp);
+    free (states);
+}
+
+//  N customer upserts for target erp, keys <prefix>-1..N, customers
+//  <prefix>-C-1..N (one effect each); max_attempts is the row's (the
+//  broker honours the row's value, NOT NULL, default 10).
+static void
+s_insert_upserts (fixture_t *self, const char *prefix, int count,
+                  int max_attempts)
+{
+    char *sql = zsys_sprintf (
+        "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload,"
+        "                         target, correlation_id, max_attempts)"
+        " SELECT 'http.generic', 't1', '%s-' || g,"
+        "        jsonb_build_object ('method', 'POST', 'path', '/api/v1/customers',"
+        "            'body', jsonb_build_object ('tenant', 't1',"
+        "                'customerId', '%s-C-' || g, 'name', 'Customer ' || g)),"
+        "        'erp', 'corr-%s-' || g, %d"
+        "   FROM generate_series (1, %d) AS g",
+        prefix, prefix, prefix, max_attempts, count);
+    s_sql (self, sql);
+    zstr_free (&sql);
+}
+
+//  Upserts of ONE customer with versions first..last, ordering key
+//  t1:<customer>, keys <customer>-v<version>.
+static void
+s_insert_versions (fixture_t *self, const char *customer, int first, int last)
+{
+    char *sql = zsys_sprintf (
+        "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, ordering_key,"
+        "                         payload, target, correlation_id)"
+        " SELECT 'http.generic', 't1', '%s-v' || g, 't1:%s',"
+        "        jsonb_build_object ('method', 'POST', 'path', '/api/v1/customers',"
+        "            'body', jsonb_build_object ('tenant', 't1',"
+        "                'customerId', '%s', 'name', 'Version ' || g,"
+        "                'version', g)),"
+        "        'erp', 'corr-%s-' || g"
+        "   FROM generate_series (%d, %d) AS g ORDER BY g",
+        customer, customer, customer, customer, first, last);
+    s_sql (self, sql);
+    zstr_free (&sql);
+}
+
+//  One job whose body erpsim refuses with 422 (no "name").
+static void
+s_insert_bad (fixture_t *self, const char *key, const char *ordering_key,
+              const char *customer, int version)
+{
+    char *sql = zsys_sprintf (
+        "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, ordering_key,"
+        "                         payload, target, correlation_id)"
+        " VALUES ('http.generic', 't1', '%s', %s%s%s,"
+        "         jsonb_build_object ('method', 'POST', 'path', '/api/v1/customers',"
+        "            'body', jsonb_build_object ('tenant', 't1',"
+        "                'customerId', '%s', 'version', %d)),"
+        "         'erp', 'corr-%s')",
+        key, ordering_key ? "'" : "", ordering_key ? ordering_key : "NULL",
+        ordering_key ? "'" : "", customer, version, key);
+    s_sql (self, sql);
+    zstr_free (&sql);
+}
+
+//  erpsim's counts.customers, and how many customers were created other
+//  than exactly once (should be 0).
+static void
+s_sim_effects (fixture_t *self, long *customers_p, long *not_once_p)
+{
+    json_t *report = worker_sim_introspect (&self->sim);
+    *customers_p = (long) json_integer_value (
+        json_object_get (json_object_get (report, "counts"), "customers"));
+    long not_once = 0;
+    const char *id;
+    json_t *effect;
+    json_object_foreach (json_object_get (json_object_get (report, "effects"),
+                                          "customers"), id, effect) {
+        if (json_integer_value (json_object_get (effect, "creates")) != 1)
+            not_once++;
+    }
+    *not_once_p = not_once;
+    json_decref (report);
+}
+
+//  Waits until erpsim serves nothing (stalled requests have finished).
+static void
+s_sim_idle (fixture_t *self, int timeout_msec)
+{
+    long long deadline = cw_test_now_msec () + timeout_msec;
+    while (cw_test_now_msec () < deadline) {
+        json_t *report = worker_sim_introspect (&self->sim);
+        json_int_t current = json_integer_value (json_object_get (
+            json_object_get (report, "inFlight"), "current"));
+        json_decref (report);
+        if (current == 0)
+            return;
+        usleep (50 * 1000);
+    }
+    ck_abort_msg ("erpsim still has requests in flight");
+}
+
+//  Every job done exactly once in effect, and no attempt spent other than
+//  by a failed call: attempts = failed attempt rows + 1 success row.
+static void
+s_assert_attempts_consistent (fixture_t *self)
+{
+    ck_assert_int_eq (s_count (self,
+        "SELECT count(*) FROM erp_mw.jobs j"
+        " WHERE (SELECT count(*) FROM erp_mw.job_attempts a"
+        "         WHERE a.job_id = j.id AND a.outcome IN ('ok', 'duplicate')) <> 1"),
+        0);
+    ck_assert_int_eq (s_count (self,
+        "SELECT count(*) FROM erp_mw.jobs j"
+        " WHERE j.attempts <> 1 + (SELECT count(*) FROM erp_mw.job_attempts a"
+        "                           WHERE a.job_id = j.id AND a.outcome = 'retry')"),
+        0);
+    ck_assert_int_eq (s_count (self,
+        "SELECT count(*) FROM erp_mw.jobs j"
+        " WHERE j.attempts <> (SELECT coalesce (max (attempt), 0)"
+        "                       FROM erp_mw.job_attempts a WHERE a.job_id = j.id)"),
+        0);
+}
+
+#define DONE "SELECT count(*) FROM erp_mw.jobs WHERE state = 'done'"
+
+//  --- Scenarios ------------------------------------------------------------
+
+START_TEST (test_faults_all_done_exactly_once)
+{
+    long jobs = PIPELINE_JOBS_DEFAULT;
+    const char *given = getenv ("CW_PIPELINE_JOBS");
+    if (given && *given)
+        jobs = strtol (given, NULL, 10);
+    ck_assert_int_gt (jobs, 0);
+    fixture_t *self = s_fixture_new ();
+    //  20% 5xx (half before the effect, half after) and a few stalls past
+    //  the worker's 1 s timeout (the retry meets the key in flight: 409)
+    worker_sim_start (&self->sim, "--error-rate", "0.1",
+                      "--error-after-effect-rate", "0.1", "--stall-rate",
+                      "0.002", "--stall-ms", "1500", "--log-level", "warn",
+                      NULL);
+    self->sim_up = true;
+    s_broker_start (self, NULL);
+    s_insert_upserts (self, "f", (int) jobs, 30);
+    const char *worker [] = { "CW_WORKER_TARGET_TIMEOUT=1s",
+                              "CW_WORKER_INFLIGHT=64", NULL };
+    s_worker_start (self, worker);
+    s_worker_start (self, worker);
+    long long start = cw_test_now_msec ();
+    s_wait_count (self, DONE, jobs, LONG_MSEC);
+    long long took = cw_test_now_msec () - start;
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                     " WHERE state <> 'done'"), 0);
+    s_sim_idle (self, WAIT_MSEC);
+    long customers, not_once;
+    s_sim_effects (self, &customers, &not_once);
+    ck_assert_int_eq (customers, jobs);
+    ck_assert_int_eq (not_once, 0);
+    long failed = s_count (self, "SELECT count(*) FROM erp_mw.job_attempts"
+                                 " WHERE outcome = 'retry'");
+    ck_assert_int_gt (failed, 0);
+    s_assert_attempts_consistent (self);
+    fprintf (stderr, "pipeline: %ld jobs done in %lld ms (%.0f/s), %ld failed"
+             " attempts retried\n", jobs, took,
+             took ? jobs * 1000.0 / took : 0.0, failed);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+START_TEST (test_rejected_dead_after_one_attempt)
+{
+    fixture_t *self = s_fixture_new ();
+    worker_sim_start (&self->sim, NULL);
+    self->sim_up = true;
+    s_broker_start (self, NULL);
+    s_worker_start (self, NULL);
+    s_insert_bad (self, "bad-1", NULL, "B-1", 1);
+    s_wait_count (self, "SELECT count(*) FROM erp_mw.jobs WHERE state = 'dead'",
+                  1, WAIT_MSEC);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                     " WHERE state = 'dead' AND dead_reason = 'rejected'"
+                                     "   AND attempts = 1 AND last_error LIKE '%name%'"),
+                      1);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.job_attempts"
+                                     " WHERE http_status = 422"), 1);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.job_attempts"), 1);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+START_TEST (test_exhausted_dead)
+{
+    fixture_t *self = s_fixture_new ();
+    worker_sim_start (&self->sim, "--faults",
+                      "{\"POST /api/v1/customers\": {\"errorRate\": 1}}", NULL);
+    self->sim_up = true;
+    const char *broker [] = { "CW_BROKER_RETRY_MAX_ATTEMPTS=3", NULL };
+    s_broker_start (self, broker);
+    s_worker_start (self, NULL);
+    s_insert_upserts (self, "x", 2, 3);
+    s_wait_count (self, "SELECT count(*) FROM erp_mw.jobs WHERE state = 'dead'",
+                  2, WAIT_MSEC);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                     " WHERE dead_reason = 'exhausted'"
+                                     "   AND attempts = 3"), 2);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.job_attempts"
+                                     " WHERE outcome = 'retry' AND http_status = 500"),
+                      6);
+    long customers, not_once;
+    s_sim_effects (self, &customers, &not_once);
+    ck_assert_int_eq (customers, 0);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+START_TEST (test_retry_after_honoured)
+{
+    fixture_t *self = s_fixture_new ();
+    worker_sim_start (&self->sim, "--rate-limit-rate", "1", "--retry-after",
+                      "2", NULL);
+    self->sim_up = true;
+    //  Retry-After wins over the backoff, up to retry/cap
+    const char *broker [] = { "CW_BROKER_RETRY_CAP=10s", NULL };
+    s_broker_start (self, broker);
+    s_worker_start (self, NULL);
+    s_insert_upserts (self, "r", 1, 30);
+    s_wait_count (self, "SELECT count(*) FROM erp_mw.job_attempts"
+                        " WHERE http_status = 429", 1, WAIT_MSEC);
+    long status = 0;
+    json_t *reply = worker_sim_control (&self->sim, "PUT", "/_control/faults",
+                                        "{}", &status);
+    json_decref (reply);
+    ck_assert_int_eq (status, 200);
+    s_wait_count (self, DONE, 1, WAIT_MSEC);
+    //  The second attempt started no sooner than 2 s after the first ended
+    ck_assert_int_eq (s_count (self,
+        "SELECT count(*) FROM erp_mw.job_attempts a2"
+        "  JOIN erp_mw.job_attempts a1 ON a1.job_id = a2.job_id"
+        "   AND a1.attempt = 1 AND a2.attempt = 2"
+        " WHERE a1.http_status = 429 AND a2.outcome = 'ok'"
+        "   AND a2.started_at >= a1.finished_at + interval '2 seconds'"), 1);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.job_attempts"), 2);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+START_TEST (test_worker_killed_jobs_finish_elsewhere)
+{
+    const int jobs = 600;
+    fixture_t *self = s_fixture_new ();
+    worker_sim_start (&self->sim, "--latency-ms", "100", "--log-level", "warn",
+                      NULL);
+    self->sim_up = true;
+    s_broker_start (self, NULL);
+    const char *worker [] = { "CW_WORKER_INFLIGHT=16", NULL };
+    s_worker_start (self, worker);
+    s_worker_start (self, worker);
+    s_insert_upserts (self, "w", jobs, 30);
+    s_wait_count (self, DONE, 100, LONG_MSEC);
+    //  Both workers busy: kill one with calls in flight
+    ck_assert_int_gt (s_count (self, "SELECT count(DISTINCT worker)"
+                                     "  FROM erp_mw.job_attempts"), 1);
+    ck_assert_int_gt (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                     " WHERE state = 'leased'"), 0);
+    cw_test_kill (self->workers [0]);
+    self->workers [0] = 0;
+    s_wait_count (self, DONE, jobs, LONG_MSEC);
+    s_sim_idle (self, WAIT_MSEC);
+    long customers, not_once;
+    s_sim_effects (self, &customers, &not_once);
+    ck_assert_int_eq (customers, jobs);
+    ck_assert_int_eq (not_once, 0);
+    //  No attempt spent by the kill: attempts = failed calls + 1
+    s_assert_attempts_consistent (self);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+START_TEST (test_broker_killed_other_finishes)
+{
+    const int jobs = 600;
+    fixture_t *self = s_fixture_new ();
+    worker_sim_start (&self->sim, "--latency-ms", "50", "--log-level", "warn",
+                      NULL);
+    self->sim_up = true;
+    const char *broker [] = { "CW_BROKER_LEASE=2s", "CW_BROKER_RENEW_MARGIN=1s",
+                              "CW_BROKER_JOB_DEADLINE=1s", NULL };
+    s_broker_start (self, broker);
+    s_broker_start (self, broker);
+    const char *worker [] = { "CW_WORKER_INFLIGHT=32", NULL };
+    s_worker_start (self, worker);
+    s_insert_upserts (self, "b", jobs, 30);
+    s_wait_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                        " WHERE state = 'leased' AND lease_owner = 'broker-0'",
+                  1, LONG_MSEC);
+    s_wait_count (self, DONE, 100, LONG_MSEC);
+    cw_test_kill (self->brokers [0]);
+    self->brokers [0] = 0;
+    s_wait_count (self, DONE, jobs, LONG_MSEC);
+    s_sim_idle (self, WAIT_MSEC);
+    long customers, not_once;
+    s_sim_effects (self, &customers, &not_once);
+    ck_assert_int_eq (customers, jobs);
+    ck_assert_int_eq (not_once, 0);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                     " WHERE lease_owner IS NOT NULL"), 0);
+    s_assert_attempts_consistent (self);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+START_TEST (test_ordering_kept_per_key)
+{
+    const int jobs = 100;
+    fixture_t *self = s_fixture_new ();
+    worker_sim_start (&self->sim, "--jitter-ms", "5", NULL);
+    self->sim_up = true;
+    s_broker_start (self, NULL);
+    s_worker_start (self, NULL);
+    s_worker_start (self, NULL);
+    s_insert_versions (self, "O-1", 1, jobs);
+    s_wait_count (self, DONE, jobs, LONG_MSEC);
+    //  In order at erpsim: a version older than the stored one is 409
+    //  (stale-version), so 99 updates mean every upsert came after the last
+    json_t *report = worker_sim_introspect (&self->sim);
+    json_t *customers = json_object_get (json_object_get (report, "effects"),
+                                         "customers");
+    ck_assert_int_eq (json_object_size (customers), 1);
+    const char *id;
+    json_t *effect;
+    json_object_foreach (customers, id, effect) {
+        ck_assert_int_eq (json_integer_value (json_object_get (effect, "creates")), 1);
+        ck_assert_int_eq (json_integer_value (json_object_get (effect, "updates")),
+                          jobs - 1);
+    }
+    json_decref (report);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.job_attempts"
+                                     " WHERE http_status <> 200 AND http_status <> 201"),
+                      0);
+    //  And in the database: each attempt of the key started after the
+    //  previous job's attempt finished
+    ck_assert_int_eq (s_count (self,
+        "SELECT count(*) FROM (SELECT a.started_at, lag (a.finished_at)"
+        "                        OVER (ORDER BY a.job_id) AS previous"
+        "                        FROM erp_mw.job_attempts a) s"
+        " WHERE s.started_at < s.previous"), 0);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+START_TEST (test_dead_parks_successors)
+{
+    fixture_t *self = s_fixture_new ();
+    worker_sim_start (&self->sim, NULL);
+    self->sim_up = true;
+    s_broker_start (self, NULL);
+    s_worker_start (self, NULL);
+    //  Key A: versions 1-4, a bad one (5), then 6-10; key B: 1-10
+    s_insert_versions (self, "A", 1, 4);
+    s_insert_bad (self, "A-v5", "t1:A", "A", 5);
+    s_insert_versions (self, "A", 6, 10);
+    s_insert_versions (self, "B", 1, 10);
+    s_wait_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                        " WHERE idempotency_key = 'A-v5' AND state = 'dead'"
+                        "   AND dead_reason = 'rejected'", 1, WAIT_MSEC);
+    s_wait_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                        " WHERE ordering_key = 't1:B' AND state = 'done'",
+                  10, WAIT_MSEC);
+    //  A job inserted after all that, without a key, done too: the broker
+    //  has had its chances to claim A's successors
+    s_insert_upserts (self, "sentinel", 1, 30);
+    s_wait_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                        " WHERE idempotency_key = 'sentinel-1' AND state = 'done'",
+                  1, WAIT_MSEC);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                     " WHERE ordering_key = 't1:A' AND state = 'done'"),
+                      4);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                     " WHERE ordering_key = 't1:A'"
+                                     "   AND idempotency_key <> 'A-v5'"
+                                     "   AND state IN ('ready', 'parked')"), 5);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.job_attempts a"
+                                     "  JOIN erp_mw.jobs j ON j.id = a.job_id"
+                                     " WHERE j.ordering_key = 't1:A'"), 5);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+START_TEST (test_target_cap_respected)
+{
+    const int jobs = 200, cap = 5;
+    fixture_t *self = s_fixture_new ();
+    worker_sim_start (&self->sim, "--latency-ms", "50", "--log-level", "warn",
+                      NULL);
+    self->sim_up = true;
+    const char *broker [] = { "CW_BROKER_TARGETS=erp=5:0:0", NULL };
+    s_broker_start (self, broker);
+    const char *worker [] = { "CW_WORKER_INFLIGHT=64", NULL };
+    s_worker_start (self, worker);
+    s_insert_upserts (self, "cap", jobs, 30);
+    s_wait_count (self, DONE, jobs, LONG_MSEC);
+    json_t *report = worker_sim_introspect (&self->sim);
+    json_int_t max = json_integer_value (json_object_get (
+        json_object_get (report, "inFlight"), "max"));
+    json_decref (report);
+    ck_assert_int_le (max, cap);
+    //  The cap, not the worker, was the limit
+    ck_assert_int_ge (max, 2);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+#define PUBLISHED "SELECT count(*) FROM shop.outbox WHERE published_at IS NOT NULL"
+
+START_TEST (test_relay_killed_no_loss_no_duplicate)
+{
+    const int rows = 2000;
+    fixture_t *self = s_fixture_new ();
+    s_broker_start (self, NULL);
+    //  Valid envelopes written as the webshop writes them (role cw_webshop)
+    char *webshop = cw_test_uri_as (self->uri, "cw_webshop");
+    char *sql = zsys_sprintf (
+        "INSERT INTO shop.outbox (event_type, tenant, idempotency_key,"
+        "                         payload, correlation_id)"
+        " SELECT 'order.status.changed.v1', 't1', 'ev-' || i,"
+        "   jsonb_build_object ('specversion', '1.0', 'id', 'ev-' || i,"
+        "     'source', 'shop', 'type', 'order.status.changed.v1',"
+        "     'time', '2025-01-31T10:02:03.123Z',"
+        "     'datacontenttype', 'application/json', 'tenantid', 't1',"
+        "     'correlationid', 'c-' || i, 'idempotencykey', 'ev-' || i,"
+        "     'data', jsonb_build_object ('tenantId', 't1',"
+        "       'orderId', 'O-' || i, 'version', 2,"
+        "       'previousStatus', 'confirmed', 'status', 'shipped',"
+        "       'changedAt', '2025-01-31T10:02:03.123Z')), 'c-' || i"
+        "   FROM generate_series (1, %d) AS i", rows);
+    char error [512] = "";
+    ck_assert_msg (cw_test_sql (webshop, sql, error, sizeof (error)) == 0,
+                   "%s", error);
+    zstr_free (&sql);
+    free (webshop);
+    const char *relay [] = { "CW_RELAY_BATCH_SIZE=20", "CW_RELAY_DB_POLL=100ms",
+                             NULL };
+    s_relay_start (self, relay);
+    s_wait_count (self, PUBLISHED, 200, WAIT_MSEC);
+    cw_test_kill (self->relay_pid);
+    self->relay_pid = 0;
+    long published = s_count (self, PUBLISHED);
+    ck_assert_int_lt (published, rows);
+    s_relay_start (self, relay);
+    s_wait_count (self, PUBLISHED, rows, LONG_MSEC);
+    int status = cw_test_stop (self->relay_pid, 10000);
+    self->relay_pid = 0;
+    ck_assert_msg (WIFEXITED (status) && WEXITSTATUS (status) == 0,
+                   "relay exit status %d", status);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM shop.outbox"
+                                     " WHERE rejected_reason IS NOT NULL"), 0);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.inbox"), rows);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"), rows);
+    ck_assert_int_eq (s_count (self, "SELECT count(DISTINCT idempotency_key)"
+                                     "  FROM erp_mw.jobs"), rows);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.inbox i"
+                                     "  JOIN erp_mw.jobs j ON j.id = i.job_id"
+                                     " WHERE j.idempotency_key = i.idempotency_key"),
+                      rows);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+int
+main (void)
+{
+    Suite *suite = suite_create ("pipeline");
+    struct {
+        const char *name;
+        const TTest *test;
+    } cases [] = {
+        { "faults", test_faults_all_done_exactly_once },
+        { "rejected", test_rejected_dead_after_one_attempt },
+        { "exhausted", test_exhausted_dead },
+        { "retry_after", test_retry_after_honoured },
+        { "worker_killed", test_worker_killed_jobs_finish_elsewhere },
+        { "broker_killed", test_broker_killed_other_finishes },
+        { "ordering", test_ordering_kept_per_key },
+        { "dead_parks", test_dead_parks_successors },
+        { "target_cap", test_target_cap_respected },
+        { "relay_killed", test_relay_killed_no_loss_no_duplicate },
+    };
+    for (size_t index = 0; index < sizeof (cases) / sizeof (cases [0]); index++) {
+        TCase *tcase = tcase_create (cases [index].name);
+        tcase_set_timeout (tcase, 300);
+        tcase_add_test (tcase, cases [index].test);
+        suite_add_tcase (suite, tcase);
+    }
+    SRunner *runner = srunner_create (suite);
+    srunner_run_all (runner, CK_NORMAL);
+    int failed = srunner_ntests_failed (runner);
+    srunner_free (runner);
+    return failed ? 1 : 0;
+}
