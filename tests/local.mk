@@ -171,3 +171,4 @@ tests_check_pipeline_LDADD = lib/libcwrt.a proto/libcwproto.a $(TEST_LIBS) \
     $(RUNTIME_LIBS)
 EXTRA_tests_check_pipeline_DEPENDENCIES = broker/causeway-broker \
     worker/causeway-worker erpsim/erpsim relay/causeway-relay \
+    migrate/causeway-migrate
