@@ -158,3 +158,19 @@ tests_check_cw_mpjson_LDADD = $(PROTO_TEST_LIBS)
 tests_libcwtest_a_SOURCES += tests/cw_test_http.c tests/cw_test_http.h
 tests_libcwtest_a_CFLAGS += $(CURL_CFLAGS)
 TEST_LIBS += $(CURL_LIBS)
+
+#  End to end: admin REQUEST op "call" through a real broker, worker and
+#  erpsim, private PostgreSQL (docs/worker.md "CALL / REPLY")
+check_PROGRAMS += tests/check_call
+TESTS += tests/check_call
+tests_check_call_SOURCES = tests/check_call.c \
+    tests/worker_fixture.c tests/worker_fixture.h
+tests_check_call_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
+tests_check_call_LDADD = lib/libcwrt.a proto/libcwproto.a $(TEST_LIBS) \
+    $(RUNTIME_LIBS)
+#  Expected to fail until the broker sends CALL with the call's flow:
+#  broker/cw_broker.c (CW_CORE_SEND_CALL) does strdup (action->flow) but
+#  cw_core_on_call never sets the action's flow, so the broker crashes
+#  (SIGSEGV in strdup (NULL)). With strdup (call->flow) the test passes;
+#  then drop this line (an XPASS fails scripts/test).
+XFAIL_TESTS = tests/check_call
