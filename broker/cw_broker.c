@@ -224,7 +224,7 @@ s_action (s_broker_t *self, const cw_core_action_t *action)
                 break;
             cw_msg_t *msg = cw_msg_new (CW_MSG_WORKER, CW_MSG_CALL);
             msg->call.call_id = action->call_id;
-            msg->call.flow = strdup (action->flow);
+            msg->call.flow = strdup (call->flow);
             msg->call.deadline_ms = action->deadline_msec;
             msg->call.envelope = cw_envelope_dup (call->envelope);
             s_send (self, action->worker, &msg);

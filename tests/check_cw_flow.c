@@ -72,6 +72,15 @@ START_TEST (test_registry)
                       0);
     ck_assert_uint_eq (cw_flow_size (flows), 2);
     ck_assert_str_eq (cw_flow_name (flows, 1), "customer.upsert");
+    //  noop: no HTTP call (no_call), registered only on request
+    ck_assert (cw_flow_noop ()->no_call);
+    ck_assert (!cw_flow_http_generic ()->no_call);
+    ck_assert_ptr_null (cw_flow_lookup (flows, CW_FLOW_NOOP));
+    ck_assert_int_eq (cw_flow_register (flows, CW_FLOW_NOOP, cw_flow_noop (),
+                                        reason, sizeof (reason)),
+                      0);
+    ck_assert_ptr_eq (cw_flow_lookup (flows, "noop"), cw_flow_noop ());
+    ck_assert_uint_eq (cw_flow_size (flows), 3);
     cw_flow_destroy (&flows);
     ck_assert_ptr_null (flows);
     cw_flow_destroy (&flows);

@@ -225,6 +225,29 @@ s_expect (fixture_t *self, cw_msg_command_t command)
     return msg;
 }
 
+//  An envelope with key "key-<kind>-<id>" and correlation id
+//  "corr-<kind>-<id>" carrying data_json.
+static cw_envelope_t *
+s_envelope (const char *kind, int64_t id, const char *data_json)
+{
+    cw_envelope_t *envelope = cw_envelope_new ();
+    char text[64];
+    snprintf (text, sizeof (text), "evt-%s-%lld", kind, (long long) id);
+    cw_envelope_set_id (envelope, text);
+    cw_envelope_set_source (envelope, "/webshop/customers");
+    cw_envelope_set_type (envelope, "customer.upserted.v1");
+    cw_envelope_set_time (envelope, "2025-01-31T10:02:03.123Z");
+    cw_envelope_set_tenant_id (envelope, "t1");
+    snprintf (text, sizeof (text), "corr-%s-%lld", kind, (long long) id);
+    cw_envelope_set_correlation_id (envelope, text);
+    snprintf (text, sizeof (text), "key-%s-%lld", kind, (long long) id);
+    cw_envelope_set_idempotency_key (envelope, text);
+    json_t *data = json_loads (data_json, 0, NULL);
+    ck_assert_ptr_nonnull (data);
+    cw_envelope_set_data (envelope, &data);
+    return envelope;
+}
+
 //  Sends a JOB whose payload is data_json.
 static void
 s_send_job (fixture_t *self,
@@ -239,24 +262,29 @@ s_send_job (fixture_t *self,
     job->job.flow = strdup (flow);
     job->job.target = strdup (target);
     job->job.deadline_ms = 30000;
-    cw_envelope_t *envelope = cw_envelope_new ();
-    char text[64];
-    snprintf (text, sizeof (text), "evt-%lld", (long long) job_id);
-    cw_envelope_set_id (envelope, text);
-    cw_envelope_set_source (envelope, "/webshop/customers");
-    cw_envelope_set_type (envelope, "customer.upserted.v1");
-    cw_envelope_set_time (envelope, "2025-01-31T10:02:03.123Z");
-    cw_envelope_set_tenant_id (envelope, "t1");
-    snprintf (text, sizeof (text), "corr-job-%lld", (long long) job_id);
-    cw_envelope_set_correlation_id (envelope, text);
-    snprintf (text, sizeof (text), "key-job-%lld", (long long) job_id);
-    cw_envelope_set_idempotency_key (envelope, text);
-    json_t *data = json_loads (data_json, 0, NULL);
-    ck_assert_ptr_nonnull (data);
-    cw_envelope_set_data (envelope, &data);
-    job->job.envelope = envelope;
+    job->job.envelope = s_envelope ("job", job_id, data_json);
     s_send (self, &job);
 }
+
+//  Sends a CALL whose payload is data_json.
+static void
+s_send_call (fixture_t *self,
+             int64_t call_id,
+             const char *flow,
+             int64_t deadline_ms,
+             const char *data_json)
+{
+    cw_msg_t *call = cw_msg_new (CW_MSG_WORKER, CW_MSG_CALL);
+    call->call.call_id = call_id;
+    call->call.flow = strdup (flow);
+    call->call.deadline_ms = deadline_ms;
+    call->call.envelope = s_envelope ("call", call_id, data_json);
+    s_send (self, &call);
+}
+
+static const char *s_customer_call =
+    "{\"path\":\"/api/v1/customers\",\"body\":{\"tenant\":\"t1\","
+    "\"customerId\":\"c-call\",\"name\":\"N\"}}";
 
 static void
 s_send_customer_job (fixture_t *self, int64_t job_id)
@@ -525,6 +553,153 @@ START_TEST (test_broker_lost)
 }
 END_TEST
 
+//  Waits for the REPLY to call_id (RESULTs and heartbeats are skipped).
+static cw_msg_t *
+s_expect_reply (fixture_t *self, int64_t call_id)
+{
+    cw_msg_t *msg = s_expect (self, CW_MSG_REPLY);
+    ck_assert_int_eq (msg->reply.call_id, call_id);
+    ck_assert_int_ge (msg->reply.duration_ms, 0);
+    return msg;
+}
+
+START_TEST (test_call)
+{
+    fixture_t *self = s_start (NULL, "CW_WORKER_INFLIGHT=2",
+                               "CW_WORKER_FLOWS=http.generic, noop", NULL);
+    cw_msg_t *msg = s_expect (self, CW_MSG_READY);
+    ck_assert_uint_eq (msg->ready.flows_count, 2);
+    ck_assert_str_eq (msg->ready.flows[1], "noop");
+    ck_assert_int_eq (msg->ready.credit, 2);
+    cw_msg_destroy (&msg);
+
+    //  A CALL runs like a JOB: REPLY with erpsim's 201 and parsed body
+    s_send_call (self, 7, "http.generic", 30000, s_customer_call);
+    msg = s_expect_reply (self, 7);
+    ck_assert_int_eq (msg->reply.outcome, CW_MSG_OUTCOME_OK);
+    ck_assert_int_eq (msg->reply.http_status, 201);
+    ck_assert_ptr_null (msg->reply.error);
+    const char *erp_id =
+        json_string_value (json_object_get (msg->reply.response, "id"));
+    ck_assert_ptr_nonnull (erp_id);
+    ck_assert_int_eq (strncmp (erp_id, "CUST-", 5), 0);
+    char first_id[64];
+    snprintf (first_id, sizeof (first_id), "%s", erp_id);
+    cw_msg_destroy (&msg);
+    //  Same headers as a job: erpsim saw the call's correlation id
+    ck_assert_int_eq (worker_sim_log_count (&self->sim, "\"corr-call-7\""), 1);
+    //  The same idempotency key again: erpsim replays, one effect
+    s_send_call (self, 7, "http.generic", 30000, s_customer_call);
+    msg = s_expect_reply (self, 7);
+    ck_assert_int_eq (msg->reply.outcome, CW_MSG_OUTCOME_OK);
+    ck_assert_str_eq (
+        json_string_value (json_object_get (msg->reply.response, "id")),
+        first_id);
+    cw_msg_destroy (&msg);
+    json_t *report = worker_sim_introspect (&self->sim);
+    ck_assert_uint_eq (json_object_size (json_object_get (
+                           json_object_get (report, "effects"), "customers")),
+                       1);
+    json_decref (report);
+
+    //  A flow the worker does not serve: rejected at once, no call
+    s_send_call (self, 8, "no.such.flow", 30000, "{\"path\":\"/x\"}");
+    msg = s_expect_reply (self, 8);
+    ck_assert_int_eq (msg->reply.outcome, CW_MSG_OUTCOME_REJECTED);
+    ck_assert_ptr_nonnull (strstr (msg->reply.error, "no.such.flow"));
+    cw_msg_destroy (&msg);
+
+    //  The call's deadline caps the timeout
+    long status;
+    json_decref (worker_sim_control (&self->sim, "PUT", "/_control/faults",
+                                     "{\"*\":{\"latencyMs\":1500}}",
+                                     &status));
+    s_send_call (self, 9, "http.generic", 300,
+                 "{\"path\":\"/api/v1/customers\",\"body\":{\"tenant\":"
+                 "\"t1\",\"customerId\":\"c-9\",\"name\":\"N\"}}");
+    msg = s_expect_reply (self, 9);
+    ck_assert_int_eq (msg->reply.outcome, CW_MSG_OUTCOME_TRANSIENT);
+    ck_assert_int_eq (msg->reply.http_status, 0);
+    ck_assert_ptr_nonnull (strstr (msg->reply.error, "timeout after 300 ms"));
+    cw_msg_destroy (&msg);
+    ck_assert (s_wait_inflight (self, 0));
+
+    //  All inflight slots busy with jobs: REPLY transient "busy" at once
+    s_send_customer_job (self, 1);
+    s_send_customer_job (self, 2);
+    ck_assert (s_wait_inflight (self, 2));
+    int64_t sent = zclock_mono ();
+    s_send_call (self, 10, "http.generic", 30000, s_customer_call);
+    msg = s_expect_reply (self, 10);
+    ck_assert_int_lt (zclock_mono () - sent, 1000);
+    ck_assert_int_eq (msg->reply.outcome, CW_MSG_OUTCOME_TRANSIENT);
+    ck_assert_str_eq (msg->reply.error, "busy");
+    cw_msg_destroy (&msg);
+    seen_t seen[2];
+    memset (seen, 0, sizeof (seen));
+    ck_assert_int_eq (s_collect (self, seen, 2, 2), 2);
+    ck_assert_int_eq (seen[0].outcome, CW_MSG_OUTCOME_OK);
+    ck_assert_int_eq (seen[1].outcome, CW_MSG_OUTCOME_OK);
+
+    //  noop: a JOB and a CALL answered ok at once, no HTTP at erpsim
+    sent = zclock_mono ();
+    s_send_job (self, 1, "noop", "erp", "{}");
+    memset (seen, 0, sizeof (seen));
+    ck_assert_int_eq (s_collect (self, seen, 1, 1), 1);
+    ck_assert_int_eq (seen[0].outcome, CW_MSG_OUTCOME_OK);
+    ck_assert_int_eq (seen[0].http_status, 0);
+    s_send_call (self, 11, "noop", 30000, "{}");
+    msg = s_expect_reply (self, 11);
+    ck_assert_int_eq (msg->reply.outcome, CW_MSG_OUTCOME_OK);
+    ck_assert_int_eq (msg->reply.http_status, 0);
+    cw_msg_destroy (&msg);
+    ck_assert_int_lt (zclock_mono () - sent, 1000);
+    ck_assert_int_eq (worker_sim_log_count (&self->sim, "\"corr-job-1\""),
+                      1);  //  The earlier http job only
+    ck_assert_int_eq (worker_sim_log_count (&self->sim, "\"corr-call-11\""),
+                      0);
+
+    //  SIGTERM with a call in flight: it finishes and is answered, then
+    //  DISCONNECT
+    s_send_call (self, 12, "http.generic", 30000,
+                 "{\"path\":\"/api/v1/customers\",\"body\":{\"tenant\":"
+                 "\"t1\",\"customerId\":\"c-12\",\"name\":\"N\"}}");
+    ck_assert (s_wait_inflight (self, 1));
+    ck_assert_int_eq (kill (self->pid, SIGTERM), 0);
+    msg = s_expect_reply (self, 12);
+    ck_assert_int_eq (msg->reply.outcome, CW_MSG_OUTCOME_OK);
+    ck_assert_int_eq (msg->reply.http_status, 201);
+    cw_msg_destroy (&msg);
+    cw_msg_destroy (&(cw_msg_t *){s_expect (self, CW_MSG_DISCONNECT)});
+    int exit_status = cw_test_stop (self->pid, WAIT_MSEC);
+    self->pid = 0;
+    ck_assert (WIFEXITED (exit_status) && WEXITSTATUS (exit_status) == 0);
+    s_destroy (&self);
+}
+END_TEST
+
+START_TEST (test_call_abandoned)
+{
+    //  A call still stalled at the end of shutdown_timeout: REPLY
+    //  transient before DISCONNECT
+    const char *flags[] = {"--stall-rate", "1", "--stall-ms", "8000"};
+    fixture_t *self = s_start (flags, "CW_WORKER_SHUTDOWN_TIMEOUT=300ms", NULL);
+    cw_msg_destroy (&(cw_msg_t *){s_expect (self, CW_MSG_READY)});
+    s_send_call (self, 1, "http.generic", 30000, s_customer_call);
+    ck_assert (s_wait_inflight (self, 1));
+    ck_assert_int_eq (kill (self->pid, SIGTERM), 0);
+    cw_msg_t *msg = s_expect_reply (self, 1);
+    ck_assert_int_eq (msg->reply.outcome, CW_MSG_OUTCOME_TRANSIENT);
+    ck_assert_ptr_nonnull (strstr (msg->reply.error, "shutting down"));
+    cw_msg_destroy (&msg);
+    cw_msg_destroy (&(cw_msg_t *){s_expect (self, CW_MSG_DISCONNECT)});
+    int exit_status = cw_test_stop (self->pid, WAIT_MSEC);
+    self->pid = 0;
+    ck_assert (WIFEXITED (exit_status) && WEXITSTATUS (exit_status) == 0);
+    s_destroy (&self);
+}
+END_TEST
+
 START_TEST (test_bad_config)
 {
     //  Missing required keys: exit 2 with a line naming the key
@@ -585,6 +760,11 @@ s_suite (void)
     tcase_set_timeout (tcase, 60);
     tcase_add_test (tcase, test_session);
     tcase_add_test (tcase, test_broker_lost);
+    suite_add_tcase (suite, tcase);
+    tcase = tcase_create ("call");
+    tcase_set_timeout (tcase, 60);
+    tcase_add_test (tcase, test_call);
+    tcase_add_test (tcase, test_call_abandoned);
     suite_add_tcase (suite, tcase);
     tcase = tcase_create ("shutdown");
     tcase_set_timeout (tcase, 60);

@@ -172,3 +172,12 @@ tests_check_pipeline_LDADD = lib/libcwrt.a proto/libcwproto.a $(TEST_LIBS) \
 EXTRA_tests_check_pipeline_DEPENDENCIES = broker/causeway-broker \
     worker/causeway-worker erpsim/erpsim relay/causeway-relay \
     migrate/causeway-migrate
+#  End to end: admin REQUEST op "call" through a real broker, worker and
+#  erpsim, private PostgreSQL (docs/worker.md "CALL / REPLY")
+check_PROGRAMS += tests/check_call
+TESTS += tests/check_call
+tests_check_call_SOURCES = tests/check_call.c \
+    tests/worker_fixture.c tests/worker_fixture.h
+tests_check_call_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
+tests_check_call_LDADD = lib/libcwrt.a proto/libcwproto.a $(TEST_LIBS) \
+    $(RUNTIME_LIBS)

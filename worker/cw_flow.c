@@ -11,6 +11,8 @@
 
 #define FLOWS_MAX 64  //  As many as READY may announce
 
+static const cw_flow_handler_t s_noop = {.build = NULL, .no_call = true};
+
 struct _cw_flow_t {
     char *names[FLOWS_MAX];                        //  Registered names, owned
     const cw_flow_handler_t *handlers[FLOWS_MAX];  //  Borrowed
@@ -45,7 +47,7 @@ cw_flow_register (cw_flow_t *self,
 {
     assert (self);
     assert (name);
-    assert (handler && handler->build);
+    assert (handler && (handler->build || handler->no_call));
     assert (reason);
     size_t length = strlen (name);
     if (length == 0 || length > CW_FLOW_NAME_MAX) {
@@ -216,4 +218,10 @@ cw_flow_headers_destroy (char ***headers_p)
     }
     free (headers);
     *headers_p = NULL;
+}
+
+const cw_flow_handler_t *
+cw_flow_noop (void)
+{
+    return &s_noop;
 }

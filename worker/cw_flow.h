@@ -20,6 +20,7 @@
 
 #include "cw_envelope.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,8 +61,11 @@ typedef int (cw_flow_build_fn) (const cw_envelope_t *envelope,
 
 //  A handler's methods (static, borrowed by the registry).
 typedef struct {
-    cw_flow_build_fn *build;  //  Required
+    cw_flow_build_fn *build;  //  Required unless no_call
+    bool no_call;             //  Answered ok at once, no HTTP call
 } cw_flow_handler_t;
+
+#define CW_FLOW_NOOP "noop"  //  The no-call flow (benchmarks, smoke tests)
 
 typedef struct _cw_flow_t cw_flow_t;
 
@@ -110,6 +114,11 @@ void cw_flow_headers_destroy (char ***headers_p);
 //  parent's trace id and flags when parent is a valid traceparent, else a
 //  new random trace id with flags 01.
 void cw_flow_traceparent_child (const char *parent, char *buffer, size_t size);
+
+//  The handler of the noop flow (static): no_call, every job is
+//  answered ok at once without any HTTP call. Never served by default:
+//  a worker serves it only when its config lists it.
+const cw_flow_handler_t *cw_flow_noop (void);
 
 //  Frees the strings of a request and zeroes it.
 void cw_flow_request_reset (cw_flow_request_t *request);

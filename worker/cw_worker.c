@@ -56,7 +56,7 @@ static const cw_config_entry_t s_schema[] = {
      .type = CW_CONFIG_STRING,
      .default_value = CW_FLOW_HTTP_GENERIC,
      .offset = offsetof (cw_worker_config_t, flows),
-     .help = "flows served, comma-separated (http.generic)"},
+     .help = "flows served, comma-separated (http.generic, noop)"},
     {.path = "worker/name",
      .env = "CW_WORKER_NAME",
      .type = CW_CONFIG_STRING,
@@ -171,12 +171,14 @@ typedef struct {
     size_t results_bytes;  //  Its estimated size
 } s_session_t;
 
-//  One job in flight (the runner's tag)
+//  One job or call in flight (the runner's tag)
 typedef struct {
     s_session_t *session;  //  Where it came from, borrowed
-    int64_t job_id;        //  As in JOB
-    int64_t attempt;       //  As in JOB
-    char *flow;            //  As in JOB
+    bool is_call;          //  CALL (answered by REPLY), else JOB
+    int64_t job_id;        //  As in JOB (0 for a call)
+    int64_t attempt;       //  As in JOB (0 for a call)
+    int64_t call_id;       //  As in CALL (0 for a job)
+    char *flow;            //  As in JOB or CALL
     char *correlation_id;  //  From the envelope
 } s_job_t;
 
@@ -190,6 +192,7 @@ struct _cw_worker_t {
     s_session_t *sessions;             //  One per broker
     size_t sessions_count;
     zlistx_t *jobs;                  //  s_job_t in flight, owned
+    size_t calls;                    //  Calls among them
     char name[CW_MSG_NAME_MAX + 1];  //  READY name
     bool stopping;                   //  SIGTERM seen: no new jobs
     int64_t stop_deadline;           //  When stopping ends
@@ -318,16 +321,20 @@ cw_worker_new (const cw_worker_config_t *config, char *error, size_t size)
     }
     for (const char *flow = (const char *) zlistx_first (flows); flow;
          flow = (const char *) zlistx_next (flows)) {
-        if (!streq (flow, CW_FLOW_HTTP_GENERIC)) {
+        const cw_flow_handler_t *handler =
+            streq (flow, CW_FLOW_HTTP_GENERIC) ? cw_flow_http_generic ()
+            : streq (flow, CW_FLOW_NOOP)       ? cw_flow_noop ()
+                                               : NULL;
+        if (!handler) {
             snprintf (error, size,
                       "config key \"worker/flows\": unknown flow \"%s\" "
-                      "(known: " CW_FLOW_HTTP_GENERIC ")",
+                      "(known: " CW_FLOW_HTTP_GENERIC ", " CW_FLOW_NOOP ")",
                       flow);
             zlistx_destroy (&flows);
             goto failed;
         }
-        if (cw_flow_register (self->flows, flow, cw_flow_http_generic (),
-                              reason, sizeof (reason))) {
+        if (cw_flow_register (self->flows, flow, handler, reason,
+                              sizeof (reason))) {
             snprintf (error, size, "config key \"worker/flows\": %s", reason);
             zlistx_destroy (&flows);
             goto failed;
@@ -375,7 +382,11 @@ cw_worker_new (const cw_worker_config_t *config, char *error, size_t size)
         snprintf (self->name, sizeof (self->name), "%s/%d", host,
                   (int) getpid ());
     }
-    self->runner = cw_runner_new ((size_t) config->inflight);
+    //  Room for inflight jobs plus inflight calls: a call is admitted
+    //  only while jobs + calls < inflight, but the broker may still use
+    //  its job credit while the call runs, and a JOB is never refused
+    //  for want of a slot
+    self->runner = cw_runner_new (2 * (size_t) config->inflight);
     return self;
 failed:
     cw_worker_destroy (&self);
@@ -469,7 +480,7 @@ s_send_ready (cw_worker_t *self, s_session_t *session)
     int64_t busy = 0;
     for (s_job_t *job = (s_job_t *) zlistx_first (self->jobs); job;
          job = (s_job_t *) zlistx_next (self->jobs))
-        busy += job->session == session;
+        busy += job->session == session && !job->is_call;
     int64_t credit = s_credit_share (self) - busy;
     ready->ready.credit = credit < 1 ? 1 : credit;
     ready->ready.name = strdup (self->name);
@@ -506,16 +517,38 @@ s_session_open (cw_worker_t *self, s_session_t *session)
     s_send_ready (self, session);
 }
 
-//  Abandons the session's jobs, or all jobs when session is NULL (calls
-//  cancelled, nothing reported). Returns how many.
+static int
+s_send_msg (cw_worker_t *self, s_session_t *session, cw_msg_t **msg_p);
+static void s_reply (cw_worker_t *self,
+                     const s_job_t *call,
+                     cw_outcome_t outcome,
+                     long http_status,
+                     const char *error,
+                     int64_t duration_msec,
+                     json_t *response);
+
+//  Abandons the session's jobs and calls, or all of them when session
+//  is NULL (HTTP calls cancelled). Jobs are not reported (the broker
+//  re-dispatches them); calls are answered REPLY transient when
+//  reply_calls and their session is still open. Returns how many.
 static size_t
-s_abandon_jobs (cw_worker_t *self, s_session_t *session)
+s_abandon_jobs (cw_worker_t *self, s_session_t *session, bool reply_calls)
 {
     size_t count = 0;
     for (s_job_t *job = (s_job_t *) zlistx_first (self->jobs); job;
          job = (s_job_t *) zlistx_next (self->jobs)) {
         if (session && job->session != session)
             continue;
+        if (job->is_call) {
+            cw_runner_cancel (self->runner, job);
+            if (reply_calls && job->session->sock)
+                s_reply (self, job, CW_OUTCOME_TRANSIENT, 0,
+                         "worker shutting down: call abandoned", 0, NULL);
+            self->calls--;
+            zlistx_delete (self->jobs, zlistx_cursor (self->jobs));
+            count++;
+            continue;
+        }
         char job_id[32], attempt[32];
         snprintf (job_id, sizeof (job_id), "%" PRId64, job->job_id);
         snprintf (attempt, sizeof (attempt), "%" PRId64, job->attempt);
@@ -548,7 +581,7 @@ s_session_close (cw_worker_t *self, s_session_t *session, int linger_msec)
 static void
 s_session_lost (cw_worker_t *self, s_session_t *session, const char *why)
 {
-    size_t abandoned = s_abandon_jobs (self, session);
+    size_t abandoned = s_abandon_jobs (self, session, false);
     s_session_close (self, session, 0);
     int64_t delay = session->backoff_msec;
     //  Jitter: between half and all of the backoff
@@ -644,6 +677,134 @@ s_log_result (const s_job_t *job,
             error && *error ? error : NULL, NULL);
 }
 
+//  Logs a finished call and answers it with REPLY on its session.
+static void
+s_reply (cw_worker_t *self,
+         const s_job_t *call,
+         cw_outcome_t outcome,
+         long http_status,
+         const char *error,
+         int64_t duration_msec,
+         json_t *response)
+{
+    char call_id[32], status[32], duration[32];
+    snprintf (call_id, sizeof (call_id), "%" PRId64, call->call_id);
+    snprintf (status, sizeof (status), "%ld", http_status);
+    snprintf (duration, sizeof (duration), "%" PRId64, duration_msec);
+    cw_log (outcome == CW_OUTCOME_OK || outcome == CW_OUTCOME_DUPLICATE
+                ? CW_LOG_INFO
+                : CW_LOG_WARN,
+            "call_finished", "finished call", "#call_id", call_id, "flow",
+            call->flow, "correlation_id", call->correlation_id, "outcome",
+            cw_outcome_name (outcome), "#http_status", status,
+            "#duration_ms", duration, "error", error && *error ? error : NULL,
+            NULL);
+    if (!call->session->sock)
+        return;  //  Session gone: the broker already failed the call
+    if (response) {
+        char *text = json_dumps (response, JSON_COMPACT);
+        size_t response_size = text ? strlen (text) : 0;
+        free (text);
+        if (response_size > CW_WORKER_RESPONSE_MAX)
+            response = NULL;  //  Too large to report
+    }
+    cw_msg_t *reply = cw_msg_new (CW_MSG_WORKER, CW_MSG_REPLY);
+    reply->reply.call_id = call->call_id;
+    cw_msg_outcome_parse (cw_outcome_name (outcome), &reply->reply.outcome);
+    reply->reply.http_status =
+        http_status >= 0 && http_status <= CW_MSG_HTTP_STATUS_MAX ? http_status
+                                                                  : 0;
+    if (error && *error)
+        reply->reply.error = strndup (error, CW_MSG_TEXT_MAX);
+    reply->reply.duration_ms = duration_msec;
+    reply->reply.response = response ? json_incref (response) : NULL;
+    s_send_msg (self, call->session, &reply);
+}
+
+//  Reports a job or call that finished (or never started).
+static void
+s_finish (cw_worker_t *self,
+          const s_job_t *job,
+          cw_outcome_t outcome,
+          long http_status,
+          const char *error,
+          int64_t duration_msec,
+          int64_t retry_after_msec,
+          json_t *response)
+{
+    if (job->is_call)
+        s_reply (self, job, outcome, http_status, error, duration_msec,
+                 response);
+    else {
+        s_log_result (job, outcome, http_status, duration_msec, error);
+        s_result_add (self, job->session, job->job_id, job->attempt, outcome,
+                      http_status, error, duration_msec, retry_after_msec,
+                      response);
+    }
+}
+
+//  Builds and starts the HTTP call of a job or call (same flows, same
+//  headers, same outcome mapping; deadline_msec caps the timeout).
+//  Returns 0 when it runs (job now in self->jobs) or -1 when it was
+//  answered at once (job still the caller's).
+static int
+s_start (cw_worker_t *self,
+         s_job_t *job,
+         const char *target,
+         int64_t deadline_msec,
+         const cw_envelope_t *envelope)
+{
+    char reason[512] = "";
+    cw_outcome_t outcome = CW_OUTCOME_REJECTED;
+    const cw_flow_handler_t *handler = cw_flow_lookup (self->flows, job->flow);
+    cw_flow_request_t request = {0};
+    char **headers = NULL;
+    int rc = -1;
+    if (!handler)
+        snprintf (reason, sizeof (reason),
+                  "flow \"%s\" is not served by this worker", job->flow);
+    else if (target && !streq (target, self->target.name)) {
+        outcome = CW_OUTCOME_TRANSIENT;
+        snprintf (reason, sizeof (reason),
+                  "target \"%s\" is not configured on this worker", target);
+    }
+    else if (handler->no_call)
+        outcome = CW_OUTCOME_OK;  //  noop: done at once, no HTTP
+    else if ((headers = cw_flow_headers (envelope, &self->target, reason,
+                                         sizeof (reason)))
+             && handler->build (envelope, &self->target, &request, reason,
+                                sizeof (reason))
+                    == 0) {
+        int64_t timeout = self->target.timeout_msec;
+        if (deadline_msec > 0 && deadline_msec < timeout)
+            timeout = deadline_msec;
+        int64_t connect = self->target.connect_timeout_msec;
+        if (connect > timeout)
+            connect = timeout;
+        cw_runner_call_t call = {.method = request.method,
+                                 .url = request.url,
+                                 .body = request.body,
+                                 .headers = (const char *const *) headers,
+                                 .connect_timeout_msec = connect,
+                                 .timeout_msec = timeout,
+                                 .tag = job};
+        if (cw_runner_start (self->runner, &call, reason, sizeof (reason))
+            == 0) {
+            zlistx_add_end (self->jobs, job);
+            if (job->is_call)
+                self->calls++;
+            rc = 0;
+        }
+        else
+            outcome = CW_OUTCOME_TRANSIENT;  //  Full: broker overran
+    }
+    cw_flow_request_reset (&request);
+    cw_flow_headers_destroy (&headers);
+    if (rc)
+        s_finish (self, job, outcome, 0, reason, 0, -1, NULL);
+    return rc;
+}
+
 //  A JOB arrived: build and start its call, or answer at once.
 static void
 s_handle_job (cw_worker_t *self, s_session_t *session, cw_msg_job_t *body)
@@ -666,54 +827,31 @@ s_handle_job (cw_worker_t *self, s_session_t *session, cw_msg_job_t *body)
         s_job_destroy (&job);
         return;
     }
-    char reason[512] = "";
-    cw_outcome_t outcome = CW_OUTCOME_REJECTED;
-    const cw_flow_handler_t *handler = cw_flow_lookup (self->flows, body->flow);
-    cw_flow_request_t request = {0};
-    char **headers = NULL;
-    if (!handler)
-        snprintf (reason, sizeof (reason),
-                  "flow \"%s\" is not served by this worker", body->flow);
-    else if (!streq (body->target, self->target.name)) {
-        outcome = CW_OUTCOME_TRANSIENT;
-        snprintf (reason, sizeof (reason),
-                  "target \"%s\" is not configured on this worker",
-                  body->target);
-    }
-    else if ((headers = cw_flow_headers (body->envelope, &self->target, reason,
-                                         sizeof (reason)))
-             && handler->build (body->envelope, &self->target, &request, reason,
-                                sizeof (reason))
-                    == 0) {
-        int64_t timeout = self->target.timeout_msec;
-        if (body->deadline_ms > 0 && body->deadline_ms < timeout)
-            timeout = body->deadline_ms;
-        int64_t connect = self->target.connect_timeout_msec;
-        if (connect > timeout)
-            connect = timeout;
-        cw_runner_call_t call = {.method = request.method,
-                                 .url = request.url,
-                                 .body = request.body,
-                                 .headers = (const char *const *) headers,
-                                 .connect_timeout_msec = connect,
-                                 .timeout_msec = timeout,
-                                 .tag = job};
-        if (cw_runner_start (self->runner, &call, reason, sizeof (reason))
-            == 0) {
-            zlistx_add_end (self->jobs, job);
-            job = NULL;
-        }
-        else
-            outcome = CW_OUTCOME_TRANSIENT;  //  Full: broker overran
-    }
-    cw_flow_request_reset (&request);
-    cw_flow_headers_destroy (&headers);
-    if (job) {
-        s_log_result (job, outcome, 0, 0, reason);
-        s_result_add (self, session, job->job_id, job->attempt, outcome, 0,
-                      reason, 0, -1, NULL);
+    if (s_start (self, job, body->target, body->deadline_ms, body->envelope))
         s_job_destroy (&job);
-    }
+}
+
+//  A CALL arrived: served like a JOB on a free slot of inflight (no job
+//  credit used), else answered REPLY transient at once.
+static void
+s_handle_call (cw_worker_t *self, s_session_t *session, cw_msg_call_t *body)
+{
+    s_job_t *call = (s_job_t *) zmalloc (sizeof (s_job_t));
+    call->session = session;
+    call->is_call = true;
+    call->call_id = body->call_id;
+    call->flow = strdup (body->flow);
+    const char *correlation = cw_envelope_correlation_id (body->envelope);
+    call->correlation_id = correlation ? strdup (correlation) : NULL;
+    if (self->stopping)
+        s_reply (self, call, CW_OUTCOME_TRANSIENT, 0, "worker stopping", 0,
+                 NULL);
+    else if (zlistx_size (self->jobs) >= (size_t) self->config->inflight)
+        s_reply (self, call, CW_OUTCOME_TRANSIENT, 0, "busy", 0, NULL);
+    else if (s_start (self, call, NULL, body->deadline_ms, body->envelope)
+             == 0)
+        call = NULL;  //  Runs; now in self->jobs
+    s_job_destroy (&call);
 }
 
 //  Reads every message waiting on a session's socket.
@@ -772,17 +910,9 @@ s_session_read (cw_worker_t *self, s_session_t *session)
                     && !self->stopping)
                     s_send_ready (self, session);
                 break;
-            case CW_MSG_CALL: {
-                //  Synchronous calls are not served by this worker yet
-                cw_msg_t *reply = cw_msg_new (CW_MSG_WORKER, CW_MSG_REPLY);
-                reply->reply.call_id = decoded->call.call_id;
-                reply->reply.outcome = CW_MSG_OUTCOME_TRANSIENT;
-                reply->reply.http_status = 0;
-                reply->reply.error =
-                    strdup ("CALL is not served by this worker");
-                s_send_msg (self, session, &reply);
+            case CW_MSG_CALL:
+                s_handle_call (self, session, &decoded->call);
                 break;
-            }
             default:
                 break;
         }
@@ -798,12 +928,11 @@ s_collect_results (cw_worker_t *self)
     cw_runner_result_t *result;
     while ((result = cw_runner_next (self->runner))) {
         s_job_t *job = (s_job_t *) result->tag;
-        s_log_result (job, result->outcome, result->http_status,
-                      result->duration_msec, result->error);
-        s_result_add (self, job->session, job->job_id, job->attempt,
-                      result->outcome, result->http_status, result->error,
-                      result->duration_msec, result->retry_after_msec,
-                      result->response);
+        s_finish (self, job, result->outcome, result->http_status,
+                  result->error, result->duration_msec,
+                  result->retry_after_msec, result->response);
+        if (job->is_call)
+            self->calls--;
         void *handle = zlistx_find (self->jobs, job);
         assert (handle);
         zlistx_delete (self->jobs, handle);
@@ -876,10 +1005,12 @@ s_begin_stop (cw_worker_t *self)
     self->stopping = true;
     self->stop_deadline = zclock_mono () + self->config->shutdown_timeout_msec;
     char inflight[32];
+    char calls[32];
     snprintf (inflight, sizeof (inflight), "%zu", zlistx_size (self->jobs));
+    snprintf (calls, sizeof (calls), "%zu", self->calls);
     cw_log (CW_LOG_INFO, "stopping",
             "stopping: no new jobs, finishing calls in flight", "#inflight",
-            inflight, NULL);
+            inflight, "#calls", calls, NULL);
 }
 
 int
@@ -950,7 +1081,7 @@ cw_worker_run (cw_worker_t *self, int signal_fd)
     }
     free (items);
     //  Abandon what did not finish in time, then say goodbye
-    s_abandon_jobs (self, NULL);
+    s_abandon_jobs (self, NULL, true);
     for (size_t index = 0; index < self->sessions_count; index++) {
         s_session_t *session = &self->sessions[index];
         if (session->state != S_CONNECTED)
