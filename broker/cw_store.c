@@ -21,10 +21,20 @@
 #define CW_STORE_ATTEMPTS_DEFAULT 10
 
 //  The statements, prepared once per connection.
+//
+//  The claim's commit does not wait for its WAL flush (an fsync, ~3 ms on
+//  a durable cluster here): set_config (..., true) turns synchronous_commit
+//  off for the statement's own implicit transaction only, in the same
+//  round trip. Nothing depends on the lease being durable: WAL is flushed
+//  in order, so the group commit of these jobs' results (synchronous)
+//  makes the claim durable first; a crash before that only loses the
+//  lease: the jobs are ready again and run again (at least once, as after
+//  a lease expiry), and their results find no lease (reported lost).
 static const char s_sql_claim[] =
     "UPDATE erp_mw.jobs j"
     "   SET state = 'leased', lease_owner = $1,"
     "       lease_expires_at = now () + $2::bigint * interval '1 millisecond'"
+    "  FROM (SELECT set_config ('synchronous_commit', 'off', true)) s"
     " WHERE j.id IN ("
     "   SELECT c.id FROM erp_mw.jobs c"
     "    WHERE c.state = 'ready' AND c.next_run_at <= now ()"
@@ -430,27 +440,11 @@ s_claim (s_store_t *self, cw_store_req_t *req)
     const char *values [] = {
         self->broker_id, lease, limit, s_buf_end (&flows)
     };
-    //  The claim's commit does not wait for its WAL flush (an fsync, the
-    //  largest part of a claim on a durable cluster). Nothing depends on
-    //  the lease being durable: WAL is flushed in order, so the group
-    //  commit of these jobs' results (which waits for its flush) makes
-    //  the claim durable first; a crash before that only loses the lease,
-    //  the jobs are ready again and run again (at least once, as after a
-    //  lease expiry), and their results find no lease (reported lost).
     cw_pg_rows_t *rows = NULL;
-    int rc = cw_pg_begin (self->pg);
-    if (rc == 0)
-        rc = cw_pg_exec_sql (self->pg, "SET LOCAL synchronous_commit = off",
-                             0, NULL, NULL);
-    if (rc == 0)
-        rc = cw_pg_exec (self->pg, "claim", 4, values, &rows);
-    if (rc == 0)
-        rc = cw_pg_commit (self->pg);
+    int rc = cw_pg_exec (self->pg, "claim", 4, values, &rows);
     free (flows.data);
     if (rc != 0) {
-        cw_pg_rows_destroy (&rows);
         s_fail (req, self, "claim");
-        cw_pg_rollback (self->pg);
         return;
     }
     int count = cw_pg_rows_count (rows);
