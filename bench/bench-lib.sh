@@ -94,14 +94,15 @@ bench_pg_start() {
     fi
 }
 
-#  bench_load_jobs N FLOW: N ready jobs of FLOW, due now, then VACUUM
-#  ANALYZE and a CHECKPOINT so the runs start from the same state.
+#  bench_load_jobs N FLOW [TARGET]: N ready jobs of FLOW (for TARGET,
+#  default erpsim), due now, then VACUUM ANALYZE and a CHECKPOINT so the
+#  runs start from the same state.
 bench_load_jobs() {
     bench_psql -c "TRUNCATE erp_mw.jobs, erp_mw.job_attempts" \
         -c "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload,
                                      target, next_run_at, produced_at)
             SELECT '$2', 'bench', 'bench-' || g, jsonb_build_object('n', g),
-                   'erpsim', now() - interval '1 minute', now()
+                   '${3:-erpsim}', now() - interval '1 minute', now()
               FROM generate_series(1, $1) g" \
         -c "VACUUM ANALYZE erp_mw.jobs" -c "VACUUM ANALYZE erp_mw.job_attempts" \
         -c "CHECKPOINT"
