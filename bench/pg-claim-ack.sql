@@ -1,6 +1,6 @@
 -- bench/pg-claim-ack.sql: one pgbench transaction = what a broker does for
 -- one batch, with the statements of broker/cw_store.c: the claim (its own
--- commit, not waiting for its WAL flush), then the group commit of the batch's results (one statement,
+-- commit), then the group commit of the batch's results (one statement,
 -- one commit: the jobs done + one job_attempts row each).
 -- Run with -M prepared (the broker prepares its statements) and
 -- -D limit=100.
@@ -8,7 +8,6 @@ WITH claimed AS (
     UPDATE erp_mw.jobs j
        SET state = 'leased', lease_owner = 'bench-' || :client_id,
            lease_expires_at = now () + 30000::bigint * interval '1 millisecond'
-      FROM (SELECT set_config ('synchronous_commit', 'off', true)) s
      WHERE j.id IN (
        SELECT c.id FROM erp_mw.jobs c
         WHERE c.state = 'ready' AND c.next_run_at <= now ()
