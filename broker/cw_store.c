@@ -18,7 +18,6 @@
 
 #define CW_STORE_LISTEN_RETRY_MSEC 1000     //  Re-LISTEN after a loss
 #define CW_STORE_INT_SIZE 32                //  Text of one int64
-#define CW_STORE_ATTEMPTS_DEFAULT 10
 
 //  The statements, prepared once per connection.
 //
@@ -261,7 +260,6 @@ typedef struct {
     char *broker_id;            //  Owned copy
     bool poll_only;
     int64_t inbox_ttl_msec;
-    int64_t max_attempts;
 } s_store_t;
 
 static void
@@ -671,10 +669,8 @@ s_publish_once (s_store_t *self, cw_store_req_t *req)
         s_buf_text (&arrays.buf [1], cw_envelope_type (event->envelope));
     }
     char ttl [CW_STORE_INT_SIZE], lease [CW_STORE_INT_SIZE];
-    char attempts [CW_STORE_INT_SIZE];
     s_int_text (ttl, sizeof (ttl), self->inbox_ttl_msec);
     s_int_text (lease, sizeof (lease), req->lease_msec);
-    s_int_text (attempts, sizeof (attempts), self->max_attempts);
     const char *inbox [] = {
         s_buf_end (&arrays.buf [0]), req->source, ttl, s_buf_end (&arrays.buf [1])
     };
@@ -725,7 +721,8 @@ s_publish_once (s_store_t *self, cw_store_req_t *req)
     }
     cw_pg_rows_destroy (&rows);
     if (fresh > 0) {
-        const char *jobs [12] = { self->broker_id, lease, attempts };
+        //  $3 max_attempts: NULL, the broker's policy for the flow decides
+        const char *jobs [12] = { self->broker_id, lease, NULL };
         for (int index = 0; index < 9; index++)
             jobs [3 + index] = s_buf_end (&arrays.buf [2 + index]);
         if (cw_pg_exec (self->pg, "insert_jobs", 12, jobs, &rows) != 0)
@@ -882,8 +879,6 @@ cw_store_actor (zsock_t *pipe, void *args)
     self.broker_id = strdup (config->broker_id);
     self.poll_only = config->poll_only;
     self.inbox_ttl_msec = config->inbox_ttl_msec;
-    self.max_attempts = config->max_attempts > 0
-                      ? config->max_attempts : CW_STORE_ATTEMPTS_DEFAULT;
     self.pg = cw_pg_new (self.db_uri);
     bool ok = cw_pg_connect (self.pg) == 0;
     for (const s_statement_t *statement = s_statements;

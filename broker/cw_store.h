@@ -96,7 +96,6 @@ typedef struct {
     const char *broker_id;      //  Lease owner name
     bool poll_only;             //  No LISTEN (e.g. behind PgBouncer)
     int64_t inbox_ttl_msec;     //  Inbox rows' lifetime
-    int64_t max_attempts;       //  Default max_attempts of inserted jobs
 } cw_store_config_t;
 
 //  The store actor; args is a cw_store_config_t *. Signals 0 once

@@ -334,8 +334,8 @@ s_wait_count (fixture_t *self, const char *sql, long expected, int timeout_msec)
 }
 
 //  N customer upserts for target erp, keys <prefix>-1..N, customers
-//  <prefix>-C-1..N (one effect each); max_attempts is the row's (the
-//  broker honours the row's value, NOT NULL, default 10).
+//  <prefix>-C-1..N (one effect each); max_attempts is the row's, or NULL
+//  when 0 (the broker's retry policy for the flow decides).
 static void
 s_insert_upserts (fixture_t *self, const char *prefix, int count,
                   int max_attempts)
@@ -347,7 +347,7 @@ s_insert_upserts (fixture_t *self, const char *prefix, int count,
         "        jsonb_build_object ('method', 'POST', 'path', '/api/v1/customers',"
         "            'body', jsonb_build_object ('tenant', 't1',"
         "                'customerId', '%s-C-' || g, 'name', 'Customer ' || g)),"
-        "        'erp', 'corr-%s-' || g, %d"
+        "        'erp', 'corr-%s-' || g, NULLIF (%d, 0)"
         "   FROM generate_series (1, %d) AS g",
         prefix, prefix, prefix, max_attempts, count);
     s_sql (self, sql);
@@ -525,10 +525,14 @@ START_TEST (test_exhausted_dead)
     worker_sim_start (&self->sim, "--faults",
                       "{\"POST /api/v1/customers\": {\"errorRate\": 1}}", NULL);
     self->sim_up = true;
-    const char *broker [] = { "CW_BROKER_RETRY_MAX_ATTEMPTS=3", NULL };
+    //  The flow's policy (3 attempts) applies to jobs that name no
+    //  max_attempts of their own, over the default of 10
+    const char *broker [] = {
+        "CW_BROKER_RETRY_FLOWS=http.generic=3:100ms:1s", NULL
+    };
     s_broker_start (self, broker);
     s_worker_start (self, NULL);
-    s_insert_upserts (self, "x", 2, 3);
+    s_insert_upserts (self, "x", 2, 0);
     s_wait_count (self, "SELECT count(*) FROM erp_mw.jobs WHERE state = 'dead'",
                   2, WAIT_MSEC);
     ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
