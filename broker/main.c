@@ -3,7 +3,7 @@
     takes relays' events (docs/broker.md)
 
         causeway-broker [--config FILE] [--endpoint-file PATH]
-                        [--print-config] [--help]
+                        [--print-config] [--sample-config] [--help]
 
     Order: config, ZAP handler, broker actor (store actor inside it, then
     the ROUTER bound). SIGTERM/SIGINT: drain (stop claiming, await results
@@ -151,13 +151,15 @@ s_usage (FILE *stream)
 {
     fprintf (stream,
              "usage: causeway-broker [--config FILE] [--endpoint-file PATH] "
-             "[--print-config] [--help]\n"
+             "[--print-config] [--sample-config] [--help]\n"
              "  --config FILE         ZPL configuration (environment "
              "CW_BROKER_* overrides it)\n"
              "  --endpoint-file PATH  write the bound endpoint there once "
              "bound (tests)\n"
              "  --print-config        print the effective configuration "
              "and exit\n"
+             "  --sample-config       print a commented sample configuration "
+             "(etc/causeway-broker.cfg)\n"
              "Settings (file key, environment variable):\n");
     cw_config_write_sample (s_schema, "causeway-broker", stream);
     return stream == stderr ? CW_CONFIG_EXIT_CODE : 0;
@@ -246,6 +248,11 @@ main (int argc, char *argv [])
     for (int index = 1; index < argc; index++) {
         if (streq (argv [index], "--help"))
             return s_usage (stdout);
+        else
+        if (streq (argv [index], "--sample-config")) {
+            cw_config_write_sample (s_schema, "causeway-broker", stdout);
+            return 0;
+        }
         else
         if (streq (argv [index], "--print-config"))
             print_config = true;

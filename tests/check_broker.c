@@ -587,6 +587,75 @@ START_TEST (test_sigterm_releases)
 }
 END_TEST
 
+//  Reads a whole file into a fresh string (NULL if unreadable).
+static char *
+s_slurp (const char *path)
+{
+    FILE *stream = fopen (path, "r");
+    if (!stream)
+        return NULL;
+    char *text = NULL;
+    size_t size = 0;
+    if (getdelim (&text, &size, 0, stream) < 0) {
+        free (text);
+        text = NULL;
+    }
+    fclose (stream);
+    return text;
+}
+
+START_TEST (test_sample_config_current)
+{
+    //  etc/causeway-broker.cfg is exactly what --sample-config prints;
+    //  a bad value is one error naming the key, exit 2
+    char *dir = cw_test_tmpdir ("broker-config");
+    char *program = cw_test_build_path ("broker/causeway-broker");
+    char *sample_path = zsys_sprintf ("%s/sample", dir);
+    const char *sample [] = { program, "--sample-config", NULL };
+    int status = 0;
+    pid_t pid = cw_test_spawn (sample, NULL, sample_path);
+    ck_assert_int_eq (waitpid (pid, &status, 0), pid);
+    ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    char *generated = s_slurp (sample_path);
+    char *etc = cw_test_src_path ("etc/causeway-broker.cfg");
+    char *committed = s_slurp (etc);
+    ck_assert_ptr_nonnull (generated);
+    ck_assert_ptr_nonnull (committed);
+    ck_assert_msg (streq (generated, committed),
+                   "etc/causeway-broker.cfg is stale: regenerate it with "
+                   "causeway-broker --sample-config");
+
+    char *bad_path = zsys_sprintf ("%s/bad", dir);
+    const char *bad [] = { program, "--print-config", NULL };
+    char *secret = cw_test_write_file (dir, "secret", "not used\n", 0600);
+    ck_assert_ptr_nonnull (secret);
+    char *cert_env = zsys_sprintf ("CW_BROKER_SERVER_CERT_FILE=%s", secret);
+    char *uri_env = zsys_sprintf ("CW_BROKER_DB_URI_FILE=%s", secret);
+    char *peers_env = zsys_sprintf ("CW_BROKER_SERVER_PEERS=%s", dir);
+    const char *env [] = {
+        cert_env, uri_env, peers_env, "CW_BROKER_SERVER_HEARTBEAT=ten", NULL
+    };
+    pid = cw_test_spawn (bad, env, bad_path);
+    ck_assert_int_eq (waitpid (pid, &status, 0), pid);
+    ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 2);
+    char *log = s_slurp (bad_path);
+    ck_assert_ptr_nonnull (log);
+    ck_assert_msg (strstr (log, "CW_BROKER_SERVER_HEARTBEAT"), "%s", log);
+    free (log);
+    zstr_free (&cert_env);
+    zstr_free (&uri_env);
+    zstr_free (&peers_env);
+    free (secret);
+    zstr_free (&bad_path);
+    free (generated);
+    free (committed);
+    free (etc);
+    zstr_free (&sample_path);
+    free (program);
+    cw_test_tmpdir_destroy (&dir);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -609,6 +678,10 @@ main (void)
     tcase_set_timeout (drain, 60);
     tcase_add_test (drain, test_sigterm_releases);
     suite_add_tcase (suite, drain);
+    TCase *config = tcase_create ("config");
+    tcase_set_timeout (config, 30);
+    tcase_add_test (config, test_sample_config_current);
+    suite_add_tcase (suite, config);
     SRunner *runner = srunner_create (suite);
     srunner_run_all (runner, CK_NORMAL);
     int failed = srunner_ntests_failed (runner);
