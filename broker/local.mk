@@ -25,5 +25,5 @@ check_PROGRAMS += tests/check_broker
 TESTS += tests/check_broker
 tests_check_broker_SOURCES = tests/check_broker.c
 tests_check_broker_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
-tests_check_broker_LDADD = lib/libcwrt.a proto/libcwproto.a $(TEST_LIBS) \
+tests_check_broker_LDADD = $(FIXTURE_LIBS) lib/libcwrt.a proto/libcwproto.a $(TEST_LIBS) \
     $(RUNTIME_LIBS)

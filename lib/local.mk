@@ -23,3 +23,6 @@ lib_libcwrt_a_SOURCES += \
     lib/cw_curve.c lib/cw_curve.h \
     lib/cw_zap.c lib/cw_zap.h
 
+#  cw_daemon: start-up shared by causeway-worker and causeway-relay
+#  (arguments, logger, configuration, signal pipe)
+lib_libcwrt_a_SOURCES += lib/cw_daemon.c lib/cw_daemon.h

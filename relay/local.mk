@@ -13,5 +13,5 @@ check_PROGRAMS += tests/check_relay
 TESTS += tests/check_relay
 tests_check_relay_SOURCES = tests/check_relay.c
 tests_check_relay_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
-tests_check_relay_LDADD = lib/libcwrt.a proto/libcwproto.a $(TEST_LIBS) \
+tests_check_relay_LDADD = $(FIXTURE_LIBS) lib/libcwrt.a proto/libcwproto.a $(TEST_LIBS) \
     $(RUNTIME_LIBS)

@@ -8,6 +8,7 @@
 #include "cw_curve.h"
 #include "cw_envelope.h"
 #include "cw_msg.h"
+#include "cw_fixture.h"
 #include "cw_test.h"
 
 #include <check.h>
@@ -32,109 +33,21 @@ typedef struct {
     pid_t pid;                  //  Broker
 } fixture_t;
 
-static char *
-s_path (fixture_t *self, const char *name)
-{
-    size_t size = strlen (self->tmp) + strlen (name) + 2;
-    char *path = (char *) malloc (size);
-    snprintf (path, size, "%s/%s", self->tmp, name);
-    return path;
-}
-
-static void
-s_write (const char *path, const char *text)
-{
-    FILE *file = fopen (path, "w");
-    ck_assert_ptr_nonnull (file);
-    fputs (text, file);
-    fclose (file);
-    ck_assert_int_eq (chmod (path, 0600), 0);
-}
-
-static int
-s_run (const char *const argv [], const char *const envp [], const char *log)
-{
-    pid_t pid = cw_test_spawn (argv, envp, log);
-    ck_assert_int_gt (pid, 0);
-    int status = 0;
-    ck_assert_int_eq (waitpid (pid, &status, 0), pid);
-    return WIFEXITED (status) ? WEXITSTATUS (status) : -1;
-}
-
-static void
-s_migrate (fixture_t *self, const char *uri, const char *command,
-           const char *island)
-{
-    char *uri_path = s_path (self, "migrate-uri");
-    s_write (uri_path, uri);
-    char env [1024];
-    snprintf (env, sizeof (env), "CW_DB_URI_FILE=%s", uri_path);
-    char *program = cw_test_build_path ("migrate/causeway-migrate");
-    char *sql = cw_test_src_path ("sql");
-    const char *argv [] = { program, command, "--sql-dir", sql,
-                            island ? "--island" : NULL, island, NULL };
-    const char *envp [] = { env, NULL };
-    char *log = s_path (self, "migrate.log");
-    ck_assert_int_eq (s_run (argv, envp, log), 0);
-    free (log);
-    free (sql);
-    free (program);
-    free (uri_path);
-}
-
-static void
-s_cert_save (fixture_t *self, zcert_t *cert, const char *dir, const char *name)
-{
-    char *path = s_path (self, dir);
-    mkdir (path, 0700);
-    char error [256];
-    ck_assert_msg (cw_curve_cert_save (cert, path, name, false, error,
-                                       sizeof (error)) == 0, "%s", error);
-    free (path);
-}
-
 //  Starts the broker; extra: more NAME=value entries (NULL-terminated).
 static void
 s_broker_start (fixture_t *self, const char *const *extra)
 {
-    char *uri_path = s_path (self, "broker-uri");
-    char *broker_uri = cw_test_uri_as (self->uri, "cw_broker");
-    s_write (uri_path, broker_uri);
-    free (broker_uri);
-    char *cert = s_path (self, "server/broker.secret");
-    char *peers = s_path (self, "peers");
-    char *endpoint_file = s_path (self, "endpoint");
-    unlink (endpoint_file);
-    char env [4][1024];
-    snprintf (env [0], sizeof (env [0]), "CW_BROKER_DB_URI_FILE=%s", uri_path);
-    snprintf (env [1], sizeof (env [1]), "CW_BROKER_SERVER_CERT_FILE=%s", cert);
-    snprintf (env [2], sizeof (env [2]), "CW_BROKER_SERVER_PEERS=%s", peers);
-    snprintf (env [3], sizeof (env [3]), "CW_BROKER_ID=broker-test");
-    const char *envp [32] = {
-        env [0], env [1], env [2], env [3],
-        "CW_BROKER_SERVER_BIND=tcp://127.0.0.1:*",
+    const char *settings[] = {
+        "CW_BROKER_ID=broker-test",
         "CW_BROKER_DB_POLL=200ms", "CW_BROKER_FLUSH=1ms",
         "CW_BROKER_RETRY_BASE=10ms", "CW_BROKER_RETRY_CAP=20ms",
         "CW_BROKER_RETRY_MAX_ATTEMPTS=3", "CW_BROKER_DRAIN=2s",
-        "CW_BROKER_SERVER_HEARTBEAT=200ms", "CW_BROKER_LOG_LEVEL=debug"
+        "CW_BROKER_SERVER_HEARTBEAT=200ms", "CW_BROKER_LOG_LEVEL=debug",
+        NULL
     };
-    size_t count = 13;
-    for (size_t index = 0; extra && extra [index]; index++)
-        envp [count++] = extra [index];
-    envp [count] = NULL;
-    char *program = cw_test_build_path ("broker/causeway-broker");
-    const char *argv [] = { program, "--endpoint-file", endpoint_file, NULL };
-    char *log = s_path (self, "broker.log");
-    self->pid = cw_test_spawn (argv, envp, log);
-    ck_assert_int_gt (self->pid, 0);
-    self->endpoint = cw_test_wait_file (endpoint_file, WAIT_MSEC);
-    ck_assert_msg (self->endpoint != NULL, "broker did not bind; see %s", log);
-    free (log);
-    free (program);
-    free (endpoint_file);
-    free (peers);
-    free (cert);
-    free (uri_path);
+    self->pid = cw_fixture_broker_start (self->tmp, self->uri, "endpoint",
+                                         "broker.log", settings, extra,
+                                         WAIT_MSEC, &self->endpoint);
 }
 
 static fixture_t *
@@ -143,19 +56,14 @@ s_fixture_new (void)
     fixture_t *self = (fixture_t *) calloc (1, sizeof (fixture_t));
     self->tmp = cw_test_tmpdir ("check_broker");
     self->uri = cw_test_db_new ("broker");
-    s_migrate (self, self->uri, "roles", NULL);
-    char *owner = cw_test_uri_as (self->uri, "cw_erp_mw_owner");
-    s_migrate (self, owner, "apply", "erp_mw");
-    free (owner);
-    owner = cw_test_uri_as (self->uri, "cw_shop_owner");
-    s_migrate (self, owner, "apply", "shop");
-    free (owner);
+    const char *islands[] = {"erp_mw", "shop", NULL};
+    cw_fixture_migrate_islands (self->tmp, self->uri, islands);
     self->server = cw_curve_cert_new ("admin", "broker");
     self->worker = cw_curve_cert_new ("worker", "worker");
     self->relay = cw_curve_cert_new ("relay:shop", "relay");
-    s_cert_save (self, self->server, "server", "broker");
-    s_cert_save (self, self->worker, "peers", "worker");
-    s_cert_save (self, self->relay, "peers", "relay");
+    cw_fixture_cert_save (self->tmp, self->server, "server", "broker");
+    cw_fixture_cert_save (self->tmp, self->worker, "peers", "worker");
+    cw_fixture_cert_save (self->tmp, self->relay, "peers", "relay");
     return self;
 }
 
@@ -587,43 +495,15 @@ START_TEST (test_sigterm_releases)
 }
 END_TEST
 
-//  Reads a whole file into a fresh string (NULL if unreadable).
-static char *
-s_slurp (const char *path)
-{
-    FILE *stream = fopen (path, "r");
-    if (!stream)
-        return NULL;
-    char *text = NULL;
-    size_t size = 0;
-    if (getdelim (&text, &size, 0, stream) < 0) {
-        free (text);
-        text = NULL;
-    }
-    fclose (stream);
-    return text;
-}
-
 START_TEST (test_sample_config_current)
 {
     //  etc/causeway-broker.cfg is exactly what --sample-config prints;
     //  a bad value is one error naming the key, exit 2
     char *dir = cw_test_tmpdir ("broker-config");
     char *program = cw_test_build_path ("broker/causeway-broker");
-    char *sample_path = zsys_sprintf ("%s/sample", dir);
-    const char *sample [] = { program, "--sample-config", NULL };
+    cw_fixture_sample_config_check (dir, "broker/causeway-broker",
+                                    "etc/causeway-broker.cfg");
     int status = 0;
-    pid_t pid = cw_test_spawn (sample, NULL, sample_path);
-    ck_assert_int_eq (waitpid (pid, &status, 0), pid);
-    ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
-    char *generated = s_slurp (sample_path);
-    char *etc = cw_test_src_path ("etc/causeway-broker.cfg");
-    char *committed = s_slurp (etc);
-    ck_assert_ptr_nonnull (generated);
-    ck_assert_ptr_nonnull (committed);
-    ck_assert_msg (streq (generated, committed),
-                   "etc/causeway-broker.cfg is stale: regenerate it with "
-                   "causeway-broker --sample-config");
 
     char *bad_path = zsys_sprintf ("%s/bad", dir);
     const char *bad [] = { program, "--print-config", NULL };
@@ -635,10 +515,10 @@ START_TEST (test_sample_config_current)
     const char *env [] = {
         cert_env, uri_env, peers_env, "CW_BROKER_SERVER_HEARTBEAT=ten", NULL
     };
-    pid = cw_test_spawn (bad, env, bad_path);
+    pid_t pid = cw_test_spawn (bad, env, bad_path);
     ck_assert_int_eq (waitpid (pid, &status, 0), pid);
     ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 2);
-    char *log = s_slurp (bad_path);
+    char *log = cw_fixture_slurp (bad_path);
     ck_assert_ptr_nonnull (log);
     ck_assert_msg (strstr (log, "CW_BROKER_SERVER_HEARTBEAT"), "%s", log);
     free (log);
@@ -647,10 +527,6 @@ START_TEST (test_sample_config_current)
     zstr_free (&peers_env);
     free (secret);
     zstr_free (&bad_path);
-    free (generated);
-    free (committed);
-    free (etc);
-    zstr_free (&sample_path);
     free (program);
     cw_test_tmpdir_destroy (&dir);
 }

@@ -10,6 +10,7 @@
 #include "cw_envelope.h"
 #include "cw_log.h"
 #include "cw_msg.h"
+#include "cw_fixture.h"
 #include "cw_test.h"
 #include "worker_fixture.h"
 
@@ -45,92 +46,16 @@ s_path (fixture_t *self, const char *name)
 }
 
 static void
-s_write (const char *path, const char *text)
-{
-    FILE *file = fopen (path, "w");
-    ck_assert_ptr_nonnull (file);
-    fputs (text, file);
-    fclose (file);
-    ck_assert_int_eq (chmod (path, 0600), 0);
-}
-
-static void
-s_migrate (fixture_t *self, const char *uri, const char *command,
-           const char *island)
-{
-    char *uri_path = s_path (self, "migrate-uri");
-    s_write (uri_path, uri);
-    char *env = zsys_sprintf ("CW_DB_URI_FILE=%s", uri_path);
-    char *program = cw_test_build_path ("migrate/causeway-migrate");
-    char *sql = cw_test_src_path ("sql");
-    const char *argv[] = {program, command, "--sql-dir", sql,
-                          island ? "--island" : NULL, island, NULL};
-    const char *envp[] = {env, NULL};
-    char *log = s_path (self, "migrate.log");
-    pid_t pid = cw_test_spawn (argv, envp, log);
-    ck_assert_int_gt (pid, 0);
-    int status = 0;
-    ck_assert_int_eq (waitpid (pid, &status, 0), pid);
-    ck_assert_msg (WIFEXITED (status) && WEXITSTATUS (status) == 0,
-                   "causeway-migrate %s failed; see %s", command, log);
-    zstr_free (&log);
-    free (sql);
-    free (program);
-    zstr_free (&env);
-    zstr_free (&uri_path);
-}
-
-static void
-s_cert_save (fixture_t *self, zcert_t *cert, const char *dir, const char *name)
-{
-    char *path = s_path (self, dir);
-    mkdir (path, 0700);
-    char error[256];
-    ck_assert_msg (cw_curve_cert_save (cert, path, name, false, error,
-                                       sizeof (error))
-                       == 0,
-                   "%s", error);
-    zstr_free (&path);
-}
-
-static void
 s_broker_start (fixture_t *self)
 {
-    char *uri_path = s_path (self, "broker-uri");
-    char *broker_uri = cw_test_uri_as (self->uri, "cw_broker");
-    s_write (uri_path, broker_uri);
-    free (broker_uri);
-    char *cert = s_path (self, "server/broker.secret");
-    char *peers = s_path (self, "peers");
-    char *endpoint_file = s_path (self, "endpoint");
-    char *env_uri = zsys_sprintf ("CW_BROKER_DB_URI_FILE=%s", uri_path);
-    char *env_cert = zsys_sprintf ("CW_BROKER_SERVER_CERT_FILE=%s", cert);
-    char *env_peers = zsys_sprintf ("CW_BROKER_SERVER_PEERS=%s", peers);
-    const char *envp[] = {env_uri,
-                          env_cert,
-                          env_peers,
-                          "CW_BROKER_ID=broker-call",
-                          "CW_BROKER_SERVER_BIND=tcp://127.0.0.1:*",
-                          "CW_BROKER_SERVER_HEARTBEAT=200ms",
-                          "CW_BROKER_DRAIN=2s",
-                          "CW_BROKER_LOG_LEVEL=debug",
-                          NULL};
-    char *program = cw_test_build_path ("broker/causeway-broker");
-    const char *argv[] = {program, "--endpoint-file", endpoint_file, NULL};
-    char *log = s_path (self, "broker.log");
-    self->broker = cw_test_spawn (argv, envp, log);
-    ck_assert_int_gt (self->broker, 0);
-    self->endpoint = cw_test_wait_file (endpoint_file, WAIT_MSEC);
-    ck_assert_msg (self->endpoint != NULL, "broker did not bind; see %s", log);
-    zstr_free (&log);
-    free (program);
-    zstr_free (&env_uri);
-    zstr_free (&env_cert);
-    zstr_free (&env_peers);
-    zstr_free (&endpoint_file);
-    zstr_free (&peers);
-    zstr_free (&cert);
-    zstr_free (&uri_path);
+    const char *settings[] = {"CW_BROKER_ID=broker-call",
+                              "CW_BROKER_SERVER_HEARTBEAT=200ms",
+                              "CW_BROKER_DRAIN=2s",
+                              "CW_BROKER_LOG_LEVEL=debug",
+                              NULL};
+    self->broker = cw_fixture_broker_start (self->tmp, self->uri, "endpoint",
+                                            "broker.log", settings, NULL,
+                                            WAIT_MSEC, &self->endpoint);
 }
 
 static void
@@ -177,17 +102,15 @@ s_fixture_new (void)
     cw_log_init ("check_call", CW_LOG_ERROR);
     self->tmp = cw_test_tmpdir ("check_call");
     self->uri = cw_test_db_new ("call");
-    s_migrate (self, self->uri, "roles", NULL);
-    char *owner = cw_test_uri_as (self->uri, "cw_erp_mw_owner");
-    s_migrate (self, owner, "apply", "erp_mw");
-    free (owner);
+    const char *islands[] = {"erp_mw", NULL};
+    cw_fixture_migrate_islands (self->tmp, self->uri, islands);
     self->server = cw_curve_cert_new ("admin", "broker");
     self->worker = cw_curve_cert_new ("worker", "worker");
     self->admin = cw_curve_cert_new ("admin", "operator");
-    s_cert_save (self, self->server, "server", "broker");
-    s_cert_save (self, self->worker, "peers", "worker");
-    s_cert_save (self, self->worker, "own", "worker");
-    s_cert_save (self, self->admin, "peers", "operator");
+    cw_fixture_cert_save (self->tmp, self->server, "server", "broker");
+    cw_fixture_cert_save (self->tmp, self->worker, "peers", "worker");
+    cw_fixture_cert_save (self->tmp, self->worker, "own", "worker");
+    cw_fixture_cert_save (self->tmp, self->admin, "peers", "operator");
     worker_sim_start (&self->sim, NULL);
     s_broker_start (self);
     s_worker_start (self);

@@ -10,6 +10,7 @@
     =========================================================================
 */
 #include "cw_curve.h"
+#include "cw_fixture.h"
 #include "cw_test.h"
 #include "worker_fixture.h"
 
@@ -54,53 +55,6 @@ s_path (fixture_t *self, const char *name)
     return zsys_sprintf ("%s/%s", self->tmp, name);
 }
 
-static void
-s_write (const char *path, const char *text)
-{
-    FILE *file = fopen (path, "w");
-    ck_assert_ptr_nonnull (file);
-    fputs (text, file);
-    fclose (file);
-    ck_assert_int_eq (chmod (path, 0600), 0);
-}
-
-static void
-s_migrate (fixture_t *self, const char *uri, const char *command,
-           const char *island)
-{
-    char *uri_path = s_path (self, "migrate-uri");
-    s_write (uri_path, uri);
-    char *env = zsys_sprintf ("CW_DB_URI_FILE=%s", uri_path);
-    char *program = cw_test_build_path ("migrate/causeway-migrate");
-    char *sql = cw_test_src_path ("sql");
-    const char *argv [] = { program, command, "--sql-dir", sql,
-                            island ? "--island" : NULL, island, NULL };
-    const char *envp [] = { env, NULL };
-    char *log = s_path (self, "migrate.log");
-    pid_t pid = cw_test_spawn (argv, envp, log);
-    ck_assert_int_gt (pid, 0);
-    int status = 0;
-    ck_assert_int_eq (waitpid (pid, &status, 0), pid);
-    ck_assert_msg (WIFEXITED (status) && WEXITSTATUS (status) == 0,
-                   "causeway-migrate %s failed; see %s", command, log);
-    zstr_free (&log);
-    free (sql);
-    free (program);
-    zstr_free (&env);
-    zstr_free (&uri_path);
-}
-
-static void
-s_cert_save (fixture_t *self, zcert_t *cert, const char *dir, const char *name)
-{
-    char *path = s_path (self, dir);
-    mkdir (path, 0700);
-    char error [256];
-    ck_assert_msg (cw_curve_cert_save (cert, path, name, false, error,
-                                       sizeof (error)) == 0, "%s", error);
-    zstr_free (&path);
-}
-
 //  A migrated database and certificates; no process yet.
 static fixture_t *
 s_fixture_new (void)
@@ -108,19 +62,14 @@ s_fixture_new (void)
     fixture_t *self = (fixture_t *) calloc (1, sizeof (fixture_t));
     self->tmp = cw_test_tmpdir ("check_pipeline");
     self->uri = cw_test_db_new ("pipeline");
-    s_migrate (self, self->uri, "roles", NULL);
-    char *owner = cw_test_uri_as (self->uri, "cw_erp_mw_owner");
-    s_migrate (self, owner, "apply", "erp_mw");
-    free (owner);
-    owner = cw_test_uri_as (self->uri, "cw_shop_owner");
-    s_migrate (self, owner, "apply", "shop");
-    free (owner);
+    const char *islands[] = {"erp_mw", "shop", NULL};
+    cw_fixture_migrate_islands (self->tmp, self->uri, islands);
     self->server = cw_curve_cert_new ("admin", "broker");
     self->worker = cw_curve_cert_new ("worker", "worker");
     self->relay = cw_curve_cert_new ("relay:shop", "relay");
-    s_cert_save (self, self->server, "server", "broker");
-    s_cert_save (self, self->worker, "peers", "worker");
-    s_cert_save (self, self->relay, "peers", "relay");
+    cw_fixture_cert_save (self->tmp, self->server, "server", "broker");
+    cw_fixture_cert_save (self->tmp, self->worker, "peers", "worker");
+    cw_fixture_cert_save (self->tmp, self->relay, "peers", "relay");
     return self;
 }
 
@@ -169,42 +118,22 @@ s_broker_start (fixture_t *self, const char *const *extra)
 {
     ck_assert_int_lt (self->broker_count, BROKERS_MAX);
     int index = self->broker_count++;
-    char *uri_path = s_path (self, "broker-uri");
-    char *broker_uri = cw_test_uri_as (self->uri, "cw_broker");
-    s_write (uri_path, broker_uri);
-    free (broker_uri);
-    char *endpoint_file = zsys_sprintf ("%s/endpoint-%d", self->tmp, index);
-    unlink (endpoint_file);
-    char *env [4] = {
-        zsys_sprintf ("CW_BROKER_DB_URI_FILE=%s", uri_path),
-        zsys_sprintf ("CW_BROKER_SERVER_CERT_FILE=%s/server/broker.secret",
-                      self->tmp),
-        zsys_sprintf ("CW_BROKER_SERVER_PEERS=%s/peers", self->tmp),
-        zsys_sprintf ("CW_BROKER_ID=broker-%d", index)
-    };
-    const char *envp [32] = {
-        env [0], env [1], env [2], env [3],
-        "CW_BROKER_SERVER_BIND=tcp://127.0.0.1:*",
+    char *id = zsys_sprintf ("CW_BROKER_ID=broker-%d", index);
+    const char *settings[] = {
+        id,
         "CW_BROKER_SERVER_HEARTBEAT=200ms", "CW_BROKER_DB_POLL=200ms",
         "CW_BROKER_RETRY_BASE=10ms", "CW_BROKER_RETRY_CAP=50ms",
         "CW_BROKER_RETRY_MAX_ATTEMPTS=30", "CW_BROKER_DRAIN=2s",
-        "CW_BROKER_LOG_LEVEL=info"
+        "CW_BROKER_LOG_LEVEL=info", NULL
     };
-    s_env_extend (envp, 12, 32, extra);
-    char *program = cw_test_build_path ("broker/causeway-broker");
-    const char *argv [] = { program, "--endpoint-file", endpoint_file, NULL };
-    char *log = zsys_sprintf ("%s/broker-%d.log", self->tmp, index);
-    self->brokers [index] = cw_test_spawn (argv, envp, log);
-    ck_assert_int_gt (self->brokers [index], 0);
-    self->endpoints [index] = cw_test_wait_file (endpoint_file, WAIT_MSEC);
-    ck_assert_msg (self->endpoints [index] != NULL,
-                   "broker did not bind; see %s", log);
-    zstr_free (&log);
-    free (program);
-    for (int entry = 0; entry < 4; entry++)
-        zstr_free (&env [entry]);
-    zstr_free (&endpoint_file);
-    zstr_free (&uri_path);
+    char *endpoint_name = zsys_sprintf ("endpoint-%d", index);
+    char *log_name = zsys_sprintf ("broker-%d.log", index);
+    self->brokers [index] = cw_fixture_broker_start (
+        self->tmp, self->uri, endpoint_name, log_name, settings, extra,
+        WAIT_MSEC, &self->endpoints [index]);
+    zstr_free (&log_name);
+    zstr_free (&endpoint_name);
+    zstr_free (&id);
     return index;
 }
 
@@ -258,7 +187,7 @@ s_relay_start (fixture_t *self, const char *const *extra)
 {
     char *uri_path = s_path (self, "relay-uri");
     char *relay_uri = cw_test_uri_as (self->uri, "cw_relay_shop");
-    s_write (uri_path, relay_uri);
+    cw_fixture_write (uri_path, relay_uri);
     free (relay_uri);
     char *env [4] = {
         zsys_sprintf ("CW_RELAY_DB_URI_FILE=%s", uri_path),

@@ -7,6 +7,7 @@
     =========================================================================
 */
 #include "cw_curve.h"
+#include "cw_fixture.h"
 #include "cw_test.h"
 
 #include <check.h>
@@ -40,94 +41,17 @@ s_path (fixture_t *self, const char *name)
 }
 
 static void
-s_write (const char *path, const char *text)
-{
-    FILE *file = fopen (path, "w");
-    ck_assert_ptr_nonnull (file);
-    fputs (text, file);
-    fclose (file);
-    ck_assert_int_eq (chmod (path, 0600), 0);
-}
-
-static int
-s_run (const char *const argv[], const char *const envp[], const char *log)
-{
-    pid_t pid = cw_test_spawn (argv, envp, log);
-    ck_assert_int_gt (pid, 0);
-    int status = 0;
-    ck_assert_int_eq (waitpid (pid, &status, 0), pid);
-    return WIFEXITED (status) ? WEXITSTATUS (status) : -1;
-}
-
-static void
-s_migrate (fixture_t *self, const char *uri, const char *command,
-           const char *island)
-{
-    char *uri_path = s_path (self, "migrate-uri");
-    s_write (uri_path, uri);
-    char *env = zsys_sprintf ("CW_DB_URI_FILE=%s", uri_path);
-    char *program = cw_test_build_path ("migrate/causeway-migrate");
-    char *sql = cw_test_src_path ("sql");
-    const char *argv[] = {program, command, "--sql-dir", sql,
-                          island ? "--island" : NULL, island, NULL};
-    const char *envp[] = {env, NULL};
-    char *log = s_path (self, "migrate.log");
-    ck_assert_int_eq (s_run (argv, envp, log), 0);
-    zstr_free (&log);
-    free (sql);
-    free (program);
-    zstr_free (&env);
-    zstr_free (&uri_path);
-}
-
-static void
-s_cert_save (fixture_t *self, zcert_t *cert, const char *dir, const char *name)
-{
-    char *path = s_path (self, dir);
-    mkdir (path, 0700);
-    char error[256];
-    ck_assert_msg (
-        cw_curve_cert_save (cert, path, name, false, error, sizeof (error)) == 0,
-        "%s", error);
-    zstr_free (&path);
-}
-
-static void
 s_broker_start (fixture_t *self)
 {
-    char *uri_path = s_path (self, "broker-uri");
-    char *broker_uri = cw_test_uri_as (self->uri, "cw_broker");
-    s_write (uri_path, broker_uri);
-    free (broker_uri);
-    char *endpoint_file = s_path (self, "endpoint");
-    char *env[3] = {
-        zsys_sprintf ("CW_BROKER_DB_URI_FILE=%s", uri_path),
-        zsys_sprintf ("CW_BROKER_SERVER_CERT_FILE=%s/server/broker.secret",
-                      self->tmp),
-        zsys_sprintf ("CW_BROKER_SERVER_PEERS=%s/peers", self->tmp)};
-    const char *envp[] = {env[0],
-                          env[1],
-                          env[2],
-                          "CW_BROKER_ID=broker-test",
-                          "CW_BROKER_SERVER_BIND=tcp://127.0.0.1:*",
-                          "CW_BROKER_DB_POLL=200ms",
-                          "CW_BROKER_FLUSH=1ms",
-                          "CW_BROKER_DRAIN=1s",
-                          "CW_BROKER_SERVER_HEARTBEAT=200ms",
-                          NULL};
-    char *program = cw_test_build_path ("broker/causeway-broker");
-    const char *argv[] = {program, "--endpoint-file", endpoint_file, NULL};
-    char *log = s_path (self, "broker.log");
-    self->broker = cw_test_spawn (argv, envp, log);
-    ck_assert_int_gt (self->broker, 0);
-    self->endpoint = cw_test_wait_file (endpoint_file, WAIT_MSEC);
-    ck_assert_msg (self->endpoint != NULL, "broker did not bind; see %s", log);
-    zstr_free (&log);
-    free (program);
-    for (int index = 0; index < 3; index++)
-        zstr_free (&env[index]);
-    zstr_free (&endpoint_file);
-    zstr_free (&uri_path);
+    const char *settings[] = {"CW_BROKER_ID=broker-test",
+                              "CW_BROKER_DB_POLL=200ms",
+                              "CW_BROKER_FLUSH=1ms",
+                              "CW_BROKER_DRAIN=1s",
+                              "CW_BROKER_SERVER_HEARTBEAT=200ms",
+                              NULL};
+    self->broker = cw_fixture_broker_start (self->tmp, self->uri, "endpoint",
+                                            "broker.log", settings, NULL,
+                                            WAIT_MSEC, &self->endpoint);
 }
 
 //  Starts a relay with the secret cert dir/name.secret; extra: more
@@ -137,7 +61,7 @@ s_relay_start (fixture_t *self, const char *cert, const char *const *extra)
 {
     char *uri_path = s_path (self, "relay-uri");
     char *relay_uri = cw_test_uri_as (self->uri, "cw_relay_shop");
-    s_write (uri_path, relay_uri);
+    cw_fixture_write (uri_path, relay_uri);
     free (relay_uri);
     char *env[4] = {
         zsys_sprintf ("CW_RELAY_DB_URI_FILE=%s", uri_path),
@@ -187,19 +111,14 @@ s_fixture_new (void)
     fixture_t *self = (fixture_t *) calloc (1, sizeof (fixture_t));
     self->tmp = cw_test_tmpdir ("check_relay");
     self->uri = cw_test_db_new ("relay");
-    s_migrate (self, self->uri, "roles", NULL);
-    char *owner = cw_test_uri_as (self->uri, "cw_erp_mw_owner");
-    s_migrate (self, owner, "apply", "erp_mw");
-    free (owner);
-    owner = cw_test_uri_as (self->uri, "cw_shop_owner");
-    s_migrate (self, owner, "apply", "shop");
-    free (owner);
+    const char *islands[] = {"erp_mw", "shop", NULL};
+    cw_fixture_migrate_islands (self->tmp, self->uri, islands);
     self->server = cw_curve_cert_new ("admin", "broker");
     self->relay = cw_curve_cert_new ("relay:shop", "relay");
     self->worker = cw_curve_cert_new ("worker", "worker");
-    s_cert_save (self, self->server, "server", "broker");
-    s_cert_save (self, self->relay, "peers", "relay");
-    s_cert_save (self, self->worker, "peers", "worker");
+    cw_fixture_cert_save (self->tmp, self->server, "server", "broker");
+    cw_fixture_cert_save (self->tmp, self->relay, "peers", "relay");
+    cw_fixture_cert_save (self->tmp, self->worker, "peers", "worker");
     s_broker_start (self);
     return self;
 }
@@ -253,17 +172,11 @@ s_wait_log (const char *path, const char *text)
 {
     long long deadline = cw_test_now_msec () + WAIT_MSEC;
     while (cw_test_now_msec () < deadline) {
-        FILE *file = fopen (path, "r");
-        if (file) {
-            char *content = NULL;
-            size_t size = 0;
-            bool found = getdelim (&content, &size, 0, file) > 0
-                         && strstr (content, text) != NULL;
-            free (content);
-            fclose (file);
-            if (found)
-                return true;
-        }
+        char *content = cw_fixture_slurp (path);
+        bool found = content && strstr (content, text) != NULL;
+        free (content);
+        if (found)
+            return true;
         usleep (20 * 1000);
     }
     return false;
@@ -513,29 +426,7 @@ START_TEST (test_config)
     ck_assert_int_eq (waitpid (pid, &status, 0), pid);
     ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
     //  etc/causeway-relay.cfg is exactly the generated sample
-    char *sample_log = zsys_sprintf ("%s/sample", dir);
-    const char *sample[] = {program, "--sample-config", NULL};
-    pid = cw_test_spawn (sample, NULL, sample_log);
-    ck_assert_int_eq (waitpid (pid, &status, 0), pid);
-    ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
-    char *etc = cw_test_src_path ("etc/causeway-relay.cfg");
-    char *generated = NULL, *committed = NULL;
-    size_t generated_size = 0, committed_size = 0;
-    FILE *stream = fopen (sample_log, "r");
-    ck_assert_ptr_nonnull (stream);
-    ck_assert_int_gt (getdelim (&generated, &generated_size, 0, stream), 0);
-    fclose (stream);
-    stream = fopen (etc, "r");
-    ck_assert_ptr_nonnull (stream);
-    ck_assert_int_gt (getdelim (&committed, &committed_size, 0, stream), 0);
-    fclose (stream);
-    ck_assert_msg (streq (generated, committed),
-                   "etc/causeway-relay.cfg is stale: regenerate it with "
-                   "causeway-relay --sample-config");
-    free (generated);
-    free (committed);
-    free (etc);
-    zstr_free (&sample_log);
+    cw_fixture_sample_config_check (dir, "relay/causeway-relay", "etc/causeway-relay.cfg");
     zstr_free (&log2);
     zstr_free (&log);
     cw_test_tmpdir_destroy (&dir);

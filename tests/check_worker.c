@@ -8,6 +8,7 @@
 #include "cw_curve.h"
 #include "cw_log.h"
 #include "cw_msg.h"
+#include "cw_fixture.h"
 #include "cw_test.h"
 #include "cw_zap.h"
 #include "worker_fixture.h"
@@ -723,29 +724,7 @@ START_TEST (test_bad_config)
     ck_assert_int_eq (waitpid (pid, &status, 0), pid);
     ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
     //  etc/causeway-worker.cfg is exactly the generated sample
-    char *sample_log = zsys_sprintf ("%s/sample", dir);
-    const char *sample[] = {program, "--sample-config", NULL};
-    pid = cw_test_spawn (sample, NULL, sample_log);
-    ck_assert_int_eq (waitpid (pid, &status, 0), pid);
-    ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
-    char *etc = cw_test_src_path ("etc/causeway-worker.cfg");
-    char *generated = NULL, *committed = NULL;
-    size_t generated_size = 0, committed_size = 0;
-    FILE *stream = fopen (sample_log, "r");
-    ck_assert_ptr_nonnull (stream);
-    ck_assert_int_gt (getdelim (&generated, &generated_size, 0, stream), 0);
-    fclose (stream);
-    stream = fopen (etc, "r");
-    ck_assert_ptr_nonnull (stream);
-    ck_assert_int_gt (getdelim (&committed, &committed_size, 0, stream), 0);
-    fclose (stream);
-    ck_assert_msg (streq (generated, committed),
-                   "etc/causeway-worker.cfg is stale: regenerate it with "
-                   "causeway-worker --sample-config");
-    free (generated);
-    free (committed);
-    free (etc);
-    zstr_free (&sample_log);
+    cw_fixture_sample_config_check (dir, "worker/causeway-worker", "etc/causeway-worker.cfg");
     zstr_free (&log);
     cw_test_tmpdir_destroy (&dir);
     free (program);

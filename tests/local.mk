@@ -167,7 +167,7 @@ TESTS += tests/check_pipeline
 tests_check_pipeline_SOURCES = tests/check_pipeline.c \
     tests/worker_fixture.c tests/worker_fixture.h
 tests_check_pipeline_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
-tests_check_pipeline_LDADD = lib/libcwrt.a proto/libcwproto.a $(TEST_LIBS) \
+tests_check_pipeline_LDADD = $(FIXTURE_LIBS) lib/libcwrt.a proto/libcwproto.a $(TEST_LIBS) \
     $(RUNTIME_LIBS)
 EXTRA_tests_check_pipeline_DEPENDENCIES = broker/causeway-broker \
     worker/causeway-worker erpsim/erpsim relay/causeway-relay \
@@ -179,5 +179,13 @@ TESTS += tests/check_call
 tests_check_call_SOURCES = tests/check_call.c \
     tests/worker_fixture.c tests/worker_fixture.h
 tests_check_call_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
-tests_check_call_LDADD = lib/libcwrt.a proto/libcwproto.a $(TEST_LIBS) \
+tests_check_call_LDADD = $(FIXTURE_LIBS) lib/libcwrt.a proto/libcwproto.a $(TEST_LIBS) \
     $(RUNTIME_LIBS)
+
+#  cw_fixture: integration fixtures shared by the process suites
+#  (migrated database, CURVE certs, a broker, sample configs); link it
+#  before lib/libcwrt.a (it uses cw_curve)
+check_LIBRARIES += tests/libcwfixture.a
+tests_libcwfixture_a_SOURCES = tests/cw_fixture.c tests/cw_fixture.h
+tests_libcwfixture_a_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
+FIXTURE_LIBS = tests/libcwfixture.a

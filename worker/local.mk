@@ -35,4 +35,4 @@ TESTS += tests/check_worker
 tests_check_worker_SOURCES = tests/check_worker.c \
     tests/worker_fixture.c tests/worker_fixture.h
 tests_check_worker_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
-tests_check_worker_LDADD = $(WORKER_LIBS) $(TEST_LIBS)
+tests_check_worker_LDADD = $(FIXTURE_LIBS) $(WORKER_LIBS) $(TEST_LIBS)

@@ -2,113 +2,33 @@
     causeway-worker - the stateless worker daemon (docs/worker.md)
 
     Parses arguments, loads the configuration, installs the signal pipe
-    and runs cw_worker. Exit codes: 0 clean stop, 1 runtime failure or
-    a second signal, 2 bad usage or configuration.
+    (cw_daemon) and runs cw_worker. Exit codes: 0 clean stop, 1 runtime
+    failure or a second signal, 2 bad usage or configuration.
     =========================================================================
 */
 #include "cw_config.h"
+#include "cw_daemon.h"
 #include "cw_log.h"
 #include "cw_worker.h"
 
-#include <czmq.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <stdio.h>
-#include <string.h>
 #include <unistd.h>
-
-#define EXIT_USAGE 2
-
-static int s_signal_pipe[2] = {-1, -1};  //  Written by the handler
-
-static void
-s_signal_handler (int signal_number)
-{
-    (void) signal_number;
-    int saved = errno;
-    char byte = 1;
-    ssize_t rc = write (s_signal_pipe[1], &byte, 1);
-    (void) rc;
-    errno = saved;
-}
-
-static void
-s_usage (FILE *stream)
-{
-    fprintf (stream,
-             "usage: causeway-worker [--config FILE] [--print-config]\n"
-             "       causeway-worker --sample-config | --help\n"
-             "\n"
-             "  --config FILE    ZPL configuration (default: none, only\n"
-             "                   CW_WORKER_* environment variables)\n"
-             "  --print-config   print the effective configuration and exit\n"
-             "  --sample-config  print a commented sample configuration\n"
-             "  --help           this text\n"
-             "\n"
-             "SIGTERM/SIGINT: finish calls in flight within\n"
-             "worker/shutdown_timeout, then DISCONNECT and exit 0; a second\n"
-             "signal exits at once. See docs/worker.md.\n");
-}
 
 int
 main (int argc, char *argv[])
 {
-    const char *file = NULL;
-    bool print_config = false;
-    for (int index = 1; index < argc; index++) {
-        if (streq (argv[index], "--help") || streq (argv[index], "-h")) {
-            s_usage (stdout);
-            return 0;
-        }
-        else if (streq (argv[index], "--sample-config"))
-            return cw_config_write_sample (cw_worker_schema (),
-                                           "causeway-worker", stdout)
-                       ? 1
-                       : 0;
-        else if (streq (argv[index], "--print-config"))
-            print_config = true;
-        else if (streq (argv[index], "--config") && index + 1 < argc)
-            file = argv[++index];
-        else {
-            fprintf (stderr,
-                     "causeway-worker: unknown or incomplete "
-                     "argument \"%s\"\n",
-                     argv[index]);
-            s_usage (stderr);
-            return EXIT_USAGE;
-        }
-    }
-    cw_log_init ("worker", CW_LOG_INFO);
+    cw_daemon_t daemon = {
+        "causeway-worker", "worker", "CW_WORKER",
+        "SIGTERM/SIGINT: finish calls in flight within\n"
+        "worker/shutdown_timeout, then DISCONNECT and exit 0; a second\n"
+        "signal exits at once. See docs/worker.md.\n",
+        cw_worker_schema ()};
     cw_worker_config_t settings;
-    cw_config_t *config = cw_config_new (cw_worker_schema ());
-    cw_config_load_or_exit (config, file, &settings);
-    if (print_config) {
-        int rc = cw_config_print (config, stdout);
-        cw_config_destroy (&config);
-        return rc ? 1 : 0;
-    }
+    cw_config_t *config = NULL;
+    int exit_code = 0;
+    if (!cw_daemon_start (&daemon, argc, argv, &settings, &config,
+                          &exit_code))
+        return exit_code;
     cw_log_set_level (settings.log_level);
-
-    //  Our own handler: CZMQ's would only set zsys_interrupted
-    zsys_handler_set (NULL);
-    if (pipe (s_signal_pipe)) {
-        cw_log (CW_LOG_FATAL, "start_failed", "could not create signal pipe",
-                "reason", strerror (errno), NULL);
-        return 1;
-    }
-    for (int index = 0; index < 2; index++) {
-        fcntl (s_signal_pipe[index], F_SETFL,
-               fcntl (s_signal_pipe[index], F_GETFL) | O_NONBLOCK);
-        fcntl (s_signal_pipe[index], F_SETFD, FD_CLOEXEC);
-    }
-    struct sigaction action;
-    memset (&action, 0, sizeof (action));
-    action.sa_handler = s_signal_handler;
-    sigemptyset (&action.sa_mask);
-    sigaction (SIGTERM, &action, NULL);
-    sigaction (SIGINT, &action, NULL);
-    signal (SIGPIPE, SIG_IGN);
 
     char error[1024];
     cw_worker_t *worker = cw_worker_new (&settings, error, sizeof (error));
@@ -121,13 +41,10 @@ main (int argc, char *argv[])
     cw_log (CW_LOG_INFO, "started", "worker started", "brokers",
             settings.brokers, "flows", settings.flows, "target",
             settings.target_name, NULL);
-    int rc = cw_worker_run (worker, s_signal_pipe[0]);
+    int rc = cw_worker_run (worker, cw_daemon_signal_fd ());
     if (rc != 0)
         _exit (rc);  //  Second signal: at once, nothing more
     cw_worker_destroy (&worker);
-    cw_config_destroy (&config);
-    close (s_signal_pipe[0]);
-    close (s_signal_pipe[1]);
-    zsys_shutdown ();
+    cw_daemon_stop (&config);
     return 0;
 }
