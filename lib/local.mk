@@ -26,3 +26,5 @@ lib_libcwrt_a_SOURCES += \
 #  cw_daemon: start-up shared by causeway-worker and causeway-relay
 #  (arguments, logger, configuration, signal pipe)
 lib_libcwrt_a_SOURCES += lib/cw_daemon.c lib/cw_daemon.h
+#  cw_wire: CWP/1 messages over CZMQ sockets (worker, relay)
+lib_libcwrt_a_SOURCES += lib/cw_wire.c lib/cw_wire.h

@@ -13,6 +13,7 @@
     =========================================================================
 */
 #include "cw_relay.h"
+#include "cw_wire.h"
 #include "cw_curve.h"
 #include "cw_envelope.h"
 #include "cw_msg.h"
@@ -422,30 +423,7 @@ s_listen_read (cw_relay_t *self)
 static int
 s_send (cw_relay_t *self, const cw_msg_t *msg)
 {
-    char reason[CW_MSG_REASON_SIZE];
-    cw_msg_frames_t *frames = cw_msg_encode (msg, reason, sizeof (reason));
-    if (!frames) {
-        cw_log (CW_LOG_ERROR, "encode_failed", "could not encode message",
-                "command", cw_msg_command_name (msg->command), "reason", reason,
-                NULL);
-        return -1;
-    }
-    void *handle = zsock_resolve (self->sock);
-    int rc = 0;
-    for (size_t index = 0; index < frames->count && rc == 0; index++) {
-        int flags =
-            ZMQ_DONTWAIT | (index + 1 < frames->count ? ZMQ_SNDMORE : 0);
-        if (zmq_send (handle, frames->frame[index].data,
-                      frames->frame[index].size, flags)
-            < 0)
-            rc = -1;
-    }
-    cw_msg_frames_destroy (&frames);
-    if (rc)
-        cw_log (CW_LOG_WARN, "send_failed", "could not send to broker",
-                "endpoint", self->config->broker, "command",
-                cw_msg_command_name (msg->command), "reason",
-                zmq_strerror (zmq_errno ()), NULL);
+    int rc = cw_wire_send (self->sock, msg, self->config->broker);
     self->heartbeat_at = zclock_mono () + self->config->heartbeat_msec;
     return rc;
 }
@@ -737,17 +715,9 @@ s_session_read (cw_relay_t *self)
         self->expires_at = zclock_mono ()
                            + self->config->heartbeat_msec * self->config->liveness;
         self->backoff_msec = self->config->reconnect_msec;
-        cw_msg_frame_t frames[CW_MSG_FRAMES + 1];
-        size_t count = 0;
-        for (zframe_t *frame = zmsg_first (msg);
-             frame && count < CW_MSG_FRAMES + 1; frame = zmsg_next (msg)) {
-            frames[count].data = zframe_data (frame);
-            frames[count].size = zframe_size (frame);
-            count++;
-        }
         char reason[CW_MSG_REASON_SIZE];
         cw_msg_t *decoded =
-            cw_msg_decode (frames, count, NULL, reason, sizeof (reason));
+            cw_wire_decode (msg, 0, NULL, reason, sizeof (reason));
         zmsg_destroy (&msg);
         if (!decoded || decoded->protocol != CW_MSG_RELAY
             || cw_msg_direction (decoded->command) == CW_MSG_TO_BROKER) {

@@ -189,3 +189,11 @@ check_LIBRARIES += tests/libcwfixture.a
 tests_libcwfixture_a_SOURCES = tests/cw_fixture.c tests/cw_fixture.h
 tests_libcwfixture_a_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
 FIXTURE_LIBS = tests/libcwfixture.a
+
+#  cw_wire (lib): CWP/1 messages over real inproc sockets
+check_PROGRAMS += tests/check_cw_wire
+TESTS += tests/check_cw_wire
+tests_check_cw_wire_SOURCES = tests/check_cw_wire.c
+tests_check_cw_wire_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
+tests_check_cw_wire_LDADD = lib/libcwrt.a proto/libcwproto.a $(RUNTIME_LIBS) \
+    $(CHECK_LIBS)
