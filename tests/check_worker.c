@@ -14,6 +14,7 @@
 #include "worker_fixture.h"
 
 #include <check.h>
+#include <ctype.h>
 #include <czmq.h>
 #include <signal.h>
 #include <stdio.h>
@@ -363,6 +364,41 @@ s_wait_inflight (fixture_t *self, int64_t current)
 
 #define JOBS 40
 
+//  The job_finished log line of job_id: started_at is RFC 3339 UTC to
+//  the microsecond, no later than the line's own ts (millisecond).
+static void
+s_check_started_at (fixture_t *self, int64_t job_id)
+{
+    char needle[64];
+    snprintf (needle, sizeof (needle), "\"job_id\":%" PRId64 ",", job_id);
+    FILE *file = fopen (self->log_path, "r");
+    ck_assert_ptr_nonnull (file);
+    char line[4096];
+    bool found = false;
+    while (!found && fgets (line, sizeof (line), file)) {
+        if (!strstr (line, "\"job_finished\"") || !strstr (line, needle))
+            continue;
+        json_t *entry = json_loads (line, 0, NULL);
+        ck_assert_ptr_nonnull (entry);
+        const char *started =
+            json_string_value (json_object_get (entry, "started_at"));
+        const char *ts = json_string_value (json_object_get (entry, "ts"));
+        ck_assert_ptr_nonnull (started);
+        ck_assert_ptr_nonnull (ts);
+        ck_assert_uint_eq (strlen (started), strlen ("2026-01-01T00:00:00.000000Z"));
+        for (size_t index = 0; started[index]; index++)
+            ck_assert_msg (strchr ("-T:.Z", started[index])
+                               || isdigit ((unsigned char) started[index]),
+                           "started_at %s", started);
+        ck_assert_int_eq (started[26], 'Z');
+        ck_assert_int_le (strncmp (started, ts, 23), 0);
+        json_decref (entry);
+        found = true;
+    }
+    fclose (file);
+    ck_assert_msg (found, "no job_finished line for job %" PRId64, job_id);
+}
+
 START_TEST (test_session)
 {
     fixture_t *self = s_start (NULL, "CW_WORKER_INFLIGHT=100", NULL);
@@ -392,6 +428,8 @@ START_TEST (test_session)
     json_decref (report);
     //  The headers arrived: erpsim logged each job's correlation id
     ck_assert_int_eq (worker_sim_log_count (&self->sim, "\"corr-job-7\""), 1);
+    //  The worker logged when each job started
+    s_check_started_at (self, 7);
 
     //  Jobs that cannot run: answered at once, naming why
     memset (seen, 0, sizeof (seen));

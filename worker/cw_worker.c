@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define RESULT_BATCH_BYTES (512 * 1024)  //  Estimated body size per RESULT
@@ -181,6 +182,7 @@ typedef struct {
     int64_t call_id;       //  As in CALL (0 for a job)
     char *flow;            //  As in JOB or CALL
     char *correlation_id;  //  From the envelope
+    int64_t started_usec;  //  Wall clock when it started, usec
 } s_job_t;
 
 struct _cw_worker_t {
@@ -639,8 +641,16 @@ s_log_result (const s_job_t *job,
               int64_t duration_msec,
               const char *error)
 {
-    char job_id[32], attempt[32], status[32], duration[32];
+    char job_id[32], attempt[32], status[32], duration[32], started[40];
     snprintf (job_id, sizeof (job_id), "%" PRId64, job->job_id);
+    //  When the job started, RFC 3339 UTC to the microsecond (bench/b2)
+    time_t seconds = (time_t) (job->started_usec / 1000000);
+    struct tm utc;
+    gmtime_r (&seconds, &utc);
+    size_t length = strftime (started, sizeof (started), "%Y-%m-%dT%H:%M:%S",
+                              &utc);
+    snprintf (started + length, sizeof (started) - length, ".%06dZ",
+              (int) (job->started_usec % 1000000));
     snprintf (attempt, sizeof (attempt), "%" PRId64, job->attempt);
     snprintf (status, sizeof (status), "%ld", http_status);
     snprintf (duration, sizeof (duration), "%" PRId64, duration_msec);
@@ -650,8 +660,8 @@ s_log_result (const s_job_t *job,
             "job_finished", "finished job", "#job_id", job_id, "flow",
             job->flow, "correlation_id", job->correlation_id, "#attempt",
             attempt, "outcome", cw_outcome_name (outcome), "#http_status",
-            status, "#duration_ms", duration, "error",
-            error && *error ? error : NULL, NULL);
+            status, "#duration_ms", duration, "started_at", started,
+            "error", error && *error ? error : NULL, NULL);
 }
 
 //  Logs a finished call and answers it with REPLY on its session.
@@ -733,6 +743,9 @@ s_start (cw_worker_t *self,
 {
     char reason[512] = "";
     cw_outcome_t outcome = CW_OUTCOME_REJECTED;
+    struct timespec wall;
+    clock_gettime (CLOCK_REALTIME, &wall);
+    job->started_usec = (int64_t) wall.tv_sec * 1000000 + wall.tv_nsec / 1000;
     const cw_flow_handler_t *handler = cw_flow_lookup (self->flows, job->flow);
     cw_flow_request_t request = {0};
     char **headers = NULL;
