@@ -1133,20 +1133,30 @@ s_claim (cw_core_t *self, int64_t now)
     bool poll_due = self->config.poll_msec && now >= self->claim_at;
     if (!self->wake && !self->more && !poll_due)
         return;
+    //  Room: the workers' credit plus the prefetch, less what is held
+    //  and not sent yet
     uint64_t credit = s_credit_total (self);
     uint64_t held = s_undispatched (self);
-    if (credit <= held) {
+    uint64_t room = zhashx_size (self->workers)
+                  ? credit + self->config.prefetch : 0;
+    //  While every credit can be served from jobs held here, wait until
+    //  half the prefetch is used up: fewer, larger claims
+    bool stocked = held >= credit
+                && room - (room > held ? held : room)
+                       < (self->config.prefetch + 1) / 2;
+    if (room <= held || stocked) {
         //  No room: skip this poll; a wake stays noted for later
         if (poll_due)
             self->claim_at = now + self->config.poll_msec;
         return;
     }
-    uint64_t free_capacity = credit - held;
-    //  Flows of workers with credit, each once
+    uint64_t free_capacity = room - held;
+    //  Flows of workers with credit, each once; with a prefetch, of every
+    //  worker (its credit comes back soon)
     zhashx_t *seen = zhashx_new ();
     for (s_worker_t *worker = (s_worker_t *) zhashx_first (self->workers);
          worker; worker = (s_worker_t *) zhashx_next (self->workers))
-        if (worker->credit)
+        if (worker->credit || self->config.prefetch)
             for (size_t index = 0; index < worker->flow_count; index++)
                 zhashx_insert (seen, worker->flows[index], worker);
     s_action_t *action = s_action_new (self, CW_CORE_CLAIM);

@@ -81,6 +81,8 @@ typedef struct {
     int64_t heartbeat_msec;     //  Heartbeat interval
     uint32_t liveness;          //  Missed intervals before a worker is lost
     uint32_t claim_max;         //  Most jobs asked for by one CLAIM
+    uint32_t prefetch;          //  Jobs claimed beyond the workers' credit,
+                                //  sent the moment credit comes back
     int64_t poll_msec;          //  Safety-net CLAIM interval, 0 = never
     uint32_t flush_max;         //  Transitions per COMMIT (flush at this size)
     int64_t flush_msec;         //  Longest a transition waits for COMMIT

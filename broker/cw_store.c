@@ -49,14 +49,17 @@ static const char s_sql_claim[] =
     "   'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
 
 //  Hands back jobs whose lease another broker let expire (that broker
-//  died or lost the database): ready again, no attempt spent, so the
-//  claim that follows can take them. That broker's late commit is
-//  fenced (lease_owner). jobs_leased_idx finds them.
+//  died or lost the database): ready again, no attempt spent, so a claim
+//  can take them. That broker's late commit is fenced (lease_owner).
+//  jobs_leased_idx finds them. The claims lane sweeps every expire_msec
+//  while idle, off the claim's path, and wakes the broker when it freed
+//  any.
 static const char s_sql_expire[] =
     "UPDATE erp_mw.jobs"
     "   SET state = 'ready', lease_owner = NULL, lease_expires_at = NULL"
     " WHERE state = 'leased' AND lease_expires_at < now ()"
-    "   AND lease_owner <> $1";
+    "   AND lease_owner <> $1"
+    " RETURNING id";
 
 static const char s_sql_dead_payload[] =
     "UPDATE erp_mw.jobs SET state = 'dead', dead_reason = 'rejected',"
@@ -260,6 +263,8 @@ typedef struct {
     char *broker_id;            //  Owned copy
     bool poll_only;
     int64_t inbox_ttl_msec;
+    int64_t expire_msec;        //  Expired-lease sweep interval
+    int64_t expire_at;          //  Next sweep (mono msec)
 } s_store_t;
 
 static void
@@ -474,9 +479,7 @@ s_claim (s_store_t *self, cw_store_req_t *req)
         self->broker_id, lease, limit, s_buf_end (&flows)
     };
     cw_pg_rows_t *rows = NULL;
-    int rc = cw_pg_exec (self->pg, "expire", 1, values, NULL);
-    if (rc == 0)
-        rc = cw_pg_exec (self->pg, "claim", 4, values, &rows);
+    int rc = cw_pg_exec (self->pg, "claim", 4, values, &rows);
     free (flows.data);
     if (rc != 0) {
         s_fail (req, self, "claim");
@@ -853,6 +856,28 @@ s_listen_read (s_store_t *self)
     return any;
 }
 
+//  --- Expired leases -------------------------------------------------------
+
+//  Runs the sweep when due; true if it handed jobs back.
+static bool
+s_expire (s_store_t *self)
+{
+    if (self->expire_msec <= 0 || zclock_mono () < self->expire_at)
+        return false;
+    const char *values [] = { self->broker_id };
+    cw_pg_rows_t *rows = NULL;
+    bool freed = false;
+    if (cw_pg_exec (self->pg, "expire", 1, values, &rows) == 0)
+        freed = cw_pg_rows_count (rows) > 0;
+    else
+        cw_log (CW_LOG_WARN, "expire_failed",
+                "cannot hand back expired leases", "error",
+                cw_pg_error (self->pg), NULL);
+    cw_pg_rows_destroy (&rows);
+    self->expire_at = zclock_mono () + self->expire_msec;
+    return freed;
+}
+
 //  --- Actor -----------------------------------------------------------------
 
 static void
@@ -879,6 +904,8 @@ cw_store_actor (zsock_t *pipe, void *args)
     self.broker_id = strdup (config->broker_id);
     self.poll_only = config->poll_only;
     self.inbox_ttl_msec = config->inbox_ttl_msec;
+    self.expire_msec = config->expire_msec;
+    self.expire_at = zclock_mono ();
     self.pg = cw_pg_new (self.db_uri);
     bool ok = cw_pg_connect (self.pg) == 0;
     for (const s_statement_t *statement = s_statements;
@@ -914,6 +941,13 @@ cw_store_actor (zsock_t *pipe, void *args)
             int64_t wait = self.listen_retry_at - zclock_time ();
             timeout = wait > 0 ? (long) wait : 0;
         }
+        if (self.expire_msec > 0) {
+            int64_t wait = self.expire_at - zclock_mono ();
+            if (wait < 0)
+                wait = 0;
+            if (timeout < 0 || wait < timeout)
+                timeout = (long) wait;
+        }
         int rc = zmq_poll (items, count, timeout);
         if (rc == -1 && zmq_errno () != EINTR)
             break;
@@ -928,6 +962,10 @@ cw_store_actor (zsock_t *pipe, void *args)
         }
         if (count == 2 && (items [1].revents & ZMQ_POLLIN) && self.listen
         &&  s_listen_read (&self)) {
+            cw_store_req_t *wake = cw_store_req_new (CW_STORE_WAKE);
+            zsock_send (pipe, "p", wake);
+        }
+        if (s_expire (&self)) {
             cw_store_req_t *wake = cw_store_req_new (CW_STORE_WAKE);
             zsock_send (pipe, "p", wake);
         }

@@ -45,6 +45,7 @@ typedef struct {
     int64_t renew_margin_msec;
     int64_t job_deadline_msec;
     int64_t claim_max;
+    int64_t prefetch;
     int64_t flush_max;
     int64_t flush_msec;
     int64_t retry_msec;
@@ -100,6 +101,10 @@ static const cw_config_entry_t s_schema [] = {
     {.path = "broker/claim_max", .env = "CW_BROKER_CLAIM_MAX",
      .type = CW_CONFIG_INT, .default_value = "500", .min = 1, .max = 10000,
      .offset = S_AT (claim_max), .help = "most jobs per claim"},
+    {.path = "broker/prefetch", .env = "CW_BROKER_PREFETCH",
+     .type = CW_CONFIG_INT, .default_value = "100", .min = 0, .max = 10000,
+     .offset = S_AT (prefetch),
+     .help = "jobs claimed beyond the workers' credit, sent as credit returns"},
     {.path = "broker/flush_max", .env = "CW_BROKER_FLUSH_MAX",
      .type = CW_CONFIG_INT, .default_value = "500", .min = 1, .max = 10000,
      .offset = S_AT (flush_max), .help = "results per group commit"},
@@ -353,6 +358,7 @@ main (int argc, char *argv [])
             .heartbeat_msec = settings.heartbeat_msec,
             .liveness = (uint32_t) settings.liveness,
             .claim_max = (uint32_t) settings.claim_max,
+            .prefetch = (uint32_t) settings.prefetch,
             .poll_msec = settings.poll_msec,
             .flush_max = (uint32_t) settings.flush_max,
             .flush_msec = settings.flush_msec,

@@ -789,6 +789,59 @@ START_TEST (test_claim)
 }
 END_TEST
 
+//  Prefetch: jobs claimed beyond the credit wait here and go out the
+//  moment credit comes back; claims wait until half the prefetch is used
+START_TEST (test_prefetch)
+{
+    cw_core_config_t config = s_config ();
+    config.poll_msec = 0;
+    config.prefetch = 4;
+    s_reset ();
+    cw_core_t *core = cw_core_new (&config);
+    s_ready (core, T0, "w1", "a", 2);
+    s_pop (core);
+    s_seen_t *claim = s_last (CW_CORE_CLAIM);
+    ck_assert_ptr_nonnull (claim);
+    ck_assert_uint_eq (claim->limit, 2 + 4);
+    cw_core_job_t jobs[6];
+    for (int64_t id = 0; id < 6; id++)
+        jobs[id] = s_job (id + 1, "a", NULL, NULL, T0 + 30000);
+    cw_core_on_jobs_claimed (core, T0 + 1, claim->batch_id, jobs, 6);
+    s_pop (core);
+    //  Two out for the credit, four held; no room, no claim
+    ck_assert_uint_eq (s_count (CW_CORE_SEND_JOB, -1), 2);
+    ck_assert_uint_eq (s_count (CW_CORE_CLAIM, -1), 1);
+    cw_core_stats_t stats;
+    cw_core_stats (core, &stats);
+    ck_assert_uint_eq (stats.queued, 4);
+    //  Credit back: a held job goes at once, no claim round trip; the
+    //  room (1) is under half the prefetch, so no claim yet
+    ck_assert_int_eq (cw_core_on_worker_credit (core, T0 + 2, "w1", 1), 0);
+    s_pop (core);
+    ck_assert_uint_eq (s_count (CW_CORE_SEND_JOB, -1), 3);
+    ck_assert_uint_eq (s_count (CW_CORE_CLAIM, -1), 1);
+    //  One more: room 2 = half the prefetch, claim for it (the first
+    //  claim came back full, so the core looks for more)
+    ck_assert_int_eq (cw_core_on_worker_credit (core, T0 + 3, "w1", 1), 0);
+    s_pop (core);
+    ck_assert_uint_eq (s_count (CW_CORE_SEND_JOB, -1), 4);
+    ck_assert_uint_eq (s_count (CW_CORE_CLAIM, -1), 2);
+    ck_assert_uint_eq (s_last (CW_CORE_CLAIM)->limit, 2);
+    //  Workers gone: nothing is claimed for the prefetch alone
+    cw_core_on_jobs_claimed (core, T0 + 4, s_last (CW_CORE_CLAIM)->batch_id,
+                             NULL, 0);
+    s_pop (core);
+    ck_assert_uint_eq (s_count (CW_CORE_CLAIM, -1), 2);
+    cw_core_on_worker_gone (core, T0 + 5, "w1");
+    s_pop (core);
+    ck_assert_uint_eq (s_count (CW_CORE_CLAIM, -1), 2);
+    cw_core_on_wake (core, T0 + 6);
+    s_pop (core);
+    ck_assert_uint_eq (s_count (CW_CORE_CLAIM, -1), 2);
+    cw_core_destroy (&core);
+}
+END_TEST
+
 //  --------------------------------------------------------------------------
 //  Random events, fixed seed, cw_core_check after each
 
@@ -969,6 +1022,7 @@ main (void)
     tcase_add_test (tcase, test_drain);
     tcase_add_test (tcase, test_calls);
     tcase_add_test (tcase, test_claim);
+    tcase_add_test (tcase, test_prefetch);
     suite_add_tcase (suite, tcase);
     TCase *random = tcase_create ("random");
     tcase_set_timeout (random, 60);

@@ -717,6 +717,7 @@ s_broker_start (s_sim_t *sim, int index)
         .heartbeat_msec = S_HEARTBEAT,
         .liveness = S_LIVENESS,
         .claim_max = S_CLAIM_MAX,
+        .prefetch = sim->options->prefetch,
         .poll_msec = S_POLL,
         .flush_max = S_FLUSH_MAX,
         .flush_msec = S_FLUSH,
@@ -1714,6 +1715,8 @@ cw_sim_options_default (cw_sim_options_t *options, uint64_t seed,
     options->intensity = 1 + (uint32_t) (cw_retry_rng_next (&rng) % 4);
     static const uint32_t leases [] = {1500, 2500, 5000};
     options->lease_msec = leases [cw_retry_rng_next (&rng) % 3];
+    options->prefetch = 2 * (uint32_t) (cw_retry_rng_next (&rng) % 3);
+    options->unordered_replies = cw_retry_rng_next (&rng) % 2 == 0;
 }
 
 //  --------------------------------------------------------------------------
@@ -1858,13 +1861,14 @@ cw_sim_options_print (const cw_sim_options_t *options, FILE *file)
 {
     fprintf (file, "scripts/simulate --seed %" PRIu64 " --steps %u "
              "--brokers %u --workers %u --jobs %u --keys %u --faults 0x%x "
-             "--intensity %u --lease %u", options->seed, options->steps,
-             options->brokers, options->workers, options->jobs,
-             options->keys, options->faults, options->intensity,
-             options->lease_msec);
+             "--intensity %u --lease %u --prefetch %u", options->seed,
+             options->steps, options->brokers, options->workers,
+             options->jobs, options->keys, options->faults,
+             options->intensity, options->lease_msec, options->prefetch);
     for (size_t index = 0; index < options->skip_count; index++)
         fprintf (file, "%s%u", index? ",": " --skip ", options->skip [index]);
     fprintf (file, "%s%s --trace\n",
-             options->unordered_replies? " --unordered-replies": "",
+             options->unordered_replies? " --unordered-replies"
+                                       : " --ordered-replies",
              options->owner_fence_only? " --owner-fence-only": "");
 }

@@ -53,10 +53,13 @@ typedef struct {
     uint32_t faults;            //  CW_SIM_FAULT_* classes injected
     uint32_t intensity;         //  Fault rates times this, 1 .. 4
     uint32_t lease_msec;        //  Lease length, 1100 .. 60000
+    uint32_t prefetch;          //  Brokers' prefetch (cw_core_config_t)
     const uint32_t *skip;       //  Fault instances suppressed, ascending
     size_t skip_count;          //  Entries in skip
     bool trace;                 //  Record one line per event
     bool unordered_replies;     //  Store replies may overtake each other
+                                //  (the broker's claims and commits run on
+                                //  two connections)
     bool owner_fence_only;      //  COMMIT fenced by lease_owner alone (the
                                 //  store before the attempts fence)
                                 //  (a shell with one connection per kind)

@@ -28,9 +28,11 @@ s_usage (void)
         "usage: cw_simulate [--seeds N] [--start S] [--steps K]\n"
         "       cw_simulate --seed S [--steps K] [--brokers B] [--workers W]\n"
         "                   [--jobs J] [--keys K] [--faults MASK]\n"
-        "                   [--intensity 1-4] [--lease MSEC]\n"
+        "                   [--intensity 1-4] [--lease MSEC] [--prefetch N]\n"
         "                   [--skip I,J,...] [--trace]\n"
         "       --unordered-replies: store replies may overtake each other\n"
+        "       --ordered-replies: store replies come back in order\n"
+        "       (without either, each seed picks; likewise --prefetch)\n"
         "       --owner-fence-only: COMMIT fenced by lease_owner alone (the\n"
         "                           store before the attempts fence)\n"
         "       --keep-going: report every failing seed, unshrunk\n");
@@ -87,7 +89,9 @@ int
 main (int argc, char *argv [])
 {
     uint64_t seeds = 1000, start = 1, steps = S_DEFAULT_STEPS, seed = 0;
-    bool single = false, trace = false, unordered = false, keep_going = false;
+    bool single = false, trace = false, keep_going = false;
+    int replies = 0;            //  0 the seed's pick, 1 unordered, 2 ordered
+    uint64_t prefetch = UINT64_MAX;
     bool owner_fence_only = false;
     uint64_t brokers = 0, workers = 0, jobs = 0, keys = UINT64_MAX;
     uint64_t faults = UINT64_MAX, intensity = 0, lease = 0;
@@ -104,7 +108,11 @@ main (int argc, char *argv [])
             continue;
         }
         if (strcmp (flag, "--unordered-replies") == 0) {
-            unordered = true;
+            replies = 1;
+            continue;
+        }
+        if (strcmp (flag, "--ordered-replies") == 0) {
+            replies = 2;
             continue;
         }
         if (strcmp (flag, "--owner-fence-only") == 0) {
@@ -150,6 +158,9 @@ main (int argc, char *argv [])
         else
         if (strcmp (flag, "--faults") == 0)
             rc = s_number (flag, text, CW_SIM_FAULT_ALL, &faults);
+        else
+        if (strcmp (flag, "--prefetch") == 0)
+            rc = s_number (flag, text, 1000, &prefetch);
         else
         if (strcmp (flag, "--lease") == 0) {
             rc = s_number (flag, text, 60000, &lease);
@@ -210,7 +221,10 @@ main (int argc, char *argv [])
         options.skip = skip;
         options.skip_count = skip_count;
         options.trace = trace;
-        options.unordered_replies = unordered;
+        if (replies)
+            options.unordered_replies = replies == 1;
+        if (prefetch != UINT64_MAX)
+            options.prefetch = (uint32_t) prefetch;
         options.owner_fence_only = owner_fence_only;
         cw_sim_result_t result;
         int rc = cw_sim_run (&options, &result);
@@ -227,7 +241,10 @@ main (int argc, char *argv [])
     for (uint64_t index = 0; index < seeds; index++) {
         cw_sim_options_t options;
         cw_sim_options_default (&options, start + index, (uint32_t) steps);
-        options.unordered_replies = unordered;
+        if (replies)
+            options.unordered_replies = replies == 1;
+        if (prefetch != UINT64_MAX)
+            options.prefetch = (uint32_t) prefetch;
         options.owner_fence_only = owner_fence_only;
         cw_sim_result_t result;
         int rc = cw_sim_run (&options, &result);
