@@ -61,8 +61,13 @@ bench_secret() {
 
 bench_as_role() { echo "${1%%\?*}?user=$2"; }
 
+#  psql itself, not Debian's pg_wrapper (a Perl script: started every
+#  0.2 s by bench_drain_run's polling it took ~5% of the box during B1).
+bench_psql_bin="$(pg_config --bindir 2>/dev/null)/psql"
+[ -x "$bench_psql_bin" ] || bench_psql_bin=psql
+
 bench_psql() {
-    psql -X -q -v ON_ERROR_STOP=1 -At "$pguri" "$@"
+    "$bench_psql_bin" -X -q -v ON_ERROR_STOP=1 -At "$pguri" "$@"
 }
 
 bench_pg_start() {
@@ -70,7 +75,7 @@ bench_pg_start() {
     [ -x "$migrate" ] || { echo "bench: $migrate not found: build first (make) or set CW_BUILDDIR" >&2; exit 2; }
     command -v pgbench >/dev/null || { echo "bench: pgbench not found (apt-get install postgresql-client-15)" >&2; exit 2; }
     pgdir="$work/pg"
-    pguri="$(CW_PG_DURABLE=1 "$top/scripts/pg" start "$pgdir")"
+    pguri="$(CW_PG_DURABLE=1 CW_PG_EXTRA="${bench_pg_extra:-}" "$top/scripts/pg" start "$pgdir")"
     CW_DB_URI_FILE="$(bench_secret superuser.uri "$pguri")" "$migrate" roles \
         --sql-dir "$top/sql" >/dev/null
     for island in erp_mw shop; do
