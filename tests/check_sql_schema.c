@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #define MIGRATE_TIMEOUT_MSEC 60000
-#define ERP_MW_FILES "7"        //  sql/erp_mw/*.sql
+#define ERP_MW_FILES "8"        //  sql/erp_mw/*.sql
 #define SHOP_FILES "4"          //  sql/shop/*.sql
 
 static char *s_dir;             //  Private temporary directory of a test
@@ -550,7 +550,7 @@ END_TEST
     " lease_expires_at = now () + $2::interval"                              \
     " WHERE id IN (SELECT id FROM erp_mw.jobs"                               \
     " WHERE state = 'ready' AND next_run_at <= now ()"                       \
-    " ORDER BY next_run_at LIMIT $3 FOR UPDATE SKIP LOCKED)"                 \
+    " ORDER BY next_run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)"             \
     " RETURNING id, flow, idempotency_key, payload"
 
 START_TEST (test_claim_index_at_a_million)
@@ -579,7 +579,7 @@ START_TEST (test_claim_index_at_a_million)
                                       3, plan_values, &rows),
                       0);
     const char *plan = cw_pg_rows_value (rows, 0, 0);
-    ck_assert_msg (strstr (plan, "\"Index Name\": \"jobs_ready_idx\""),
+    ck_assert_msg (strstr (plan, "\"Index Name\": \"jobs_ready_id_idx\""),
                    "%s", plan);
     ck_assert_msg (!strstr (plan, "\"Seq Scan\""), "%s", plan);
     cw_pg_rows_destroy (&rows);
@@ -598,7 +598,11 @@ START_TEST (test_claim_index_at_a_million)
                      "state = 'leased' AND lease_owner = 'broker-1'",
                 "200");
 
-    //  Retention: one batch per call, until nothing is left.
+    //  Retention: one batch per call, until nothing is left; a job's
+    //  attempts go with it (job_attempts has no foreign key: migration 008)
+    s_sql_ok (uri, "INSERT INTO erp_mw.job_attempts (job_id, attempt, worker,"
+                   " outcome, started_at) SELECT id, 1, 'w1', 'ok', now ()"
+                   " FROM erp_mw.jobs WHERE state = 'done'");
     long long purge_started = cw_test_now_msec ();
     const char *purge_values[] = { "7 days", "50000" };
     ck_assert_int_eq (cw_pg_exec_sql (pg, "SELECT erp_mw.purge_finished "
@@ -610,6 +614,10 @@ START_TEST (test_claim_index_at_a_million)
     cw_pg_rows_destroy (&rows);
     s_value_eq (uri, "SELECT count(*) FROM erp_mw.jobs WHERE state = 'done'",
                 "50000");
+    s_value_eq (uri, "SELECT count(*) FROM erp_mw.job_attempts", "50000");
+    s_value_eq (uri, "SELECT count(*) FROM erp_mw.job_attempts a WHERE NOT"
+                     " EXISTS (SELECT 1 FROM erp_mw.jobs j WHERE j.id ="
+                     " a.job_id)", "0");
     fprintf (stderr,
              "sql_schema: 1,000,000 jobs loaded + analyzed in %lld ms; "
              "claim of 100 in %lld ms; purge of 50,000 done jobs in %lld "
