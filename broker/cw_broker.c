@@ -53,10 +53,8 @@ typedef struct {
     zsock_t *pipe;              //  Actor pipe
     zsock_t *router;            //  The ROUTER, CURVE server
     zactor_t *monitor;          //  Handshake monitor
-    zactor_t *store;            //  SQL actor: commits, renewals, publishes
-    zactor_t *claims;           //  SQL actor: claims and LISTEN (own
-                                //  connection, so a claim never waits
-                                //  behind a group commit)
+    zactor_t *store;            //  SQL actor (one connection: its answers
+                                //  come back in the order asked)
     cw_core_t *core;            //  Decisions
     cw_version_t *versions;     //  Contract versions (PUBLISH)
     zhashx_t *peers;            //  s_peer_t by name
@@ -199,9 +197,7 @@ s_respond (s_broker_t *self, const char *peer, int64_t request_id,
 static void
 s_store_send (s_broker_t *self, cw_store_req_t **req_p)
 {
-    zactor_t *lane = (*req_p)->op == CW_STORE_CLAIM ? self->claims
-                                                     : self->store;
-    if (cw_store_send (lane, req_p) == 0)
+    if (cw_store_send (self->store, req_p) == 0)
         self->store_outstanding++;
 }
 
@@ -876,9 +872,7 @@ cw_broker_actor (zsock_t *pipe, void *args)
     self.calls = zhashx_new ();
     zhashx_set_destructor (self.calls, (zhashx_destructor_fn *) s_call_destroy);
 
-    //  Two lanes, each its own connection: claims (with LISTEN) and the
-    //  rest (group commits, renewals, releases, publishes)
-    cw_store_config_t claims_config = {
+    cw_store_config_t store_config = {
         .db_uri = config->db_uri,
         .broker_id = config->core.broker_id,
         .poll_only = config->poll_only,
@@ -886,13 +880,8 @@ cw_broker_actor (zsock_t *pipe, void *args)
         .expire_msec = config->core.poll_msec ? config->core.poll_msec
                                               : CW_BROKER_EXPIRE_MSEC
     };
-    cw_store_config_t store_config = claims_config;
-    store_config.poll_only = true;      //  LISTEN and sweeps on the claims
-    store_config.expire_msec = 0;       //  lane only
     self.store = self.core ? zactor_new (cw_store_actor, &store_config) : NULL;
-    self.claims = self.store ? zactor_new (cw_store_actor, &claims_config)
-                             : NULL;
-    bool ok = self.store && self.claims;
+    bool ok = self.store != NULL;
     if (!self.core)
         cw_log (CW_LOG_ERROR, "broker_failed", "invalid core configuration",
                 NULL);
@@ -923,24 +912,21 @@ cw_broker_actor (zsock_t *pipe, void *args)
         long timeout = CW_BROKER_TICK_MAX;
         if (deadline != INT64_MAX && deadline - now < timeout)
             timeout = deadline > now ? (long) (deadline - now) : 0;
-        zmq_pollitem_t items [4] = {
+        zmq_pollitem_t items [3] = {
             { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 },
             { zsock_resolve (self.router), 0, ZMQ_POLLIN, 0 },
-            { zsock_resolve (self.store), 0, ZMQ_POLLIN, 0 },
-            { zsock_resolve (self.claims), 0, ZMQ_POLLIN, 0 }
+            { zsock_resolve (self.store), 0, ZMQ_POLLIN, 0 }
         };
-        if (zmq_poll (items, 4, timeout) == -1 && zmq_errno () != EINTR)
+        if (zmq_poll (items, 3, timeout) == -1 && zmq_errno () != EINTR)
             break;
         if ((items [0].revents & ZMQ_POLLIN) && !s_on_pipe (&self))
             break;
-        for (int lane = 2; lane < 4; lane++)
-            if (items [lane].revents & ZMQ_POLLIN) {
-                cw_store_req_t *req = cw_store_recv (
-                    lane == 2 ? self.store : self.claims);
-                if (req)
-                    s_store_answer (&self, req);
-                cw_store_req_destroy (&req);
-            }
+        if (items [2].revents & ZMQ_POLLIN) {
+            cw_store_req_t *req = cw_store_recv (self.store);
+            if (req)
+                s_store_answer (&self, req);
+            cw_store_req_destroy (&req);
+        }
         if (items [1].revents & ZMQ_POLLIN)
             s_on_router (&self);
         now = zclock_time ();
@@ -958,23 +944,16 @@ cw_broker_actor (zsock_t *pipe, void *args)
     zactor_destroy (&self.monitor);
     zsock_destroy (&self.router);
     //  Requests still in the store come back and are freed here
-    if (self.store && self.claims) {
-        zmq_pollitem_t items [2] = {
-            { zsock_resolve (self.store), 0, ZMQ_POLLIN, 0 },
-            { zsock_resolve (self.claims), 0, ZMQ_POLLIN, 0 }
-        };
+    if (self.store) {
+        zmq_pollitem_t item = { zsock_resolve (self.store), 0, ZMQ_POLLIN, 0 };
         while (self.store_outstanding > 0
-        &&     zmq_poll (items, 2, CW_BROKER_LINGER) >= 1)
-            for (int lane = 0; lane < 2; lane++)
-                if (items [lane].revents & ZMQ_POLLIN) {
-                    cw_store_req_t *req = cw_store_recv (
-                        lane == 0 ? self.store : self.claims);
-                    if (req && req->op != CW_STORE_WAKE)
-                        self.store_outstanding--;
-                    cw_store_req_destroy (&req);
-                }
+        &&     zmq_poll (&item, 1, CW_BROKER_LINGER) == 1) {
+            cw_store_req_t *req = cw_store_recv (self.store);
+            if (req && req->op != CW_STORE_WAKE)
+                self.store_outstanding--;
+            cw_store_req_destroy (&req);
+        }
     }
-    zactor_destroy (&self.claims);
     zactor_destroy (&self.store);
     zhashx_destroy (&self.calls);
     zhashx_destroy (&self.peers);

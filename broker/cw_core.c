@@ -62,6 +62,8 @@ struct _s_queue_t {
     s_target_t *target;         //  Target, NULL = none
     cw_retry_policy_t policy;   //  The flow's retry policy
     zlistx_t *jobs;             //  QUEUED jobs, borrowed, FIFO
+    int64_t orphan_since;       //  Jobs queued and no worker serves the
+                                //  flow since then; INT64_MIN otherwise
 };
 
 struct _s_key_t {
@@ -784,6 +786,7 @@ s_queue_require (cw_core_t *self, const char *flow, const char *target)
         queue->target = s_target_require (self, target);
         queue->policy = *s_policy (self, flow);
         queue->jobs = zlistx_new ();
+        queue->orphan_since = INT64_MIN;
         zhashx_insert (self->queues, name, queue);
         zlistx_add_end (self->queue_list, queue);
     }
@@ -950,6 +953,17 @@ s_worker_serves (s_worker_t *worker, const char *flow)
     return false;
 }
 
+//  True if some live worker (with credit or not) serves flow.
+static bool
+s_flow_served (cw_core_t *self, const char *flow)
+{
+    for (s_worker_t *worker = (s_worker_t *) zhashx_first (self->workers);
+         worker; worker = (s_worker_t *) zhashx_next (self->workers))
+        if (s_worker_serves (worker, flow))
+            return true;
+    return false;
+}
+
 //  Least loaded live worker with credit for flow, or NULL.
 static s_worker_t *
 s_worker_pick (cw_core_t *self, const char *flow)
@@ -1075,12 +1089,51 @@ s_send (cw_core_t *self, int64_t now, s_job_t *job, s_worker_t *worker)
     self->stats.dispatched++;
 }
 
-//  Sends what may go, one job per queue per round.
+//  How long jobs may wait here for a flow no worker serves: a worker's
+//  liveness, time enough for a restarted worker to come back.
+static int64_t
+s_orphan_grace (cw_core_t *self)
+{
+    return self->config.heartbeat_msec * (int64_t) self->config.liveness;
+}
+
+//  Hands every queued job of queue back to the store (no attempt spent),
+//  so another broker with a worker for the flow can run it.
+static void
+s_queue_release (cw_core_t *self, s_queue_t *queue)
+{
+    size_t count = zlistx_size (queue->jobs);
+    int64_t *ids = (int64_t *) zmalloc ((count + 1) * sizeof (int64_t));
+    size_t used = 0;
+    s_job_t *job;
+    while ((job = (s_job_t *) zlistx_first (queue->jobs))) {
+        ids[used++] = job->id;
+        s_job_drop (self, job, false);
+    }
+    self->stats.orphans_released += used;
+    s_release (self, ids, used);
+}
+
+//  Sends what may go, one job per queue per round. Jobs of a flow that no
+//  worker has served for the grace go back to the store.
 static void
 s_dispatch (cw_core_t *self, int64_t now)
 {
     if (self->draining)
         return;
+    for (s_queue_t *queue = (s_queue_t *) zlistx_first (self->queue_list);
+         queue; queue = (s_queue_t *) zlistx_next (self->queue_list)) {
+        if (zlistx_size (queue->jobs) == 0 || s_flow_served (self, queue->flow))
+            queue->orphan_since = INT64_MIN;
+        else
+        if (queue->orphan_since == INT64_MIN)
+            queue->orphan_since = now;
+        else
+        if (now >= queue->orphan_since + s_orphan_grace (self)) {
+            queue->orphan_since = INT64_MIN;
+            s_queue_release (self, queue);
+        }
+    }
     bool progress = true;
     while (progress) {
         progress = false;
@@ -1921,6 +1974,14 @@ cw_core_next_deadline (cw_core_t *self)
     //  Heartbeats, liveness, overdue results, lease ends: tick acts
     if (zhashx_size (self->workers))
         deadline = s_min (deadline, self->heartbeat_at);
+    //  Jobs waiting for a flow no worker serves go back after the grace
+    //  (not while draining: the drain hands everything back itself)
+    for (s_queue_t *queue = (s_queue_t *) zlistx_first (self->queue_list);
+         queue && !self->draining;
+         queue = (s_queue_t *) zlistx_next (self->queue_list))
+        if (queue->orphan_since != INT64_MIN)
+            deadline = s_min (deadline,
+                              queue->orphan_since + s_orphan_grace (self));
     for (s_worker_t *worker = (s_worker_t *) zhashx_first (self->workers);
          worker; worker = (s_worker_t *) zhashx_next (self->workers))
         deadline = s_min (deadline, worker->expires_at);

@@ -183,6 +183,8 @@ typedef struct {
     uint64_t workers_lost;      //  Workers forgotten (heartbeat, gone)
     uint64_t redispatched;      //  Jobs back in queue without an attempt
     uint64_t released;          //  Job ids sent in RELEASE
+    uint64_t orphans_released;  //  Of those: queued for a flow no worker
+                                //  served for heartbeat x liveness
     uint64_t claims;            //  CLAIM actions
     uint64_t commits;           //  COMMIT actions
     uint64_t commit_failures;   //  commit_failed events

@@ -584,16 +584,20 @@ START_TEST (test_renew_timing)
     cw_core_on_renew_done (core, T0 + 502, renew->batch_id, NULL, 0);
     s_pop (core);
     ck_assert_uint_eq (s_count (CW_CORE_SEND_JOB, 1), 1);
-    //  A lease never renewed runs out: the job is dropped
+    //  A lease never renewed runs out: the job is dropped (the worker
+    //  stays alive: a flow nobody serves would hand the job back first)
+    cw_core_on_worker_seen (core, T0 + 501 + 30000 - 10000, "w1");
     cw_core_on_tick (core, T0 + 501 + 30000 - 10000);
     s_pop (core);
     renew = s_last (CW_CORE_RENEW);
     ck_assert_uint_eq (s_count (CW_CORE_RENEW, -1), 3);
     cw_core_on_renew_failed (core, T0 + 30000, renew->batch_id);
+    cw_core_on_worker_seen (core, T0 + 30501, "w1");
     cw_core_on_tick (core, T0 + 30501);
     s_pop (core);
     renew = s_last (CW_CORE_RENEW);
     cw_core_on_renew_failed (core, T0 + 30502, renew->batch_id);
+    cw_core_on_worker_seen (core, T0 + 30501 + 30000, "w1");
     cw_core_on_tick (core, T0 + 30501 + 30000);
     s_pop (core);
     ck_assert (!cw_core_holds (core, 1));
@@ -842,6 +846,64 @@ START_TEST (test_prefetch)
 }
 END_TEST
 
+//  Jobs held for a flow no worker serves any more go back to the store
+//  after a worker's liveness (heartbeat x liveness), no attempt spent, so
+//  a broker that lost its workers does not sit on them
+START_TEST (test_orphans_released)
+{
+    cw_core_config_t config = s_config ();
+    config.poll_msec = 0;
+    config.prefetch = 4;
+    s_reset ();
+    cw_core_t *core = cw_core_new (&config);
+    s_ready (core, T0, "w1", "a", 1);
+    s_pop (core);
+    s_seen_t *claim = s_last (CW_CORE_CLAIM);
+    ck_assert_uint_eq (claim->limit, 5);
+    cw_core_job_t jobs[5];
+    for (int64_t id = 0; id < 5; id++)
+        jobs[id] = s_job (id + 1, "a", NULL, NULL, T0 + 30000);
+    cw_core_on_jobs_claimed (core, T0 + 1, claim->batch_id, jobs, 5);
+    s_pop (core);
+    ck_assert_uint_eq (s_count (CW_CORE_SEND_JOB, -1), 1);
+    //  The worker goes: its job comes back to the queue, all five wait
+    cw_core_on_worker_gone (core, T0 + 2, "w1");
+    s_pop (core);
+    ck_assert_uint_eq (s_count (CW_CORE_RELEASE, -1), 0);
+    //  A worker of another flow changes nothing for flow a
+    s_ready (core, T0 + 3, "w2", "b", 10);
+    s_pop (core);
+    int64_t grace = config.heartbeat_msec * (int64_t) config.liveness;
+    ck_assert_int_le (cw_core_next_deadline (core), T0 + 3 + grace);
+    cw_core_on_tick (core, T0 + 2 + grace - 1);
+    s_pop (core);
+    ck_assert_uint_eq (s_count (CW_CORE_RELEASE, -1), 0);
+    cw_core_on_worker_seen (core, T0 + 3 + grace, "w2");
+    cw_core_on_tick (core, T0 + 3 + grace);
+    s_pop (core);
+    s_seen_t *release = s_last (CW_CORE_RELEASE);
+    ck_assert_ptr_nonnull (release);
+    ck_assert_uint_eq (release->count, 5);
+    cw_core_stats_t stats;
+    cw_core_stats (core, &stats);
+    ck_assert_uint_eq (stats.held, 0);
+    ck_assert_uint_eq (stats.orphans_released, 5);
+    //  A worker for the flow back within the grace keeps the jobs
+    s_reset ();
+    s_ready (core, T0 + 10000, "w3", "a", 0);
+    cw_core_job_t late = s_job (9, "a", NULL, NULL, T0 + 40000);
+    cw_core_on_jobs_claimed (core, T0 + 10001, 0, &late, 1);
+    cw_core_on_worker_gone (core, T0 + 10002, "w3");
+    s_ready (core, T0 + 10003, "w4", "a", 0);
+    cw_core_on_tick (core, T0 + 10002 + grace + 1);
+    s_pop (core);
+    ck_assert_uint_eq (s_count (CW_CORE_RELEASE, -1), 0);
+    cw_core_stats (core, &stats);
+    ck_assert_uint_eq (stats.held, 1);
+    cw_core_destroy (&core);
+}
+END_TEST
+
 //  --------------------------------------------------------------------------
 //  Random events, fixed seed, cw_core_check after each
 
@@ -1023,6 +1085,7 @@ main (void)
     tcase_add_test (tcase, test_calls);
     tcase_add_test (tcase, test_claim);
     tcase_add_test (tcase, test_prefetch);
+    tcase_add_test (tcase, test_orphans_released);
     suite_add_tcase (suite, tcase);
     TCase *random = tcase_create ("random");
     tcase_set_timeout (random, 60);
