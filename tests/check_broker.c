@@ -447,6 +447,15 @@ START_TEST (test_publish)
     ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.inbox i"
                                      " JOIN erp_mw.jobs j ON j.id = i.job_id"
                                      " WHERE i.idempotency_key = 'ev-1'"), 1);
+    //  No worker serves order.status: after a worker's liveness (200 ms x
+    //  3) the broker hands the job back, ready, no attempt spent
+    const char *back = "SELECT count(*) FROM erp_mw.jobs"
+                       " WHERE idempotency_key = 'ev-1' AND state = 'ready'"
+                       "   AND lease_owner IS NULL AND attempts = 0";
+    int64_t deadline = zclock_mono () + WAIT_MSEC;
+    while (s_count (self, back) == 0 && zclock_mono () < deadline)
+        zclock_sleep (50);
+    ck_assert_int_eq (s_count (self, back), 1);
     zsock_destroy (&relay);
     s_fixture_destroy (&self);
 }
