@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -337,6 +338,38 @@ START_TEST (test_headers_arrive)
 }
 END_TEST
 
+//  cw_runner_start sends the request at once on a pooled connection: the
+//  server has it before the caller drives the runner again
+START_TEST (test_sent_on_start)
+{
+    worker_sim_t sim;
+    worker_sim_start (&sim, "--latency-ms", "400", NULL);
+    cw_runner_t *runner = cw_runner_new (4);
+    cw_runner_result_t *results[2] = {NULL};
+    //  The first call opens the connection
+    s_start_customer (runner, &sim, "key-sent-1", "corr-sent-1", "c-s1",
+                      (void *) 1, 5000);
+    s_finish (runner, results, 1);
+    //  The second reuses it: started, not driven, yet in flight at erpsim
+    s_start_customer (runner, &sim, "key-sent-2", "corr-sent-2", "c-s2",
+                      (void *) 1, 5000);
+    struct timespec pause = {0, 200 * 1000000L};
+    nanosleep (&pause, NULL);
+    json_t *report = worker_sim_introspect (&sim);
+    ck_assert_int_eq (json_integer_value (json_object_get (
+                          json_object_get (report, "inFlight"), "current")),
+                      1);
+    json_decref (report);
+    s_finish (runner, results + 1, 1);
+    ck_assert_int_eq (results[1]->http_status, 201);
+    ck_assert_int_eq (results[1]->new_connections, 0);
+    cw_runner_result_destroy (&results[0]);
+    cw_runner_result_destroy (&results[1]);
+    cw_runner_destroy (&runner);
+    worker_sim_stop (&sim);
+}
+END_TEST
+
 START_TEST (test_faults)
 {
     worker_sim_t sim;
@@ -514,6 +547,7 @@ s_suite (void)
     tcase_set_timeout (tcase, 60);
     tcase_add_test (tcase, test_many_in_flight);
     tcase_add_test (tcase, test_headers_arrive);
+    tcase_add_test (tcase, test_sent_on_start);
     tcase_add_test (tcase, test_faults);
     tcase_add_test (tcase, test_refused_and_cancel);
     suite_add_tcase (suite, tcase);
