@@ -20,6 +20,7 @@
 #include "cw_zap.h"
 
 #include <inttypes.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,7 +89,8 @@ static const cw_config_entry_t s_schema [] = {
      .offset = S_AT (poll_msec), .help = "safety-net claim interval"},
     {.path = "broker/id", .env = "CW_BROKER_ID",
      .type = CW_CONFIG_STRING, .default_value = "",
-     .offset = S_AT (broker_id), .help = "lease owner name (empty: host-pid)"},
+     .offset = S_AT (broker_id),
+     .help = "broker name; leases are owned by name/<run> (empty: host-pid)"},
     {.path = "broker/lease", .env = "CW_BROKER_LEASE",
      .type = CW_CONFIG_DURATION, .default_value = "30s", .min = 100, .max = 3600000,
      .offset = S_AT (lease_msec), .help = "lease length of claimed jobs"},
@@ -335,14 +337,26 @@ main (int argc, char *argv [])
             break;
         }
     }
-    char broker_id [CW_BROKER_ID_SIZE];
+    char name [CW_BROKER_ID_SIZE];
     if (*settings.broker_id)
-        snprintf (broker_id, sizeof (broker_id), "%s", settings.broker_id);
+        snprintf (name, sizeof (name), "%s", settings.broker_id);
     else {
         char host [64] = "broker";
         gethostname (host, sizeof (host) - 1);
-        snprintf (broker_id, sizeof (broker_id), "%s-%d", host, (int) getpid ());
+        snprintf (name, sizeof (name), "%s-%d", host, (int) getpid ());
     }
+    //  Leases are owned by the name plus this run's incarnation: a broker
+    //  restarted under the same broker/id never takes its previous run's
+    //  leases for its own (its sweep would skip them and its claims would
+    //  let their keys' successors pass); they expire and are swept back
+    //  like any lost broker's.
+    if (sodium_init () < 0) {
+        fprintf (stderr, "causeway-broker: libsodium failed to start\n");
+        return 1;
+    }
+    char broker_id [CW_BROKER_ID_SIZE + 16];
+    snprintf (broker_id, sizeof (broker_id), "%s/%08" PRIx32, name,
+              randombytes_random ());
     cw_broker_config_t broker_config = {
         .endpoint = settings.bind,
         .poll_only = settings.poll_only,

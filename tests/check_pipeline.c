@@ -118,7 +118,14 @@ s_broker_start (fixture_t *self, const char *const *extra)
 {
     ck_assert_int_lt (self->broker_count, BROKERS_MAX);
     int index = self->broker_count++;
-    char *id = zsys_sprintf ("CW_BROKER_ID=broker-%d", index);
+    //  CW_BROKER_ID=... among extra names the broker (a restart under the
+    //  same name); else broker-<index>
+    char *id = NULL;
+    for (size_t at = 0; extra && extra [at]; at++)
+        if (strncmp (extra [at], "CW_BROKER_ID=", 13) == 0)
+            id = strdup (extra [at]);
+    if (!id)
+        id = zsys_sprintf ("CW_BROKER_ID=broker-%d", index);
     const char *settings[] = {
         id,
         "CW_BROKER_SERVER_HEARTBEAT=200ms", "CW_BROKER_DB_POLL=200ms",
@@ -555,11 +562,48 @@ START_TEST (test_broker_killed_other_finishes)
     s_worker_start (self, worker);
     s_insert_upserts (self, "b", jobs, 30);
     s_wait_count (self, "SELECT count(*) FROM erp_mw.jobs"
-                        " WHERE state = 'leased' AND lease_owner = 'broker-0'",
+                        " WHERE state = 'leased' AND lease_owner LIKE 'broker-0/%'",
                   1, LONG_MSEC);
     s_wait_count (self, DONE, 100, LONG_MSEC);
     cw_test_kill (self->brokers [0]);
     self->brokers [0] = 0;
+    s_wait_count (self, DONE, jobs, LONG_MSEC);
+    s_sim_idle (self, WAIT_MSEC);
+    long customers, not_once;
+    s_sim_effects (self, &customers, &not_once);
+    ck_assert_int_eq (customers, jobs);
+    ck_assert_int_eq (not_once, 0);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                     " WHERE lease_owner IS NOT NULL"), 0);
+    s_assert_attempts_consistent (self);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+//  A broker killed and started again under the same broker/id: its
+//  previous run's leases are not its own (they expire and are swept back),
+//  so every job still finishes, once each
+START_TEST (test_broker_restarted_same_id)
+{
+    const int jobs = 300;
+    fixture_t *self = s_fixture_new ();
+    worker_sim_start (&self->sim, "--latency-ms", "50", "--log-level", "warn",
+                      NULL);
+    self->sim_up = true;
+    const char *broker [] = { "CW_BROKER_ID=fixed", "CW_BROKER_LEASE=2s",
+                              "CW_BROKER_RENEW_MARGIN=1s",
+                              "CW_BROKER_JOB_DEADLINE=1s", NULL };
+    s_broker_start (self, broker);
+    const char *worker [] = { "CW_WORKER_INFLIGHT=32", NULL };
+    s_worker_start (self, worker);
+    s_insert_upserts (self, "r", jobs, 30);
+    s_wait_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                        " WHERE state = 'leased' AND lease_owner LIKE 'fixed/%'",
+                  1, LONG_MSEC);
+    cw_test_kill (self->brokers [0]);
+    self->brokers [0] = 0;
+    s_broker_start (self, broker);
+    s_worker_start (self, worker);
     s_wait_count (self, DONE, jobs, LONG_MSEC);
     s_sim_idle (self, WAIT_MSEC);
     long customers, not_once;
@@ -744,6 +788,7 @@ main (void)
         { "retry_after", test_retry_after_honoured },
         { "worker_killed", test_worker_killed_jobs_finish_elsewhere },
         { "broker_killed", test_broker_killed_other_finishes },
+        { "broker_restarted", test_broker_restarted_same_id },
         { "ordering", test_ordering_kept_per_key },
         { "dead_parks", test_dead_parks_successors },
         { "target_cap", test_target_cap_respected },
