@@ -51,9 +51,9 @@ static const char s_sql_claim[] =
 //  Hands back jobs whose lease another broker let expire (that broker
 //  died or lost the database): ready again, no attempt spent, so a claim
 //  can take them. That broker's late commit is fenced (lease_owner).
-//  jobs_leased_idx finds them. The claims lane sweeps every expire_msec
-//  while idle, off the claim's path, and wakes the broker when it freed
-//  any.
+//  jobs_leased_idx finds them. The store sweeps every expire_msec,
+//  between requests (never as a round trip in front of a claim), and
+//  wakes the broker when it freed any.
 static const char s_sql_expire[] =
     "UPDATE erp_mw.jobs"
     "   SET state = 'ready', lease_owner = NULL, lease_expires_at = NULL"
