@@ -575,7 +575,8 @@ s_on_request (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
         cw_core_stats_t stats;
         cw_core_stats (self->core, &stats);
         json_t *result = json_pack (
-            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
+            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+            " s:I, s:b}",
             "held", (json_int_t) stats.held,
             "queued", (json_int_t) stats.queued,
             "inflight", (json_int_t) stats.inflight,
@@ -587,6 +588,8 @@ s_on_request (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
             "published", (json_int_t) self->published,
             "duplicates", (json_int_t) self->duplicates,
             "rejected", (json_int_t) self->rejected,
+            "released", (json_int_t) stats.released,
+            "orphans_released", (json_int_t) stats.orphans_released,
             "draining", self->draining);
         s_respond (self, peer->name, request_id, &result);
         return;
@@ -814,6 +817,8 @@ s_stats (s_broker_t *self)
         {"unknown_session", self->unknown_session},
         {"published", self->published}, {"duplicates", self->duplicates},
         {"rejected", self->rejected}, {"commit_lost", self->commit_lost},
+        {"released", stats.released},
+        {"orphans_released", stats.orphans_released},
         {"store_outstanding", self->store_outstanding}
     };
     for (size_t index = 0; index < sizeof (items) / sizeof (items [0]); index++) {

@@ -397,6 +397,8 @@ END_TEST
 START_TEST (test_publish)
 {
     fixture_t *self = s_fixture_new ();
+    zcert_t *operator = cw_curve_cert_new ("admin", "operator");
+    cw_fixture_cert_save (self->tmp, operator, "peers", "operator");
     s_broker_start (self, NULL);
     zsock_t *relay = s_peer_new (self, self->relay);
     for (int round = 0; round < 2; round++) {
@@ -456,6 +458,26 @@ START_TEST (test_publish)
     while (s_count (self, back) == 0 && zclock_mono () < deadline)
         zclock_sleep (50);
     ck_assert_int_eq (s_count (self, back), 1);
+    //  The admin status counts it
+    zsock_t *admin = s_peer_new (self, operator);
+    cw_msg_t *request = cw_msg_new (CW_MSG_CLIENT, CW_MSG_REQUEST);
+    request->request.request_id = 1;
+    request->request.op = strdup ("status");
+    request->request.args = json_object ();
+    s_peer_send (admin, &request);
+    cw_msg_t *response = s_peer_recv (admin, WAIT_MSEC);
+    ck_assert_ptr_nonnull (response);
+    ck_assert_int_eq (response->command, CW_MSG_RESPONSE);
+    ck_assert_ptr_null (response->response.error_code);
+    ck_assert_int_eq (json_integer_value (json_object_get (
+                          response->response.result, "orphans_released")),
+                      1);
+    ck_assert_int_ge (json_integer_value (json_object_get (
+                          response->response.result, "released")),
+                      1);
+    cw_msg_destroy (&response);
+    zsock_destroy (&admin);
+    zcert_destroy (&operator);
     zsock_destroy (&relay);
     s_fixture_destroy (&self);
 }
