@@ -1192,18 +1192,17 @@ s_claim (cw_core_t *self, int64_t now)
     uint64_t held = s_undispatched (self);
     uint64_t room = zhashx_size (self->workers)
                   ? credit + self->config.prefetch : 0;
+    uint64_t free_capacity = room > held ? room - held : 0;
     //  While every credit can be served from jobs held here, wait until
     //  half the prefetch is used up: fewer, larger claims
     bool stocked = held >= credit
-                && room - (room > held ? held : room)
-                       < (self->config.prefetch + 1) / 2;
-    if (room <= held || stocked) {
+                && free_capacity < (self->config.prefetch + 1) / 2;
+    if (free_capacity == 0 || stocked) {
         //  No room: skip this poll; a wake stays noted for later
         if (poll_due)
             self->claim_at = now + self->config.poll_msec;
         return;
     }
-    uint64_t free_capacity = room - held;
     //  Flows of workers with credit, each once; with a prefetch, of every
     //  worker (its credit comes back soon)
     zhashx_t *seen = zhashx_new ();

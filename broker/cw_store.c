@@ -880,6 +880,14 @@ s_expire (s_store_t *self)
 
 //  --- Actor -----------------------------------------------------------------
 
+//  Tells the broker that jobs may be waiting (NOTIFY, LISTEN back, sweep).
+static void
+s_wake (zsock_t *pipe)
+{
+    cw_store_req_t *wake = cw_store_req_new (CW_STORE_WAKE);
+    zsock_send (pipe, "p", wake);
+}
+
 static void
 s_run (s_store_t *self, cw_store_req_t *req)
 {
@@ -956,18 +964,15 @@ cw_store_actor (zsock_t *pipe, void *args)
             s_listen_open (&self);
             if (self.listen) {
                 //  Jobs may have come while not listening
-                cw_store_req_t *wake = cw_store_req_new (CW_STORE_WAKE);
-                zsock_send (pipe, "p", wake);
+                s_wake (pipe);
             }
         }
         if (count == 2 && (items [1].revents & ZMQ_POLLIN) && self.listen
         &&  s_listen_read (&self)) {
-            cw_store_req_t *wake = cw_store_req_new (CW_STORE_WAKE);
-            zsock_send (pipe, "p", wake);
+            s_wake (pipe);
         }
         if (s_expire (&self)) {
-            cw_store_req_t *wake = cw_store_req_new (CW_STORE_WAKE);
-            zsock_send (pipe, "p", wake);
+            s_wake (pipe);
         }
         if (items [0].revents & ZMQ_POLLIN) {
             zmsg_t *msg = zmsg_recv (pipe);

@@ -97,8 +97,8 @@ typedef struct {
     bool poll_only;             //  No LISTEN (e.g. behind PgBouncer)
     int64_t inbox_ttl_msec;     //  Inbox rows' lifetime
     int64_t expire_msec;        //  Sweep for other brokers' expired leases
-                                //  this often while idle, waking the
-                                //  broker when it frees any (0: never)
+                                //  this often, between requests, waking
+                                //  the broker when it frees any (0: never)
 } cw_store_config_t;
 
 //  The store actor; args is a cw_store_config_t *. Signals 0 once

@@ -165,6 +165,18 @@ s_job (int64_t id, const char *flow, const char *target, const char *key,
     return job;
 }
 
+//  Answers CLAIM batch with jobs 1..count of flow "a", leased until
+//  T0 + 30 s.
+static void
+s_claim_answer (cw_core_t *core, int64_t now, uint64_t batch_id, size_t count)
+{
+    cw_core_job_t jobs[16];
+    ck_assert_uint_le (count, 16);
+    for (size_t index = 0; index < count; index++)
+        jobs[index] = s_job ((int64_t) index + 1, "a", NULL, NULL, T0 + 30000);
+    cw_core_on_jobs_claimed (core, now, batch_id, jobs, count);
+}
+
 static void
 s_give (cw_core_t *core, int64_t now, int64_t id, const char *flow,
         const char *target, const char *key)
@@ -764,10 +776,7 @@ START_TEST (test_claim)
     s_pop (core);
     ck_assert_uint_eq (s_count (CW_CORE_CLAIM, -1), 1);
     //  A full batch: claim again at once for the remaining capacity
-    cw_core_job_t jobs[10];
-    for (int64_t id = 0; id < 10; id++)
-        jobs[id] = s_job (id + 1, "a", NULL, NULL, T0 + 30000);
-    cw_core_on_jobs_claimed (core, T0 + 2, claim->batch_id, jobs, 10);
+    s_claim_answer (core, T0 + 2, claim->batch_id, 10);
     cw_core_on_worker_credit (core, T0 + 3, "w1", 3);
     s_pop (core);
     ck_assert_uint_eq (s_count (CW_CORE_CLAIM, -1), 2);
@@ -807,10 +816,7 @@ START_TEST (test_prefetch)
     s_seen_t *claim = s_last (CW_CORE_CLAIM);
     ck_assert_ptr_nonnull (claim);
     ck_assert_uint_eq (claim->limit, 2 + 4);
-    cw_core_job_t jobs[6];
-    for (int64_t id = 0; id < 6; id++)
-        jobs[id] = s_job (id + 1, "a", NULL, NULL, T0 + 30000);
-    cw_core_on_jobs_claimed (core, T0 + 1, claim->batch_id, jobs, 6);
+    s_claim_answer (core, T0 + 1, claim->batch_id, 6);
     s_pop (core);
     //  Two out for the credit, four held; no room, no claim
     ck_assert_uint_eq (s_count (CW_CORE_SEND_JOB, -1), 2);
@@ -860,10 +866,7 @@ START_TEST (test_orphans_released)
     s_pop (core);
     s_seen_t *claim = s_last (CW_CORE_CLAIM);
     ck_assert_uint_eq (claim->limit, 5);
-    cw_core_job_t jobs[5];
-    for (int64_t id = 0; id < 5; id++)
-        jobs[id] = s_job (id + 1, "a", NULL, NULL, T0 + 30000);
-    cw_core_on_jobs_claimed (core, T0 + 1, claim->batch_id, jobs, 5);
+    s_claim_answer (core, T0 + 1, claim->batch_id, 5);
     s_pop (core);
     ck_assert_uint_eq (s_count (CW_CORE_SEND_JOB, -1), 1);
     //  The worker goes: its job comes back to the queue, all five wait

@@ -224,8 +224,51 @@ cw_runner_destroy (cw_runner_t **self_p)
     *self_p = NULL;
 }
 
+//  Takes finished transfers off the multi handle into the done list.
 static void
-    s_collect (cw_runner_t *self);
+s_collect (cw_runner_t *self)
+{
+    CURLMsg *message;
+    int left;
+    while ((message = curl_multi_info_read (self->multi, &left))) {
+        if (message->msg != CURLMSG_DONE)
+            continue;
+        CURL *easy = message->easy_handle;
+        CURLcode code = message->data.result;
+        s_slot_t *slot = NULL;
+        curl_easy_getinfo (easy, CURLINFO_PRIVATE, (char **) &slot);
+        assert (slot && slot->busy);
+        long status = 0;
+        curl_easy_getinfo (easy, CURLINFO_RESPONSE_CODE, &status);
+        long connects = 0;
+        curl_easy_getinfo (easy, CURLINFO_NUM_CONNECTS, &connects);
+        cw_runner_result_t *result =
+            (cw_runner_result_t *) zmalloc (sizeof (cw_runner_result_t));
+        result->tag = slot->tag;
+        result->duration_msec = zclock_mono () - slot->started;
+        result->new_connections = connects;
+        cw_runner_classify (code, slot->error, status,
+                            slot->retry_after[0] ? slot->retry_after : NULL,
+                            slot->body, slot->body_size, slot->body_over,
+                            slot->timeout_msec, zclock_time (), result);
+        curl_multi_remove_handle (self->multi, easy);
+        s_slot_clear (slot);
+        self->busy--;
+        self->calls++;
+        self->connections += (uint64_t) connects;
+        zlistx_add_end (self->done, result);
+        self->done_count++;
+    }
+}
+
+//  Runs curl's timeout work (starting added transfers among it) now.
+static void
+s_timeout (cw_runner_t *self)
+{
+    int running = 0;
+    self->timer_at = -1;
+    curl_multi_socket_action (self->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+}
 
 int
 cw_runner_start (cw_runner_t *self,
@@ -315,8 +358,7 @@ cw_runner_start (cw_runner_t *self,
     //  of JOBs read in one turn would otherwise wait for the whole batch
     //  to be built first (B3: ~2 ms per call). A transfer that ends at
     //  once (say, connection refused) is in cw_runner_next right away.
-    int running = 0;
-    curl_multi_socket_action (self->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    s_timeout (self);
     s_collect (self);
     return 0;
 }
@@ -387,43 +429,6 @@ cw_runner_timeout (cw_runner_t *self)
     return left > 0 ? (long) left : 0;
 }
 
-//  Takes finished transfers off the multi handle into the done list.
-static void
-s_collect (cw_runner_t *self)
-{
-    CURLMsg *message;
-    int left;
-    while ((message = curl_multi_info_read (self->multi, &left))) {
-        if (message->msg != CURLMSG_DONE)
-            continue;
-        CURL *easy = message->easy_handle;
-        CURLcode code = message->data.result;
-        s_slot_t *slot = NULL;
-        curl_easy_getinfo (easy, CURLINFO_PRIVATE, (char **) &slot);
-        assert (slot && slot->busy);
-        long status = 0;
-        curl_easy_getinfo (easy, CURLINFO_RESPONSE_CODE, &status);
-        long connects = 0;
-        curl_easy_getinfo (easy, CURLINFO_NUM_CONNECTS, &connects);
-        cw_runner_result_t *result =
-            (cw_runner_result_t *) zmalloc (sizeof (cw_runner_result_t));
-        result->tag = slot->tag;
-        result->duration_msec = zclock_mono () - slot->started;
-        result->new_connections = connects;
-        cw_runner_classify (code, slot->error, status,
-                            slot->retry_after[0] ? slot->retry_after : NULL,
-                            slot->body, slot->body_size, slot->body_over,
-                            slot->timeout_msec, zclock_time (), result);
-        curl_multi_remove_handle (self->multi, easy);
-        s_slot_clear (slot);
-        self->busy--;
-        self->calls++;
-        self->connections += (uint64_t) connects;
-        zlistx_add_end (self->done, result);
-        self->done_count++;
-    }
-}
-
 void
 cw_runner_action (cw_runner_t *self, const zmq_pollitem_t *items, size_t count)
 {
@@ -442,11 +447,8 @@ cw_runner_action (cw_runner_t *self, const zmq_pollitem_t *items, size_t count)
             curl_multi_socket_action (self->multi, items[index].fd, mask,
                                       &running);
     }
-    if (self->timer_at >= 0 && zclock_mono () >= self->timer_at) {
-        self->timer_at = -1;
-        curl_multi_socket_action (self->multi, CURL_SOCKET_TIMEOUT, 0,
-                                  &running);
-    }
+    if (self->timer_at >= 0 && zclock_mono () >= self->timer_at)
+        s_timeout (self);
     s_collect (self);
 }
 
