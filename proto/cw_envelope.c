@@ -2,13 +2,16 @@
     cw_envelope - the CloudEvents envelope around every event, with strict
     msgpack and JSON codecs
 
-    Both codecs go through one JSON tree: the canonical form of an envelope
-    is that tree with every map's keys in byte order (strcmp), at every
-    level. JSON is written compact with JSON_SORT_KEYS; msgpack is written
-    by cw_mpjson_pack with the same order and the smallest integer encoding.
-    So msgpack -> envelope -> JSON -> envelope -> msgpack gives back the
-    same bytes. The msgpack reader is hand-written so that every limit is
-    checked before anything is allocated and every rejection names a field.
+    The canonical form of an envelope is its JSON tree (attributes and
+    data) with every map's keys in byte order (strcmp), at every level.
+    JSON is written from that tree, compact with JSON_SORT_KEYS; msgpack is
+    written without building it: the attributes in that order, then data
+    by cw_mpjson_pack (same order, smallest integer encoding). So msgpack
+    -> envelope -> JSON -> envelope -> msgpack gives back the same bytes.
+    The msgpack reader is hand-written so that every limit is checked
+    before anything is allocated and every rejection names a field;
+    cw_envelope_validate holds an envelope in memory to the same rules, so
+    the encoders never write what the decoders refuse.
     =========================================================================
 */
 #include "cw_envelope.h"
@@ -478,26 +481,105 @@ s_check_tenant_id (const char *value, char *reason, size_t reason_size)
     return 0;
 }
 
-//  Appends ".key" or "[index]" to a path, truncating safely
-static size_t s_path_push (char *path, size_t length, const char *format, ...)
-    __attribute__ ((format (printf, 3, 4)));
-
+//  Appends size bytes of text to a path, truncating safely (the path
+//  keeps at most S_PATH_MAX - 1 bytes); returns the new length
 static size_t
-s_path_push (char *path, size_t length, const char *format, ...)
+s_path_append (char *path, size_t length, const char *text, size_t size)
 {
     if (length >= S_PATH_MAX - 1)
         return length;
-    va_list args;
-    va_start (args, format);
-    int written = vsnprintf (path + length, S_PATH_MAX - length, format, args);
-    va_end (args);
-    if (written < 0)
-        return length;
-    size_t end = length + (size_t) written;
-    return end < S_PATH_MAX ? end : S_PATH_MAX - 1;
+    if (size > S_PATH_MAX - 1 - length)
+        size = S_PATH_MAX - 1 - length;
+    memcpy (path + length, text, size);
+    path[length + size] = 0;
+    return length + size;
 }
 
-//  Checks a data value: depth, key lengths, no NUL in strings
+//  Appends ".key" (or "key" when dot is false) to a path
+static size_t
+s_path_key (char *path, size_t length, bool dot, const char *key)
+{
+    if (dot)
+        length = s_path_append (path, length, ".", 1);
+    return s_path_append (path, length, key, strlen (key));
+}
+
+//  Appends "[index]" to a path
+static size_t
+s_path_index (char *path, size_t length, size_t index)
+{
+    char text[24];  //  "[" + 20 digits + "]"
+    size_t at = sizeof (text);
+    text[--at] = ']';
+    do {
+        text[--at] = (char) ('0' + index % 10);
+        index /= 10;
+    } while (index);
+    text[--at] = '[';
+    return s_path_append (path, length, text + at, sizeof (text) - at);
+}
+
+bool
+cw_envelope_utf8_valid (const void *text, size_t size)
+{
+    assert (text || size == 0);
+    const uint8_t *bytes = (const uint8_t *) text;
+    size_t index = 0;
+    while (index < size) {
+        uint8_t byte = bytes[index];
+        size_t more;
+        uint32_t code, min;
+        if (byte < 0x80) {
+            index++;
+            continue;
+        }
+        if ((byte & 0xe0) == 0xc0) {
+            more = 1;
+            code = byte & 0x1f;
+            min = 0x80;
+        }
+        else if ((byte & 0xf0) == 0xe0) {
+            more = 2;
+            code = byte & 0x0f;
+            min = 0x800;
+        }
+        else if ((byte & 0xf8) == 0xf0) {
+            more = 3;
+            code = byte & 0x07;
+            min = 0x10000;
+        }
+        else
+            return false;
+        if (size - index - 1 < more)
+            return false;
+        for (size_t next = 1; next <= more; next++) {
+            if ((bytes[index + next] & 0xc0) != 0x80)
+                return false;
+            code = (code << 6) | (bytes[index + next] & 0x3f);
+        }
+        if (code < min || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff))
+            return false;
+        index += more + 1;
+    }
+    return true;
+}
+
+//  Byte length of an object key (since jansson 2.14 a key may hold NUL
+//  bytes, set with json_object_setn)
+static size_t
+s_key_length (const char *key)
+{
+#if JANSSON_VERSION_HEX >= 0x020e00
+    return json_object_iter_key_len (json_object_key_to_iter (key));
+#else
+    return strlen (key);
+#endif
+}
+
+//  Checks a data value by the rules the msgpack reader applies to it:
+//  depth; keys of at most CW_ENVELOPE_KEY_MAX bytes of UTF-8 without NUL;
+//  strings of UTF-8 without NUL. (jansson keeps strings made with its
+//  _nocheck functions as they are, so UTF-8 is checked here too.)
 static int
 s_check_value (const json_t *value,
                char *path,
@@ -518,11 +600,23 @@ s_check_value (const json_t *value,
         json_t *member;
         json_object_foreach ((json_t *) value, key, member)
         {
-            size_t length = s_path_push (path, path_length, ".%s", key);
-            if (strlen (key) > CW_ENVELOPE_KEY_MAX) {
+            size_t key_length = s_key_length (key);
+            size_t length = s_path_key (path, path_length, true, key);
+            if (key_length > CW_ENVELOPE_KEY_MAX) {
                 s_reason (reason, reason_size,
                           "field \"%s\": key longer than %d bytes", path,
                           CW_ENVELOPE_KEY_MAX);
+                return -1;
+            }
+            const char *problem = NULL;
+            if (memchr (key, 0, key_length))
+                problem = "map keys must not contain NUL characters";
+            else if (!cw_envelope_utf8_valid (key, key_length))
+                problem = "map keys must be valid UTF-8";
+            if (problem) {
+                path[path_length] = 0;
+                s_reason (reason, reason_size, "field \"%s\": %s", path,
+                          problem);
                 return -1;
             }
             int rc = s_check_value (member, path, length, depth + 1, reason,
@@ -534,7 +628,7 @@ s_check_value (const json_t *value,
     }
     else if (json_is_array (value)) {
         for (size_t index = 0; index < json_array_size (value); index++) {
-            size_t length = s_path_push (path, path_length, "[%zu]", index);
+            size_t length = s_path_index (path, path_length, index);
             int rc = s_check_value (json_array_get (value, index), path, length,
                                     depth + 1, reason, reason_size);
             path[path_length] = 0;
@@ -543,21 +637,30 @@ s_check_value (const json_t *value,
         }
     }
     else if (json_is_string (value)) {
-        if (memchr (json_string_value (value), 0, json_string_length (value))) {
+        const char *text = json_string_value (value);
+        size_t size = json_string_length (value);
+        if (memchr (text, 0, size)) {
             s_reason (reason, reason_size,
                       "field \"%s\": must not contain NUL characters", path);
+            return -1;
+        }
+        if (!cw_envelope_utf8_valid (text, size)) {
+            s_reason (reason, reason_size, "field \"%s\": must be valid UTF-8",
+                      path);
             return -1;
         }
     }
     return 0;
 }
 
-int
-cw_envelope_validate (const cw_envelope_t *self,
-                      char *reason,
-                      size_t reason_size)
+//  cw_envelope_validate; the walk over data's values is left out when
+//  values is false (the msgpack reader has applied the same rules)
+static int
+s_validate (const cw_envelope_t *self,
+            bool values,
+            char *reason,
+            size_t reason_size)
 {
-    assert (self);
     if (s_check_token (S_ID, self->id, CW_ENVELOPE_ID_MAX, reason, reason_size)
         || s_check_token (S_SOURCE, self->source, CW_ENVELOPE_SOURCE_MAX,
                           reason, reason_size))
@@ -608,13 +711,24 @@ cw_envelope_validate (const cw_envelope_t *self,
                   S_DATA);
         return -1;
     }
+    if (!values)
+        return 0;
     char path[S_PATH_MAX] = S_DATA;
     return s_check_value (self->data, path, strlen (path), 1, reason,
                           reason_size);
 }
 
+int
+cw_envelope_validate (const cw_envelope_t *self,
+                      char *reason,
+                      size_t reason_size)
+{
+    assert (self);
+    return s_validate (self, true, reason, reason_size);
+}
+
 //  ---------------------------------------------------------------------
-//  Canonical tree, shared by both encoders
+//  Encoders: JSON through the canonical tree, msgpack written directly
 
 static void
 s_tree_set (json_t *tree, const char *name, const char *value)
@@ -647,6 +761,66 @@ s_tree (const cw_envelope_t *self, char *reason, size_t reason_size)
     return tree;
 }
 
+//  Writes a string attribute: name, then value
+static void
+s_pack_attribute (msgpack_packer *packer, const char *name, const char *value)
+{
+    size_t length = strlen (name);
+    msgpack_pack_str (packer, length);
+    msgpack_pack_str_body (packer, name, length);
+    length = strlen (value);
+    msgpack_pack_str (packer, length);
+    msgpack_pack_str_body (packer, value, length);
+}
+
+//  Writes the canonical form of a valid envelope without building its
+//  tree: the attributes in byte order of their names, as cw_mpjson_pack
+//  orders the tree s_tree makes, and data through cw_mpjson_pack.
+static void
+s_pack (const cw_envelope_t *self, msgpack_packer *packer)
+{
+    msgpack_pack_map (packer, self->traceparent ? 11 : 10);
+    s_pack_attribute (packer, S_CORRELATIONID, self->correlation_id);
+    msgpack_pack_str (packer, strlen (S_DATA));
+    msgpack_pack_str_body (packer, S_DATA, strlen (S_DATA));
+    cw_mpjson_pack (packer, self->data);
+    s_pack_attribute (packer, S_DATACONTENTTYPE, CW_ENVELOPE_DATACONTENTTYPE);
+    s_pack_attribute (packer, S_ID, self->id);
+    s_pack_attribute (packer, S_IDEMPOTENCYKEY, self->idempotency_key);
+    s_pack_attribute (packer, S_SOURCE, self->source);
+    s_pack_attribute (packer, S_SPECVERSION, CW_ENVELOPE_SPECVERSION);
+    s_pack_attribute (packer, S_TENANTID, self->tenant_id);
+    s_pack_attribute (packer, S_TIME, self->time);
+    if (self->traceparent)
+        s_pack_attribute (packer, S_TRACEPARENT, self->traceparent);
+    s_pack_attribute (packer, S_TYPE, self->type);
+}
+
+int
+cw_envelope_append_msgpack (const cw_envelope_t *self,
+                            msgpack_sbuffer *buffer,
+                            char *reason,
+                            size_t reason_size)
+{
+    assert (self);
+    assert (buffer);
+    if (cw_envelope_validate (self, reason, reason_size))
+        return -1;
+    size_t start = buffer->size;
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, buffer, msgpack_sbuffer_write);
+    s_pack (self, &packer);
+    size_t size = buffer->size - start;
+    if (size > CW_ENVELOPE_MAX_SIZE) {
+        s_reason (reason, reason_size,
+                  "envelope too large: %zu bytes encoded, limit is %d", size,
+                  CW_ENVELOPE_MAX_SIZE);
+        buffer->size = start;
+        return -1;
+    }
+    return 0;
+}
+
 void *
 cw_envelope_encode_msgpack (const cw_envelope_t *self,
                             size_t *size_p,
@@ -655,19 +829,9 @@ cw_envelope_encode_msgpack (const cw_envelope_t *self,
 {
     assert (self);
     assert (size_p);
-    json_t *tree = s_tree (self, reason, reason_size);
-    if (!tree)
-        return NULL;
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    cw_mpjson_pack (&packer, tree);
-    json_decref (tree);
-    if (buffer.size > CW_ENVELOPE_MAX_SIZE) {
-        s_reason (reason, reason_size,
-                  "envelope too large: %zu bytes encoded, limit is %d",
-                  buffer.size, CW_ENVELOPE_MAX_SIZE);
+    if (cw_envelope_append_msgpack (self, &buffer, reason, reason_size)) {
         msgpack_sbuffer_destroy (&buffer);
         return NULL;
     }
@@ -735,8 +899,13 @@ s_attribute (const json_t *tree,
     return 0;
 }
 
+//  Makes the envelope of a decoded tree. values_checked: the reader
+//  has held data's values to s_check_value's rules already.
 static cw_envelope_t *
-s_from_tree (json_t *tree, char *reason, size_t reason_size)
+s_from_tree (json_t *tree,
+             bool values_checked,
+             char *reason,
+             size_t reason_size)
 {
     if (!json_is_object (tree)) {
         s_reason (reason, reason_size, "envelope must be a map of attributes");
@@ -803,7 +972,7 @@ s_from_tree (json_t *tree, char *reason, size_t reason_size)
         *strings[index].field = s_strdup_or_null (value);
     }
     self->data = json_incref (json_object_get (tree, S_DATA));
-    if (cw_envelope_validate (self, reason, reason_size))
+    if (s_validate (self, !values_checked, reason, reason_size))
         cw_envelope_destroy (&self);
     return self;
 }
@@ -874,9 +1043,11 @@ s_read_string (s_reader_t *reader, uint64_t length)
         return s_fail (reader, "truncated");
     if (memchr (bytes, 0, (size_t) length))
         return s_fail (reader, "must not contain NUL characters");
-    json_t *string = json_stringn ((const char *) bytes, (size_t) length);
-    if (!string)
+    if (!cw_envelope_utf8_valid (bytes, (size_t) length))
         return s_fail (reader, "must be valid UTF-8");
+    json_t *string =
+        json_stringn_nocheck ((const char *) bytes, (size_t) length);
+    assert (string);
     return string;
 }
 
@@ -892,7 +1063,7 @@ s_read_array (s_reader_t *reader, uint64_t count, int depth)
     assert (array);
     size_t path_length = strlen (reader->path);
     for (uint64_t index = 0; index < count; index++) {
-        s_path_push (reader->path, path_length, "[%zu]", (size_t) index);
+        s_path_index (reader->path, path_length, (size_t) index);
         json_t *element = s_read_value (reader, depth + 1);
         reader->path[path_length] = 0;
         if (!element) {
@@ -960,14 +1131,12 @@ s_read_map (s_reader_t *reader, uint64_t count, int depth)
             json_decref (object);
             return s_fail (reader, "map keys must not contain NUL characters");
         }
-        json_t *check = json_stringn (key, (size_t) length);
-        if (!check) {
+        if (!cw_envelope_utf8_valid (key, (size_t) length)) {
             json_decref (object);
             return s_fail (reader, "map keys must be valid UTF-8");
         }
-        json_decref (check);
         //  Top-level attributes are named bare, data members with a dot
-        s_path_push (reader->path, path_length, depth == 0 ? "%s" : ".%s", key);
+        s_path_key (reader->path, path_length, depth != 0, key);
         if (json_object_get (object, key)) {
             json_decref (object);
             return s_fail (reader, "duplicate key");
@@ -978,7 +1147,8 @@ s_read_map (s_reader_t *reader, uint64_t count, int depth)
             json_decref (object);
             return NULL;
         }
-        json_object_set_new (object, key, member);
+        //  The key was checked above
+        json_object_set_new_nocheck (object, key, member);
     }
     return object;
 }
@@ -1134,7 +1304,8 @@ cw_envelope_decode_msgpack (const void *data,
         json_decref (tree);
         return NULL;
     }
-    cw_envelope_t *self = s_from_tree (tree, reason, reason_size);
+    //  The reader checked data's values as s_check_value would
+    cw_envelope_t *self = s_from_tree (tree, true, reason, reason_size);
     json_decref (tree);
     return self;
 }
@@ -1165,7 +1336,7 @@ cw_envelope_decode_json (const void *data,
                   error.text, error.line, error.column);
         return NULL;
     }
-    cw_envelope_t *self = s_from_tree (tree, reason, reason_size);
+    cw_envelope_t *self = s_from_tree (tree, false, reason, reason_size);
     json_decref (tree);
     return self;
 }

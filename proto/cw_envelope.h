@@ -36,6 +36,9 @@ extern "C" {
 
 typedef struct _cw_envelope_t cw_envelope_t;
 
+//  msgpack-c's growing buffer (<msgpack.h>), for cw_envelope_append_msgpack
+struct msgpack_sbuffer;
+
 //  Create an empty envelope; set every required attribute and the data
 //  before encoding. Caller owns return value and must destroy it when done.
 cw_envelope_t *cw_envelope_new (void);
@@ -92,6 +95,15 @@ void *cw_envelope_encode_msgpack (const cw_envelope_t *self,
                                   char *reason,
                                   size_t reason_size);
 
+//  Append the canonical msgpack form to buffer (a msgpack_sbuffer), for
+//  codecs that nest envelopes in their own messages. Returns 0, or -1 with
+//  reason if the envelope is invalid or too large; buffer keeps its size
+//  then. What this accepts, cw_envelope_decode_msgpack accepts.
+int cw_envelope_append_msgpack (const cw_envelope_t *self,
+                                struct msgpack_sbuffer *buffer,
+                                char *reason,
+                                size_t reason_size);
+
 //  Encode to the canonical JSON form (CloudEvents structured mode),
 //  NUL-terminated. Returns NULL with reason if invalid or too large.
 //  Caller owns return value and must free it when done.
@@ -121,6 +133,11 @@ bool cw_envelope_time_valid (const char *text);
 //  True if text is a W3C traceparent of version 00 with non-zero ids, all
 //  hex digits lower-case.
 bool cw_envelope_traceparent_valid (const char *text);
+
+//  True if size bytes at text are strict UTF-8: no overlong forms, no
+//  surrogates, nothing above U+10FFFF. The rule every string and key of
+//  an envelope (and of a CWP/1 body) is held to.
+bool cw_envelope_utf8_valid (const void *text, size_t size);
 
 //  Split a type "family.vN" into its family and version. Returns 0, or -1
 //  if the type does not have that form (lower-case dotted family, version

@@ -3,6 +3,7 @@
     =========================================================================
 */
 #include "cw_envelope.h"
+#include "cw_mpjson.h"
 
 #include <check.h>
 #include <math.h>
@@ -734,6 +735,450 @@ START_TEST (test_formats)
 }
 END_TEST
 
+START_TEST (test_utf8)
+{
+    struct {
+        const char *text;
+        size_t size;
+        bool valid;
+    } cases[] = {
+        {"", 0, true},
+        {"plain ascii", 11, true},
+        {"a\0b", 3, true},  //  NUL is UTF-8; the codecs refuse it apart
+        {"caf\xc3\xa9", 5, true},
+        {"\xe2\x82\xac", 3, true},
+        {"\xf0\x9f\x98\x80", 4, true},
+        {"\xf4\x8f\xbf\xbf", 4, true},  //  U+10FFFF
+        {"\xc3", 1, false},             //  Cut short
+        {"\xe2\x82", 2, false},
+        {"\x80", 1, false},              //  Continuation byte first
+        {"\xc0\xaf", 2, false},          //  Overlong '/'
+        {"\xe0\x80\xaf", 3, false},      //  Overlong, 3 bytes
+        {"\xed\xa0\x80", 3, false},      //  Surrogate U+D800
+        {"\xf4\x90\x80\x80", 4, false},  //  Above U+10FFFF
+        {"\xf8\x88\x80\x80\x80", 5, false},
+        {"ok\xff", 3, false},
+    };
+    for (size_t index = 0; index < sizeof (cases) / sizeof (cases[0]); index++)
+        ck_assert_msg (
+            cw_envelope_utf8_valid (cases[index].text, cases[index].size)
+                == cases[index].valid,
+            "case %zu", index);
+    ck_assert (cw_envelope_utf8_valid (NULL, 0));
+}
+END_TEST
+
+START_TEST (test_append)
+{
+    char reason[CW_ENVELOPE_REASON_SIZE];
+    cw_envelope_t *envelope = s_decode_json (s_valid_json);
+    size_t size;
+    void *bytes =
+        cw_envelope_encode_msgpack (envelope, &size, reason, sizeof (reason));
+    ck_assert_ptr_nonnull (bytes);
+
+    //  Appended after what the buffer holds: the same bytes
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_sbuffer_write (&buffer, "\x93\x01\x02", 3);
+    ck_assert_int_eq (
+        cw_envelope_append_msgpack (envelope, &buffer, reason, sizeof (reason)),
+        0);
+    ck_assert_uint_eq (buffer.size, 3 + size);
+    ck_assert_int_eq (memcmp (buffer.data, "\x93\x01\x02", 3), 0);
+    ck_assert_int_eq (memcmp (buffer.data + 3, bytes, size), 0);
+
+    //  Refused: the buffer keeps its size, the reason names the field
+    cw_envelope_set_time (envelope, "yesterday");
+    ck_assert_int_eq (
+        cw_envelope_append_msgpack (envelope, &buffer, reason, sizeof (reason)),
+        -1);
+    ck_assert_str_eq (
+        reason, "field \"time\": must be an RFC 3339 timestamp with offset");
+    ck_assert_uint_eq (buffer.size, 3 + size);
+    cw_envelope_set_time (envelope, "2025-01-31T10:02:03Z");
+    char *filler = (char *) malloc (CW_ENVELOPE_MAX_SIZE);
+    memset (filler, 'f', CW_ENVELOPE_MAX_SIZE - 1);
+    filler[CW_ENVELOPE_MAX_SIZE - 1] = 0;
+    json_object_set_new (cw_envelope_data (envelope), "filler",
+                         json_string (filler));
+    free (filler);
+    ck_assert_int_eq (
+        cw_envelope_append_msgpack (envelope, &buffer, reason, sizeof (reason)),
+        -1);
+    ck_assert_ptr_nonnull (strstr (reason, "envelope too large: "));
+    ck_assert_uint_eq (buffer.size, 3 + size);
+    msgpack_sbuffer_destroy (&buffer);
+    free (bytes);
+    cw_envelope_destroy (&envelope);
+}
+END_TEST
+
+//  What an envelope in memory can hold and the msgpack reader refuses:
+//  the encoders refuse it too (they write nothing a decoder refuses),
+//  named as the reader names it
+START_TEST (test_unreadable_data)
+{
+    struct {
+        const char *key;
+        size_t key_size;
+        json_t *value;
+        const char *reason;
+    } cases[] = {
+        {"x", 1, json_stringn_nocheck ("caf\xc3", 4),
+         "field \"data.x\": must be valid UTF-8"},
+        {"x", 1, json_stringn ("a\0b", 3),
+         "field \"data.x\": must not contain NUL characters"},
+        {"k\xff", 2, json_true (),
+         "field \"data\": map keys must be valid UTF-8"},
+        //  cw_mpjson_pack would stop at the NUL (or assert)
+        {"n\0ul", 4, json_true (),
+         "field \"data\": map keys must not contain NUL characters"},
+    };
+    for (size_t index = 0; index < sizeof (cases) / sizeof (cases[0]);
+         index++) {
+        cw_envelope_t *envelope = s_decode_json (s_valid_json);
+        json_t *data = cw_envelope_data (envelope);
+        json_object_setn_new_nocheck (
+            data, cases[index].key, cases[index].key_size, cases[index].value);
+        char reason[CW_ENVELOPE_REASON_SIZE] = "";
+        ck_assert_int_eq (
+            cw_envelope_validate (envelope, reason, sizeof (reason)), -1);
+        ck_assert_str_eq (reason, cases[index].reason);
+        size_t size;
+        reason[0] = 0;
+        ck_assert_ptr_null (cw_envelope_encode_msgpack (envelope, &size, reason,
+                                                        sizeof (reason)));
+        ck_assert_str_eq (reason, cases[index].reason);
+        reason[0] = 0;
+        ck_assert_ptr_null (
+            cw_envelope_encode_json (envelope, reason, sizeof (reason)));
+        ck_assert_str_eq (reason, cases[index].reason);
+        cw_envelope_destroy (&envelope);
+    }
+}
+END_TEST
+
+//  ---------------------------------------------------------------------
+//  Property: cw_envelope_encode_msgpack refuses an envelope exactly when
+//  cw_envelope_decode_msgpack refuses its tree written canonically, and
+//  what it writes are those bytes, which decode to the same envelope.
+
+#define S_SEED 0x0e1e0b0e5eed4242ULL
+#define S_ENVELOPES 3000
+
+typedef struct {
+    uint64_t state;
+} s_rng_t;
+
+//  splitmix64
+static uint64_t
+s_random (s_rng_t *rng)
+{
+    uint64_t value = (rng->state += 0x9e3779b97f4a7c15ULL);
+    value = (value ^ (value >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    value = (value ^ (value >> 27)) * 0x94d049bb133111ebULL;
+    return value ^ (value >> 31);
+}
+
+static uint64_t
+s_below (s_rng_t *rng, uint64_t bound)
+{
+    return s_random (rng) % bound;
+}
+
+static const char *
+s_pick (s_rng_t *rng, const char *const *values, size_t count)
+{
+    return values[s_below (rng, count)];
+}
+
+#define S_PICK(rng, values)                                                    \
+    s_pick (rng, values, sizeof (values) / sizeof (values[0]))
+
+//  Attribute values, good ones then wrong ones; NULL leaves it out
+static const char *s_ids[] = {"evt-1", "evt-2", NULL, "", "a b", "\xff"};
+static const char *s_sources[] = {"/webshop/orders", "urn:x", NULL, " "};
+static const char *s_types[] = {"order.created.v1",
+                                "erp.price.updated.v12",
+                                NULL,
+                                "order.created",
+                                "x.v0",
+                                "X.v1"};
+static const char *s_times[] = {"2025-01-31T10:02:03Z",
+                                "2024-02-29T23:59:59.5+14:00", NULL,
+                                "2025-01-31T10:02:03", "2023-02-29T00:00:00Z"};
+static const char *s_tenants[] = {"acme", "t-1.eu_2", NULL, "acme:eu", ""};
+static const char *s_traces[] = {
+    NULL, TRACEPARENT,
+    "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+    "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"};
+#define S_GOOD 2  //  Good values at the start of each list
+
+//  A value of list: a good one, or a wrong one when wrong
+static const char *
+s_attribute_value (s_rng_t *rng,
+                   const char *const *list,
+                   size_t count,
+                   bool wrong)
+{
+    return wrong ? list[S_GOOD + s_below (rng, count - S_GOOD)]
+                 : list[s_below (rng, S_GOOD)];
+}
+
+#define S_ATTRIBUTE(rng, list, wrong)                                          \
+    s_attribute_value (rng, list, sizeof (list) / sizeof (list[0]), wrong)
+
+//  A JSON value, up to depth container levels; one in bad values (at
+//  each level) is one the reader refuses
+static json_t *
+s_gen_value (s_rng_t *rng, int depth, int bad)
+{
+    if (bad && s_below (rng, (uint64_t) bad) == 0) {
+        json_t *object = json_object ();
+        switch (s_below (rng, 6)) {
+            case 0:
+                json_decref (object);
+                return json_stringn_nocheck ("\xed\xa0\x80", 3);
+            case 1:
+                json_decref (object);
+                return json_stringn ("n\0l", 3);
+            case 2: {
+                char key[CW_ENVELOPE_KEY_MAX + 2];
+                memset (key, 'k', sizeof (key) - 1);
+                key[sizeof (key) - 1] = 0;
+                json_object_set_new (object, key, json_null ());
+                return object;
+            }
+            case 3:
+                json_object_set_new_nocheck (object, "\xc0\xaf", json_null ());
+                return object;
+            case 4:
+                //  Written as "a" twice
+                json_object_set_new (object, "a", json_null ());
+                json_object_setn_new (object, "a\0b", 3, json_null ());
+                return object;
+            default: {
+                json_t *inner = object;
+                //  Around the limit: 13 to 16 arrays below a member of data
+                int levels = CW_ENVELOPE_MAX_DEPTH - 3 + (int) s_below (rng, 4);
+                for (int level = 0; level < levels; level++) {
+                    json_t *outer = json_array ();
+                    json_array_append_new (outer, inner);
+                    inner = outer;
+                }
+                return inner;
+            }
+        }
+    }
+    if (depth > 0 && s_below (rng, 3) == 0) {
+        size_t count = s_below (rng, 4);
+        if (s_below (rng, 2)) {
+            json_t *array = json_array ();
+            for (size_t index = 0; index < count; index++)
+                json_array_append_new (array,
+                                       s_gen_value (rng, depth - 1, bad));
+            return array;
+        }
+        json_t *object = json_object ();
+        static const char *keys[] = {"",   "a",         "b", "caf\xc3\xa9",
+                                     "z9", "customerId"};
+        for (size_t index = 0; index < count; index++)
+            json_object_set_new (object, S_PICK (rng, keys),
+                                 s_gen_value (rng, depth - 1, bad));
+        return object;
+    }
+    switch (s_below (rng, 6)) {
+        case 0:
+            return json_integer ((json_int_t) s_random (rng));
+        case 1:
+            return json_real ((double) (int64_t) s_random (rng) / 3.0);
+        case 2:
+            return json_boolean (s_below (rng, 2));
+        case 3:
+            return json_null ();
+        default: {
+            static const char *texts[] = {"", "o-1", "caf\xc3\xa9 \"x\"",
+                                          "\xf0\x9f\x98\x80", "line\nbreak"};
+            return json_string (S_PICK (rng, texts));
+        }
+    }
+}
+
+//  Half the envelopes are valid; the others have one thing wrong: an
+//  attribute, data missing or not an object, or data's values
+static cw_envelope_t *
+s_gen_envelope (s_rng_t *rng)
+{
+    int wrong = s_below (rng, 2) ? -1 : (int) s_below (rng, 8);
+    cw_envelope_t *envelope = cw_envelope_new ();
+    const char *value = S_ATTRIBUTE (rng, s_ids, wrong == 0);
+    if (value)
+        cw_envelope_set_id (envelope, value);
+    if ((value = S_ATTRIBUTE (rng, s_sources, wrong == 1)))
+        cw_envelope_set_source (envelope, value);
+    if ((value = S_ATTRIBUTE (rng, s_types, wrong == 2)))
+        cw_envelope_set_type (envelope, value);
+    if ((value = S_ATTRIBUTE (rng, s_times, wrong == 3)))
+        cw_envelope_set_time (envelope, value);
+    if ((value = S_ATTRIBUTE (rng, s_tenants, wrong == 4)))
+        cw_envelope_set_tenant_id (envelope, value);
+    cw_envelope_set_traceparent (envelope,
+                                 S_ATTRIBUTE (rng, s_traces, wrong == 5));
+    cw_envelope_set_correlation_id (envelope, "corr-9");
+    cw_envelope_set_idempotency_key (envelope, "order:acme:o-1:1");
+    json_t *data = json_object ();
+    size_t count = 1 + s_below (rng, 4);
+    for (size_t index = 0; index < count; index++) {
+        char key[16];
+        snprintf (key, sizeof (key), "k%zu", index);
+        json_object_set_new (data, key,
+                             s_gen_value (rng, 4, wrong == 7 ? 3 : 0));
+    }
+    if (wrong == 6) {
+        json_decref (data);
+        data = s_below (rng, 2) ? json_array () : NULL;
+    }
+    if (data)
+        cw_envelope_set_data (envelope, &data);
+    return envelope;
+}
+
+static void
+s_tree_attribute (json_t *tree, const char *name, const char *value)
+{
+    if (value)
+        json_object_set_new (tree, name, json_string_nocheck (value));
+}
+
+//  The envelope's tree (attributes that are set, data), packed
+//  canonically, with no checks: what the encoder writes when it writes
+static void *
+s_reference (const cw_envelope_t *envelope, size_t *size_p)
+{
+    json_t *tree = json_object ();
+    s_tree_attribute (tree, "specversion", cw_envelope_specversion (envelope));
+    s_tree_attribute (tree, "datacontenttype",
+                      cw_envelope_datacontenttype (envelope));
+    s_tree_attribute (tree, "id", cw_envelope_id (envelope));
+    s_tree_attribute (tree, "source", cw_envelope_source (envelope));
+    s_tree_attribute (tree, "type", cw_envelope_type (envelope));
+    s_tree_attribute (tree, "time", cw_envelope_time (envelope));
+    s_tree_attribute (tree, "tenantid", cw_envelope_tenant_id (envelope));
+    s_tree_attribute (tree, "correlationid",
+                      cw_envelope_correlation_id (envelope));
+    s_tree_attribute (tree, "traceparent", cw_envelope_traceparent (envelope));
+    s_tree_attribute (tree, "idempotencykey",
+                      cw_envelope_idempotency_key (envelope));
+    if (cw_envelope_data (envelope))
+        json_object_set (tree, "data", cw_envelope_data (envelope));
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    cw_mpjson_pack (&packer, tree);
+    json_decref (tree);
+    *size_p = buffer.size;
+    return msgpack_sbuffer_release (&buffer);
+}
+
+static bool
+s_same_text (const char *left, const char *right)
+{
+    return (!left && !right) || (left && right && strcmp (left, right) == 0);
+}
+
+static void
+s_assert_same (const cw_envelope_t *expected,
+               const cw_envelope_t *actual,
+               int index)
+{
+    ck_assert_ptr_nonnull (actual);
+    ck_assert_msg (
+        s_same_text (cw_envelope_id (expected), cw_envelope_id (actual))
+            && s_same_text (cw_envelope_source (expected),
+                            cw_envelope_source (actual))
+            && s_same_text (cw_envelope_type (expected),
+                            cw_envelope_type (actual))
+            && s_same_text (cw_envelope_time (expected),
+                            cw_envelope_time (actual))
+            && s_same_text (cw_envelope_tenant_id (expected),
+                            cw_envelope_tenant_id (actual))
+            && s_same_text (cw_envelope_correlation_id (expected),
+                            cw_envelope_correlation_id (actual))
+            && s_same_text (cw_envelope_traceparent (expected),
+                            cw_envelope_traceparent (actual))
+            && s_same_text (cw_envelope_idempotency_key (expected),
+                            cw_envelope_idempotency_key (actual))
+            && json_equal (cw_envelope_data (expected),
+                           cw_envelope_data (actual)),
+        "envelope %d came back different", index);
+}
+
+START_TEST (test_encode_as_decode)
+{
+    s_rng_t rng = {S_SEED};
+    int written = 0;
+    int refused = 0;
+    for (int index = 0; index < S_ENVELOPES; index++) {
+        cw_envelope_t *envelope = s_gen_envelope (&rng);
+        size_t reference_size;
+        void *reference = s_reference (envelope, &reference_size);
+        char expected[CW_ENVELOPE_REASON_SIZE] = "";
+        cw_envelope_t *decoded = cw_envelope_decode_msgpack (
+            reference, reference_size, expected, sizeof (expected));
+        char reason[CW_ENVELOPE_REASON_SIZE] = "";
+        size_t size;
+        void *bytes = cw_envelope_encode_msgpack (envelope, &size, reason,
+                                                  sizeof (reason));
+        char validated[CW_ENVELOPE_REASON_SIZE] = "";
+        int valid =
+            cw_envelope_validate (envelope, validated, sizeof (validated));
+        if (decoded) {
+            ck_assert_msg (bytes != NULL,
+                           "envelope %d: the decoder accepts it, the encoder "
+                           "refused: %s",
+                           index, reason);
+            ck_assert_int_eq (valid, 0);
+            ck_assert_uint_eq (size, reference_size);
+            ck_assert_msg (memcmp (bytes, reference, size) == 0,
+                           "envelope %d: other bytes than the reference",
+                           index);
+            s_assert_same (envelope, decoded, index);
+            //  The JSON form holds the same envelope
+            char *json =
+                cw_envelope_encode_json (envelope, reason, sizeof (reason));
+            ck_assert_ptr_nonnull (json);
+            cw_envelope_t *from_json = s_decode_json (json);
+            s_assert_same (envelope, from_json, index);
+            cw_envelope_destroy (&from_json);
+            free (json);
+            written++;
+        }
+        else {
+            ck_assert_msg (bytes == NULL,
+                           "envelope %d: the encoder wrote what the decoder "
+                           "refuses: %s",
+                           index, expected);
+            ck_assert_msg (strncmp (reason, "field \"", 7) == 0
+                               || strncmp (reason, "envelope", 8) == 0,
+                           "envelope %d: reason \"%s\" names no field", index,
+                           reason);
+            //  The encoder refuses with cw_envelope_validate's words
+            ck_assert_int_eq (valid, -1);
+            ck_assert_str_eq (reason, validated);
+            refused++;
+        }
+        free (bytes);
+        free (reference);
+        cw_envelope_destroy (&decoded);
+        cw_envelope_destroy (&envelope);
+    }
+    ck_assert_int_gt (written, S_ENVELOPES / 4);
+    ck_assert_int_gt (refused, S_ENVELOPES / 4);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -743,6 +1188,8 @@ main (void)
     tcase_add_test (codec, test_accessors);
     tcase_add_test (codec, test_round_trip);
     tcase_add_test (codec, test_canonical_form);
+    tcase_add_test (codec, test_utf8);
+    tcase_add_test (codec, test_append);
     suite_add_tcase (suite, codec);
     TCase *malformed = tcase_create ("malformed");
     tcase_set_timeout (malformed, 60);
@@ -752,7 +1199,12 @@ main (void)
     tcase_add_test (malformed, test_wrong_fields);
     tcase_add_test (malformed, test_limits);
     tcase_add_test (malformed, test_formats);
+    tcase_add_test (malformed, test_unreadable_data);
     suite_add_tcase (suite, malformed);
+    TCase *property = tcase_create ("property");
+    tcase_set_timeout (property, 120);
+    tcase_add_test (property, test_encode_as_decode);
+    suite_add_tcase (suite, property);
     SRunner *runner = srunner_create (suite);
     srunner_run_all (runner, CK_NORMAL);
     int failed = srunner_ntests_failed (runner);
