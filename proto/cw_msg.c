@@ -10,9 +10,12 @@
     (response, args, result) become jansson objects.
 
     Encoding uses msgpack-c's packer: body keys in the order of the spec
-    tables, smallest integer encodings, envelopes in their canonical form,
-    JSON objects with keys sorted by byte value, reals as float64. The
-    encoder then decodes its own body, so both apply the same rules.
+    tables, smallest integer encodings, envelopes in their canonical form
+    (written in place by cw_envelope_append_msgpack), JSON objects with
+    keys sorted by byte value, reals as float64. The encoder then reads
+    its own body with the decoder's code (s_read) in a mode that checks
+    every rule but builds nothing, so both apply the same rules with the
+    same reasons, and nothing is sent that a peer would refuse.
     =========================================================================
 */
 #include "cw_msg.h"
@@ -29,6 +32,7 @@
 #define S_SKIP_DEPTH_MAX 48  //  Any value in a body, envelopes included
 #define S_FIELD_SIZE 96      //  A field path such as results[3].outcome
 #define S_KEYS_MAX 8         //  Known keys of one map
+#define S_TOP_MAX 16         //  Body keys whose offsets s_check_body keeps
 
 //  ---------------------------------------------------------------------
 //  Names and tables
@@ -88,18 +92,26 @@ cw_msg_outcome_name (cw_msg_outcome_t outcome)
     return s_outcome_names[outcome];
 }
 
+//  The outcome named by length bytes at name; 0, or -1 if unknown
+static int
+s_outcome_find (const char *name, size_t length, cw_msg_outcome_t *outcome_p)
+{
+    for (int index = 0; index <= CW_MSG_OUTCOME_VERSION; index++)
+        if (strlen (s_outcome_names[index]) == length
+            && memcmp (name, s_outcome_names[index], length) == 0) {
+            *outcome_p = (cw_msg_outcome_t) index;
+            return 0;
+        }
+    return -1;
+}
+
 int
 cw_msg_outcome_parse (const char *name, cw_msg_outcome_t *outcome_p)
 {
     assert (outcome_p);
     if (!name)
         return -1;
-    for (int index = 0; index <= CW_MSG_OUTCOME_VERSION; index++)
-        if (strcmp (name, s_outcome_names[index]) == 0) {
-            *outcome_p = (cw_msg_outcome_t) index;
-            return 0;
-        }
-    return -1;
+    return s_outcome_find (name, strlen (name), outcome_p);
 }
 
 const char *
@@ -177,9 +189,8 @@ cw_msg_direction (cw_msg_command_t command)
 
 //  An island name: 1..64 bytes of [a-z0-9_-]
 static bool
-s_island_valid (const char *island)
+s_island_valid (const char *island, size_t length)
 {
-    size_t length = strlen (island);
     if (length == 0 || length > CW_MSG_TOKEN_MAX)
         return false;
     for (size_t index = 0; index < length; index++) {
@@ -197,7 +208,7 @@ cw_msg_role_island (const char *role)
     if (!role || strncmp (role, S_RELAY_PREFIX, strlen (S_RELAY_PREFIX)) != 0)
         return NULL;
     const char *island = role + strlen (S_RELAY_PREFIX);
-    return s_island_valid (island) ? island : NULL;
+    return s_island_valid (island, strlen (island)) ? island : NULL;
 }
 
 bool
@@ -459,24 +470,77 @@ typedef struct {
     uint32_t count;        //  Payload bytes, array items or map pairs
 } s_item_t;
 
+//  A field path, written out only when a reason is: prefix[index].key,
+//  each part optional ("results[3].outcome", "flows[2]", "error.code",
+//  "credit")
+typedef struct {
+    const char *prefix;  //  The parent's name, or NULL
+    int64_t index;       //  Item index in the parent array, or -1
+    const char *key;     //  The key, or NULL
+} s_field_t;
+
+//  A top-level key
+static s_field_t
+s_key (const char *key)
+{
+    s_field_t field = {NULL, -1, key};
+    return field;
+}
+
+//  Item index of the array named prefix; with index -1, the map named
+//  prefix (whose keys are then "prefix.key")
+static s_field_t
+s_item (const char *prefix, int64_t index)
+{
+    s_field_t field = {prefix, index, NULL};
+    return field;
+}
+
+//  A key of the map that parent names
+static s_field_t
+s_child (const s_field_t *parent, const char *key)
+{
+    assert (!parent->key);
+    s_field_t field = *parent;
+    field.key = key;
+    return field;
+}
+
+static void
+s_field_text (const s_field_t *field, char *text, size_t size)
+{
+    char index[32] = "";
+    if (field->index >= 0)
+        snprintf (index, sizeof (index), "[%lld]", (long long) field->index);
+    snprintf (text, size, "%s%s%s%s", field->prefix ? field->prefix : "",
+              index, field->prefix && field->key ? "." : "",
+              field->key ? field->key : "");
+}
+
 typedef struct {
     const uint8_t *data;   //  Body bytes, borrowed
     size_t size;           //  Body size
     size_t pos;            //  Read position
+    bool build;            //  Build the message, or only check the body
     bool too_deep;         //  s_skip hit S_SKIP_DEPTH_MAX
+    bool indexed;          //  top_keys holds every key of the body map
+    uint32_t top_count;    //  Pairs in the body map, when indexed
+    size_t top_keys[S_TOP_MAX];  //  Offset of each body key, when indexed
+    size_t top_end;              //  Offset after the body map
     cw_msg_error_t error;  //  Error class of the first failure
     char *reason;          //  Caller's reason buffer
     size_t reason_size;
 } s_reader_t;
 
-static int
-s_fail (s_reader_t *reader, const char *field, const char *format, ...)
-    __attribute__ ((format (printf, 3, 4)));
+static int s_fail (s_reader_t *reader,
+                   const s_field_t *field,
+                   const char *format,
+                   ...) __attribute__ ((format (printf, 3, 4)));
 
 //  Records a malformed-body failure naming field (or the body when
 //  field is NULL). Always returns -1.
 static int
-s_fail (s_reader_t *reader, const char *field, const char *format, ...)
+s_fail (s_reader_t *reader, const s_field_t *field, const char *format, ...)
 {
     reader->error = CW_MSG_MALFORMED;
     if (!reader->reason || reader->reason_size == 0)
@@ -486,9 +550,12 @@ s_fail (s_reader_t *reader, const char *field, const char *format, ...)
     va_start (args, format);
     vsnprintf (problem, sizeof (problem), format, args);
     va_end (args);
-    if (field)
+    if (field) {
+        char path[S_FIELD_SIZE];
+        s_field_text (field, path, sizeof (path));
         snprintf (reader->reason, reader->reason_size, "field \"%s\": %s",
-                  field, problem);
+                  path, problem);
+    }
     else
         snprintf (reader->reason, reader->reason_size, "body: %s", problem);
     return -1;
@@ -689,6 +756,23 @@ s_skip (s_reader_t *reader, int depth)
         reader->too_deep = true;
         return -1;
     }
+    //  Most items are one byte or a short string: skip those without
+    //  reading them into an item (s_next would accept them the same way)
+    if (reader->pos < reader->size) {
+        uint8_t byte = reader->data[reader->pos];
+        if (byte <= 0x7f || byte >= 0xe0 || byte == 0xc0 || byte == 0xc2
+            || byte == 0xc3) {
+            reader->pos++;
+            return 0;
+        }
+        if (byte >= 0xa0 && byte <= 0xbf) {
+            size_t length = byte & 0x1f;
+            if (reader->size - reader->pos - 1 < length)
+                return -1;
+            reader->pos += 1 + length;
+            return 0;
+        }
+    }
     s_item_t item;
     if (s_next (reader, &item))
         return -1;
@@ -704,20 +788,109 @@ s_skip (s_reader_t *reader, int depth)
     return 0;
 }
 
+//  Checks that the body is one complete value nested at most
+//  S_SKIP_DEPTH_MAX deep, exactly as s_skip (reader, 0) does; when it is
+//  a map of at most S_TOP_MAX pairs, also keeps the offset of each key,
+//  so that s_map_index need not skip the values a second time.
+static int
+s_check_body (s_reader_t *reader)
+{
+    reader->pos = 0;
+    uint8_t head = reader->size ? reader->data[0] : 0;
+    if (!((head >= 0x80 && head <= 0x8f) || head == 0xde || head == 0xdf))
+        return s_skip (reader, 0);
+    s_item_t item;
+    if (s_next (reader, &item))
+        return -1;
+    //  Each child takes at least one byte (as in s_skip)
+    if (2 * (uint64_t) item.count > reader->size - reader->pos)
+        return -1;
+    bool indexed = item.count <= S_TOP_MAX;
+    for (uint32_t pair = 0; pair < item.count; pair++) {
+        if (indexed)
+            reader->top_keys[pair] = reader->pos;
+        if (s_skip (reader, 1) || s_skip (reader, 1))
+            return -1;
+    }
+    reader->indexed = indexed;
+    reader->top_count = item.count;
+    reader->top_end = reader->pos;
+    return 0;
+}
+
+//  Notes where the key just read (at pair) puts its value, if names
+//  holds it: positions[i] gets the offset of names[i]'s value, and
+//  *index_p is i (count when names does not hold the key). A repeated
+//  known key is malformed.
+static int
+s_map_key (s_reader_t *reader,
+           const s_field_t *field,
+           uint32_t pair,
+           const s_item_t *key,
+           const char *const *names,
+           size_t count,
+           size_t *positions,
+           size_t *index_p)
+{
+    *index_p = count;
+    if (key->kind != S_STR)
+        return s_fail (reader, field, "map key %u is %s, not a string", pair,
+                       s_kind_names[key->kind]);
+    for (size_t index = 0; index < count; index++) {
+        const char *name = names[index];
+        if (key->count == 0 || key->bytes[0] != (uint8_t) name[0]
+            || key->count != strlen (name)
+            || memcmp (key->bytes, name, key->count) != 0)
+            continue;
+        if (positions[index]) {
+            s_field_t path = field ? s_child (field, name) : s_key (name);
+            return s_fail (reader, &path, "duplicate key");
+        }
+        positions[index] = reader->pos;
+        *index_p = index;
+        break;
+    }
+    return 0;
+}
+
 //  Locates the known keys of the map at pos: positions[i] gets the
-//  offset of names[i]'s value, or 0 when absent. Unknown keys are
-//  skipped; a repeated known key is malformed. Leaves the read position
-//  after the map.
+//  offset of names[i]'s value, or 0 when absent, and ends[i] (if ends is
+//  not NULL) the offset after that value. Unknown keys are skipped; a
+//  repeated known key is malformed. Leaves the read position after the
+//  map. field names the map (NULL: the body).
 static int
 s_map_index (s_reader_t *reader,
              size_t pos,
-             const char *field,
+             const s_field_t *field,
              const char *const *names,
              size_t count,
-             size_t *positions)
+             size_t *positions,
+             size_t *ends)
 {
     assert (count <= S_KEYS_MAX);
     memset (positions, 0, count * sizeof (size_t));
+    if (ends)
+        memset (ends, 0, count * sizeof (size_t));
+    s_item_t key;
+    size_t index;
+    if (pos == 0 && reader->indexed) {
+        //  The body map: its keys were found by s_check_body
+        for (uint32_t pair = 0; pair < reader->top_count; pair++) {
+            reader->pos = reader->top_keys[pair];
+            int rc = s_next (reader, &key);
+            assert (rc == 0);
+            (void) rc;
+            if (s_map_key (reader, field, pair, &key, names, count, positions,
+                           &index))
+                return -1;
+            if (ends && index < count)
+                ends[index] = pair + 1 < reader->top_count
+                                  ? reader->top_keys[pair + 1]
+                                  : reader->top_end;
+        }
+        reader->pos = reader->top_end;
+        return 0;
+    }
     reader->pos = pos;
     s_item_t item;
     if (s_next (reader, &item))
@@ -726,118 +899,53 @@ s_map_index (s_reader_t *reader,
         return s_fail (reader, field, "expected a map, got %s",
                        s_kind_names[item.kind]);
     for (uint32_t pair = 0; pair < item.count; pair++) {
-        s_item_t key;
         if (s_next (reader, &key))
             return s_fail (reader, field, "truncated");
-        if (key.kind != S_STR)
-            return s_fail (reader, field, "map key %u is %s, not a string",
-                           pair, s_kind_names[key.kind]);
-        for (size_t index = 0; index < count; index++)
-            if (key.count == strlen (names[index])
-                && memcmp (key.bytes, names[index], key.count) == 0) {
-                if (positions[index]) {
-                    char path[S_FIELD_SIZE];
-                    snprintf (path, sizeof (path), "%s%s%s", field ? field : "",
-                              field ? "." : "", names[index]);
-                    return s_fail (reader, path, "duplicate key");
-                }
-                positions[index] = reader->pos;
-            }
+        if (s_map_key (reader, field, pair, &key, names, count, positions,
+                       &index))
+            return -1;
         if (s_skip (reader, 0))
             return s_fail (reader, field, "truncated");
+        if (ends && index < count)
+            ends[index] = reader->pos;
     }
     return 0;
-}
-
-//  Joins parent and key into a field path ("results[3].outcome").
-static const char *
-s_path (char *path, size_t size, const char *parent, const char *key)
-{
-    int length = snprintf (path, size, "%s%s%s", parent ? parent : "",
-                           parent ? "." : "", key);
-    assert (length >= 0 && (size_t) length < size);
-    (void) length;
-    return path;
 }
 
 static int
 s_integer (s_reader_t *reader,
            size_t pos,
-           const char *field,
+           s_field_t field,
            int64_t min,
            int64_t max,
            bool optional,
            int64_t *value_p)
 {
     if (!pos)
-        return optional ? 0 : s_fail (reader, field, "missing");
+        return optional ? 0 : s_fail (reader, &field, "missing");
     reader->pos = pos;
     s_item_t item;
     if (s_next (reader, &item))
-        return s_fail (reader, field, "truncated");
+        return s_fail (reader, &field, "truncated");
     if (item.kind == S_BIG)
-        return s_fail (reader, field, "integer out of range %lld to %lld",
+        return s_fail (reader, &field, "integer out of range %lld to %lld",
                        (long long) min, (long long) max);
     if (item.kind != S_INT)
-        return s_fail (reader, field, "expected an integer, got %s",
+        return s_fail (reader, &field, "expected an integer, got %s",
                        s_kind_names[item.kind]);
     if (item.integer < min || item.integer > max)
-        return s_fail (reader, field, "%lld is out of range %lld to %lld",
+        return s_fail (reader, &field, "%lld is out of range %lld to %lld",
                        (long long) item.integer, (long long) min,
                        (long long) max);
     *value_p = item.integer;
     return 0;
 }
 
-//  Strict UTF-8: no overlong forms, no surrogates, at most U+10FFFF.
-static bool
-s_utf8_valid (const uint8_t *text, size_t size)
-{
-    size_t index = 0;
-    while (index < size) {
-        uint8_t byte = text[index];
-        size_t more;
-        uint32_t code, min;
-        if (byte < 0x80) {
-            index++;
-            continue;
-        }
-        if ((byte & 0xe0) == 0xc0) {
-            more = 1;
-            code = byte & 0x1f;
-            min = 0x80;
-        }
-        else if ((byte & 0xf0) == 0xe0) {
-            more = 2;
-            code = byte & 0x0f;
-            min = 0x800;
-        }
-        else if ((byte & 0xf8) == 0xf0) {
-            more = 3;
-            code = byte & 0x07;
-            min = 0x10000;
-        }
-        else
-            return false;
-        if (size - index - 1 < more)
-            return false;
-        for (size_t next = 1; next <= more; next++) {
-            if ((text[index + next] & 0xc0) != 0x80)
-                return false;
-            code = (code << 6) | (text[index + next] & 0x3f);
-        }
-        if (code < min || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff))
-            return false;
-        index += more + 1;
-    }
-    return true;
-}
-
 //  Checks a string item: 1..max bytes, UTF-8, no NUL.
 static int
 s_check_text (s_reader_t *reader,
               const s_item_t *item,
-              const char *field,
+              const s_field_t *field,
               size_t max)
 {
     if (item->kind != S_STR)
@@ -850,7 +958,7 @@ s_check_text (s_reader_t *reader,
                        item->count, max);
     if (memchr (item->bytes, 0, item->count))
         return s_fail (reader, field, "string contains a NUL byte");
-    if (!s_utf8_valid (item->bytes, item->count))
+    if (!cw_envelope_utf8_valid (item->bytes, item->count))
         return s_fail (reader, field, "string is not valid UTF-8");
     return 0;
 }
@@ -865,40 +973,62 @@ s_copy_text (const s_item_t *item)
     return text;
 }
 
+static bool
+s_text_is (const s_item_t *item, const char *text)
+{
+    return item->count == strlen (text)
+           && memcmp (item->bytes, text, item->count) == 0;
+}
+
+//  Reads and checks the string at pos without copying it; *item_p is
+//  nil when an optional string is absent.
+static int
+s_text (s_reader_t *reader,
+        size_t pos,
+        s_field_t field,
+        size_t max,
+        bool optional,
+        s_item_t *item_p)
+{
+    memset (item_p, 0, sizeof (*item_p));
+    if (!pos)
+        return optional ? 0 : s_fail (reader, &field, "missing");
+    reader->pos = pos;
+    if (s_next (reader, item_p))
+        return s_fail (reader, &field, "truncated");
+    return s_check_text (reader, item_p, &field, max);
+}
+
+//  s_text, then a copy into *text_p when the reader builds.
 static int
 s_string (s_reader_t *reader,
           size_t pos,
-          const char *field,
+          s_field_t field,
           size_t max,
           bool optional,
           char **text_p)
 {
-    if (!pos)
-        return optional ? 0 : s_fail (reader, field, "missing");
-    reader->pos = pos;
     s_item_t item;
-    if (s_next (reader, &item))
-        return s_fail (reader, field, "truncated");
-    if (s_check_text (reader, &item, field, max))
+    if (s_text (reader, pos, field, max, optional, &item))
         return -1;
-    *text_p = s_copy_text (&item);
+    if (pos && reader->build)
+        *text_p = s_copy_text (&item);
     return 0;
 }
 
 static int
 s_outcome (s_reader_t *reader,
            size_t pos,
-           const char *field,
+           s_field_t field,
            cw_msg_outcome_t *outcome_p)
 {
-    char *name = NULL;
-    if (s_string (reader, pos, field, CW_MSG_TOKEN_MAX, false, &name))
+    s_item_t item;
+    if (s_text (reader, pos, field, CW_MSG_TOKEN_MAX, false, &item))
         return -1;
-    int rc = cw_msg_outcome_parse (name, outcome_p);
-    if (rc)
-        s_fail (reader, field, "unknown outcome \"%s\"", name);
-    free (name);
-    return rc;
+    if (s_outcome_find ((const char *) item.bytes, item.count, outcome_p))
+        return s_fail (reader, &field, "unknown outcome \"%.*s\"",
+                       (int) item.count, (const char *) item.bytes);
+    return 0;
 }
 
 //  Reads an array head at pos with min..max items; leaves the read
@@ -906,31 +1036,33 @@ s_outcome (s_reader_t *reader,
 static int
 s_array (s_reader_t *reader,
          size_t pos,
-         const char *field,
+         s_field_t field,
          size_t min,
          size_t max,
          size_t *count_p)
 {
     if (!pos)
-        return s_fail (reader, field, "missing");
+        return s_fail (reader, &field, "missing");
     reader->pos = pos;
     s_item_t item;
     if (s_next (reader, &item))
-        return s_fail (reader, field, "truncated");
+        return s_fail (reader, &field, "truncated");
     if (item.kind != S_ARRAY)
-        return s_fail (reader, field, "expected an array, got %s",
+        return s_fail (reader, &field, "expected an array, got %s",
                        s_kind_names[item.kind]);
     if (item.count < min || item.count > max)
-        return s_fail (reader, field, "%u items, expected %zu to %zu",
+        return s_fail (reader, &field, "%u items, expected %zu to %zu",
                        item.count, min, max);
     *count_p = item.count;
     return 0;
 }
 
+//  The array of strings named name; *strings_p and *count_p are set only
+//  when the reader builds.
 static int
 s_strings (s_reader_t *reader,
            size_t pos,
-           const char *field,
+           const char *name,
            size_t min,
            size_t max,
            size_t item_max,
@@ -938,162 +1070,245 @@ s_strings (s_reader_t *reader,
            size_t *count_p)
 {
     size_t count;
-    if (s_array (reader, pos, field, min, max, &count))
+    if (s_array (reader, pos, s_key (name), min, max, &count))
         return -1;
-    char **strings = (char **) calloc (count ? count : 1, sizeof (char *));
-    assert (strings);
-    //  Owned by the message from here on, so partial arrays are freed
-    *strings_p = strings;
+    char **strings = NULL;
+    if (reader->build) {
+        strings = (char **) calloc (count ? count : 1, sizeof (char *));
+        assert (strings);
+        //  Owned by the message from here on, so partial arrays are freed
+        *strings_p = strings;
+    }
     for (size_t index = 0; index < count; index++) {
-        char path[S_FIELD_SIZE];
-        snprintf (path, sizeof (path), "%s[%zu]", field, index);
+        s_field_t field = s_item (name, (int64_t) index);
         s_item_t item;
         if (s_next (reader, &item))
-            return s_fail (reader, path, "truncated");
-        if (s_check_text (reader, &item, path, item_max))
+            return s_fail (reader, &field, "truncated");
+        if (s_check_text (reader, &item, &field, item_max))
             return -1;
-        strings[index] = s_copy_text (&item);
-        (*count_p)++;
+        if (reader->build) {
+            strings[index] = s_copy_text (&item);
+            (*count_p)++;
+        }
     }
     return 0;
 }
 
-//  Reads any value into JSON (see PROTOCOL.md §3: no bin/ext, finite
-//  floats, string keys, no duplicate keys, bounded depth).
-static json_t *
-s_json_value (s_reader_t *reader, const char *field, int depth)
+//  -1, 0 or 1 as left is below, equal to or above right in byte order
+static int
+s_compare_bytes (const s_item_t *left, const s_item_t *right)
 {
-    s_item_t item;
-    if (s_next (reader, &item)) {
-        s_fail (reader, field, "truncated");
-        return NULL;
+    uint32_t common = left->count < right->count ? left->count : right->count;
+    int rc = common ? memcmp (left->bytes, right->bytes, common) : 0;
+    if (rc)
+        return rc < 0 ? -1 : 1;
+    return (left->count > right->count) - (left->count < right->count);
+}
+
+//  Without a tree to look keys up in: true if key repeats one of the
+//  first pairs keys of the map whose first key starts at first. Keys
+//  in rising byte order (the canonical form, PROTOCOL.md §3) cannot
+//  repeat, so the earlier keys are read again only when key does not
+//  rise above previous. Keeps the read position.
+static bool
+s_key_repeated (s_reader_t *reader,
+                size_t first,
+                uint32_t pairs,
+                const s_item_t *key,
+                const s_item_t *previous)
+{
+    if (pairs == 0 || s_compare_bytes (key, previous) > 0)
+        return false;
+    size_t pos = reader->pos;
+    reader->pos = first;
+    bool repeated = false;
+    for (uint32_t pair = 0; pair < pairs && !repeated; pair++) {
+        s_item_t earlier;
+        //  The body passed s_skip, so these reads cannot fail
+        int rc = s_next (reader, &earlier);
+        assert (rc == 0);
+        repeated = s_compare_bytes (key, &earlier) == 0;
+        rc = s_skip (reader, 0);
+        assert (rc == 0);
+        (void) rc;
     }
+    reader->pos = pos;
+    return repeated;
+}
+
+//  Reads any value as JSON (see PROTOCOL.md §3: no bin/ext, finite
+//  floats, string keys, no duplicate keys, bounded depth) into *value_p
+//  when the reader builds; the same checks when it does not.
+static int
+s_json_value (s_reader_t *reader,
+              const s_field_t *field,
+              int depth,
+              json_t **value_p)
+{
+    bool build = reader->build;
+    s_item_t item;
+    if (s_next (reader, &item))
+        return s_fail (reader, field, "truncated");
+    json_t *value = NULL;
     switch (item.kind) {
         case S_NIL:
-            return json_null ();
+            if (build)
+                value = json_null ();
+            break;
         case S_BOOL:
-            return json_boolean (item.boolean);
+            if (build)
+                value = json_boolean (item.boolean);
+            break;
         case S_INT:
-            return json_integer (item.integer);
+            if (build)
+                value = json_integer (item.integer);
+            break;
         case S_BIG:
-            s_fail (reader, field, "integer above %lld", (long long) INT64_MAX);
-            return NULL;
+            return s_fail (reader, field, "integer above %lld",
+                           (long long) INT64_MAX);
         case S_FLOAT:
-            if (!isfinite (item.real)) {
-                s_fail (reader, field, "float is not finite");
-                return NULL;
-            }
-            return json_real (item.real);
+            if (!isfinite (item.real))
+                return s_fail (reader, field, "float is not finite");
+            if (build)
+                value = json_real (item.real);
+            break;
         case S_STR:
             if (item.count > 0
                 && s_check_text (reader, &item, field, CW_MSG_MAX_SIZE))
-                return NULL;
-            return json_stringn ((const char *) item.bytes, item.count);
+                return -1;
+            //  Checked above: UTF-8 without NUL
+            if (build)
+                value = json_stringn_nocheck ((const char *) item.bytes,
+                                              item.count);
+            break;
         case S_BIN:
         case S_EXT:
-            s_fail (reader, field, "%s values are not allowed",
-                    s_kind_names[item.kind]);
-            return NULL;
+            return s_fail (reader, field, "%s values are not allowed",
+                           s_kind_names[item.kind]);
         case S_ARRAY:
         case S_MAP:
+            if (depth >= CW_MSG_MAP_DEPTH_MAX)
+                return s_fail (reader, field, "nesting deeper than %d levels",
+                               CW_MSG_MAP_DEPTH_MAX);
             break;
     }
-    if (depth >= CW_MSG_MAP_DEPTH_MAX) {
-        s_fail (reader, field, "nesting deeper than %d levels",
-                CW_MSG_MAP_DEPTH_MAX);
-        return NULL;
-    }
     if (item.kind == S_ARRAY) {
-        json_t *array = json_array ();
-        assert (array);
+        if (build) {
+            value = json_array ();
+            assert (value);
+        }
         for (uint32_t index = 0; index < item.count; index++) {
-            json_t *value = s_json_value (reader, field, depth + 1);
-            if (!value) {
-                json_decref (array);
-                return NULL;
+            json_t *element = NULL;
+            if (s_json_value (reader, field, depth + 1, &element)) {
+                json_decref (value);
+                return -1;
             }
-            json_array_append_new (array, value);
+            if (build)
+                json_array_append_new (value, element);
         }
-        return array;
     }
-    json_t *object = json_object ();
-    assert (object);
-    for (uint32_t pair = 0; pair < item.count; pair++) {
-        s_item_t key;
-        const char *problem = NULL;
-        if (s_next (reader, &key))
-            problem = "truncated";
-        else if (key.kind != S_STR)
-            problem = "map key is not a string";
-        else if (key.count > CW_ENVELOPE_KEY_MAX || key.count == 0
-                 || memchr (key.bytes, 0, key.count)
-                 || !s_utf8_valid (key.bytes, key.count))
-            problem = "map key must be 1 to 255 bytes of UTF-8 without NUL";
-        if (problem) {
-            s_fail (reader, field, "%s", problem);
-            json_decref (object);
-            return NULL;
+    else if (item.kind == S_MAP) {
+        if (build) {
+            value = json_object ();
+            assert (value);
         }
-        char *name = s_copy_text (&key);
-        json_t *value = NULL;
-        if (json_object_get (object, name))
-            s_fail (reader, field, "duplicate key \"%s\"", name);
-        else
-            value = s_json_value (reader, field, depth + 1);
-        if (!value) {
-            free (name);
-            json_decref (object);
-            return NULL;
+        size_t first = reader->pos;
+        s_item_t previous = {.kind = S_NIL};
+        for (uint32_t pair = 0; pair < item.count; pair++) {
+            s_item_t key;
+            const char *problem = NULL;
+            if (s_next (reader, &key))
+                problem = "truncated";
+            else if (key.kind != S_STR)
+                problem = "map key is not a string";
+            else if (key.count > CW_ENVELOPE_KEY_MAX || key.count == 0
+                     || memchr (key.bytes, 0, key.count)
+                     || !cw_envelope_utf8_valid (key.bytes, key.count))
+                problem = "map key must be 1 to 255 bytes of UTF-8 without NUL";
+            if (problem) {
+                json_decref (value);
+                return s_fail (reader, field, "%s", problem);
+            }
+            char name[CW_ENVELOPE_KEY_MAX + 1];
+            memcpy (name, key.bytes, key.count);
+            name[key.count] = 0;
+            bool repeated =
+                build ? json_object_get (value, name) != NULL
+                      : s_key_repeated (reader, first, pair, &key, &previous);
+            if (repeated) {
+                json_decref (value);
+                return s_fail (reader, field, "duplicate key \"%s\"", name);
+            }
+            previous = key;
+            json_t *member = NULL;
+            if (s_json_value (reader, field, depth + 1, &member)) {
+                json_decref (value);
+                return -1;
+            }
+            //  The key was checked above
+            if (build)
+                json_object_set_new_nocheck (value, name, member);
         }
-        json_object_set_new (object, name, value);
-        free (name);
     }
-    return object;
+    if (build)
+        *value_p = value;
+    return 0;
 }
 
 static int
 s_json_object (s_reader_t *reader,
                size_t pos,
-               const char *field,
+               s_field_t field,
                bool optional,
                json_t **object_p)
 {
     if (!pos)
-        return optional ? 0 : s_fail (reader, field, "missing");
+        return optional ? 0 : s_fail (reader, &field, "missing");
     reader->pos = pos;
     if (reader->data[pos] < 0x80 || reader->data[pos] > 0x8f)
         if (reader->data[pos] != 0xde && reader->data[pos] != 0xdf) {
             s_item_t item;
             s_next (reader, &item);
-            return s_fail (reader, field, "expected a map, got %s",
+            return s_fail (reader, &field, "expected a map, got %s",
                            s_kind_names[item.kind]);
         }
-    *object_p = s_json_value (reader, field, 0);
-    return *object_p ? 0 : -1;
+    return s_json_value (reader, &field, 0, object_p);
 }
 
+//  Decodes the envelope at pos (ending at end, or 0 if not known yet)
+//  when the reader builds. When it only checks, the envelope is skipped:
+//  checks run on cw_msg_encode's own output, whose envelopes
+//  cw_envelope_append_msgpack wrote only after holding them to
+//  cw_envelope_decode_msgpack's rules. Leaves the read position at end.
 static int
 s_envelope (s_reader_t *reader,
             size_t pos,
-            const char *field,
+            size_t end,
+            s_field_t field,
             cw_envelope_t **envelope_p)
 {
     if (!pos)
-        return s_fail (reader, field, "missing");
+        return s_fail (reader, &field, "missing");
     reader->pos = pos;
-    if (s_skip (reader, 0))
-        return s_fail (reader, field, "truncated");
+    if (end)
+        reader->pos = end;
+    else if (s_skip (reader, 0))
+        return s_fail (reader, &field, "truncated");
+    if (!reader->build)
+        return 0;
     char problem[CW_ENVELOPE_REASON_SIZE];
     *envelope_p = cw_envelope_decode_msgpack (
         reader->data + pos, reader->pos - pos, problem, sizeof (problem));
     if (!*envelope_p)
-        return s_fail (reader, field, "%s", problem);
+        return s_fail (reader, &field, "%s", problem);
     return 0;
 }
 
 //  ---------------------------------------------------------------------
 //  Decoding bodies, one function per command; the read position is
-//  free (each getter seeks to the value it reads).
+//  free (each getter seeks to the value it reads). When the reader only
+//  checks, body is scratch: getters fill in integers but allocate
+//  nothing, and arrays of structs use one scratch item.
 
 #define S_ID_MAX INT64_MAX
 
@@ -1102,12 +1317,13 @@ s_decode_ready (s_reader_t *reader, cw_msg_ready_t *body)
 {
     const char *names[] = {"flows", "credit", "name"};
     size_t at[3];
-    if (s_map_index (reader, 0, NULL, names, 3, at)
+    if (s_map_index (reader, 0, NULL, names, 3, at, NULL)
         || s_strings (reader, at[0], "flows", 1, CW_MSG_FLOWS_MAX,
                       CW_MSG_FLOW_MAX, &body->flows, &body->flows_count)
-        || s_integer (reader, at[1], "credit", 1, CW_MSG_CREDIT_MAX, false,
-                      &body->credit)
-        || s_string (reader, at[2], "name", CW_MSG_NAME_MAX, true, &body->name))
+        || s_integer (reader, at[1], s_key ("credit"), 1, CW_MSG_CREDIT_MAX,
+                      false, &body->credit)
+        || s_string (reader, at[2], s_key ("name"), CW_MSG_NAME_MAX, true,
+                     &body->name))
         return -1;
     return 0;
 }
@@ -1118,25 +1334,28 @@ s_decode_job (s_reader_t *reader, cw_msg_job_t *body)
     const char *names[] = {"job_id", "attempt",     "flow",
                            "target", "deadline_ms", "envelope"};
     size_t at[6];
-    if (s_map_index (reader, 0, NULL, names, 6, at)
-        || s_integer (reader, at[0], "job_id", 0, S_ID_MAX, false,
+    size_t ends[6];
+    if (s_map_index (reader, 0, NULL, names, 6, at, ends)
+        || s_integer (reader, at[0], s_key ("job_id"), 0, S_ID_MAX, false,
                       &body->job_id)
-        || s_integer (reader, at[1], "attempt", 1, INT32_MAX, false,
+        || s_integer (reader, at[1], s_key ("attempt"), 1, INT32_MAX, false,
                       &body->attempt)
-        || s_string (reader, at[2], "flow", CW_MSG_FLOW_MAX, false, &body->flow)
-        || s_string (reader, at[3], "target", CW_MSG_FLOW_MAX, false,
+        || s_string (reader, at[2], s_key ("flow"), CW_MSG_FLOW_MAX, false,
+                     &body->flow)
+        || s_string (reader, at[3], s_key ("target"), CW_MSG_FLOW_MAX, false,
                      &body->target)
-        || s_integer (reader, at[4], "deadline_ms", 0, INT64_MAX, false,
-                      &body->deadline_ms)
-        || s_envelope (reader, at[5], "envelope", &body->envelope))
+        || s_integer (reader, at[4], s_key ("deadline_ms"), 0, INT64_MAX,
+                      false, &body->deadline_ms)
+        || s_envelope (reader, at[5], ends[5], s_key ("envelope"),
+                       &body->envelope))
         return -1;
     return 0;
 }
 
-//  The fields RESULT entries and REPLY share.
+//  The fields RESULT entries and REPLY share; parent names the map.
 static int
 s_decode_outcome_fields (s_reader_t *reader,
-                         const char *parent,
+                         const s_field_t *parent,
                          const size_t *at,
                          cw_msg_outcome_t *outcome,
                          int64_t *http_status,
@@ -1144,21 +1363,15 @@ s_decode_outcome_fields (s_reader_t *reader,
                          int64_t *duration_ms,
                          json_t **response)
 {
-    char path[S_FIELD_SIZE];
-    if (s_outcome (reader, at[0],
-                   s_path (path, sizeof (path), parent, "outcome"), outcome)
-        || s_integer (reader, at[1],
-                      s_path (path, sizeof (path), parent, "http_status"), 0,
+    if (s_outcome (reader, at[0], s_child (parent, "outcome"), outcome)
+        || s_integer (reader, at[1], s_child (parent, "http_status"), 0,
                       CW_MSG_HTTP_STATUS_MAX, false, http_status)
-        || s_string (reader, at[2],
-                     s_path (path, sizeof (path), parent, "error"),
+        || s_string (reader, at[2], s_child (parent, "error"),
                      CW_MSG_TEXT_MAX, true, error)
-        || s_integer (reader, at[3],
-                      s_path (path, sizeof (path), parent, "duration_ms"), 0,
+        || s_integer (reader, at[3], s_child (parent, "duration_ms"), 0,
                       INT64_MAX, false, duration_ms)
-        || s_json_object (reader, at[4],
-                          s_path (path, sizeof (path), parent, "response"),
-                          true, response))
+        || s_json_object (reader, at[4], s_child (parent, "response"), true,
+                          response))
         return -1;
     return 0;
 }
@@ -1169,42 +1382,43 @@ s_decode_result (s_reader_t *reader, cw_msg_results_t *body)
     const char *names[] = {"results", "credit"};
     size_t at[2];
     size_t count;
-    if (s_map_index (reader, 0, NULL, names, 2, at)
-        || s_integer (reader, at[1], "credit", 1, CW_MSG_CREDIT_MAX, true,
-                      &body->credit)
-        || s_array (reader, at[0], "results", 1, CW_MSG_RESULTS_MAX, &count))
+    if (s_map_index (reader, 0, NULL, names, 2, at, NULL)
+        || s_integer (reader, at[1], s_key ("credit"), 1, CW_MSG_CREDIT_MAX,
+                      true, &body->credit)
+        || s_array (reader, at[0], s_key ("results"), 1, CW_MSG_RESULTS_MAX,
+                    &count))
         return -1;
-    body->results =
-        (cw_msg_result_t *) calloc (count, sizeof (cw_msg_result_t));
-    assert (body->results);
+    if (reader->build) {
+        body->results =
+            (cw_msg_result_t *) calloc (count, sizeof (cw_msg_result_t));
+        assert (body->results);
+    }
+    cw_msg_result_t scratch;
     const char *keys[] = {"outcome",     "http_status",   "error",
                           "duration_ms", "response",      "job_id",
                           "attempt",     "retry_after_ms"};
     for (size_t index = 0; index < count; index++) {
-        size_t item_pos = reader->pos;
-        char parent[S_FIELD_SIZE];
-        char path[S_FIELD_SIZE];
-        snprintf (parent, sizeof (parent), "results[%zu]", index);
+        s_field_t parent = s_item ("results", (int64_t) index);
         size_t key_at[8];
-        if (s_map_index (reader, item_pos, parent, keys, 8, key_at))
+        if (s_map_index (reader, reader->pos, &parent, keys, 8, key_at, NULL))
             return -1;
         size_t next = reader->pos;
-        cw_msg_result_t *result = &body->results[index];
+        cw_msg_result_t *result = &scratch;
+        if (reader->build) {
+            result = &body->results[index];
+            body->results_count++;
+        }
         s_result_init (result);
-        body->results_count++;
-        if (s_decode_outcome_fields (reader, parent, key_at, &result->outcome,
+        if (s_decode_outcome_fields (reader, &parent, key_at, &result->outcome,
                                      &result->http_status, &result->error,
                                      &result->duration_ms, &result->response)
-            || s_integer (reader, key_at[5],
-                          s_path (path, sizeof (path), parent, "job_id"), 0,
+            || s_integer (reader, key_at[5], s_child (&parent, "job_id"), 0,
                           S_ID_MAX, false, &result->job_id)
-            || s_integer (reader, key_at[6],
-                          s_path (path, sizeof (path), parent, "attempt"), 1,
+            || s_integer (reader, key_at[6], s_child (&parent, "attempt"), 1,
                           INT32_MAX, false, &result->attempt)
-            || s_integer (
-                reader, key_at[7],
-                s_path (path, sizeof (path), parent, "retry_after_ms"), 0,
-                INT64_MAX, true, &result->retry_after_ms))
+            || s_integer (reader, key_at[7],
+                          s_child (&parent, "retry_after_ms"), 0, INT64_MAX,
+                          true, &result->retry_after_ms))
             return -1;
         reader->pos = next;
     }
@@ -1216,9 +1430,9 @@ s_decode_credit (s_reader_t *reader, cw_msg_credit_t *body)
 {
     const char *names[] = {"credit"};
     size_t at[1];
-    if (s_map_index (reader, 0, NULL, names, 1, at)
-        || s_integer (reader, at[0], "credit", 1, CW_MSG_CREDIT_MAX, false,
-                      &body->credit))
+    if (s_map_index (reader, 0, NULL, names, 1, at, NULL)
+        || s_integer (reader, at[0], s_key ("credit"), 1, CW_MSG_CREDIT_MAX,
+                      false, &body->credit))
         return -1;
     return 0;
 }
@@ -1228,8 +1442,8 @@ s_decode_disconnect (s_reader_t *reader, cw_msg_disconnect_t *body)
 {
     const char *names[] = {"reason"};
     size_t at[1];
-    if (s_map_index (reader, 0, NULL, names, 1, at)
-        || s_string (reader, at[0], "reason", CW_MSG_TEXT_MAX, false,
+    if (s_map_index (reader, 0, NULL, names, 1, at, NULL)
+        || s_string (reader, at[0], s_key ("reason"), CW_MSG_TEXT_MAX, false,
                      &body->reason))
         return -1;
     return 0;
@@ -1240,13 +1454,16 @@ s_decode_call (s_reader_t *reader, cw_msg_call_t *body)
 {
     const char *names[] = {"call_id", "flow", "deadline_ms", "envelope"};
     size_t at[4];
-    if (s_map_index (reader, 0, NULL, names, 4, at)
-        || s_integer (reader, at[0], "call_id", 0, S_ID_MAX, false,
+    size_t ends[4];
+    if (s_map_index (reader, 0, NULL, names, 4, at, ends)
+        || s_integer (reader, at[0], s_key ("call_id"), 0, S_ID_MAX, false,
                       &body->call_id)
-        || s_string (reader, at[1], "flow", CW_MSG_FLOW_MAX, false, &body->flow)
-        || s_integer (reader, at[2], "deadline_ms", 0, INT64_MAX, false,
-                      &body->deadline_ms)
-        || s_envelope (reader, at[3], "envelope", &body->envelope))
+        || s_string (reader, at[1], s_key ("flow"), CW_MSG_FLOW_MAX, false,
+                     &body->flow)
+        || s_integer (reader, at[2], s_key ("deadline_ms"), 0, INT64_MAX,
+                      false, &body->deadline_ms)
+        || s_envelope (reader, at[3], ends[3], s_key ("envelope"),
+                       &body->envelope))
         return -1;
     return 0;
 }
@@ -1257,10 +1474,11 @@ s_decode_reply (s_reader_t *reader, cw_msg_reply_t *body)
     const char *names[] = {"outcome",     "http_status", "error",
                            "duration_ms", "response",    "call_id"};
     size_t at[6];
-    if (s_map_index (reader, 0, NULL, names, 6, at)
-        || s_integer (reader, at[5], "call_id", 0, S_ID_MAX, false,
+    s_field_t body_field = s_item (NULL, -1);
+    if (s_map_index (reader, 0, NULL, names, 6, at, NULL)
+        || s_integer (reader, at[5], s_key ("call_id"), 0, S_ID_MAX, false,
                       &body->call_id)
-        || s_decode_outcome_fields (reader, NULL, at, &body->outcome,
+        || s_decode_outcome_fields (reader, &body_field, at, &body->outcome,
                                     &body->http_status, &body->error,
                                     &body->duration_ms, &body->response))
         return -1;
@@ -1272,12 +1490,13 @@ s_decode_error (s_reader_t *reader, cw_msg_error_body_t *body)
 {
     const char *names[] = {"code", "message", "command"};
     size_t at[3];
-    if (s_map_index (reader, 0, NULL, names, 3, at)
-        || s_string (reader, at[0], "code", CW_MSG_TOKEN_MAX, false,
+    if (s_map_index (reader, 0, NULL, names, 3, at, NULL)
+        || s_string (reader, at[0], s_key ("code"), CW_MSG_TOKEN_MAX, false,
                      &body->code)
-        || s_string (reader, at[1], "message", CW_MSG_TEXT_MAX, false,
+        || s_string (reader, at[1], s_key ("message"), CW_MSG_TEXT_MAX, false,
                      &body->message)
-        || s_integer (reader, at[2], "command", 0, 255, true, &body->command))
+        || s_integer (reader, at[2], s_key ("command"), 0, 255, true,
+                      &body->command))
         return -1;
     return 0;
 }
@@ -1288,27 +1507,36 @@ s_decode_publish (s_reader_t *reader, cw_msg_publish_t *body)
     const char *names[] = {"batch_id", "island", "events"};
     size_t at[3];
     size_t count;
-    if (s_map_index (reader, 0, NULL, names, 3, at)
-        || s_integer (reader, at[0], "batch_id", 0, S_ID_MAX, false,
+    s_item_t island;
+    if (s_map_index (reader, 0, NULL, names, 3, at, NULL)
+        || s_integer (reader, at[0], s_key ("batch_id"), 0, S_ID_MAX, false,
                       &body->batch_id)
-        || s_string (reader, at[1], "island", CW_MSG_TOKEN_MAX, false,
-                     &body->island))
+        || s_text (reader, at[1], s_key ("island"), CW_MSG_TOKEN_MAX, false,
+                   &island))
         return -1;
-    if (!s_island_valid (body->island))
-        return s_fail (reader, "island", "must be 1 to %d of a-z 0-9 _ -",
+    if (!s_island_valid ((const char *) island.bytes, island.count)) {
+        s_field_t field = s_key ("island");
+        return s_fail (reader, &field, "must be 1 to %d of a-z 0-9 _ -",
                        CW_MSG_TOKEN_MAX);
-    if (s_array (reader, at[2], "events", 1, CW_MSG_EVENTS_MAX, &count))
+    }
+    if (reader->build)
+        body->island = s_copy_text (&island);
+    if (s_array (reader, at[2], s_key ("events"), 1, CW_MSG_EVENTS_MAX,
+                 &count))
         return -1;
-    body->events = (cw_envelope_t **) calloc (count, sizeof (cw_envelope_t *));
-    assert (body->events);
+    if (reader->build) {
+        body->events =
+            (cw_envelope_t **) calloc (count, sizeof (cw_envelope_t *));
+        assert (body->events);
+    }
     for (size_t index = 0; index < count; index++) {
-        char path[S_FIELD_SIZE];
-        snprintf (path, sizeof (path), "events[%zu]", index);
-        size_t item_pos = reader->pos;
-        if (s_envelope (reader, item_pos, path, &body->events[index]))
-            return -1;
-        body->events_count++;
         //  s_envelope leaves the read position after the envelope
+        cw_envelope_t *envelope = NULL;
+        if (s_envelope (reader, reader->pos, 0,
+                        s_item ("events", (int64_t) index), &envelope))
+            return -1;
+        if (reader->build)
+            body->events[body->events_count++] = envelope;
     }
     return 0;
 }
@@ -1319,35 +1547,38 @@ s_decode_ack (s_reader_t *reader, cw_msg_ack_t *body)
     const char *names[] = {"batch_id", "accepted", "duplicates", "rejected"};
     size_t at[4];
     size_t count;
-    if (s_map_index (reader, 0, NULL, names, 4, at)
-        || s_integer (reader, at[0], "batch_id", 0, S_ID_MAX, false,
+    if (s_map_index (reader, 0, NULL, names, 4, at, NULL)
+        || s_integer (reader, at[0], s_key ("batch_id"), 0, S_ID_MAX, false,
                       &body->batch_id)
         || s_strings (reader, at[1], "accepted", 0, CW_MSG_EVENTS_MAX,
                       CW_MSG_KEY_MAX, &body->accepted, &body->accepted_count)
         || s_strings (reader, at[2], "duplicates", 0, CW_MSG_EVENTS_MAX,
                       CW_MSG_KEY_MAX, &body->duplicates,
                       &body->duplicates_count)
-        || s_array (reader, at[3], "rejected", 0, CW_MSG_EVENTS_MAX, &count))
+        || s_array (reader, at[3], s_key ("rejected"), 0, CW_MSG_EVENTS_MAX,
+                    &count))
         return -1;
-    body->rejected = (cw_msg_rejection_t *) calloc (
-        count ? count : 1, sizeof (cw_msg_rejection_t));
-    assert (body->rejected);
+    if (reader->build) {
+        body->rejected = (cw_msg_rejection_t *) calloc (
+            count ? count : 1, sizeof (cw_msg_rejection_t));
+        assert (body->rejected);
+    }
+    cw_msg_rejection_t scratch = {NULL, NULL};
     const char *keys[] = {"key", "reason"};
     for (size_t index = 0; index < count; index++) {
-        char parent[S_FIELD_SIZE];
-        char path[S_FIELD_SIZE];
-        snprintf (parent, sizeof (parent), "rejected[%zu]", index);
+        s_field_t parent = s_item ("rejected", (int64_t) index);
         size_t key_at[2];
-        if (s_map_index (reader, reader->pos, parent, keys, 2, key_at))
+        if (s_map_index (reader, reader->pos, &parent, keys, 2, key_at, NULL))
             return -1;
         size_t next = reader->pos;
-        cw_msg_rejection_t *rejection = &body->rejected[index];
-        body->rejected_count++;
-        if (s_string (reader, key_at[0],
-                      s_path (path, sizeof (path), parent, "key"),
+        cw_msg_rejection_t *rejection = &scratch;
+        if (reader->build) {
+            rejection = &body->rejected[index];
+            body->rejected_count++;
+        }
+        if (s_string (reader, key_at[0], s_child (&parent, "key"),
                       CW_MSG_KEY_MAX, false, &rejection->key)
-            || s_string (reader, key_at[1],
-                         s_path (path, sizeof (path), parent, "reason"),
+            || s_string (reader, key_at[1], s_child (&parent, "reason"),
                          CW_MSG_TEXT_MAX, false, &rejection->reason))
             return -1;
         reader->pos = next;
@@ -1360,11 +1591,12 @@ s_decode_request (s_reader_t *reader, cw_msg_request_t *body)
 {
     const char *names[] = {"request_id", "op", "args"};
     size_t at[3];
-    if (s_map_index (reader, 0, NULL, names, 3, at)
-        || s_integer (reader, at[0], "request_id", 0, S_ID_MAX, false,
+    if (s_map_index (reader, 0, NULL, names, 3, at, NULL)
+        || s_integer (reader, at[0], s_key ("request_id"), 0, S_ID_MAX, false,
                       &body->request_id)
-        || s_string (reader, at[1], "op", CW_MSG_TOKEN_MAX, false, &body->op)
-        || s_json_object (reader, at[2], "args", false, &body->args))
+        || s_string (reader, at[1], s_key ("op"), CW_MSG_TOKEN_MAX, false,
+                     &body->op)
+        || s_json_object (reader, at[2], s_key ("args"), false, &body->args))
         return -1;
     return 0;
 }
@@ -1374,43 +1606,39 @@ s_decode_response (s_reader_t *reader, cw_msg_response_t *body)
 {
     const char *names[] = {"request_id", "status", "result", "error"};
     size_t at[4];
-    char *status = NULL;
-    if (s_map_index (reader, 0, NULL, names, 4, at)
-        || s_integer (reader, at[0], "request_id", 0, S_ID_MAX, false,
+    s_item_t status;
+    if (s_map_index (reader, 0, NULL, names, 4, at, NULL)
+        || s_integer (reader, at[0], s_key ("request_id"), 0, S_ID_MAX, false,
                       &body->request_id)
-        || s_string (reader, at[1], "status", CW_MSG_TOKEN_MAX, false, &status)
-        || s_json_object (reader, at[2], "result", true, &body->result))
-        goto fail;
-    bool failed = strcmp (status, "error") == 0;
-    if (!failed && strcmp (status, "ok") != 0) {
-        s_fail (reader, "status", "unknown status \"%s\"", status);
-        goto fail;
+        || s_text (reader, at[1], s_key ("status"), CW_MSG_TOKEN_MAX, false,
+                   &status)
+        || s_json_object (reader, at[2], s_key ("result"), true,
+                          &body->result))
+        return -1;
+    bool failed = s_text_is (&status, "error");
+    if (!failed && !s_text_is (&status, "ok")) {
+        s_field_t field = s_key ("status");
+        return s_fail (reader, &field, "unknown status \"%.*s\"",
+                       (int) status.count, (const char *) status.bytes);
     }
-    if (failed && !at[3]) {
-        s_fail (reader, "error", "missing (status is \"error\")");
-        goto fail;
-    }
-    if (!failed && at[3]) {
-        s_fail (reader, "error", "not allowed when status is \"ok\"");
-        goto fail;
-    }
+    s_field_t error = s_item ("error", -1);
+    if (failed && !at[3])
+        return s_fail (reader, &error, "missing (status is \"error\")");
+    if (!failed && at[3])
+        return s_fail (reader, &error, "not allowed when status is \"ok\"");
     if (failed) {
         const char *keys[] = {"code", "message", "field"};
         size_t key_at[3];
-        if (s_map_index (reader, at[3], "error", keys, 3, key_at)
-            || s_string (reader, key_at[0], "error.code", CW_MSG_TOKEN_MAX,
-                         false, &body->error_code)
-            || s_string (reader, key_at[1], "error.message", CW_MSG_TEXT_MAX,
-                         false, &body->error_message)
-            || s_string (reader, key_at[2], "error.field", CW_MSG_FIELD_MAX,
-                         true, &body->error_field))
-            goto fail;
+        if (s_map_index (reader, at[3], &error, keys, 3, key_at, NULL)
+            || s_string (reader, key_at[0], s_child (&error, "code"),
+                         CW_MSG_TOKEN_MAX, false, &body->error_code)
+            || s_string (reader, key_at[1], s_child (&error, "message"),
+                         CW_MSG_TEXT_MAX, false, &body->error_message)
+            || s_string (reader, key_at[2], s_child (&error, "field"),
+                         CW_MSG_FIELD_MAX, true, &body->error_field))
+            return -1;
     }
-    free (status);
     return 0;
-fail:
-    free (status);
-    return -1;
 }
 
 static int
@@ -1472,16 +1700,20 @@ s_frame_fail (cw_msg_error_t error,
     va_end (args);
 }
 
-cw_msg_t *
-cw_msg_decode (const cw_msg_frame_t *frames,
-               size_t count,
-               cw_msg_error_t *error_p,
-               char *reason,
-               size_t reason_size)
+//  Reads count frames by every rule of PROTOCOL.md §3-4: the one
+//  implementation of them, for the decoder and the encoder's check. With
+//  build set, makes the message (*msg_p). Without, only checks, and
+//  allocates nothing: nested envelopes are skipped, not decoded (see
+//  s_envelope). Returns 0, or -1 with *error_p (may be NULL) and reason.
+static int
+s_read (const cw_msg_frame_t *frames,
+        size_t count,
+        bool build,
+        cw_msg_t **msg_p,
+        cw_msg_error_t *error_p,
+        char *reason,
+        size_t reason_size)
 {
-    assert (frames || count == 0);
-    for (size_t index = 0; index < count; index++)
-        assert (frames[index].data || frames[index].size == 0);
     if (error_p)
         *error_p = CW_MSG_VALID;
     if (reason && reason_size)
@@ -1489,7 +1721,7 @@ cw_msg_decode (const cw_msg_frame_t *frames,
     if (count != CW_MSG_FRAMES) {
         s_frame_fail (CW_MSG_MALFORMED, error_p, reason, reason_size,
                       "expected %d frames, got %zu", CW_MSG_FRAMES, count);
-        return NULL;
+        return -1;
     }
     int protocol = -1;
     for (int index = 0; index <= CW_MSG_CLIENT; index++)
@@ -1502,69 +1734,97 @@ cw_msg_decode (const cw_msg_frame_t *frames,
         s_frame_fail (CW_MSG_UNKNOWN_PROTOCOL, error_p, reason, reason_size,
                       "unknown protocol id (frame 0, %zu bytes)",
                       frames[0].size);
-        return NULL;
+        return -1;
     }
     if (frames[1].size != 1) {
         s_frame_fail (CW_MSG_MALFORMED, error_p, reason, reason_size,
                       "command frame has %zu bytes, expected 1",
                       frames[1].size);
-        return NULL;
+        return -1;
     }
     int command = *(const uint8_t *) frames[1].data;
     if (!cw_msg_command_valid ((cw_msg_protocol_t) protocol, command)) {
         s_frame_fail (CW_MSG_UNKNOWN_COMMAND, error_p, reason, reason_size,
                       "unknown command 0x%02x for protocol %s", command,
                       s_protocol_ids[protocol]);
-        return NULL;
+        return -1;
     }
     if (frames[2].size > CW_MSG_MAX_SIZE) {
         s_frame_fail (CW_MSG_TOO_LARGE, error_p, reason, reason_size,
                       "body of %zu bytes exceeds %d", frames[2].size,
                       CW_MSG_MAX_SIZE);
-        return NULL;
+        return -1;
     }
     s_reader_t reader = {.data = (const uint8_t *) frames[2].data,
                          .size = frames[2].size,
+                         .build = build,
                          .reason = reason,
                          .reason_size = reason_size};
-    if (s_skip (&reader, 0)) {
+    const char *names[] = {"v"};
+    size_t at[1];
+    int64_t version;
+    int rc = -1;
+    if (s_check_body (&reader)) {
         if (reader.too_deep)
             s_fail (&reader, NULL, "nesting deeper than %d levels",
                     S_SKIP_DEPTH_MAX);
         else
             s_fail (&reader, NULL, "not one complete msgpack value");
-        goto fail;
     }
-    if (reader.pos != reader.size) {
+    else if (reader.pos != reader.size)
         s_fail (&reader, NULL, "%zu bytes after the map",
                 reader.size - reader.pos);
-        goto fail;
-    }
-    const char *names[] = {"v"};
-    size_t at[1];
-    int64_t version;
-    if (s_map_index (&reader, 0, NULL, names, 1, at)
-        || s_integer (&reader, at[0], "v", 1, INT64_MAX, false, &version))
-        goto fail;
-    if (version != CW_MSG_VERSION) {
-        s_fail (&reader, "v", "unsupported body version %lld (supported: %d)",
+    else if (s_map_index (&reader, 0, NULL, names, 1, at, NULL)
+             || s_integer (&reader, at[0], s_key ("v"), 1, INT64_MAX, false,
+                           &version))
+        ;  //  Reason written
+    else if (version != CW_MSG_VERSION) {
+        s_field_t field = s_key ("v");
+        s_fail (&reader, &field, "unsupported body version %lld (supported: %d)",
                 (long long) version, CW_MSG_VERSION);
         reader.error = CW_MSG_UNSUPPORTED_VERSION;
-        goto fail;
     }
-    cw_msg_t *msg =
-        cw_msg_new ((cw_msg_protocol_t) protocol, (cw_msg_command_t) command);
-    if (s_decode_body (&reader, msg) == 0)
-        return msg;
-    cw_msg_destroy (&msg);
-fail:
-    if (error_p)
+    else if (build) {
+        cw_msg_t *msg = cw_msg_new ((cw_msg_protocol_t) protocol,
+                                    (cw_msg_command_t) command);
+        rc = s_decode_body (&reader, msg);
+        if (rc == 0)
+            *msg_p = msg;
+        else
+            cw_msg_destroy (&msg);
+    }
+    else {
+        //  Nothing the getters write here needs freeing (see above)
+        cw_msg_t scratch;
+        memset (&scratch, 0, sizeof (scratch));
+        scratch.protocol = (cw_msg_protocol_t) protocol;
+        scratch.command = (cw_msg_command_t) command;
+        rc = s_decode_body (&reader, &scratch);
+    }
+    if (rc && error_p)
         *error_p = reader.error;
-    return NULL;
+    return rc;
+}
+
+cw_msg_t *
+cw_msg_decode (const cw_msg_frame_t *frames,
+               size_t count,
+               cw_msg_error_t *error_p,
+               char *reason,
+               size_t reason_size)
+{
+    assert (frames || count == 0);
+    for (size_t index = 0; index < count; index++)
+        assert (frames[index].data || frames[index].size == 0);
+    cw_msg_t *msg = NULL;
+    s_read (frames, count, true, &msg, error_p, reason, reason_size);
+    return msg;
 }
 
 //  ---------------------------------------------------------------------
 //  Encoding
+
+#define S_BODY_ALLOC 1024  //  First allocation of a body; grows by doubling
 
 typedef struct {
     msgpack_sbuffer buffer;  //  The body being written
@@ -1625,36 +1885,38 @@ s_put_json (s_writer_t *writer, const char *key, const json_t *value)
         msgpack_pack_map (&writer->packer, 0);
 }
 
+//  Writes the envelope in place, in its canonical form; field names it
+//  in a reason.
 static void
 s_put_envelope (s_writer_t *writer,
-                const char *field,
+                s_field_t field,
                 const cw_envelope_t *envelope)
 {
     if (writer->failed)
         return;
+    char path[S_FIELD_SIZE];
     if (!envelope) {
         writer->failed = true;
+        s_field_text (&field, path, sizeof (path));
         snprintf (writer->reason, writer->reason_size, "field \"%s\": missing",
-                  field);
+                  path);
         return;
     }
     char problem[CW_ENVELOPE_REASON_SIZE];
-    size_t size;
-    void *bytes =
-        cw_envelope_encode_msgpack (envelope, &size, problem, sizeof (problem));
-    if (!bytes) {
+    if (cw_envelope_append_msgpack (envelope, &writer->buffer, problem,
+                                    sizeof (problem))) {
         writer->failed = true;
+        s_field_text (&field, path, sizeof (path));
         snprintf (writer->reason, writer->reason_size, "field \"%s\": %s",
-                  field, problem);
+                  path, problem);
         return;
     }
-    msgpack_sbuffer_write (&writer->buffer, (const char *) bytes, size);
-    free (bytes);
     if (writer->buffer.size > CW_MSG_MAX_SIZE) {
         writer->failed = true;
+        s_field_text (&field, path, sizeof (path));
         snprintf (writer->reason, writer->reason_size,
                   "body exceeds %d bytes at field \"%s\"", CW_MSG_MAX_SIZE,
-                  field);
+                  path);
     }
 }
 
@@ -1679,7 +1941,6 @@ static void
 s_encode_body (s_writer_t *writer, const cw_msg_t *self)
 {
     msgpack_packer *packer = &writer->packer;
-    char field[S_FIELD_SIZE];
     size_t pairs = 1;
     switch (self->command) {
         case CW_MSG_READY:
@@ -1740,7 +2001,7 @@ s_encode_body (s_writer_t *writer, const cw_msg_t *self)
             s_put_string (writer, "target", self->job.target);
             s_put_int (writer, "deadline_ms", self->job.deadline_ms);
             s_put_key (writer, "envelope");
-            s_put_envelope (writer, "envelope", self->job.envelope);
+            s_put_envelope (writer, s_key ("envelope"), self->job.envelope);
             break;
         case CW_MSG_RESULT:
             s_put_key (writer, "results");
@@ -1778,7 +2039,7 @@ s_encode_body (s_writer_t *writer, const cw_msg_t *self)
             s_put_string (writer, "flow", self->call.flow);
             s_put_int (writer, "deadline_ms", self->call.deadline_ms);
             s_put_key (writer, "envelope");
-            s_put_envelope (writer, "envelope", self->call.envelope);
+            s_put_envelope (writer, s_key ("envelope"), self->call.envelope);
             break;
         case CW_MSG_REPLY:
             s_put_int (writer, "call_id", self->reply.call_id);
@@ -1799,10 +2060,9 @@ s_encode_body (s_writer_t *writer, const cw_msg_t *self)
             s_put_key (writer, "events");
             msgpack_pack_array (packer, self->publish.events_count);
             for (size_t index = 0; index < self->publish.events_count;
-                 index++) {
-                snprintf (field, sizeof (field), "events[%zu]", index);
-                s_put_envelope (writer, field, self->publish.events[index]);
-            }
+                 index++)
+                s_put_envelope (writer, s_item ("events", (int64_t) index),
+                                self->publish.events[index]);
             break;
         case CW_MSG_ACK:
             s_put_int (writer, "batch_id", self->ack.batch_id);
@@ -1864,7 +2124,11 @@ cw_msg_encode (const cw_msg_t *self, char *reason, size_t reason_size)
     }
     reason[0] = 0;
     s_writer_t writer = {.reason = reason, .reason_size = reason_size};
+    //  Most bodies fit the first allocation (msgpack-c would take 8 KiB)
     msgpack_sbuffer_init (&writer.buffer);
+    writer.buffer.data = (char *) malloc (S_BODY_ALLOC);
+    assert (writer.buffer.data);
+    writer.buffer.alloc = S_BODY_ALLOC;
     msgpack_packer_init (&writer.packer, &writer.buffer, msgpack_sbuffer_write);
     s_encode_body (&writer, self);
     if (!writer.failed && writer.buffer.size > CW_MSG_MAX_SIZE) {
@@ -1872,7 +2136,16 @@ cw_msg_encode (const cw_msg_t *self, char *reason, size_t reason_size)
         snprintf (reason, reason_size, "body of %zu bytes exceeds %d",
                   writer.buffer.size, CW_MSG_MAX_SIZE);
     }
-    if (writer.failed) {
+    //  The receiver's rules, over the bytes just written: never send what
+    //  a peer refuses. The check builds nothing (s_read).
+    uint8_t command = (uint8_t) self->command;
+    cw_msg_frame_t written[CW_MSG_FRAMES] = {
+        {(void *) s_protocol_ids[self->protocol], CW_MSG_PROTOCOL_SIZE},
+        {&command, 1},
+        {writer.buffer.data, writer.buffer.size}};
+    if (writer.failed
+        || s_read (written, CW_MSG_FRAMES, false, NULL, NULL, reason,
+                   reason_size)) {
         msgpack_sbuffer_destroy (&writer.buffer);
         return NULL;
     }
@@ -1883,20 +2156,9 @@ cw_msg_encode (const cw_msg_t *self, char *reason, size_t reason_size)
     frames->frame[0].data =
         s_copy_bytes (s_protocol_ids[self->protocol], CW_MSG_PROTOCOL_SIZE);
     frames->frame[0].size = CW_MSG_PROTOCOL_SIZE;
-    uint8_t command = (uint8_t) self->command;
     frames->frame[1].data = s_copy_bytes (&command, 1);
     frames->frame[1].size = 1;
     frames->frame[2].size = writer.buffer.size;
     frames->frame[2].data = msgpack_sbuffer_release (&writer.buffer);
-    if (!frames->frame[2].data)  //  Empty buffer: cannot happen
-        frames->frame[2].data = malloc (1);
-    //  The same rules as a receiver: never send what a peer refuses
-    cw_msg_t *check =
-        cw_msg_decode (frames->frame, frames->count, NULL, reason, reason_size);
-    if (!check) {
-        cw_msg_frames_destroy (&frames);
-        return NULL;
-    }
-    cw_msg_destroy (&check);
     return frames;
 }

@@ -4,9 +4,11 @@
     =========================================================================
 */
 #include "cw_msg.h"
+#include "cw_mpjson.h"
 
 #include <check.h>
 #include <msgpack.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -635,6 +637,65 @@ START_TEST (test_wrong_types)
 }
 END_TEST
 
+//  Unknown keys are skipped wherever they stand, in bodies of few keys
+//  and of many (over 16, past what the first pass keeps offsets of); a
+//  known key given twice is refused either way
+START_TEST (test_unknown_keys)
+{
+    for (int unknown = 0; unknown <= 24; unknown += 3)
+        for (int twice = 0; twice < 2; twice++) {
+            msgpack_sbuffer body;
+            msgpack_sbuffer_init (&body);
+            msgpack_packer packer;
+            msgpack_packer_init (&packer, &body, msgpack_sbuffer_write);
+            msgpack_pack_map (&packer, 3 + unknown + twice);
+            for (int index = 0; index < unknown; index++) {
+                char key[16];
+                snprintf (key, sizeof (key), "x-%d", index);
+                msgpack_pack_str_with_body (&packer, key, strlen (key));
+                if (index % 2)
+                    msgpack_pack_array (&packer, 0);
+                else
+                    msgpack_pack_int (&packer, index);
+                if (index == unknown / 2) {
+                    msgpack_pack_str_with_body (&packer, "credit", 6);
+                    msgpack_pack_int (&packer, 7);
+                }
+            }
+            if (unknown == 0) {
+                msgpack_pack_str_with_body (&packer, "credit", 6);
+                msgpack_pack_int (&packer, 7);
+            }
+            msgpack_pack_str_with_body (&packer, "flows", 5);
+            msgpack_pack_array (&packer, 2);
+            msgpack_pack_str_with_body (&packer, "a", 1);
+            msgpack_pack_str_with_body (&packer, "b", 1);
+            msgpack_pack_str_with_body (&packer, "v", 1);
+            msgpack_pack_int (&packer, 1);
+            if (twice) {
+                msgpack_pack_str_with_body (&packer, "credit", 6);
+                msgpack_pack_int (&packer, 8);
+            }
+            cw_msg_frame_t frames[3];
+            uint8_t command;
+            s_frames_for (CW_MSG_READY, &body, frames, &command);
+            if (twice)
+                s_rejected (frames, 3, CW_MSG_MALFORMED,
+                            "field \"credit\": duplicate key");
+            else {
+                cw_msg_t *msg = cw_msg_decode (frames, 3, NULL, NULL, 0);
+                ck_assert_msg (msg != NULL, "%d unknown keys", unknown);
+                ck_assert_uint_eq (msg->ready.flows_count, 2);
+                ck_assert_str_eq (msg->ready.flows[1], "b");
+                ck_assert_int_eq (msg->ready.credit, 7);
+                ck_assert_ptr_null (msg->ready.name);
+                cw_msg_destroy (&msg);
+            }
+            msgpack_sbuffer_destroy (&body);
+        }
+}
+END_TEST
+
 //  Packs a RESULT body whose single result has outcome and http_status
 static void
 s_result_body (msgpack_sbuffer *body, const char *outcome, bool float_status)
@@ -900,6 +961,1050 @@ START_TEST (test_write_corpus)
 }
 END_TEST
 
+//  ---------------------------------------------------------------------
+//  Property: cw_msg_encode refuses a message exactly when cw_msg_decode
+//  refuses the bytes it would send, with the decoder's reason; what it
+//  sends decodes back to the same message.
+
+#define S_SEED 0x5eed0cafe1234567ULL  //  Fixed: failures name the message
+#define S_MESSAGES 13000              //  1000 per command
+#define S_BAD 8  //  Percent of fields given a value a rule refuses
+
+//  splitmix64: small, seeded, the same sequence on every machine
+typedef struct {
+    uint64_t state;
+} s_rng_t;
+
+static uint64_t
+s_random (s_rng_t *rng)
+{
+    uint64_t value = (rng->state += 0x9e3779b97f4a7c15ULL);
+    value = (value ^ (value >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    value = (value ^ (value >> 27)) * 0x94d049bb133111ebULL;
+    return value ^ (value >> 31);
+}
+
+//  0 .. bound - 1
+static uint64_t
+s_below (s_rng_t *rng, uint64_t bound)
+{
+    return s_random (rng) % bound;
+}
+
+static bool
+s_percent (s_rng_t *rng, int percent)
+{
+    return (int) s_below (rng, 100) < percent;
+}
+
+static char *
+s_repeat (char c, size_t count)
+{
+    char *text = malloc (count + 1);
+    memset (text, c, count);
+    text[count] = 0;
+    return text;
+}
+
+//  Not UTF-8: cut, overlong, surrogate, above U+10FFFF, never-used byte
+static const char *s_bad_utf8[] = {"caf\xc3", "\xc0\xaf", "\xed\xa0\x80",
+                                   "\xf4\x90\x80\x80", "x\xff"};
+#define S_BAD_UTF8 5
+
+//  A string for a field of max bytes: mostly valid (ASCII and 2-4 byte
+//  UTF-8, sometimes exactly max bytes); bad percent of the time NULL,
+//  empty, max + 1 bytes or not UTF-8.
+static char *
+s_gen_text (s_rng_t *rng, size_t max, int bad)
+{
+    if (s_percent (rng, bad))
+        switch (s_below (rng, 4)) {
+            case 0:
+                return NULL;
+            case 1:
+                return strdup ("");
+            case 2:
+                return s_repeat ('y', max + 1);
+            default:
+                return strdup (s_bad_utf8[s_below (rng, S_BAD_UTF8)]);
+        }
+    static const char *pieces[] = {
+        "a", "Z", "-", ".", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"};
+    size_t length =
+        s_percent (rng, 10) ? max : 1 + s_below (rng, max < 24 ? max : 24);
+    char *text = malloc (length + 1);
+    size_t at = 0;
+    while (at < length) {
+        const char *piece = pieces[s_below (rng, 7)];
+        size_t size = strlen (piece);
+        if (size > length - at) {
+            piece = "x";
+            size = 1;
+        }
+        memcpy (text + at, piece, size);
+        at += size;
+    }
+    text[length] = 0;
+    return text;
+}
+
+//  An integer for a field of min..max (boundaries likely); bad percent
+//  of the time one the range refuses
+static int64_t
+s_gen_int (s_rng_t *rng, int64_t min, int64_t max, int bad)
+{
+    if (s_percent (rng, bad)) {
+        int64_t wrong[] = {INT64_MIN, min - 1, max == INT64_MAX ? -2 : max + 1};
+        return wrong[s_below (rng, 3)];
+    }
+    switch (s_below (rng, 4)) {
+        case 0:
+            return min;
+        case 1:
+            return max;
+        default:
+            return min + (int64_t) s_below (rng, (uint64_t) (max - min) + 1);
+    }
+}
+
+//  An optional integer: -1 (absent) a third of the time
+static int64_t
+s_gen_optional (s_rng_t *rng, int64_t min, int64_t max, int bad)
+{
+    return s_percent (rng, 33) ? -1 : s_gen_int (rng, min, max, bad);
+}
+
+//  levels arrays, each holding the next
+static json_t *
+s_chain (int levels)
+{
+    json_t *inner = json_array ();
+    for (int level = 1; level < levels; level++) {
+        json_t *outer = json_array ();
+        json_array_append_new (outer, inner);
+        inner = outer;
+    }
+    return inner;
+}
+
+//  A value PROTOCOL.md §3 refuses inside a free-form map (or an
+//  envelope's data): not UTF-8, NUL, too deep (16, or 48 for the whole
+//  body), bad keys, a key that repeats another once cut at its NUL
+//  (cw_mpjson_pack writes keys up to their first NUL), 1 MiB of text
+static json_t *
+s_bad_json (s_rng_t *rng)
+{
+    json_t *object = NULL;
+    switch (s_below (rng, 10)) {
+        case 0: {
+            const char *text = s_bad_utf8[s_below (rng, S_BAD_UTF8)];
+            return json_stringn_nocheck (text, strlen (text));
+        }
+        case 1:
+            return json_stringn ("a\0b", 3);
+        case 2:
+            //  Around the limit: 14 to 17 levels below the map
+            return s_chain (CW_MSG_MAP_DEPTH_MAX - 2 + (int) s_below (rng, 4));
+        case 3:
+            return s_chain (50);
+        case 4:
+            object = json_object ();
+            json_object_set_new (object, "", json_true ());
+            return object;
+        case 5: {
+            object = json_object ();
+            char *key = s_repeat ('k', CW_ENVELOPE_KEY_MAX + 1);
+            json_object_set_new (object, key, json_null ());
+            free (key);
+            return object;
+        }
+        case 6:
+            object = json_object ();
+            json_object_set_new (object, "a", json_integer (1));
+            json_object_setn_new (object, "a\0x", 3, json_integer (2));
+            return object;
+        case 7:
+            object = json_object ();
+            json_object_set_new_nocheck (object, "k\xff", json_false ());
+            return object;
+        case 8:
+            object = json_object ();
+            if (s_percent (rng, 5)) {
+                char *big = s_repeat ('b', CW_MSG_MAX_SIZE + 1);
+                json_object_set_new (object, "big", json_string (big));
+                free (big);
+            }
+            return object;
+        default:
+            return json_real (-0.0);  //  A fine value after all
+    }
+}
+
+//  A JSON value up to depth container levels; bad percent of the time
+//  (at each level) one of s_bad_json's
+static json_t *
+s_gen_json (s_rng_t *rng, int depth, int bad)
+{
+    if (s_percent (rng, bad))
+        return s_bad_json (rng);
+    if (depth > 0 && s_percent (rng, 40)) {
+        size_t count = s_below (rng, 4);
+        if (s_percent (rng, 50)) {
+            json_t *array = json_array ();
+            for (size_t index = 0; index < count; index++)
+                json_array_append_new (array, s_gen_json (rng, depth - 1, bad));
+            return array;
+        }
+        json_t *object = json_object ();
+        for (size_t index = 0; index < count; index++) {
+            char *key = s_gen_text (rng, 12, 0);
+            json_object_set_new (object, key, s_gen_json (rng, depth - 1, bad));
+            free (key);
+        }
+        return object;
+    }
+    switch (s_below (rng, 8)) {
+        case 0:
+            return json_integer ((json_int_t) s_random (rng));
+        case 1:
+            return json_integer ((json_int_t) s_below (rng, 300) - 150);
+        case 2:
+            return json_real ((double) (int64_t) s_random (rng) / 7.0);
+        case 3:
+            return json_boolean (s_percent (rng, 50));
+        case 4:
+            return json_null ();
+        case 5:
+            return json_string ("");
+        default: {
+            char *text = s_gen_text (rng, 40, 0);
+            json_t *string = json_string (text);
+            free (text);
+            return string;
+        }
+    }
+}
+
+//  An object of up to 4 members; bad percent of the time (also) one of
+//  s_bad_json's, or not an object at all
+static json_t *
+s_gen_object (s_rng_t *rng, int bad)
+{
+    if (s_percent (rng, bad) && s_percent (rng, 20))
+        return s_percent (rng, 50) ? json_array () : json_string ("x");
+    json_t *object = json_object ();
+    size_t count = s_below (rng, 5);
+    for (size_t index = 0; index < count; index++) {
+        char key[16];
+        snprintf (key, sizeof (key), "k%zu", index);
+        json_object_set_new (object, key, s_gen_json (rng, 3, 0));
+    }
+    if (s_percent (rng, bad))
+        json_object_set_new (object, "bad", s_bad_json (rng));
+    return object;
+}
+
+//  An envelope; bad percent of the time one attribute or the data is
+//  wrong (or missing), as cw_envelope_validate would say
+static cw_envelope_t *
+s_gen_envelope (s_rng_t *rng, int bad)
+{
+    int wrong = s_percent (rng, bad) ? (int) s_below (rng, 12) : -1;
+    bool unset = s_percent (rng, 30);  //  The wrong attribute left out
+    cw_envelope_t *envelope = cw_envelope_new ();
+    char *text = NULL;
+    if (wrong != 0) {
+        text = s_gen_text (rng, 40, 0);
+        for (char *c = text; *c; c++)
+            if ((unsigned char) *c < 0x21 || (unsigned char) *c > 0x7e)
+                *c = 'e';
+        cw_envelope_set_id (envelope, text);
+    }
+    else if (!unset) {
+        text = s_percent (rng, 50)
+                   ? s_repeat ('i', CW_ENVELOPE_ID_MAX + 1)
+                   : strdup (s_percent (rng, 50) ? "a b" : "\xff");
+        cw_envelope_set_id (envelope, text);
+    }
+    free (text);
+    if (wrong != 1)
+        cw_envelope_set_source (envelope, "/webshop/orders");
+    else if (!unset) {
+        text = s_repeat ('s', CW_ENVELOPE_SOURCE_MAX + 1);
+        cw_envelope_set_source (envelope, text);
+        free (text);
+    }
+    if (wrong != 2)
+        cw_envelope_set_type (envelope, s_percent (rng, 50)
+                                            ? "order.created.v1"
+                                            : "customer.upsert.requested.v12");
+    else if (!unset)
+        cw_envelope_set_type (envelope, s_percent (rng, 50) ? "order.created"
+                                                            : "Order.v1");
+    if (wrong != 3)
+        cw_envelope_set_time (envelope, "2025-01-31T10:02:03.123+01:00");
+    else if (!unset)
+        cw_envelope_set_time (envelope, "2025-02-30T10:02:03Z");
+    if (wrong != 4)
+        cw_envelope_set_tenant_id (envelope, "acme");
+    else if (!unset)
+        cw_envelope_set_tenant_id (envelope, "acme:eu");
+    if (wrong != 5)
+        cw_envelope_set_correlation_id (envelope, "corr-9");
+    else if (!unset)
+        cw_envelope_set_correlation_id (envelope, "corr 9");
+    if (wrong == 6)
+        cw_envelope_set_traceparent (
+            envelope,
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01");
+    else if (s_percent (rng, 50))
+        cw_envelope_set_traceparent (envelope, TRACEPARENT);
+    if (wrong != 7) {
+        char key[64];
+        snprintf (key, sizeof (key), "order:acme:o-%llu:1",
+                  (unsigned long long) s_below (rng, 1000000));
+        cw_envelope_set_idempotency_key (envelope, key);
+    }
+    else if (!unset) {
+        text = s_repeat ('k', CW_ENVELOPE_IDEMPOTENCYKEY_MAX + 1);
+        cw_envelope_set_idempotency_key (envelope, text);
+        free (text);
+    }
+    json_t *data = NULL;
+    if (wrong == 8)
+        data = unset                 ? NULL
+               : s_percent (rng, 50) ? json_array ()
+                                     : json_string ("{}");
+    else if (wrong == 9)
+        data = s_gen_object (rng, 100);
+    else if (wrong == 10) {
+        data = json_object ();
+        json_object_set_new (data, "deep", s_chain (16));
+    }
+    else if (wrong == 11) {
+        //  A key with a NUL byte (written cut, as a second "n")
+        data = s_gen_object (rng, 0);
+        json_object_set_new (data, "n", json_false ());
+        json_object_setn_new (data, "n\0ul", 4, json_true ());
+    }
+    else
+        data = s_gen_object (rng, 0);
+    if (data)
+        cw_envelope_set_data (envelope, &data);
+    return envelope;
+}
+
+//  A message of command with random fields (see above)
+static cw_msg_t *
+s_gen_msg (s_rng_t *rng, cw_msg_command_t command)
+{
+    cw_msg_t *msg = cw_msg_new (s_protocol_of (command), command);
+    int bad = S_BAD;
+    switch (command) {
+        case CW_MSG_READY: {
+            size_t count =
+                s_percent (rng, bad)
+                    ? (s_percent (rng, 50) ? 0 : CW_MSG_FLOWS_MAX + 1)
+                    : 1 + s_below (rng, 3);
+            for (size_t index = 0; index < count; index++) {
+                char *flow = s_gen_text (rng, CW_MSG_FLOW_MAX, bad / 2);
+                cw_msg_flow_add (msg, flow ? flow : "f");
+                free (flow);
+            }
+            if (count && s_percent (rng, 10)) {
+                free (msg->ready.flows[0]);
+                msg->ready.flows[0] = NULL;
+            }
+            msg->ready.credit = s_gen_int (rng, 1, CW_MSG_CREDIT_MAX, bad);
+            if (s_percent (rng, 50))
+                msg->ready.name = s_gen_text (rng, CW_MSG_NAME_MAX, bad);
+            break;
+        }
+        case CW_MSG_JOB:
+            msg->job.job_id = s_gen_int (rng, 0, INT64_MAX, bad);
+            msg->job.attempt = s_gen_int (rng, 1, INT32_MAX, bad);
+            msg->job.flow = s_gen_text (rng, CW_MSG_FLOW_MAX, bad);
+            msg->job.target = s_gen_text (rng, CW_MSG_FLOW_MAX, bad);
+            msg->job.deadline_ms = s_gen_int (rng, 0, INT64_MAX, bad);
+            if (!s_percent (rng, bad / 2))
+                msg->job.envelope = s_gen_envelope (rng, bad * 2);
+            break;
+        case CW_MSG_RESULT: {
+            size_t count =
+                s_percent (rng, bad / 2)
+                    ? (s_percent (rng, 80) ? 0 : CW_MSG_RESULTS_MAX + 1)
+                    : 1 + s_below (rng, 3);
+            for (size_t index = 0; index < count; index++) {
+                cw_msg_result_t *result = cw_msg_result_add (msg);
+                result->job_id = s_gen_int (rng, 0, INT64_MAX, bad / 2);
+                result->attempt = s_gen_int (rng, 1, INT32_MAX, bad / 2);
+                result->outcome = (cw_msg_outcome_t) (s_percent (rng, bad / 2)
+                                                          ? 5 + s_below (rng, 3)
+                                                          : s_below (rng, 5));
+                result->http_status =
+                    s_gen_int (rng, 0, CW_MSG_HTTP_STATUS_MAX, bad / 2);
+                if (s_percent (rng, 40))
+                    result->error = s_gen_text (rng, CW_MSG_TEXT_MAX, bad / 2);
+                result->duration_ms = s_gen_int (rng, 0, INT64_MAX, bad / 2);
+                result->retry_after_ms =
+                    s_gen_optional (rng, 0, INT64_MAX, bad / 2);
+                if (s_percent (rng, 50))
+                    result->response = s_gen_object (rng, bad / 2);
+            }
+            msg->result.credit =
+                s_gen_optional (rng, 1, CW_MSG_CREDIT_MAX, bad);
+            break;
+        }
+        case CW_MSG_CREDIT:
+            msg->credit.credit = s_gen_int (rng, 1, CW_MSG_CREDIT_MAX, bad);
+            break;
+        case CW_MSG_HEARTBEAT:
+            break;
+        case CW_MSG_DISCONNECT:
+            msg->disconnect.reason = s_gen_text (rng, CW_MSG_TEXT_MAX, bad);
+            break;
+        case CW_MSG_CALL:
+            msg->call.call_id = s_gen_int (rng, 0, INT64_MAX, bad);
+            msg->call.flow = s_gen_text (rng, CW_MSG_FLOW_MAX, bad);
+            msg->call.deadline_ms = s_gen_int (rng, 0, INT64_MAX, bad);
+            if (!s_percent (rng, bad / 2))
+                msg->call.envelope = s_gen_envelope (rng, bad * 2);
+            break;
+        case CW_MSG_REPLY:
+            msg->reply.call_id = s_gen_int (rng, 0, INT64_MAX, bad);
+            msg->reply.outcome =
+                (cw_msg_outcome_t) (s_percent (rng, bad) ? 5 + s_below (rng, 3)
+                                                         : s_below (rng, 5));
+            msg->reply.http_status =
+                s_gen_int (rng, 0, CW_MSG_HTTP_STATUS_MAX, bad);
+            if (s_percent (rng, 50))
+                msg->reply.error = s_gen_text (rng, CW_MSG_TEXT_MAX, bad);
+            msg->reply.duration_ms = s_gen_int (rng, 0, INT64_MAX, bad);
+            if (s_percent (rng, 60))
+                msg->reply.response = s_gen_object (rng, bad * 2);
+            break;
+        case CW_MSG_ERROR:
+            msg->error.code = s_gen_text (rng, CW_MSG_TOKEN_MAX, bad);
+            msg->error.message = s_gen_text (rng, CW_MSG_TEXT_MAX, bad);
+            msg->error.command = s_gen_optional (rng, 0, 255, bad);
+            break;
+        case CW_MSG_PUBLISH: {
+            msg->publish.batch_id = s_gen_int (rng, 0, INT64_MAX, bad);
+            static const char *islands[] = {"shop", "erp_mw-2", "Shop!", "a b"};
+            if (s_percent (rng, bad))
+                msg->publish.island =
+                    s_percent (rng, 50)
+                        ? strdup (islands[2 + s_below (rng, 2)])
+                        : s_gen_text (rng, CW_MSG_TOKEN_MAX, 100);
+            else
+                msg->publish.island = strdup (islands[s_below (rng, 2)]);
+            size_t count =
+                s_percent (rng, bad / 2)
+                    ? (s_percent (rng, 85) ? 0 : CW_MSG_EVENTS_MAX + 1)
+                    : 1 + s_below (rng, 3);
+            for (size_t index = 0; index < count; index++) {
+                cw_envelope_t *envelope =
+                    s_gen_envelope (rng, count > 3 ? 0 : bad);
+                cw_msg_event_add (msg, &envelope);
+            }
+            break;
+        }
+        case CW_MSG_ACK: {
+            msg->ack.batch_id = s_gen_int (rng, 0, INT64_MAX, bad);
+            size_t counts[3];
+            for (int list = 0; list < 3; list++)
+                counts[list] = s_percent (rng, bad / 4) ? CW_MSG_EVENTS_MAX + 1
+                                                        : s_below (rng, 3);
+            for (size_t index = 0; index < counts[0]; index++)
+                cw_msg_accepted_add (msg, "order:acme:o-1:1");
+            for (size_t index = 0; index < counts[1]; index++) {
+                char *key = s_gen_text (rng, CW_MSG_KEY_MAX, bad);
+                cw_msg_duplicate_add (msg, key ? key : "k");
+                free (key);
+            }
+            for (size_t index = 0; index < counts[2]; index++) {
+                cw_msg_rejected_add (msg, "k", "r");
+                cw_msg_rejection_t *rejection = &msg->ack.rejected[index];
+                free (rejection->key);
+                free (rejection->reason);
+                rejection->key = s_gen_text (rng, CW_MSG_KEY_MAX, bad);
+                rejection->reason = s_gen_text (rng, CW_MSG_TEXT_MAX, bad);
+            }
+            break;
+        }
+        case CW_MSG_REQUEST:
+            msg->request.request_id = s_gen_int (rng, 0, INT64_MAX, bad);
+            msg->request.op = s_gen_text (rng, CW_MSG_TOKEN_MAX, bad);
+            if (s_percent (rng, 70))
+                msg->request.args = s_gen_object (rng, bad * 2);
+            break;
+        case CW_MSG_RESPONSE:
+            msg->response.request_id = s_gen_int (rng, 0, INT64_MAX, bad);
+            if (s_percent (rng, 50))
+                msg->response.result = s_gen_object (rng, bad * 2);
+            if (s_percent (rng, 40)) {
+                msg->response.error_code =
+                    s_gen_text (rng, CW_MSG_TOKEN_MAX, bad);
+                if (!msg->response.error_code)
+                    msg->response.error_code = strdup ("internal");
+                msg->response.error_message =
+                    s_gen_text (rng, CW_MSG_TEXT_MAX, bad);
+                if (s_percent (rng, 50))
+                    msg->response.error_field =
+                        s_gen_text (rng, CW_MSG_FIELD_MAX, bad);
+            }
+            break;
+    }
+    return msg;
+}
+
+//  The reference encoder: the bytes cw_msg_encode sends for a message
+//  (PROTOCOL.md §3: keys in table order, optional keys left out, smallest
+//  integers, canonical envelopes and free-form maps), written with no
+//  checks at all. NULL strings and envelopes are written as nil.
+static void
+s_put_text (msgpack_packer *packer, const char *text)
+{
+    if (text)
+        msgpack_pack_str_with_body (packer, text, strlen (text));
+    else
+        msgpack_pack_nil (packer);
+}
+
+static void
+s_put_pair (msgpack_packer *packer, const char *key, const char *text)
+{
+    s_put_text (packer, key);
+    s_put_text (packer, text);
+}
+
+static void
+s_put_number (msgpack_packer *packer, const char *key, int64_t value)
+{
+    s_put_text (packer, key);
+    msgpack_pack_int64 (packer, value);
+}
+
+static void
+s_put_texts (msgpack_packer *packer,
+             const char *key,
+             char **texts,
+             size_t count)
+{
+    s_put_text (packer, key);
+    msgpack_pack_array (packer, count);
+    for (size_t index = 0; index < count; index++)
+        s_put_text (packer, texts[index]);
+}
+
+static void
+s_put_attribute (json_t *tree, const char *name, const char *value)
+{
+    if (value)
+        json_object_set_new (tree, name, json_string_nocheck (value));
+}
+
+//  An envelope as the tree of its attributes and data, packed canonically
+static void
+s_put_envelope (msgpack_packer *packer, const cw_envelope_t *envelope)
+{
+    if (!envelope) {
+        msgpack_pack_nil (packer);
+        return;
+    }
+    json_t *tree = json_object ();
+    s_put_attribute (tree, "specversion", cw_envelope_specversion (envelope));
+    s_put_attribute (tree, "datacontenttype",
+                     cw_envelope_datacontenttype (envelope));
+    s_put_attribute (tree, "id", cw_envelope_id (envelope));
+    s_put_attribute (tree, "source", cw_envelope_source (envelope));
+    s_put_attribute (tree, "type", cw_envelope_type (envelope));
+    s_put_attribute (tree, "time", cw_envelope_time (envelope));
+    s_put_attribute (tree, "tenantid", cw_envelope_tenant_id (envelope));
+    s_put_attribute (tree, "correlationid",
+                     cw_envelope_correlation_id (envelope));
+    s_put_attribute (tree, "traceparent", cw_envelope_traceparent (envelope));
+    s_put_attribute (tree, "idempotencykey",
+                     cw_envelope_idempotency_key (envelope));
+    if (cw_envelope_data (envelope))
+        json_object_set (tree, "data", cw_envelope_data (envelope));
+    cw_mpjson_pack (packer, tree);
+    json_decref (tree);
+}
+
+static void
+s_put_map (msgpack_packer *packer, const char *key, const json_t *value)
+{
+    s_put_text (packer, key);
+    if (value)
+        cw_mpjson_pack (packer, value);
+    else
+        msgpack_pack_map (packer, 0);
+}
+
+static void
+s_reference (const cw_msg_t *msg, msgpack_sbuffer *body)
+{
+    msgpack_sbuffer_init (body);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, body, msgpack_sbuffer_write);
+    msgpack_packer *p = &packer;
+    switch (msg->command) {
+        case CW_MSG_READY:
+            msgpack_pack_map (p, 3 + (msg->ready.name != NULL));
+            s_put_number (p, "v", 1);
+            s_put_texts (p, "flows", msg->ready.flows, msg->ready.flows_count);
+            s_put_number (p, "credit", msg->ready.credit);
+            if (msg->ready.name)
+                s_put_pair (p, "name", msg->ready.name);
+            break;
+        case CW_MSG_JOB:
+            msgpack_pack_map (p, 7);
+            s_put_number (p, "v", 1);
+            s_put_number (p, "job_id", msg->job.job_id);
+            s_put_number (p, "attempt", msg->job.attempt);
+            s_put_pair (p, "flow", msg->job.flow);
+            s_put_pair (p, "target", msg->job.target);
+            s_put_number (p, "deadline_ms", msg->job.deadline_ms);
+            s_put_text (p, "envelope");
+            s_put_envelope (p, msg->job.envelope);
+            break;
+        case CW_MSG_RESULT:
+            msgpack_pack_map (p, 2 + (msg->result.credit != -1));
+            s_put_number (p, "v", 1);
+            s_put_text (p, "results");
+            msgpack_pack_array (p, msg->result.results_count);
+            for (size_t index = 0; index < msg->result.results_count; index++) {
+                const cw_msg_result_t *result = &msg->result.results[index];
+                msgpack_pack_map (p, 5 + (result->error != NULL)
+                                         + (result->retry_after_ms != -1)
+                                         + (result->response != NULL));
+                s_put_number (p, "job_id", result->job_id);
+                s_put_number (p, "attempt", result->attempt);
+                s_put_pair (p, "outcome",
+                            cw_msg_outcome_name (result->outcome));
+                s_put_number (p, "http_status", result->http_status);
+                if (result->error)
+                    s_put_pair (p, "error", result->error);
+                s_put_number (p, "duration_ms", result->duration_ms);
+                if (result->retry_after_ms != -1)
+                    s_put_number (p, "retry_after_ms", result->retry_after_ms);
+                if (result->response)
+                    s_put_map (p, "response", result->response);
+            }
+            if (msg->result.credit != -1)
+                s_put_number (p, "credit", msg->result.credit);
+            break;
+        case CW_MSG_CREDIT:
+            msgpack_pack_map (p, 2);
+            s_put_number (p, "v", 1);
+            s_put_number (p, "credit", msg->credit.credit);
+            break;
+        case CW_MSG_HEARTBEAT:
+            msgpack_pack_map (p, 1);
+            s_put_number (p, "v", 1);
+            break;
+        case CW_MSG_DISCONNECT:
+            msgpack_pack_map (p, 2);
+            s_put_number (p, "v", 1);
+            s_put_pair (p, "reason", msg->disconnect.reason);
+            break;
+        case CW_MSG_CALL:
+            msgpack_pack_map (p, 5);
+            s_put_number (p, "v", 1);
+            s_put_number (p, "call_id", msg->call.call_id);
+            s_put_pair (p, "flow", msg->call.flow);
+            s_put_number (p, "deadline_ms", msg->call.deadline_ms);
+            s_put_text (p, "envelope");
+            s_put_envelope (p, msg->call.envelope);
+            break;
+        case CW_MSG_REPLY:
+            msgpack_pack_map (p, 5 + (msg->reply.error != NULL)
+                                     + (msg->reply.response != NULL));
+            s_put_number (p, "v", 1);
+            s_put_number (p, "call_id", msg->reply.call_id);
+            s_put_pair (p, "outcome", cw_msg_outcome_name (msg->reply.outcome));
+            s_put_number (p, "http_status", msg->reply.http_status);
+            if (msg->reply.error)
+                s_put_pair (p, "error", msg->reply.error);
+            s_put_number (p, "duration_ms", msg->reply.duration_ms);
+            if (msg->reply.response)
+                s_put_map (p, "response", msg->reply.response);
+            break;
+        case CW_MSG_ERROR:
+            msgpack_pack_map (p, 3 + (msg->error.command != -1));
+            s_put_number (p, "v", 1);
+            s_put_pair (p, "code", msg->error.code);
+            s_put_pair (p, "message", msg->error.message);
+            if (msg->error.command != -1)
+                s_put_number (p, "command", msg->error.command);
+            break;
+        case CW_MSG_PUBLISH:
+            msgpack_pack_map (p, 4);
+            s_put_number (p, "v", 1);
+            s_put_number (p, "batch_id", msg->publish.batch_id);
+            s_put_pair (p, "island", msg->publish.island);
+            s_put_text (p, "events");
+            msgpack_pack_array (p, msg->publish.events_count);
+            for (size_t index = 0; index < msg->publish.events_count; index++)
+                s_put_envelope (p, msg->publish.events[index]);
+            break;
+        case CW_MSG_ACK:
+            msgpack_pack_map (p, 5);
+            s_put_number (p, "v", 1);
+            s_put_number (p, "batch_id", msg->ack.batch_id);
+            s_put_texts (p, "accepted", msg->ack.accepted,
+                         msg->ack.accepted_count);
+            s_put_texts (p, "duplicates", msg->ack.duplicates,
+                         msg->ack.duplicates_count);
+            s_put_text (p, "rejected");
+            msgpack_pack_array (p, msg->ack.rejected_count);
+            for (size_t index = 0; index < msg->ack.rejected_count; index++) {
+                msgpack_pack_map (p, 2);
+                s_put_pair (p, "key", msg->ack.rejected[index].key);
+                s_put_pair (p, "reason", msg->ack.rejected[index].reason);
+            }
+            break;
+        case CW_MSG_REQUEST:
+            msgpack_pack_map (p, 4);
+            s_put_number (p, "v", 1);
+            s_put_number (p, "request_id", msg->request.request_id);
+            s_put_pair (p, "op", msg->request.op);
+            s_put_map (p, "args", msg->request.args);
+            break;
+        case CW_MSG_RESPONSE: {
+            const cw_msg_response_t *response = &msg->response;
+            msgpack_pack_map (p, 3 + (response->result != NULL)
+                                     + (response->error_code != NULL));
+            s_put_number (p, "v", 1);
+            s_put_number (p, "request_id", response->request_id);
+            s_put_pair (p, "status", response->error_code ? "error" : "ok");
+            if (response->result)
+                s_put_map (p, "result", response->result);
+            if (response->error_code) {
+                s_put_text (p, "error");
+                msgpack_pack_map (p, 2 + (response->error_field != NULL));
+                s_put_pair (p, "code", response->error_code);
+                s_put_pair (p, "message", response->error_message);
+                if (response->error_field)
+                    s_put_pair (p, "field", response->error_field);
+            }
+            break;
+        }
+    }
+}
+
+//  The envelopes a message carries
+static size_t
+s_envelopes (const cw_msg_t *msg, cw_envelope_t *const **envelopes_p)
+{
+    if (msg->command == CW_MSG_JOB) {
+        *envelopes_p = &msg->job.envelope;
+        return 1;
+    }
+    if (msg->command == CW_MSG_CALL) {
+        *envelopes_p = &msg->call.envelope;
+        return 1;
+    }
+    if (msg->command == CW_MSG_PUBLISH) {
+        *envelopes_p = msg->publish.events;
+        return msg->publish.events_count;
+    }
+    return 0;
+}
+
+static void
+s_same_text (const char *expected,
+             const char *actual,
+             const char *field,
+             int message)
+{
+    ck_assert_msg (
+        (!expected && !actual)
+            || (expected && actual && strcmp (expected, actual) == 0),
+        "message %d: %s \"%s\" came back as \"%s\"", message, field,
+        expected ? expected : "(null)", actual ? actual : "(null)");
+}
+
+static void
+s_same_json (const json_t *expected,
+             const json_t *actual,
+             const char *field,
+             int message)
+{
+    ck_assert_msg ((!expected && !actual) || json_equal (expected, actual),
+                   "message %d: %s came back different", message, field);
+}
+
+static void
+s_same_envelope (const cw_envelope_t *expected,
+                 const cw_envelope_t *actual,
+                 int message)
+{
+    ck_assert_ptr_nonnull (actual);
+    s_same_text (cw_envelope_id (expected), cw_envelope_id (actual), "id",
+                 message);
+    s_same_text (cw_envelope_source (expected), cw_envelope_source (actual),
+                 "source", message);
+    s_same_text (cw_envelope_type (expected), cw_envelope_type (actual), "type",
+                 message);
+    s_same_text (cw_envelope_time (expected), cw_envelope_time (actual), "time",
+                 message);
+    s_same_text (cw_envelope_tenant_id (expected),
+                 cw_envelope_tenant_id (actual), "tenantid", message);
+    s_same_text (cw_envelope_correlation_id (expected),
+                 cw_envelope_correlation_id (actual), "correlationid", message);
+    s_same_text (cw_envelope_traceparent (expected),
+                 cw_envelope_traceparent (actual), "traceparent", message);
+    s_same_text (cw_envelope_idempotency_key (expected),
+                 cw_envelope_idempotency_key (actual), "idempotencykey",
+                 message);
+    s_same_json (cw_envelope_data (expected), cw_envelope_data (actual), "data",
+                 message);
+}
+
+//  Asserts that actual (decoded) holds every field of expected
+static void
+s_same_msg (const cw_msg_t *expected, const cw_msg_t *actual, int message)
+{
+    ck_assert_int_eq (actual->protocol, expected->protocol);
+    ck_assert_int_eq (actual->command, expected->command);
+    switch (expected->command) {
+        case CW_MSG_READY:
+            ck_assert_uint_eq (actual->ready.flows_count,
+                               expected->ready.flows_count);
+            for (size_t index = 0; index < expected->ready.flows_count; index++)
+                s_same_text (expected->ready.flows[index],
+                             actual->ready.flows[index], "flow", message);
+            ck_assert_int_eq (actual->ready.credit, expected->ready.credit);
+            s_same_text (expected->ready.name, actual->ready.name, "name",
+                         message);
+            break;
+        case CW_MSG_JOB:
+            ck_assert_int_eq (actual->job.job_id, expected->job.job_id);
+            ck_assert_int_eq (actual->job.attempt, expected->job.attempt);
+            s_same_text (expected->job.flow, actual->job.flow, "flow", message);
+            s_same_text (expected->job.target, actual->job.target, "target",
+                         message);
+            ck_assert_int_eq (actual->job.deadline_ms,
+                              expected->job.deadline_ms);
+            s_same_envelope (expected->job.envelope, actual->job.envelope,
+                             message);
+            break;
+        case CW_MSG_RESULT:
+            ck_assert_uint_eq (actual->result.results_count,
+                               expected->result.results_count);
+            for (size_t index = 0; index < expected->result.results_count;
+                 index++) {
+                const cw_msg_result_t *want = &expected->result.results[index];
+                const cw_msg_result_t *got = &actual->result.results[index];
+                ck_assert_int_eq (got->job_id, want->job_id);
+                ck_assert_int_eq (got->attempt, want->attempt);
+                ck_assert_int_eq (got->outcome, want->outcome);
+                ck_assert_int_eq (got->http_status, want->http_status);
+                s_same_text (want->error, got->error, "error", message);
+                ck_assert_int_eq (got->duration_ms, want->duration_ms);
+                ck_assert_int_eq (got->retry_after_ms, want->retry_after_ms);
+                s_same_json (want->response, got->response, "response",
+                             message);
+            }
+            ck_assert_int_eq (actual->result.credit, expected->result.credit);
+            break;
+        case CW_MSG_CREDIT:
+            ck_assert_int_eq (actual->credit.credit, expected->credit.credit);
+            break;
+        case CW_MSG_HEARTBEAT:
+            break;
+        case CW_MSG_DISCONNECT:
+            s_same_text (expected->disconnect.reason, actual->disconnect.reason,
+                         "reason", message);
+            break;
+        case CW_MSG_CALL:
+            ck_assert_int_eq (actual->call.call_id, expected->call.call_id);
+            s_same_text (expected->call.flow, actual->call.flow, "flow",
+                         message);
+            ck_assert_int_eq (actual->call.deadline_ms,
+                              expected->call.deadline_ms);
+            s_same_envelope (expected->call.envelope, actual->call.envelope,
+                             message);
+            break;
+        case CW_MSG_REPLY:
+            ck_assert_int_eq (actual->reply.call_id, expected->reply.call_id);
+            ck_assert_int_eq (actual->reply.outcome, expected->reply.outcome);
+            ck_assert_int_eq (actual->reply.http_status,
+                              expected->reply.http_status);
+            s_same_text (expected->reply.error, actual->reply.error, "error",
+                         message);
+            ck_assert_int_eq (actual->reply.duration_ms,
+                              expected->reply.duration_ms);
+            s_same_json (expected->reply.response, actual->reply.response,
+                         "response", message);
+            break;
+        case CW_MSG_ERROR:
+            s_same_text (expected->error.code, actual->error.code, "code",
+                         message);
+            s_same_text (expected->error.message, actual->error.message,
+                         "message", message);
+            ck_assert_int_eq (actual->error.command, expected->error.command);
+            break;
+        case CW_MSG_PUBLISH:
+            ck_assert_int_eq (actual->publish.batch_id,
+                              expected->publish.batch_id);
+            s_same_text (expected->publish.island, actual->publish.island,
+                         "island", message);
+            ck_assert_uint_eq (actual->publish.events_count,
+                               expected->publish.events_count);
+            for (size_t index = 0; index < expected->publish.events_count;
+                 index++)
+                s_same_envelope (expected->publish.events[index],
+                                 actual->publish.events[index], message);
+            break;
+        case CW_MSG_ACK:
+            ck_assert_int_eq (actual->ack.batch_id, expected->ack.batch_id);
+            ck_assert_uint_eq (actual->ack.accepted_count,
+                               expected->ack.accepted_count);
+            for (size_t index = 0; index < expected->ack.accepted_count;
+                 index++)
+                s_same_text (expected->ack.accepted[index],
+                             actual->ack.accepted[index], "accepted", message);
+            ck_assert_uint_eq (actual->ack.duplicates_count,
+                               expected->ack.duplicates_count);
+            for (size_t index = 0; index < expected->ack.duplicates_count;
+                 index++)
+                s_same_text (expected->ack.duplicates[index],
+                             actual->ack.duplicates[index], "duplicate",
+                             message);
+            ck_assert_uint_eq (actual->ack.rejected_count,
+                               expected->ack.rejected_count);
+            for (size_t index = 0; index < expected->ack.rejected_count;
+                 index++) {
+                s_same_text (expected->ack.rejected[index].key,
+                             actual->ack.rejected[index].key, "key", message);
+                s_same_text (expected->ack.rejected[index].reason,
+                             actual->ack.rejected[index].reason, "reason",
+                             message);
+            }
+            break;
+        case CW_MSG_REQUEST: {
+            ck_assert_int_eq (actual->request.request_id,
+                              expected->request.request_id);
+            s_same_text (expected->request.op, actual->request.op, "op",
+                         message);
+            //  No args are sent as {}
+            json_t *none = json_object ();
+            s_same_json (expected->request.args ? expected->request.args : none,
+                         actual->request.args, "args", message);
+            json_decref (none);
+            break;
+        }
+        case CW_MSG_RESPONSE:
+            ck_assert_int_eq (actual->response.request_id,
+                              expected->response.request_id);
+            s_same_json (expected->response.result, actual->response.result,
+                         "result", message);
+            s_same_text (expected->response.error_code,
+                         actual->response.error_code, "error.code", message);
+            s_same_text (expected->response.error_message,
+                         actual->response.error_message, "error.message",
+                         message);
+            s_same_text (expected->response.error_field,
+                         actual->response.error_field, "error.field", message);
+            break;
+    }
+}
+
+START_TEST (test_encode_as_decode)
+{
+    s_rng_t rng = {S_SEED};
+    int sent[S_COMMANDS] = {0};
+    int refused[S_COMMANDS] = {0};
+    int same_reason = 0;
+    for (int message = 0; message < S_MESSAGES; message++) {
+        size_t which = (size_t) message % S_COMMANDS;
+        cw_msg_t *msg = s_gen_msg (&rng, s_commands[which]);
+        const char *name = cw_msg_command_name (msg->command);
+
+        //  What a peer says about the bytes the encoder would send
+        msgpack_sbuffer body;
+        s_reference (msg, &body);
+        cw_msg_frame_t frames[3];
+        uint8_t command;
+        s_frames_for (msg->command, &body, frames, &command);
+        char expected[CW_MSG_REASON_SIZE] = "";
+        cw_msg_t *decoded =
+            cw_msg_decode (frames, 3, NULL, expected, sizeof (expected));
+
+        //  The encoder names a bad envelope in cw_envelope_validate's
+        //  words, not the reader's: compare reasons only without one
+        cw_envelope_t *const *envelopes;
+        size_t envelope_count = s_envelopes (msg, &envelopes);
+        bool envelopes_valid = true;
+        for (size_t index = 0; index < envelope_count; index++)
+            envelopes_valid &=
+                envelopes[index]
+                && cw_envelope_validate (envelopes[index], NULL, 0) == 0;
+
+        char reason[CW_MSG_REASON_SIZE] = "";
+        cw_msg_frames_t *encoded = cw_msg_encode (msg, reason, sizeof (reason));
+        if (decoded) {
+            ck_assert_msg (encoded != NULL,
+                           "message %d (%s): the decoder accepts it, the "
+                           "encoder refused: %s",
+                           message, name, reason);
+            //  The same bytes, and they decode to the same message
+            ck_assert_int_eq (memcmp (encoded->frame[0].data, frames[0].data,
+                                      CW_MSG_PROTOCOL_SIZE),
+                              0);
+            ck_assert_int_eq (*(uint8_t *) encoded->frame[1].data, command);
+            ck_assert_uint_eq (encoded->frame[2].size, body.size);
+            ck_assert_msg (memcmp (encoded->frame[2].data, body.data, body.size)
+                               == 0,
+                           "message %d (%s): other bytes than the reference",
+                           message, name);
+            cw_msg_t *copy =
+                cw_msg_decode (encoded->frame, encoded->count, NULL, NULL, 0);
+            ck_assert_ptr_nonnull (copy);
+            s_same_msg (msg, copy, message);
+            cw_msg_destroy (&copy);
+            sent[which]++;
+        }
+        else {
+            ck_assert_msg (encoded == NULL,
+                           "message %d (%s): the encoder sent what the "
+                           "decoder refuses: %s",
+                           message, name, expected);
+            ck_assert_msg (strncmp (reason, "field \"", 7) == 0
+                               || strncmp (reason, "body", 4) == 0,
+                           "message %d (%s): reason \"%s\" names no field",
+                           message, name, reason);
+            if (envelopes_valid && body.size <= CW_MSG_MAX_SIZE) {
+                //  Same rules, same order, same words as the decoder
+                ck_assert_msg (strcmp (reason, expected) == 0,
+                               "message %d (%s): encoder says \"%s\", "
+                               "decoder \"%s\"",
+                               message, name, reason, expected);
+                same_reason++;
+            }
+            refused[which]++;
+        }
+        cw_msg_frames_destroy (&encoded);
+        cw_msg_destroy (&decoded);
+        msgpack_sbuffer_destroy (&body);
+        cw_msg_destroy (&msg);
+    }
+    //  Every command was both sent and refused (HEARTBEAT has no fields)
+    for (size_t which = 0; which < S_COMMANDS; which++) {
+        ck_assert_msg (sent[which] > 20, "%s: only %d sent",
+                       cw_msg_command_name (s_commands[which]), sent[which]);
+        if (s_commands[which] != CW_MSG_HEARTBEAT)
+            ck_assert_msg (refused[which] > 20, "%s: only %d refused",
+                           cw_msg_command_name (s_commands[which]),
+                           refused[which]);
+    }
+    ck_assert_int_gt (same_reason, 500);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -918,9 +2023,14 @@ main (void)
     tcase_add_test (malformed, test_unknown_protocol_and_command);
     tcase_add_test (malformed, test_versions);
     tcase_add_test (malformed, test_wrong_types);
+    tcase_add_test (malformed, test_unknown_keys);
     tcase_add_test (malformed, test_nested_fields);
     tcase_add_test (malformed, test_oversize);
     suite_add_tcase (suite, malformed);
+    TCase *property = tcase_create ("property");
+    tcase_set_timeout (property, 120);
+    tcase_add_test (property, test_encode_as_decode);
+    suite_add_tcase (suite, property);
     TCase *auth = tcase_create ("auth");
     tcase_set_timeout (auth, 10);
     tcase_add_test (auth, test_roles);
