@@ -89,6 +89,7 @@ struct _s_job_t {
     uint32_t attempts;          //  Failed attempts so far
     uint32_t max_attempts;      //  Effective (policy when 0 was given)
     int64_t lease_expires_at;   //  Lease end, msec
+    int64_t lease_token;        //  The store's token of our lease
     int64_t deadline_msec;      //  Sent with JOB
     void *payload;              //  Owned, freed by config payload_free
     size_t payload_size;        //  Bytes in payload
@@ -118,8 +119,17 @@ typedef struct {
     char **flows;               //  Owned copies
     cw_core_transition_t *transitions;  //  Owned, strings owned
     int64_t *job_ids;           //  Owned
+    int64_t *lease_tokens;      //  Owned, one per job id
     uint64_t send_seq;          //  SEND_JOB: dispatch it belongs to
 } s_action_t;
+
+//  Jobs to hand back in one RELEASE: ids and their lease tokens.
+typedef struct {
+    int64_t *ids;
+    int64_t *tokens;
+    size_t count;
+    size_t max;
+} s_handback_t;
 
 //  Binary min-heap of jobs; slot index + 1 kept in the job.
 typedef struct {
@@ -478,6 +488,7 @@ s_action_destroy (s_action_t **self_p)
                 s_transition_clear (&self->transitions[index]);
         free (self->transitions);
         free (self->job_ids);
+        free (self->lease_tokens);
         free (self);
         *self_p = NULL;
     }
@@ -741,25 +752,50 @@ s_action_reason (s_action_t *action, const char *format, ...)
     action->action.reason = action->reason;
 }
 
+//  Gives the action ids and their lease tokens (takes both arrays).
 static void
-s_action_ids (s_action_t *action, int64_t *ids, size_t count)
+s_action_ids (s_action_t *action, int64_t *ids, int64_t *tokens,
+              size_t count)
 {
     action->job_ids = ids;
+    action->lease_tokens = tokens;
     action->action.job_ids = ids;
+    action->action.lease_tokens = tokens;
     action->action.job_count = count;
 }
 
-//  Emits RELEASE for ids (takes the array); nothing when count is 0.
+//  Adds a lease to hand back.
 static void
-s_release (cw_core_t *self, int64_t *ids, size_t count)
+s_handback_add (s_handback_t *list, int64_t id, int64_t token)
 {
-    if (count == 0) {
-        free (ids);
-        return;
+    if (list->count == list->max) {
+        list->max = list->max? list->max * 2: 16;
+        list->ids = (int64_t *) realloc (list->ids,
+                                         list->max * sizeof (int64_t));
+        list->tokens = (int64_t *) realloc (list->tokens,
+                                            list->max * sizeof (int64_t));
+        assert (list->ids && list->tokens);
     }
-    s_action_t *action = s_action_new (self, CW_CORE_RELEASE);
-    s_action_ids (action, ids, count);
-    self->stats.released += count;
+    list->ids[list->count] = id;
+    list->tokens[list->count] = token;
+    list->count++;
+}
+
+//  Emits one RELEASE of the list (taking its arrays), nothing when it is
+//  empty; the list is empty again after.
+static void
+s_release (cw_core_t *self, s_handback_t *list)
+{
+    if (list->count == 0) {
+        free (list->ids);
+        free (list->tokens);
+    }
+    else {
+        s_action_t *action = s_action_new (self, CW_CORE_RELEASE);
+        s_action_ids (action, list->ids, list->tokens, list->count);
+        self->stats.released += list->count;
+    }
+    memset (list, 0, sizeof (*list));
 }
 
 //  --------------------------------------------------------------------------
@@ -877,15 +913,13 @@ s_key_drop_if_empty (cw_core_t *self, s_key_t *key)
 static void
 s_key_release_waiting (cw_core_t *self, s_key_t *key)
 {
-    size_t count = zlistx_size (key->waiting);
-    int64_t *ids = (int64_t *) zmalloc ((count + 1) * sizeof (int64_t));
-    size_t used = 0;
+    s_handback_t back = {0};
     s_job_t *job;
     while ((job = (s_job_t *) zlistx_first (key->waiting))) {
-        ids[used++] = job->id;
+        s_handback_add (&back, job->id, job->lease_token);
         s_job_forget (self, job);
     }
-    s_release (self, ids, used);
+    s_release (self, &back);
 }
 
 //  The head of key leaves the core. advance: the head finished (done), so
@@ -934,9 +968,9 @@ s_job_redispatch (cw_core_t *self, int64_t now, s_job_t *job)
         self->stats.redispatched++;
     }
     else {
-        int64_t *ids = (int64_t *) zmalloc (sizeof (int64_t));
-        ids[0] = job->id;
-        s_release (self, ids, 1);
+        s_handback_t back = {0};
+        s_handback_add (&back, job->id, job->lease_token);
+        s_release (self, &back);
         s_job_drop (self, job, false);
     }
 }
@@ -1083,6 +1117,7 @@ s_send (cw_core_t *self, int64_t now, s_job_t *job, s_worker_t *worker)
     s_action_t *action = s_action_new (self, CW_CORE_SEND_JOB);
     s_action_worker (action, worker->name);
     action->action.job_id = job->id;
+    action->action.lease_token = job->lease_token;
     action->action.attempt = job->sent_attempt;
     action->action.deadline_msec = job->deadline_msec;
     action->send_seq = job->send_seq;
@@ -1102,16 +1137,14 @@ s_orphan_grace (cw_core_t *self)
 static void
 s_queue_release (cw_core_t *self, s_queue_t *queue)
 {
-    size_t count = zlistx_size (queue->jobs);
-    int64_t *ids = (int64_t *) zmalloc ((count + 1) * sizeof (int64_t));
-    size_t used = 0;
+    s_handback_t back = {0};
     s_job_t *job;
     while ((job = (s_job_t *) zlistx_first (queue->jobs))) {
-        ids[used++] = job->id;
+        s_handback_add (&back, job->id, job->lease_token);
         s_job_drop (self, job, false);
     }
-    self->stats.orphans_released += used;
-    s_release (self, ids, used);
+    self->stats.orphans_released += back.count;
+    s_release (self, &back);
 }
 
 //  Sends what may go, one job per queue per round. Jobs of a flow that no
@@ -1274,46 +1307,34 @@ s_renew (cw_core_t *self, int64_t now)
 {
     if (self->renew_batch || now < self->renew_retry_at)
         return;
-    size_t max = 16, used = 0;
-    int64_t *ids = (int64_t *) zmalloc (max * sizeof (int64_t));
+    s_handback_t renew = {0};   //  Same shape: ids and tokens
     s_job_t *job;
     //  Jobs whose lease ends within the margin, then jobs waiting for a
     //  longer lease to go out
     while ((job = s_heap_top (&self->lease_heap))
            && job->lease_expires_at <= now + self->config.renew_margin_msec
-           && used < self->config.claim_max) {
+           && renew.count < self->config.claim_max) {
         s_heap_remove (&self->lease_heap, job);
         job->renewing = true;
-        if (used == max) {
-            max *= 2;
-            ids = (int64_t *) realloc (ids, max * sizeof (int64_t));
-            assert (ids);
-        }
-        ids[used++] = job->id;
+        s_handback_add (&renew, job->id, job->lease_token);
     }
     for (job = (s_job_t *) zlistx_first (self->lease_wait);
-         job && used < self->config.claim_max;
+         job && renew.count < self->config.claim_max;
          job = (s_job_t *) zlistx_next (self->lease_wait)) {
         if (job->renewing)
             continue;
         s_heap_remove (&self->lease_heap, job);
         job->renewing = true;
-        if (used == max) {
-            max *= 2;
-            ids = (int64_t *) realloc (ids, max * sizeof (int64_t));
-            assert (ids);
-        }
-        ids[used++] = job->id;
+        s_handback_add (&renew, job->id, job->lease_token);
     }
-    if (used == 0) {
-        free (ids);
+    if (renew.count == 0)
         return;
-    }
+    size_t used = renew.count;
     s_action_t *action = s_action_new (self, CW_CORE_RENEW);
     self->renew_ids = (int64_t *) zmalloc (used * sizeof (int64_t));
-    memcpy (self->renew_ids, ids, used * sizeof (int64_t));
+    memcpy (self->renew_ids, renew.ids, used * sizeof (int64_t));
     self->renew_count = used;
-    s_action_ids (action, ids, used);
+    s_action_ids (action, renew.ids, renew.tokens, used);
     action->action.batch_id = self->next_batch++;
     action->action.lease_expires_at = now + self->config.lease_msec;
     self->renew_batch = action->action.batch_id;
@@ -1368,17 +1389,16 @@ s_drain_step (cw_core_t *self, int64_t now)
         return;
     if (now >= self->drain_deadline) {
         //  Results not in by the deadline: hand the jobs back
-        size_t count = self->count[S_SENT];
-        int64_t *ids = (int64_t *) zmalloc ((count + 1) * sizeof (int64_t));
-        size_t used = 0;
+        s_handback_t back = {0};
         for (size_t index = 0; index <= self->jobs.mask; index++) {
             s_job_t *job = self->jobs.slots[index];
             if (job && job->state == S_SENT)
-                ids[used++] = job->id;
+                s_handback_add (&back, job->id, job->lease_token);
         }
-        for (size_t index = 0; index < used; index++)
-            s_job_drop (self, s_map_get (&self->jobs, ids[index]), false);
-        s_release (self, ids, used);
+        for (size_t index = 0; index < back.count; index++)
+            s_job_drop (self, s_map_get (&self->jobs, back.ids[index]),
+                        false);
+        s_release (self, &back);
         //  Calls still out fail
         for (s_call_t *call = (s_call_t *) zhashx_first (self->calls); call;
              call = (s_call_t *) zhashx_next (self->calls)) {
@@ -1543,6 +1563,7 @@ cw_core_on_result (cw_core_t *self, int64_t now, const char *worker,
     cw_core_transition_t *transition = &job->transition;
     s_transition_clear (transition);
     transition->job_id = job->id;
+    transition->lease_token = job->lease_token;
     transition->attempts = job->attempts + 1;
     transition->worker = s_strdup (worker);
     transition->attempt = attempt;
@@ -1601,17 +1622,17 @@ cw_core_on_jobs_claimed (cw_core_t *self, int64_t now, uint64_t batch_id,
         self->claim_batch = 0;
         self->more = count >= self->claim_limit;
     }
-    int64_t *release = (int64_t *) zmalloc ((count + 1) * sizeof (int64_t));
-    size_t released = 0;
+    s_handback_t back = {0};
     for (size_t index = 0; index < count; index++) {
         cw_core_job_t *given = &jobs[index];
         assert (given->flow);
         if (s_map_get (&self->jobs, given->id)
             || given->lease_expires_at <= now || self->draining) {
-            //  Held already, lease gone, or shutting down
-            if (!s_map_get (&self->jobs, given->id)
-                && given->lease_expires_at > now)
-                release[released++] = given->id;
+            //  Held already (under an older lease: its COMMIT or RENEW
+            //  will find that lease gone), lease over, or shutting down:
+            //  this lease goes back, by its token, so it cannot touch
+            //  the one held
+            s_handback_add (&back, given->id, given->lease_token);
             if (self->payload_free && given->payload)
                 self->payload_free (given->payload, given->payload_size);
             given->payload = NULL;
@@ -1624,6 +1645,7 @@ cw_core_on_jobs_claimed (cw_core_t *self, int64_t now, uint64_t batch_id,
         job->max_attempts = given->max_attempts? given->max_attempts
                                                : job->queue->policy.max_attempts;
         job->lease_expires_at = given->lease_expires_at;
+        job->lease_token = given->lease_token;
         job->deadline_msec = given->deadline_msec > 0
                                  ? given->deadline_msec
                                  : self->config.job_deadline_msec;
@@ -1666,7 +1688,7 @@ cw_core_on_jobs_claimed (cw_core_t *self, int64_t now, uint64_t batch_id,
             job->handle = zlistx_insert (key->waiting, job, false);
         }
     }
-    s_release (self, release, released);
+    s_release (self, &back);
     s_step (self, now);
 }
 
@@ -1818,17 +1840,15 @@ cw_core_on_drain (cw_core_t *self, int64_t now, int64_t deadline)
     self->draining = true;
     self->drain_deadline = deadline;
     //  Jobs not out yet go back to the store at once
-    size_t count = s_undispatched (self);
-    int64_t *ids = (int64_t *) zmalloc ((count + 1) * sizeof (int64_t));
-    size_t used = 0;
+    s_handback_t back = {0};
     for (size_t index = 0; index <= self->jobs.mask; index++) {
         s_job_t *job = self->jobs.slots[index];
         if (job && (job->state == S_QUEUED || job->state == S_WAITING
                     || job->state == S_LEASE_WAIT))
-            ids[used++] = job->id;
+            s_handback_add (&back, job->id, job->lease_token);
     }
-    for (size_t index = 0; index < used; index++) {
-        s_job_t *job = s_map_get (&self->jobs, ids[index]);
+    for (size_t index = 0; index < back.count; index++) {
+        s_job_t *job = s_map_get (&self->jobs, back.ids[index]);
         if (job->key) {
             //  A head stays the key's head until forgotten; no promotion
             if (job->key->head == job)
@@ -1840,7 +1860,7 @@ cw_core_on_drain (cw_core_t *self, int64_t now, int64_t deadline)
         else
             s_job_forget (self, job);
     }
-    s_release (self, ids, used);
+    s_release (self, &back);
     s_step (self, now);
 }
 

@@ -11,7 +11,10 @@
     Identifiers: a worker is named by the string the shell gives it (its
     CURVE User-Id, or routing id); jobs by their int64 id; CLAIM, COMMIT
     and RENEW actions carry a batch id (one counter, from 1) that the shell
-    echoes in the matching *_done / *_failed event.
+    echoes in the matching *_done / *_failed event. Each lease the store
+    grants has a token (one per claim or insert, never reused by this
+    broker); the core hands it back with every COMMIT, RENEW and RELEASE
+    of the job, so the store can tell two leases of one job apart.
 
     Ownership: every string and array passed in is copied (borrowed for
     the call only), except job payloads, which the core takes (see
@@ -105,6 +108,7 @@ typedef struct {
     uint32_t attempts;          //  Failed attempts so far (store)
     uint32_t max_attempts;      //  0 = from the flow policy
     int64_t lease_expires_at;   //  Our lease ends here (epoch msec)
+    int64_t lease_token;        //  The store's token of this lease
     int64_t deadline_msec;      //  0 = config job_deadline_msec
     void *payload;              //  Encoded envelope; core takes it
     size_t payload_size;        //  Bytes in payload
@@ -113,6 +117,7 @@ typedef struct {
 //  One job's new state plus the attempt record (erp_mw.job_attempts).
 typedef struct {
     int64_t job_id;             //  The job
+    int64_t lease_token;        //  Applies only under this lease
     cw_core_state_t state;      //  done, ready or dead
     int64_t next_run_at;        //  When ready: run again at (epoch msec)
     uint32_t attempts;          //  New failed-attempt count
@@ -146,6 +151,7 @@ typedef struct {
     //  SEND_JOB (job_id, attempt, flow, target, payload, deadline_msec)
     //  and SEND_CALL (call_id, flow, target, deadline_msec)
     int64_t job_id;             //  SEND_JOB
+    int64_t lease_token;        //  SEND_JOB: the lease it runs under
     uint32_t attempt;           //  SEND_JOB: attempts + 1
     const char *flow;           //  SEND_JOB, SEND_CALL
     const char *target;         //  SEND_JOB, SEND_CALL; may be NULL
@@ -162,6 +168,7 @@ typedef struct {
     const cw_core_transition_t *transitions;    //  COMMIT
     size_t transition_count;    //  COMMIT
     const int64_t *job_ids;     //  RENEW, RELEASE
+    const int64_t *lease_tokens;    //  RENEW, RELEASE: each job's token
     size_t job_count;           //  RENEW, RELEASE
     int64_t lease_expires_at;   //  RENEW: new expiry (epoch msec)
 } cw_core_action_t;
@@ -244,7 +251,9 @@ int
 //  Jobs leased to this broker: the answer to CLAIM batch_id, or batch_id
 //  0 for jobs the shell inserted itself. The core takes each payload and
 //  sets jobs[i].payload to NULL (the array itself stays the caller's). A
-//  job already held is ignored (its payload freed).
+//  job it will not run (already held under another lease, its lease
+//  over, or draining) is released under the token given (its payload
+//  freed).
 void
     cw_core_on_jobs_claimed (cw_core_t *self, int64_t now, uint64_t batch_id,
                              cw_core_job_t *jobs, size_t count);
@@ -262,8 +271,8 @@ void
     cw_core_on_commit_failed (cw_core_t *self, int64_t now,
                               uint64_t batch_id);
 
-//  RENEW batch_id committed; lost[] are jobs whose lease was no longer
-//  ours: they are dropped (never dispatched again, results ignored, no
+//  RENEW batch_id committed; lost[] are jobs whose lease (of the token the
+//  RENEW carried) was no longer ours: they are dropped (never dispatched again, results ignored, no
 //  transition committed). The others now expire at the RENEW's expiry.
 void
     cw_core_on_renew_done (cw_core_t *self, int64_t now, uint64_t batch_id,

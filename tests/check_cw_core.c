@@ -23,6 +23,8 @@ typedef struct {
     uint32_t limit;
     size_t count;               //  transitions or job ids
     int64_t ids[64];            //  RENEW, RELEASE job ids
+    int64_t tokens[64];         //  RENEW, RELEASE lease tokens
+    int64_t lease_token;        //  SEND_JOB
     cw_core_transition_t transitions[64];   //  COMMIT (strings dropped)
     int64_t lease_expires_at;
     int64_t payload;            //  SEND_JOB: *(int64_t *) payload
@@ -94,6 +96,7 @@ s_pop (cw_core_t *core)
         seen->batch_id = action->batch_id;
         seen->limit = action->limit;
         seen->lease_expires_at = action->lease_expires_at;
+        seen->lease_token = action->lease_token;
         if (action->type == CW_CORE_SEND_JOB) {
             ck_assert_uint_eq (action->payload_size, sizeof (int64_t));
             memcpy (&seen->payload, action->payload, sizeof (int64_t));
@@ -109,8 +112,11 @@ s_pop (cw_core_t *core)
         }
         if (action->type == CW_CORE_RENEW || action->type == CW_CORE_RELEASE) {
             seen->count = action->job_count;
-            for (size_t index = 0; index < seen->count && index < 64; index++)
+            for (size_t index = 0; index < seen->count && index < 64;
+                 index++) {
                 seen->ids[index] = action->job_ids[index];
+                seen->tokens[index] = action->lease_tokens[index];
+            }
         }
         popped++;
     }
@@ -693,6 +699,68 @@ START_TEST (test_commit_retry)
 }
 END_TEST
 
+START_TEST (test_lease_token)
+{
+    //  Every lease's token goes back with the job's SEND_JOB, COMMIT,
+    //  RENEW and RELEASE; a lease handed for a job held under another
+    //  lease is released by its own token, never the held one's
+    cw_core_t *core = s_core ();
+    cw_core_job_t jobs[2] = {
+        s_job (1, "a", NULL, NULL, T0 + 30000),
+        s_job (2, "a", NULL, NULL, T0 + 30000),
+    };
+    jobs[0].lease_token = 7;
+    jobs[1].lease_token = 8;
+    cw_core_on_jobs_claimed (core, T0, 0, jobs, 2);
+    s_ready (core, T0, "w1", "a", 2);
+    s_pop (core);
+    ck_assert_uint_eq (s_count (CW_CORE_SEND_JOB, -1), 2);
+    for (size_t index = 0; index < s_seen_count; index++)
+        if (s_seen[index].type == CW_CORE_SEND_JOB)
+            ck_assert_int_eq (s_seen[index].lease_token,
+                              s_seen[index].job_id == 1? 7: 8);
+    //  Job 1's result waits for a COMMIT that fails
+    cw_core_on_result (core, T0 + 1, "w1", 1, 1, CW_CORE_TRANSIENT, 503, -1,
+                       "busy", 1);
+    cw_core_on_tick (core, T0 + 20);
+    s_pop (core);
+    s_seen_t commit = *s_last (CW_CORE_COMMIT);
+    ck_assert_uint_eq (commit.count, 1);
+    ck_assert_int_eq (commit.transitions[0].job_id, 1);
+    ck_assert_int_eq (commit.transitions[0].lease_token, 7);
+    cw_core_on_commit_failed (core, T0 + 21, commit.batch_id);
+    //  Meanwhile a claim hands job 1 again under a new lease (its old
+    //  lease ran out in the store and this broker took it back)
+    cw_core_job_t again = s_job (1, "a", NULL, NULL, T0 + 40000);
+    again.lease_token = 9;
+    cw_core_on_jobs_claimed (core, T0 + 22, 0, &again, 1);
+    ck_assert_ptr_null (again.payload);
+    s_pop (core);
+    s_seen_t *release = s_last (CW_CORE_RELEASE);
+    ck_assert_ptr_nonnull (release);
+    ck_assert_uint_eq (release->count, 1);
+    ck_assert_int_eq (release->ids[0], 1);
+    ck_assert_int_eq (release->tokens[0], 9);
+    ck_assert (cw_core_holds (core, 1));
+    //  The retried COMMIT still carries the lease it was computed under
+    cw_core_on_tick (core, T0 + 600);
+    s_pop (core);
+    s_seen_t *retry = s_last (CW_CORE_COMMIT);
+    ck_assert_uint_ne (retry->batch_id, commit.batch_id);
+    ck_assert_int_eq (retry->transitions[0].lease_token, 7);
+    cw_core_on_commit_done (core, T0 + 601, retry->batch_id);
+    //  Job 2's lease is renewed under its token
+    cw_core_on_tick (core, T0 + 20000);
+    s_pop (core);
+    s_seen_t *renew = s_last (CW_CORE_RENEW);
+    ck_assert_ptr_nonnull (renew);
+    ck_assert_uint_eq (renew->count, 1);
+    ck_assert_int_eq (renew->ids[0], 2);
+    ck_assert_int_eq (renew->tokens[0], 8);
+    cw_core_destroy (&core);
+}
+END_TEST
+
 START_TEST (test_drain)
 {
     cw_core_t *core = s_core ();
@@ -1084,6 +1152,7 @@ main (void)
     tcase_add_test (tcase, test_renew_timing);
     tcase_add_test (tcase, test_no_release_before_commit);
     tcase_add_test (tcase, test_commit_retry);
+    tcase_add_test (tcase, test_lease_token);
     tcase_add_test (tcase, test_drain);
     tcase_add_test (tcase, test_calls);
     tcase_add_test (tcase, test_claim);
