@@ -87,6 +87,7 @@ typedef struct {
     uint32_t attempts;          //  Store: failed attempts so far
     int64_t next_run_at;
     int owner;                  //  Lease owner broker, -1 none
+    int64_t lease_token;        //  Token of that lease (one per claim)
     int64_t lease_expires_at;
     int effects;                //  Far side: effects for its key
     //  Results accepted by each broker and not yet applied in the store
@@ -141,8 +142,8 @@ typedef struct {
     char id [24];                //  Lease owner name (kept over restarts)
     cw_core_t *core;            //  NULL while dead
     uint32_t generation;        //  Bumped on each crash
-    int64_t store_free_at;      //  Its connection is busy until
-    int64_t reply_at;           //  Its last reply arrives at
+    int64_t store_free_at [2];  //  Each connection is busy until
+    int64_t reply_at [2];       //  Each connection's last reply at
     uint32_t incarnation;
 } s_broker_t;
 
@@ -182,6 +183,7 @@ typedef struct {
     unsigned flows;
     int64_t expiry;
     int64_t *ids;               //  RENEW/RELEASE ids, reply: lost ids
+    int64_t *tokens;            //  RENEW/RELEASE: each id's lease token
     size_t id_count;
     cw_core_transition_t *transitions;  //  COMMIT, worker strings owned
     size_t transition_count;
@@ -211,6 +213,7 @@ typedef struct {
     size_t heap_count, heap_size;
     uint64_t seq;
     uint32_t fault_seq;         //  Fault instances drawn so far
+    int64_t last_token;         //  Lease tokens handed out so far
     size_t trace_size;
     cw_retry_policy_t policy;
 } s_sim_t;
@@ -320,6 +323,7 @@ s_event_destroy (s_event_t **event_p)
     if (!event)
         return;
     free (event->ids);
+    free (event->tokens);
     for (size_t index = 0; index < event->transition_count; index++)
         free ((char *) event->transitions [index].worker);
     free (event->transitions);
@@ -430,6 +434,7 @@ s_store_claim (s_sim_t *sim, int broker, uint32_t limit, unsigned flows,
     cw_core_job_t *jobs = calloc (limit + 1, sizeof (cw_core_job_t));
     assert (jobs);
     size_t claimed = 0;
+    int64_t token = ++sim->last_token;  //  One per claim statement
     for (size_t index = 0; index < count && claimed < limit; index++) {
         s_job_t *job = candidates [index];
         bool blocked = false;
@@ -447,6 +452,7 @@ s_store_claim (s_sim_t *sim, int broker, uint32_t limit, unsigned flows,
         taken [job->id - 1] = true;
         job->state = J_LEASED;
         job->owner = broker;
+        job->lease_token = token;
         job->lease_expires_at = sim->now + sim->options->lease_msec;
         cw_core_job_t *given = &jobs [claimed++];
         given->id = job->id;
@@ -456,6 +462,7 @@ s_store_claim (s_sim_t *sim, int broker, uint32_t limit, unsigned flows,
         given->attempts = job->attempts;
         given->max_attempts = job->max_attempts;
         given->lease_expires_at = job->lease_expires_at;
+        given->lease_token = token;
         given->payload_size = 8;
         given->payload = malloc (given->payload_size);
         assert (given->payload);
@@ -465,6 +472,22 @@ s_store_claim (s_sim_t *sim, int broker, uint32_t limit, unsigned flows,
     free (taken);
     *jobs_p = jobs;
     return claimed;
+}
+
+//  The broker's store connection an operation runs on: claims on their
+//  own (1) when the shell has a claim connection, everything else on 0.
+static int
+s_connection (const s_sim_t *sim, s_op_t op)
+{
+    return sim->options->one_connection || op != OP_CLAIM? 0: 1;
+}
+
+//  True when the store fences COMMIT, RENEW and RELEASE by lease token
+//  (broker/cw_store.c); false models the store before it.
+static bool
+s_token_fenced (const s_sim_t *sim)
+{
+    return !sim->options->owner_fence_only && !sim->options->no_token_fence;
 }
 
 static const char *s_key_names [] = {
@@ -483,6 +506,24 @@ s_store_apply (s_sim_t *sim, int broker, const cw_core_transition_t *t)
     if (job->state != J_LEASED || job->owner != broker) {
         s_trace (sim, "b%d commit job %" PRId64 " skipped: lease not ours",
                  broker, job->id);
+        return;
+    }
+    if (!s_token_fenced (sim) && job->lease_token != t->lease_token
+    &&  t->attempts == job->attempts + 1) {
+        //  The store before the lease token: the transition of an older
+        //  lease of this broker lands on the newer one
+        s_fail (sim, "b%d committed job %" PRId64 " attempt %u under lease "
+                "token %" PRId64 " onto its lease %" PRId64 ": COMMIT is "
+                "fenced by lease_owner and attempts only", broker, job->id,
+                t->attempt, t->lease_token, job->lease_token);
+        return;
+    }
+    if (s_token_fenced (sim) && job->lease_token != t->lease_token) {
+        //  The COMMIT's fence (broker/cw_store.c): a transition applies
+        //  only under the lease it was computed under
+        s_trace (sim, "b%d commit job %" PRId64 " skipped: lease token %"
+                 PRId64 " is not the job's %" PRId64, broker, job->id,
+                 t->lease_token, job->lease_token);
         return;
     }
     if (sim->options->owner_fence_only && t->attempts <= job->attempts) {
@@ -595,12 +636,13 @@ s_store_op (s_sim_t *sim, s_event_t *event)
     bool lost = !fails && event->op != OP_RELEASE
              && s_fault (sim, lost_class, S_RATE_TX_LOST, name);
     if (event->op != OP_RELEASE) {
-        //  One connection: replies arrive in the order of the statements
+        //  A connection's replies arrive in the order of its statements
         s_broker_t *owner = &sim->brokers [broker];
+        int conn = s_connection (sim, event->op);
         int64_t at = sim->now + s_latency (sim);
-        if (at <= owner->reply_at && !sim->options->unordered_replies)
-            at = owner->reply_at + 1;
-        owner->reply_at = at;
+        if (at <= owner->reply_at [conn] && !sim->options->unordered_replies)
+            at = owner->reply_at [conn] + 1;
+        owner->reply_at [conn] = at;
         reply = s_event_new (sim, at, E_STORE_REPLY);
         reply->broker = broker;
         reply->generation = event->generation;
@@ -637,7 +679,9 @@ s_store_op (s_sim_t *sim, s_event_t *event)
         assert (reply->ids);
         for (size_t index = 0; index < event->id_count; index++) {
             s_job_t *job = &sim->jobs [event->ids [index] - 1];
-            if (job->state == J_LEASED && job->owner == broker)
+            if (job->state == J_LEASED && job->owner == broker
+            &&  (!s_token_fenced (sim)
+                 || job->lease_token == event->tokens [index]))
                 job->lease_expires_at = event->expiry;
             else
                 reply->ids [reply->id_count++] = job->id;
@@ -651,7 +695,9 @@ s_store_op (s_sim_t *sim, s_event_t *event)
     else {
         for (size_t index = 0; index < event->id_count; index++) {
             s_job_t *job = &sim->jobs [event->ids [index] - 1];
-            if (job->state == J_LEASED && job->owner == broker) {
+            if (job->state == J_LEASED && job->owner == broker
+            &&  (!s_token_fenced (sim)
+                 || job->lease_token == event->tokens [index])) {
                 job->state = J_READY;
                 job->owner = -1;
             }
@@ -792,11 +838,13 @@ s_job_sent (s_sim_t *sim, int broker, const cw_core_action_t *action)
              action->attempt, action->worker);
     //  Under a live lease of this broker, long enough for the deadline
     if (job->state != J_LEASED || job->owner != broker
-    ||  job->lease_expires_at <= sim->now) {
+    ||  job->lease_expires_at <= sim->now
+    ||  (s_token_fenced (sim) && job->lease_token != action->lease_token)) {
         s_fail (sim, "b%d sent job %" PRId64 " without a live lease "
-                "(state %d owner %d expires %+" PRId64 ")", broker, job->id,
-                (int) job->state, job->owner,
-                job->lease_expires_at - sim->now);
+                "(state %d owner %d token %" PRId64 ", sent under %" PRId64
+                ", expires %+" PRId64 ")", broker, job->id,
+                (int) job->state, job->owner, job->lease_token,
+                action->lease_token, job->lease_expires_at - sim->now);
         return;
     }
     if (job->lease_expires_at < sim->now + action->deadline_msec) {
@@ -1157,7 +1205,9 @@ s_drive (s_sim_t *sim, int index)
                 event->expiry = action->lease_expires_at;
                 event->id_count = action->job_count;
                 event->ids = calloc (action->job_count + 1, sizeof (int64_t));
-                assert (event->ids);
+                event->tokens = calloc (action->job_count + 1,
+                                        sizeof (int64_t));
+                assert (event->ids && event->tokens);
                 for (size_t id = 0; id < action->job_count; id++) {
                     int64_t job_id = action->job_ids [id];
                     if (job_id < 1 || (size_t) job_id > sim->job_count) {
@@ -1166,6 +1216,7 @@ s_drive (s_sim_t *sim, int index)
                         break;
                     }
                     event->ids [id] = job_id;
+                    event->tokens [id] = action->lease_tokens [id];
                     s_job_t *job = &sim->jobs [job_id - 1];
                     if (action->type == CW_CORE_RELEASE
                     &&  job->pending [index]
@@ -1183,11 +1234,12 @@ s_drive (s_sim_t *sim, int index)
             event->broker = index;
             event->generation = broker->generation;
             event->batch = action->batch_id;
-            //  One connection per broker: its transactions run in order
+            //  A connection runs its transactions in order
+            int conn = s_connection (sim, event->op);
             int64_t at = sim->now + s_latency (sim);
-            if (at <= broker->store_free_at)
-                at = broker->store_free_at + 1;
-            broker->store_free_at = at;
+            if (at <= broker->store_free_at [conn])
+                at = broker->store_free_at [conn] + 1;
+            broker->store_free_at [conn] = at;
             event->at = at;
             s_push (sim, event);
         }
@@ -1327,6 +1379,7 @@ s_handle (s_sim_t *sim, s_event_t *event)
             &&  s_predecessors_done (sim, job)) {
                 job->state = J_LEASED;
                 job->owner = owner;
+                job->lease_token = ++sim->last_token;
                 job->lease_expires_at = sim->now + sim->options->lease_msec;
                 cw_core_job_t given = {
                     .id = job->id,
@@ -1336,6 +1389,7 @@ s_handle (s_sim_t *sim, s_event_t *event)
                                                  : NULL,
                     .max_attempts = job->max_attempts,
                     .lease_expires_at = job->lease_expires_at,
+                    .lease_token = job->lease_token,
                     .payload_size = sizeof job->id
                 };
                 given.payload = malloc (given.payload_size);
@@ -1716,9 +1770,11 @@ cw_sim_options_default (cw_sim_options_t *options, uint64_t seed,
     static const uint32_t leases [] = {1500, 2500, 5000};
     options->lease_msec = leases [cw_retry_rng_next (&rng) % 3];
     options->prefetch = 2 * (uint32_t) (cw_retry_rng_next (&rng) % 3);
-    //  Replies come back in order, as the broker's one store connection
-    //  answers (--unordered-replies explores a second connection)
+    //  Like the broker's store (broker/cw_store.c): claims on their own
+    //  connection, each connection answering in order
+    //  (--unordered-replies lets any reply overtake any other)
     options->unordered_replies = false;
+    options->one_connection = false;
 }
 
 //  --------------------------------------------------------------------------
@@ -1869,8 +1925,10 @@ cw_sim_options_print (const cw_sim_options_t *options, FILE *file)
              options->intensity, options->lease_msec, options->prefetch);
     for (size_t index = 0; index < options->skip_count; index++)
         fprintf (file, "%s%u", index? ",": " --skip ", options->skip [index]);
-    fprintf (file, "%s%s --trace\n",
+    fprintf (file, "%s%s%s%s --trace\n",
              options->unordered_replies? " --unordered-replies"
                                        : " --ordered-replies",
-             options->owner_fence_only? " --owner-fence-only": "");
+             options->one_connection? " --one-connection": "",
+             options->owner_fence_only? " --owner-fence-only": "",
+             options->no_token_fence? " --no-token-fence": "");
 }

@@ -58,10 +58,13 @@ typedef struct {
     size_t skip_count;          //  Entries in skip
     bool trace;                 //  Record one line per event
     bool unordered_replies;     //  Store replies may overtake each other
-                                //  (the broker's claims and commits run on
-                                //  two connections)
+    bool one_connection;        //  Claims share the one store connection
+                                //  (the shell before its claim connection)
     bool owner_fence_only;      //  COMMIT fenced by lease_owner alone (the
                                 //  store before the attempts fence)
+    bool no_token_fence;        //  COMMIT, RENEW, RELEASE fenced by
+                                //  lease_owner (+ attempts) without the
+                                //  lease token (the store before it)
                                 //  (a shell with one connection per kind)
 } cw_sim_options_t;
 

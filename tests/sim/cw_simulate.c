@@ -35,6 +35,11 @@ s_usage (void)
         "       (without either, each seed picks; likewise --prefetch)\n"
         "       --owner-fence-only: COMMIT fenced by lease_owner alone (the\n"
         "                           store before the attempts fence)\n"
+        "       --no-token-fence: COMMIT, RENEW and RELEASE fenced without\n"
+        "                         the lease token (the store before it)\n"
+        "       --one-connection: claims share the broker's one store\n"
+        "                         connection (the shell before its claim\n"
+        "                         connection)\n"
         "       --keep-going: report every failing seed, unshrunk\n");
 }
 
@@ -92,7 +97,8 @@ main (int argc, char *argv [])
     bool single = false, trace = false, keep_going = false;
     int replies = 0;            //  0 the seed's pick, 1 unordered, 2 ordered
     uint64_t prefetch = UINT64_MAX;
-    bool owner_fence_only = false;
+    bool owner_fence_only = false, no_token_fence = false;
+    bool one_connection = false;
     uint64_t brokers = 0, workers = 0, jobs = 0, keys = UINT64_MAX;
     uint64_t faults = UINT64_MAX, intensity = 0, lease = 0;
     uint32_t skip [S_MAX_SKIP];
@@ -117,6 +123,14 @@ main (int argc, char *argv [])
         }
         if (strcmp (flag, "--owner-fence-only") == 0) {
             owner_fence_only = true;
+            continue;
+        }
+        if (strcmp (flag, "--no-token-fence") == 0) {
+            no_token_fence = true;
+            continue;
+        }
+        if (strcmp (flag, "--one-connection") == 0) {
+            one_connection = true;
             continue;
         }
         if (strcmp (flag, "--help") == 0) {
@@ -226,6 +240,8 @@ main (int argc, char *argv [])
         if (prefetch != UINT64_MAX)
             options.prefetch = (uint32_t) prefetch;
         options.owner_fence_only = owner_fence_only;
+        options.no_token_fence = no_token_fence;
+        options.one_connection = one_connection;
         cw_sim_result_t result;
         int rc = cw_sim_run (&options, &result);
         s_print_trace (&result);
@@ -246,6 +262,8 @@ main (int argc, char *argv [])
         if (prefetch != UINT64_MAX)
             options.prefetch = (uint32_t) prefetch;
         options.owner_fence_only = owner_fence_only;
+        options.no_token_fence = no_token_fence;
+        options.one_connection = one_connection;
         cw_sim_result_t result;
         int rc = cw_sim_run (&options, &result);
         total_steps += result.steps;
