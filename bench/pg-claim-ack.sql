@@ -6,7 +6,7 @@
 -- -D limit=100.
 WITH claimed AS (
     UPDATE erp_mw.jobs j
-       SET state = 'leased', lease_owner = 'bench-' || :client_id,
+       SET state = 'leased', lease_owner = 'bench-' || :client_id, lease_token = 1,
            lease_expires_at = now () + 30000::bigint * interval '1 millisecond'
      WHERE j.id IN (
        SELECT c.id FROM erp_mw.jobs c
@@ -35,10 +35,11 @@ WITH t AS (
            last_error = COALESCE (t.error, j.last_error),
            dead_reason = NULL,
            finished_at = CASE WHEN t.state IN ('done', 'dead') THEN now () END,
-           lease_owner = NULL, lease_expires_at = NULL
+           lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
       FROM t
      WHERE j.id = t.id AND j.state = 'leased'
-       AND j.lease_owner = 'bench-' || :client_id
+       AND j.lease_owner = 'bench-' || :client_id AND j.lease_token = 1
+       AND j.attempts = t.attempts - 1
     RETURNING j.id),
  a AS (
     INSERT INTO erp_mw.job_attempts (job_id, attempt, worker, outcome,

@@ -5,7 +5,7 @@
 -- Run with -M prepared -D limit=100.
 BEGIN;
 UPDATE erp_mw.jobs j
-   SET state = 'leased', lease_owner = 'bench-' || :client_id,
+   SET state = 'leased', lease_owner = 'bench-' || :client_id, lease_token = 1,
        lease_expires_at = now () + 30000::bigint * interval '1 millisecond'
  WHERE j.id IN (
    SELECT c.id FROM erp_mw.jobs c

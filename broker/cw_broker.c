@@ -53,8 +53,11 @@ typedef struct {
     zsock_t *pipe;              //  Actor pipe
     zsock_t *router;            //  The ROUTER, CURVE server
     zactor_t *monitor;          //  Handshake monitor
-    zactor_t *store;            //  SQL actor (one connection: its answers
-                                //  come back in the order asked)
+    zactor_t *store;            //  SQL actor for all but claims (its
+                                //  answers come back in the order asked)
+    zactor_t *claims;           //  SQL actor for CLAIM, on a connection of
+                                //  its own, so claims overlap commits
+    int64_t last_token;         //  Lease tokens given so far
     cw_core_t *core;            //  Decisions
     cw_version_t *versions;     //  Contract versions (PUBLISH)
     zhashx_t *peers;            //  s_peer_t by name
@@ -197,7 +200,9 @@ s_respond (s_broker_t *self, const char *peer, int64_t request_id,
 static void
 s_store_send (s_broker_t *self, cw_store_req_t **req_p)
 {
-    if (cw_store_send (self->store, req_p) == 0)
+    zactor_t *actor = (*req_p)->op == CW_STORE_CLAIM ? self->claims
+                                                     : self->store;
+    if (cw_store_send (actor, req_p) == 0)
         self->store_outstanding++;
 }
 
@@ -256,6 +261,7 @@ s_action (s_broker_t *self, const cw_core_action_t *action)
         case CW_CORE_CLAIM: {
             cw_store_req_t *req = cw_store_req_new (CW_STORE_CLAIM);
             req->batch_id = action->batch_id;
+            req->lease_token = ++self->last_token;
             req->limit = action->limit;
             req->lease_msec = action->lease_msec;
             req->flows = (char **) calloc (action->flow_count + 1, sizeof (char *));
@@ -289,8 +295,12 @@ s_action (s_broker_t *self, const cw_core_action_t *action)
             req->batch_id = action->batch_id;
             req->job_ids = (int64_t *) calloc (action->job_count + 1,
                                                sizeof (int64_t));
-            assert (req->job_ids);
+            req->lease_tokens = (int64_t *) calloc (action->job_count + 1,
+                                                    sizeof (int64_t));
+            assert (req->job_ids && req->lease_tokens);
             memcpy (req->job_ids, action->job_ids,
+                    action->job_count * sizeof (int64_t));
+            memcpy (req->lease_tokens, action->lease_tokens,
                     action->job_count * sizeof (int64_t));
             req->job_count = action->job_count;
             req->lease_expires_at = action->lease_expires_at;
@@ -517,6 +527,7 @@ s_on_publish (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
     req->peer = zframe_dup (peer->routing);
     req->publish_batch_id = msg->publish.batch_id;
     req->lease_msec = self->lease_msec;
+    req->lease_token = ++self->last_token;
     req->events = (cw_store_event_t *) calloc (msg->publish.events_count + 1,
                                                sizeof (cw_store_event_t));
     assert (req->events);
@@ -886,7 +897,13 @@ cw_broker_actor (zsock_t *pipe, void *args)
                                               : CW_BROKER_EXPIRE_MSEC
     };
     self.store = self.core ? zactor_new (cw_store_actor, &store_config) : NULL;
-    bool ok = self.store != NULL;
+    //  The claim connection: no LISTEN, no sweep
+    cw_store_config_t claims_config = store_config;
+    claims_config.poll_only = true;
+    claims_config.expire_msec = 0;
+    self.claims = self.store ? zactor_new (cw_store_actor, &claims_config)
+                             : NULL;
+    bool ok = self.store != NULL && self.claims != NULL;
     if (!self.core)
         cw_log (CW_LOG_ERROR, "broker_failed", "invalid core configuration",
                 NULL);
@@ -917,21 +934,24 @@ cw_broker_actor (zsock_t *pipe, void *args)
         long timeout = CW_BROKER_TICK_MAX;
         if (deadline != INT64_MAX && deadline - now < timeout)
             timeout = deadline > now ? (long) (deadline - now) : 0;
-        zmq_pollitem_t items [3] = {
+        zmq_pollitem_t items [4] = {
             { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 },
             { zsock_resolve (self.router), 0, ZMQ_POLLIN, 0 },
-            { zsock_resolve (self.store), 0, ZMQ_POLLIN, 0 }
+            { zsock_resolve (self.store), 0, ZMQ_POLLIN, 0 },
+            { zsock_resolve (self.claims), 0, ZMQ_POLLIN, 0 }
         };
-        if (zmq_poll (items, 3, timeout) == -1 && zmq_errno () != EINTR)
+        if (zmq_poll (items, 4, timeout) == -1 && zmq_errno () != EINTR)
             break;
         if ((items [0].revents & ZMQ_POLLIN) && !s_on_pipe (&self))
             break;
-        if (items [2].revents & ZMQ_POLLIN) {
-            cw_store_req_t *req = cw_store_recv (self.store);
-            if (req)
-                s_store_answer (&self, req);
-            cw_store_req_destroy (&req);
-        }
+        for (int item = 2; item < 4; item++)
+            if (items [item].revents & ZMQ_POLLIN) {
+                cw_store_req_t *req = cw_store_recv (
+                    item == 2 ? self.store : self.claims);
+                if (req)
+                    s_store_answer (&self, req);
+                cw_store_req_destroy (&req);
+            }
         if (items [1].revents & ZMQ_POLLIN)
             s_on_router (&self);
         now = zclock_time ();
@@ -949,16 +969,25 @@ cw_broker_actor (zsock_t *pipe, void *args)
     zactor_destroy (&self.monitor);
     zsock_destroy (&self.router);
     //  Requests still in the store come back and are freed here
-    if (self.store) {
-        zmq_pollitem_t item = { zsock_resolve (self.store), 0, ZMQ_POLLIN, 0 };
+    if (self.store && self.claims) {
+        zmq_pollitem_t items [2] = {
+            { zsock_resolve (self.store), 0, ZMQ_POLLIN, 0 },
+            { zsock_resolve (self.claims), 0, ZMQ_POLLIN, 0 }
+        };
         while (self.store_outstanding > 0
-        &&     zmq_poll (&item, 1, CW_BROKER_LINGER) == 1) {
-            cw_store_req_t *req = cw_store_recv (self.store);
-            if (req && req->op != CW_STORE_WAKE)
-                self.store_outstanding--;
-            cw_store_req_destroy (&req);
+        &&     zmq_poll (items, 2, CW_BROKER_LINGER) > 0) {
+            for (int item = 0; item < 2; item++) {
+                if (!(items [item].revents & ZMQ_POLLIN))
+                    continue;
+                cw_store_req_t *req = cw_store_recv (
+                    item == 0 ? self.store : self.claims);
+                if (req && req->op != CW_STORE_WAKE)
+                    self.store_outstanding--;
+                cw_store_req_destroy (&req);
+            }
         }
     }
+    zactor_destroy (&self.claims);
     zactor_destroy (&self.store);
     zhashx_destroy (&self.calls);
     zhashx_destroy (&self.peers);

@@ -18,16 +18,21 @@
 
 #define CW_STORE_LISTEN_RETRY_MSEC 1000     //  Re-LISTEN after a loss
 #define CW_STORE_INT_SIZE 32                //  Text of one int64
+#define S_WAKE "WAKE"                       //  Store -> broker frame
 
 //  The statements, prepared once per connection.
 //
 //  The claim commits synchronously: a lease is durable before its job is
 //  sent, so after a PostgreSQL crash no other broker can claim a job that
 //  is still running (an asynchronous claim measured +5%, within the noise:
-//  not worth that guarantee).
+//  not worth that guarantee). Every lease carries the token the broker
+//  gave the request ($5, never reused by one lease owner): COMMIT, RENEW
+//  and RELEASE act only on the lease of the token they carry, so an
+//  older lease of the same job by the same broker is never mistaken for
+//  the current one (claims and commits run on separate connections).
 static const char s_sql_claim[] =
     "UPDATE erp_mw.jobs j"
-    "   SET state = 'leased', lease_owner = $1,"
+    "   SET state = 'leased', lease_owner = $1, lease_token = $5::bigint,"
     "       lease_expires_at = now () + $2::bigint * interval '1 millisecond'"
     " WHERE j.id IN ("
     "   SELECT c.id FROM erp_mw.jobs c"
@@ -48,37 +53,41 @@ static const char s_sql_claim[] =
     "   j.traceparent, to_char (j.created_at AT TIME ZONE 'UTC',"
     "   'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
 
-//  Hands back jobs whose lease another broker let expire (that broker
-//  died or lost the database): ready again, no attempt spent, so a claim
-//  can take them. That broker's late commit is fenced (lease_owner).
+//  Hands back jobs whose lease ran out (a broker died or lost the
+//  database, or let a lease go without a RELEASE): ready again, no
+//  attempt spent, so a claim can take them. A late COMMIT, RENEW or
+//  RELEASE of that lease is fenced by its token, ours included.
 //  jobs_leased_idx finds them. The store sweeps every expire_msec,
 //  between requests (never as a round trip in front of a claim), and
 //  wakes the broker when it freed any.
 static const char s_sql_expire[] =
     "UPDATE erp_mw.jobs"
-    "   SET state = 'ready', lease_owner = NULL, lease_expires_at = NULL"
+    "   SET state = 'ready', lease_owner = NULL, lease_token = NULL,"
+    "       lease_expires_at = NULL"
     " WHERE state = 'leased' AND lease_expires_at < now ()"
-    "   AND lease_owner <> $1"
     " RETURNING id";
 
 static const char s_sql_dead_payload[] =
     "UPDATE erp_mw.jobs SET state = 'dead', dead_reason = 'rejected',"
     "   last_error = $3, finished_at = now (), lease_owner = NULL,"
-    "   lease_expires_at = NULL"
-    " WHERE id = $2::bigint AND lease_owner = $1 AND state = 'leased'";
+    "   lease_token = NULL, lease_expires_at = NULL"
+    " WHERE id = $2::bigint AND lease_owner = $1"
+    "   AND lease_token = $4::bigint AND state = 'leased'";
 
 //  Group commit. A transition applies only where this broker still holds
-//  the lease AND the job's attempts are the ones the transition was
-//  computed from: a retried COMMIT whose first try landed with its reply
-//  lost must not apply again after another broker has run the job since
-//  (found by the simulation, tests/sim: docs/simulation.md).
+//  the very lease it was computed under (owner and token) AND the job's
+//  attempts are the ones it was computed from: a retried COMMIT whose
+//  first try landed with its reply lost must not apply again after
+//  another broker has run the job since (found by the simulation,
+//  tests/sim: docs/simulation.md).
 static const char s_sql_commit[] =
     "WITH t AS ("
     "  SELECT * FROM unnest ($2::bigint[], $3::text[], $4::bigint[],"
     "      $5::int[], $6::text[], $7::text[], $8::int[], $9::text[],"
-    "      $10::int[], $11::text[], $12::bigint[])"
+    "      $10::int[], $11::text[], $12::bigint[], $13::bigint[])"
     "    AS t (id, state, next_run_ms, attempts, dead_reason, worker,"
-    "          attempt, outcome, http_status, error, duration_ms)),"
+    "          attempt, outcome, http_status, error, duration_ms,"
+    "          lease_token)),"
     " u AS ("
     "  UPDATE erp_mw.jobs j"
     "     SET state = t.state,"
@@ -90,9 +99,10 @@ static const char s_sql_commit[] =
     "         dead_reason = t.dead_reason,"
     "         finished_at = CASE WHEN t.state IN ('done', 'dead')"
     "             THEN now () END,"
-    "         lease_owner = NULL, lease_expires_at = NULL"
+    "         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
     "    FROM t"
     "   WHERE j.id = t.id AND j.state = 'leased' AND j.lease_owner = $1"
+    "     AND j.lease_token = t.lease_token"
     "     AND j.attempts = t.attempts - 1"
     "  RETURNING j.id),"
     " a AS ("
@@ -106,17 +116,20 @@ static const char s_sql_commit[] =
     " SELECT id FROM u";
 
 static const char s_sql_renew[] =
-    "UPDATE erp_mw.jobs"
+    "UPDATE erp_mw.jobs j"
     "   SET lease_expires_at = to_timestamp ($3::bigint / 1000.0)"
-    " WHERE id = ANY ($2::bigint[]) AND state = 'leased'"
-    "   AND lease_owner = $1"
-    " RETURNING id";
+    "  FROM unnest ($2::bigint[], $4::bigint[]) AS l (id, token)"
+    " WHERE j.id = l.id AND j.lease_token = l.token AND j.state = 'leased'"
+    "   AND j.lease_owner = $1"
+    " RETURNING j.id";
 
 static const char s_sql_release[] =
-    "UPDATE erp_mw.jobs"
-    "   SET state = 'ready', lease_owner = NULL, lease_expires_at = NULL"
-    " WHERE id = ANY ($2::bigint[]) AND state = 'leased'"
-    "   AND lease_owner = $1";
+    "UPDATE erp_mw.jobs j"
+    "   SET state = 'ready', lease_owner = NULL, lease_token = NULL,"
+    "       lease_expires_at = NULL"
+    "  FROM unnest ($2::bigint[], $3::bigint[]) AS l (id, token)"
+    " WHERE j.id = l.id AND j.lease_token = l.token AND j.state = 'leased'"
+    "   AND j.lease_owner = $1";
 
 static const char s_sql_inbox[] =
     "INSERT INTO erp_mw.inbox (idempotency_key, source, event_type,"
@@ -129,9 +142,9 @@ static const char s_sql_inbox[] =
 static const char s_sql_insert_jobs[] =
     "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, ordering_key,"
     "    payload, correlation_id, traceparent, target, state, lease_owner,"
-    "    lease_expires_at, max_attempts, produced_at)"
+    "    lease_token, lease_expires_at, max_attempts, produced_at)"
     " SELECT e.flow, e.tenant, e.key, e.ordering_key, e.payload::jsonb,"
-    "    e.correlation_id, e.traceparent, e.target, 'leased', $1,"
+    "    e.correlation_id, e.traceparent, e.target, 'leased', $1, $13::bigint,"
     "    now () + $2::bigint * interval '1 millisecond', $3::int,"
     "    e.produced_at::timestamptz"
     "   FROM unnest ($4::text[], $5::text[], $6::text[], $7::text[],"
@@ -155,14 +168,14 @@ typedef struct {
 } s_statement_t;
 
 static const s_statement_t s_statements[] = {
-    {"expire", s_sql_expire, 1},
-    {"claim", s_sql_claim, 4},
-    {"dead_payload", s_sql_dead_payload, 3},
-    {"commit", s_sql_commit, 12},
-    {"renew", s_sql_renew, 3},
-    {"release", s_sql_release, 2},
+    {"expire", s_sql_expire, 0},
+    {"claim", s_sql_claim, 5},
+    {"dead_payload", s_sql_dead_payload, 4},
+    {"commit", s_sql_commit, 13},
+    {"renew", s_sql_renew, 4},
+    {"release", s_sql_release, 3},
     {"inbox", s_sql_inbox, 4},
-    {"insert_jobs", s_sql_insert_jobs, 12},
+    {"insert_jobs", s_sql_insert_jobs, 13},
     {"inbox_link", s_sql_inbox_link, 2},
     {NULL, NULL, 0}
 };
@@ -337,6 +350,7 @@ cw_store_req_destroy (cw_store_req_t **self_p)
     }
     free (self->transitions);
     free (self->job_ids);
+    free (self->lease_tokens);
     for (size_t index = 0; index < self->event_count; index++) {
         cw_envelope_destroy (&self->events [index].envelope);
         free (self->events [index].flow);
@@ -369,10 +383,17 @@ cw_store_send (zactor_t *store, cw_store_req_t **req_p)
 cw_store_req_t *
 cw_store_recv (zactor_t *store)
 {
-    void *pointer = NULL;
-    if (zsock_recv (store, "p", &pointer) != 0)
+    zframe_t *frame = zframe_recv (store);
+    if (!frame)
         return NULL;
-    return (cw_store_req_t *) pointer;
+    cw_store_req_t *req = NULL;
+    if (zframe_streq (frame, S_WAKE))
+        req = cw_store_req_new (CW_STORE_WAKE);
+    else
+    if (zframe_size (frame) == sizeof (void *))
+        memcpy (&req, zframe_data (frame), sizeof (void *));
+    zframe_destroy (&frame);
+    return req;
 }
 
 //  --- Requests ------------------------------------------------------------
@@ -473,13 +494,15 @@ s_claim (s_store_t *self, cw_store_req_t *req)
     for (size_t index = 0; index < req->flow_count; index++)
         s_buf_text (&flows, req->flows [index]);
     char lease [CW_STORE_INT_SIZE], limit [CW_STORE_INT_SIZE];
+    char token [CW_STORE_INT_SIZE];
     s_int_text (lease, sizeof (lease), req->lease_msec);
     s_int_text (limit, sizeof (limit), req->limit);
+    s_int_text (token, sizeof (token), req->lease_token);
     const char *values [] = {
-        self->broker_id, lease, limit, s_buf_end (&flows)
+        self->broker_id, lease, limit, s_buf_end (&flows), token
     };
     cw_pg_rows_t *rows = NULL;
-    int rc = cw_pg_exec (self->pg, "claim", 4, values, &rows);
+    int rc = cw_pg_exec (self->pg, "claim", 5, values, &rows);
     free (flows.data);
     if (rc != 0) {
         s_fail (req, self, "claim");
@@ -497,11 +520,11 @@ s_claim (s_store_t *self, cw_store_req_t *req)
         if (!envelope) {
             char id_text [CW_STORE_INT_SIZE];
             s_int_text (id_text, sizeof (id_text), id);
-            const char *dead [] = { self->broker_id, id_text, reason };
+            const char *dead [] = { self->broker_id, id_text, reason, token };
             cw_log (CW_LOG_ERROR, "job_payload_invalid",
                     "job payload is not an envelope; job is dead",
                     "#job_id", id_text, "reason", reason, NULL);
-            if (cw_pg_exec (self->pg, "dead_payload", 3, dead, NULL) != 0)
+            if (cw_pg_exec (self->pg, "dead_payload", 4, dead, NULL) != 0)
                 s_fail (req, self, "dead_payload");
             req->dead_payloads++;
             continue;
@@ -514,6 +537,7 @@ s_claim (s_store_t *self, cw_store_req_t *req)
         job->attempts = (uint32_t) s_parse_int (cw_pg_rows_value (rows, row, 4));
         job->max_attempts = (uint32_t) s_parse_int (cw_pg_rows_value (rows, row, 5));
         job->lease_expires_at = s_parse_int (cw_pg_rows_value (rows, row, 6));
+        job->lease_token = req->lease_token;
         job->payload = envelope;
         job->payload_size = 1;
     }
@@ -563,7 +587,7 @@ s_commit (s_store_t *self, cw_store_req_t *req)
 {
     s_arrays_t arrays;
     memset (&arrays, 0, sizeof (arrays));
-    for (int index = 0; index < 11; index++)
+    for (int index = 0; index < 12; index++)
         s_buf_begin (&arrays.buf [index]);
     for (size_t index = 0; index < req->transition_count; index++) {
         const cw_core_transition_t *t = &req->transitions [index];
@@ -579,12 +603,13 @@ s_commit (s_store_t *self, cw_store_req_t *req)
         s_buf_int (&arrays.buf [8], t->http_status);
         s_buf_text (&arrays.buf [9], t->error);
         s_buf_int (&arrays.buf [10], t->duration_msec < 0 ? 0 : t->duration_msec);
+        s_buf_int (&arrays.buf [11], t->lease_token);
     }
-    const char *values [12] = { self->broker_id };
-    for (int index = 0; index < 11; index++)
+    const char *values [13] = { self->broker_id };
+    for (int index = 0; index < 12; index++)
         values [index + 1] = s_buf_end (&arrays.buf [index]);
     cw_pg_rows_t *rows = NULL;
-    int rc = cw_pg_exec (self->pg, "commit", 12, values, &rows);
+    int rc = cw_pg_exec (self->pg, "commit", 13, values, &rows);
     s_arrays_free (&arrays);
     if (rc != 0) {
         s_fail (req, self, "commit");
@@ -617,14 +642,17 @@ s_ids_array (s_buf_t *buf, const int64_t *ids, size_t count)
 static void
 s_renew (s_store_t *self, cw_store_req_t *req)
 {
-    s_buf_t ids = {0};
+    s_buf_t ids = {0}, tokens = {0};
     s_ids_array (&ids, req->job_ids, req->job_count);
+    s_ids_array (&tokens, req->lease_tokens, req->job_count);
     char expires [CW_STORE_INT_SIZE];
     s_int_text (expires, sizeof (expires), req->lease_expires_at);
-    const char *values [] = { self->broker_id, ids.data, expires };
+    const char *values [] = { self->broker_id, ids.data, expires,
+                              tokens.data };
     cw_pg_rows_t *rows = NULL;
-    int rc = cw_pg_exec (self->pg, "renew", 3, values, &rows);
+    int rc = cw_pg_exec (self->pg, "renew", 4, values, &rows);
     free (ids.data);
+    free (tokens.data);
     if (rc != 0) {
         s_fail (req, self, "renew");
         return;
@@ -644,11 +672,13 @@ s_renew (s_store_t *self, cw_store_req_t *req)
 static void
 s_release (s_store_t *self, cw_store_req_t *req)
 {
-    s_buf_t ids = {0};
+    s_buf_t ids = {0}, tokens = {0};
     s_ids_array (&ids, req->job_ids, req->job_count);
-    const char *values [] = { self->broker_id, ids.data };
-    int rc = cw_pg_exec (self->pg, "release", 2, values, NULL);
+    s_ids_array (&tokens, req->lease_tokens, req->job_count);
+    const char *values [] = { self->broker_id, ids.data, tokens.data };
+    int rc = cw_pg_exec (self->pg, "release", 3, values, NULL);
     free (ids.data);
+    free (tokens.data);
     if (rc != 0)
         s_fail (req, self, "release");
     else
@@ -725,10 +755,13 @@ s_publish_once (s_store_t *self, cw_store_req_t *req)
     cw_pg_rows_destroy (&rows);
     if (fresh > 0) {
         //  $3 max_attempts: NULL, the broker's policy for the flow decides
-        const char *jobs [12] = { self->broker_id, lease, NULL };
+        char token [CW_STORE_INT_SIZE];
+        s_int_text (token, sizeof (token), req->lease_token);
+        const char *jobs [13] = { self->broker_id, lease, NULL };
         for (int index = 0; index < 9; index++)
             jobs [3 + index] = s_buf_end (&arrays.buf [2 + index]);
-        if (cw_pg_exec (self->pg, "insert_jobs", 12, jobs, &rows) != 0)
+        jobs [12] = token;
+        if (cw_pg_exec (self->pg, "insert_jobs", 13, jobs, &rows) != 0)
             goto done;
         count = cw_pg_rows_count (rows);
         s_buf_t keys = {0}, ids = {0};
@@ -757,6 +790,7 @@ s_publish_once (s_store_t *self, cw_store_req_t *req)
                     cw_pg_rows_value (rows, row, 2));
                 job->lease_expires_at = s_parse_int (
                     cw_pg_rows_value (rows, row, 3));
+                job->lease_token = req->lease_token;
                 job->payload = cw_envelope_dup (event->envelope);
                 job->payload_size = 1;
                 break;
@@ -864,10 +898,9 @@ s_expire (s_store_t *self)
 {
     if (self->expire_msec <= 0 || zclock_mono () < self->expire_at)
         return false;
-    const char *values [] = { self->broker_id };
     cw_pg_rows_t *rows = NULL;
     bool freed = false;
-    if (cw_pg_exec (self->pg, "expire", 1, values, &rows) == 0)
+    if (cw_pg_exec (self->pg, "expire", 0, NULL, &rows) == 0)
         freed = cw_pg_rows_count (rows) > 0;
     else
         cw_log (CW_LOG_WARN, "expire_failed",
@@ -880,12 +913,13 @@ s_expire (s_store_t *self)
 
 //  --- Actor -----------------------------------------------------------------
 
-//  Tells the broker that jobs may be waiting (NOTIFY, LISTEN back, sweep).
+//  Tells the broker that jobs may be waiting (NOTIFY, LISTEN back, sweep):
+//  a plain frame, made into a request by cw_store_recv, so a WAKE nobody
+//  reads (the broker stopping) leaks nothing.
 static void
 s_wake (zsock_t *pipe)
 {
-    cw_store_req_t *wake = cw_store_req_new (CW_STORE_WAKE);
-    zsock_send (pipe, "p", wake);
+    zstr_send (pipe, S_WAKE);
 }
 
 static void

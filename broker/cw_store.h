@@ -60,6 +60,9 @@ typedef struct {
 typedef struct {
     cw_store_op_t op;
     uint64_t batch_id;          //  The core's batch id (CLAIM, COMMIT, RENEW)
+    //  CLAIM, PUBLISH: the token of the leases this request grants, set
+    //  by the broker, never reused by one lease owner
+    int64_t lease_token;
     //  CLAIM
     uint32_t limit;
     int64_t lease_msec;
@@ -68,8 +71,9 @@ typedef struct {
     //  COMMIT: transitions with their strings copied
     cw_core_transition_t *transitions;
     size_t transition_count;
-    //  RENEW, RELEASE
+    //  RENEW, RELEASE: jobs and the token of the lease meant
     int64_t *job_ids;
+    int64_t *lease_tokens;
     size_t job_count;
     int64_t lease_expires_at;   //  RENEW: epoch msec
     //  PUBLISH

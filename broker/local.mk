@@ -27,3 +27,14 @@ tests_check_broker_SOURCES = tests/check_broker.c
 tests_check_broker_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
 tests_check_broker_LDADD = $(FIXTURE_LIBS) lib/libcwrt.a proto/libcwproto.a $(TEST_LIBS) \
     $(RUNTIME_LIBS)
+
+#  Integration: the store's SQL (leases, tokens, the sweep) driven
+#  directly through cw_store_actor against real PostgreSQL
+check_PROGRAMS += tests/check_store
+TESTS += tests/check_store
+tests_check_store_SOURCES = tests/check_store.c broker/cw_store.c \
+    broker/cw_store.h
+tests_check_store_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS) \
+    -I$(top_srcdir)/broker
+tests_check_store_LDADD = $(FIXTURE_LIBS) broker/libcwcore.a lib/libcwrt.a \
+    proto/libcwproto.a $(TEST_LIBS) $(RUNTIME_LIBS)

@@ -1,0 +1,303 @@
+/*  =========================================================================
+    check_store - the broker's SQL (broker/cw_store) against real PostgreSQL
+
+    Drives cw_store_actor as the broker does (requests over its pipe) on a
+    migrated database: leases are fenced by their token, so a COMMIT,
+    RENEW or RELEASE of an older lease of the same job by the same broker
+    never touches the current one; the expired-lease sweep frees any lease
+    that ran out, the sweeping broker's own included.
+    =========================================================================
+*/
+#include "cw_store.h"
+#include "cw_fixture.h"
+#include "cw_test.h"
+
+#include <check.h>
+#include <czmq.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WAIT_MSEC 10000
+
+typedef struct {
+    char *tmp;
+    char *uri;                  //  Superuser URI of the test database
+    char *broker_uri;           //  As cw_broker
+} fixture_t;
+
+static fixture_t *
+s_fixture_new (void)
+{
+    fixture_t *self = (fixture_t *) calloc (1, sizeof (fixture_t));
+    self->tmp = cw_test_tmpdir ("check_store");
+    self->uri = cw_test_db_new ("store");
+    const char *islands[] = {"erp_mw", "shop", NULL};
+    cw_fixture_migrate_islands (self->tmp, self->uri, islands);
+    self->broker_uri = cw_test_uri_as (self->uri, "cw_broker");
+    return self;
+}
+
+static void
+s_fixture_destroy (fixture_t **self_p)
+{
+    fixture_t *self = *self_p;
+    free (self->broker_uri);
+    cw_test_db_destroy (&self->uri);
+    cw_test_tmpdir_destroy (&self->tmp);
+    free (self);
+    *self_p = NULL;
+}
+
+static void
+s_sql_ok (const char *uri, const char *sql)
+{
+    char error[1024];
+    ck_assert_msg (cw_test_sql (uri, sql, error, sizeof (error)) == 0,
+                   "%s: %s", sql, error);
+}
+
+//  The one value of a query, as text ("NULL" for SQL NULL; caller frees).
+static char *
+s_value (const char *uri, const char *sql)
+{
+    char *value = cw_test_sql_value (uri, sql);
+    ck_assert_msg (value, "%s: no value", sql);
+    return value;
+}
+
+static void
+s_value_eq (const char *uri, const char *sql, const char *expected)
+{
+    char *value = s_value (uri, sql);
+    ck_assert_msg (streq (value, expected), "%s: \"%s\", expected \"%s\"",
+                   sql, value, expected);
+    free (value);
+}
+
+//  Sends req and waits for it to come back (WAKEs skipped).
+static cw_store_req_t *
+s_ask (zactor_t *store, cw_store_req_t *req)
+{
+    ck_assert_int_eq (cw_store_send (store, &req), 0);
+    zpoller_t *poller = zpoller_new (store, NULL);
+    cw_store_req_t *done = NULL;
+    while (!done) {
+        ck_assert_ptr_nonnull (zpoller_wait (poller, WAIT_MSEC));
+        done = cw_store_recv (store);
+        ck_assert_ptr_nonnull (done);
+        if (done->op == CW_STORE_WAKE)
+            cw_store_req_destroy (&done);
+    }
+    zpoller_destroy (&poller);
+    ck_assert_msg (done->status == 0, "%s", done->error);
+    return done;
+}
+
+static cw_store_req_t *
+s_claim (zactor_t *store, int64_t token)
+{
+    cw_store_req_t *req = cw_store_req_new (CW_STORE_CLAIM);
+    req->batch_id = (uint64_t) token;
+    req->lease_token = token;
+    req->limit = 10;
+    req->lease_msec = 30000;
+    req->flows = (char **) calloc (2, sizeof (char *));
+    req->flows[0] = strdup ("noop");
+    req->flow_count = 1;
+    return s_ask (store, req);
+}
+
+//  RENEW (op CW_STORE_RENEW) or RELEASE of one job under token; returns
+//  how many were reported lost (RENEW).
+static size_t
+s_lease_op (zactor_t *store, cw_store_op_t op, int64_t id, int64_t token)
+{
+    cw_store_req_t *req = cw_store_req_new (op);
+    req->job_ids = (int64_t *) calloc (1, sizeof (int64_t));
+    req->lease_tokens = (int64_t *) calloc (1, sizeof (int64_t));
+    req->job_ids[0] = id;
+    req->lease_tokens[0] = token;
+    req->job_count = 1;
+    req->lease_expires_at = (zclock_time () + 60000);
+    cw_store_req_t *done = s_ask (store, req);
+    size_t lost = done->lost_count;
+    cw_store_req_destroy (&done);
+    return lost;
+}
+
+//  COMMIT of one ok result of job id under token; returns lost count.
+static size_t
+s_commit (zactor_t *store, int64_t id, int64_t token)
+{
+    cw_store_req_t *req = cw_store_req_new (CW_STORE_COMMIT);
+    req->transitions = (cw_core_transition_t *) calloc (
+        1, sizeof (cw_core_transition_t));
+    cw_core_transition_t *t = &req->transitions[0];
+    t->job_id = id;
+    t->lease_token = token;
+    t->state = CW_CORE_STATE_DONE;
+    t->attempts = 1;
+    t->worker = strdup ("w1");
+    t->attempt = 1;
+    t->outcome = CW_CORE_OK;
+    t->http_status = 200;
+    t->duration_msec = 3;
+    req->transition_count = 1;
+    cw_store_req_t *done = s_ask (store, req);
+    size_t lost = done->lost_count;
+    cw_store_req_destroy (&done);
+    return lost;
+}
+
+static zactor_t *
+s_store_new (const char *db_uri, const char *broker_id, int64_t expire_msec)
+{
+    cw_store_config_t config = {
+        .db_uri = db_uri,
+        .broker_id = broker_id,
+        .poll_only = true,
+        .inbox_ttl_msec = 60000,
+        .expire_msec = expire_msec,
+    };
+    zactor_t *store = zactor_new (cw_store_actor, &config);
+    ck_assert_ptr_nonnull (store);
+    return store;
+}
+
+#define S_JOB_ROW "SELECT state || ':' || coalesce (lease_token::text, '-')" \
+                  " || ':' || attempts FROM erp_mw.jobs WHERE id = "
+
+START_TEST (test_lease_token_fence)
+{
+    fixture_t *fx = s_fixture_new ();
+    s_sql_ok (fx->uri, "INSERT INTO erp_mw.jobs (flow, tenant,"
+                       " idempotency_key, payload) VALUES ('noop', 't1',"
+                       " 'noop:t1:1', '{\"n\": 1}')");
+    char *id_text = s_value (fx->uri, "SELECT id FROM erp_mw.jobs");
+    int64_t id = strtoll (id_text, NULL, 10);
+    char job_row[128];
+    snprintf (job_row, sizeof (job_row), S_JOB_ROW "%s", id_text);
+    zactor_t *store = s_store_new (fx->broker_uri, "b1/0000000a", 0);
+
+    //  The first lease: token 11
+    cw_store_req_t *claim = s_claim (store, 11);
+    ck_assert_uint_eq (claim->jobs_count, 1);
+    ck_assert_int_eq (claim->jobs[0].id, id);
+    ck_assert_int_eq (claim->jobs[0].lease_token, 11);
+    cw_store_req_destroy (&claim);
+    s_value_eq (fx->uri, job_row, "leased:11:0");
+
+    //  It runs out; another broker's sweep frees it (with no attempt
+    //  spent), and this broker claims the job again: token 12
+    s_sql_ok (fx->uri, "UPDATE erp_mw.jobs SET lease_expires_at ="
+                       " now () - interval '1 second'");
+    zactor_t *other = s_store_new (fx->broker_uri, "b2/0000000b", 1);
+    for (int tries = 0; tries < 200; tries++) {
+        char *state = s_value (fx->uri, job_row);
+        bool swept = streq (state, "ready:-:0");
+        free (state);
+        if (swept)
+            break;
+        zclock_sleep (20);
+    }
+    s_value_eq (fx->uri, job_row, "ready:-:0");
+    zactor_destroy (&other);
+    claim = s_claim (store, 12);
+    ck_assert_uint_eq (claim->jobs_count, 1);
+    ck_assert_int_eq (claim->jobs[0].lease_token, 12);
+    cw_store_req_destroy (&claim);
+
+    //  Everything under the old token is fenced: the row keeps lease 12
+    ck_assert_uint_eq (s_commit (store, id, 11), 1);
+    s_value_eq (fx->uri, job_row, "leased:12:0");
+    s_value_eq (fx->uri, "SELECT count(*) FROM erp_mw.job_attempts", "0");
+    ck_assert_uint_eq (s_lease_op (store, CW_STORE_RENEW, id, 11), 1);
+    s_lease_op (store, CW_STORE_RELEASE, id, 11);
+    s_value_eq (fx->uri, job_row, "leased:12:0");
+
+    //  Under the current token: renewed, then committed
+    ck_assert_uint_eq (s_lease_op (store, CW_STORE_RENEW, id, 12), 0);
+    s_value_eq (fx->uri, "SELECT lease_expires_at > now () + interval"
+                         " '50 seconds' FROM erp_mw.jobs", "t");
+    ck_assert_uint_eq (s_commit (store, id, 12), 0);
+    s_value_eq (fx->uri, job_row, "done:-:1");
+    s_value_eq (fx->uri, "SELECT count(*) || ':' || min (outcome) FROM"
+                         " erp_mw.job_attempts", "1:ok");
+
+    zactor_destroy (&store);
+    free (id_text);
+    s_fixture_destroy (&fx);
+}
+END_TEST
+
+START_TEST (test_release_by_token)
+{
+    fixture_t *fx = s_fixture_new ();
+    s_sql_ok (fx->uri, "INSERT INTO erp_mw.jobs (flow, tenant,"
+                       " idempotency_key, payload) VALUES ('noop', 't1',"
+                       " 'noop:t1:2', '{\"n\": 2}')");
+    char *id_text = s_value (fx->uri, "SELECT id FROM erp_mw.jobs");
+    int64_t id = strtoll (id_text, NULL, 10);
+    char job_row[128];
+    snprintf (job_row, sizeof (job_row), S_JOB_ROW "%s", id_text);
+    zactor_t *store = s_store_new (fx->broker_uri, "b1/0000000c", 0);
+    cw_store_req_t *claim = s_claim (store, 5);
+    ck_assert_uint_eq (claim->jobs_count, 1);
+    cw_store_req_destroy (&claim);
+    //  Another token of the same owner: nothing happens
+    s_lease_op (store, CW_STORE_RELEASE, id, 6);
+    s_value_eq (fx->uri, job_row, "leased:5:0");
+    //  Its own token: ready again, no attempt spent
+    s_lease_op (store, CW_STORE_RELEASE, id, 5);
+    s_value_eq (fx->uri, job_row, "ready:-:0");
+    zactor_destroy (&store);
+    free (id_text);
+    s_fixture_destroy (&fx);
+}
+END_TEST
+
+START_TEST (test_own_expired_lease_swept)
+{
+    //  A lease its own broker let run out (say a claim answered after the
+    //  lease ended, which the core hands back) is swept by that broker's
+    //  store too: with one broker nothing stays leased for ever
+    fixture_t *fx = s_fixture_new ();
+    s_sql_ok (fx->uri, "INSERT INTO erp_mw.jobs (flow, tenant,"
+                       " idempotency_key, payload, state, lease_owner,"
+                       " lease_token, lease_expires_at) VALUES ('noop', 't1',"
+                       " 'noop:t1:3', '{}', 'leased', 'b1/0000000d', 3,"
+                       " now () - interval '1 second')");
+    zactor_t *store = s_store_new (fx->broker_uri, "b1/0000000d", 1);
+    zpoller_t *poller = zpoller_new (store, NULL);
+    ck_assert_ptr_nonnull (zpoller_wait (poller, WAIT_MSEC));
+    cw_store_req_t *wake = cw_store_recv (store);
+    ck_assert_ptr_nonnull (wake);
+    ck_assert_int_eq (wake->op, CW_STORE_WAKE);
+    cw_store_req_destroy (&wake);
+    zpoller_destroy (&poller);
+    s_value_eq (fx->uri, "SELECT state || ':' || coalesce (lease_owner, '-')"
+                         " || ':' || attempts FROM erp_mw.jobs",
+                "ready:-:0");
+    zactor_destroy (&store);
+    s_fixture_destroy (&fx);
+}
+END_TEST
+
+int
+main (void)
+{
+    Suite *suite = suite_create ("store");
+    TCase *tcase = tcase_create ("leases");
+    tcase_set_timeout (tcase, 120);
+    tcase_add_test (tcase, test_lease_token_fence);
+    tcase_add_test (tcase, test_release_by_token);
+    tcase_add_test (tcase, test_own_expired_lease_swept);
+    suite_add_tcase (suite, tcase);
+    SRunner *runner = srunner_create (suite);
+    srunner_run_all (runner, CK_NORMAL);
+    int failed = srunner_ntests_failed (runner);
+    srunner_free (runner);
+    return failed ? 1 : 0;
+}
