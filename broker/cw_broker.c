@@ -125,10 +125,10 @@ s_id_text (char *text, size_t size, int64_t value)
 
 //  --- Sending ---------------------------------------------------------------
 
+//  Encodes msg and sends it to the peer, if known; msg stays the caller's.
 static void
-s_send (s_broker_t *self, const char *peer_name, cw_msg_t **msg_p)
+s_send_msg (s_broker_t *self, const char *peer_name, const cw_msg_t *msg)
 {
-    cw_msg_t *msg = *msg_p;
     s_peer_t *peer = (s_peer_t *) zhashx_lookup (self->peers, peer_name);
     char reason [CW_MSG_REASON_SIZE];
     cw_msg_frames_t *frames = peer ? cw_msg_encode (msg, reason, sizeof (reason))
@@ -147,6 +147,13 @@ s_send (s_broker_t *self, const char *peer_name, cw_msg_t **msg_p)
         zmsg_destroy (&out);
         cw_msg_frames_destroy (&frames);
     }
+}
+
+//  Sends a message (destroys it, nulls *msg_p).
+static void
+s_send (s_broker_t *self, const char *peer_name, cw_msg_t **msg_p)
+{
+    s_send_msg (self, peer_name, *msg_p);
     cw_msg_destroy (msg_p);
 }
 
@@ -218,9 +225,11 @@ s_action (s_broker_t *self, const cw_core_action_t *action)
             msg->job.target = strdup (action->target ? action->target
                                                      : CW_BROKER_DEFAULT_TARGET);
             msg->job.deadline_ms = action->deadline_msec;
-            msg->job.envelope = cw_envelope_dup (
-                (const cw_envelope_t *) action->payload);
-            s_send (self, action->worker, &msg);
+            //  The core's envelope, borrowed for the encoding: no copy
+            msg->job.envelope = (cw_envelope_t *) action->payload;
+            s_send_msg (self, action->worker, msg);
+            msg->job.envelope = NULL;
+            cw_msg_destroy (&msg);
             break;
         }
         case CW_CORE_SEND_CALL: {
