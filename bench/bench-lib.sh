@@ -225,13 +225,17 @@ bench_http_jobs() {
 #  bench_drain_run N SECONDS WORKER_VARS..: starts $workers workers (with
 #  the given CW_WORKER_* settings) against the running broker, waits
 #  until the N loaded jobs are finished, stops the workers. Prints
-#  "rate wall_rate done dead max_worker_rss_kb max_broker_rss_kb": rate
-#  from the database (N / (last finished_at - first attempt started_at)),
-#  wall_rate from the script's clock (worker start to all finished).
+#  "rate wall_rate done dead max_worker_rss_kb max_broker_rss_kb
+#  broker_cpu_us_per_job workers_cpu_us_per_job": rate from the database
+#  (N / (last finished_at - first attempt started_at)), wall_rate from the
+#  script's clock (worker start to all finished), CPU time (user + system,
+#  /proc) the broker spent during the run and the workers in all, per job:
+#  far less noisy on a shared box than the rates.
 bench_drain_run() {
     local n="$1" limit="$2"
     shift 2
-    local pids=() i start end rss_w=0 rss_b=0 r pid
+    local pids=() i start end rss_w=0 rss_b=0 r pid cpu_b0 cpu_b1 cpu_w=0
+    cpu_b0="$(bench_cpu_ticks "$broker_pid")"
     start=$(date +%s.%N)
     for i in $(seq 1 "${workers:-1}"); do
         bench_worker "worker$i" "$@"
@@ -261,16 +265,32 @@ bench_drain_run() {
         sleep 0.2
     done
     end=$(date +%s.%N)
+    cpu_b1="$(bench_cpu_ticks "$broker_pid")"
+    for pid in "${pids[@]}"; do
+        cpu_w=$(( cpu_w + $(bench_cpu_ticks "$pid") ))
+    done
     for pid in "${pids[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
+    local hz
+    hz="$(getconf CLK_TCK)"
     bench_psql -c "SELECT round ($n / extract (epoch FROM (SELECT max (finished_at) FROM erp_mw.jobs)
                                      - (SELECT min (started_at) FROM erp_mw.job_attempts)))::bigint,
                           round ($n / ($end - $start))::bigint,
                           count(*) FILTER (WHERE state = 'done'), count(*) FILTER (WHERE state = 'dead'),
-                          $rss_w, $rss_b
+                          $rss_w, $rss_b,
+                          round (($cpu_b1 - $cpu_b0) * 1e6 / $hz / $n, 1),
+                          round ($cpu_w * 1e6 / $hz / $n, 1)
                      FROM erp_mw.jobs" | tr '|' ' '
+}
+
+#  bench_cpu_ticks PID: user + system CPU time of PID (all its threads),
+#  in clock ticks; 0 when it is gone.
+bench_cpu_ticks() {
+    #  Fields after the ")" ending the command name: utime is the 12th,
+    #  stime the 13th.
+    sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }' || echo 0
 }
 
 #  erpsim's /_introspect without the per-entity effects (stdin to stdout).
