@@ -831,7 +831,7 @@ START_TEST (test_unreadable_data)
          "field \"data.x\": must not contain NUL characters"},
         {"k\xff", 2, json_true (),
          "field \"data\": map keys must be valid UTF-8"},
-        //  cw_mpjson_pack would stop at the NUL (or assert)
+        //  cw_mpjson_pack writes it whole; validation refuses it
         {"n\0ul", 4, json_true (),
          "field \"data\": map keys must not contain NUL characters"},
     };

@@ -1089,8 +1089,9 @@ s_chain (int levels)
 
 //  A value PROTOCOL.md §3 refuses inside a free-form map (or an
 //  envelope's data): not UTF-8, NUL, too deep (16, or 48 for the whole
-//  body), bad keys, a key that repeats another once cut at its NUL
-//  (cw_mpjson_pack writes keys up to their first NUL), 1 MiB of text
+//  body), bad keys (a key with a NUL next to the key it extends:
+//  cw_mpjson_pack writes both whole, the NUL is what is refused), 1 MiB
+//  of text
 static json_t *
 s_bad_json (s_rng_t *rng)
 {
