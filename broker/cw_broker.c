@@ -897,18 +897,20 @@ cw_broker_actor (zsock_t *pipe, void *args)
     self.calls = zhashx_new ();
     zhashx_set_destructor (self.calls, (zhashx_destructor_fn *) s_call_destroy);
 
+    //  The write connection sweeps expired leases; the claim connection's
+    //  actor LISTENs: a NOTIFY is read between claims, never behind a
+    //  group commit in flight on the other connection
     cw_store_config_t store_config = {
         .db_uri = config->db_uri,
         .broker_id = config->core.broker_id,
-        .poll_only = config->poll_only,
+        .poll_only = true,
         .inbox_ttl_msec = config->inbox_ttl_msec,
         .expire_msec = config->core.poll_msec ? config->core.poll_msec
                                               : CW_BROKER_EXPIRE_MSEC
     };
     self.store = self.core ? zactor_new (cw_store_actor, &store_config) : NULL;
-    //  The claim connection: no LISTEN, no sweep
     cw_store_config_t claims_config = store_config;
-    claims_config.poll_only = true;
+    claims_config.poll_only = config->poll_only;
     claims_config.expire_msec = 0;
     self.claims = self.store ? zactor_new (cw_store_actor, &claims_config)
                              : NULL;

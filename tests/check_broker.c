@@ -241,6 +241,45 @@ START_TEST (test_jobs_done)
 }
 END_TEST
 
+//  Rows written by others wake the broker through LISTEN/NOTIFY: with a
+//  poll far longer than the test's wait, a job inserted by SQL is done
+//  within seconds; in poll-only mode (no LISTEN) the poll alone finds it.
+START_TEST (test_notify_wakes)
+{
+    fixture_t *self = s_fixture_new ();
+    const char *listen[] = {"CW_BROKER_DB_POLL=10m", NULL};
+    s_broker_start (self, listen);
+    zsock_t *worker = s_peer_new (self, self->worker);
+    s_ready (worker, "http.generic", 5);
+    //  The broker has claimed (nothing) for the new credit by now
+    zclock_sleep (500);
+    long long inserted = cw_test_now_msec ();
+    s_sql (self, "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload)"
+                 " VALUES ('http.generic', 't1', 'woken', '{\"want\": \"ok\"}')");
+    s_work (worker, self, "SELECT count(*) FROM erp_mw.jobs WHERE state = 'done'",
+            1, NULL, NULL);
+    long long took = cw_test_now_msec () - inserted;
+    ck_assert_msg (took < WAIT_MSEC, "done after %lld ms", took);
+    zsock_destroy (&worker);
+    cw_test_stop (self->pid, 5000);
+    self->pid = 0;
+    free (self->endpoint);
+    self->endpoint = NULL;
+
+    const char *poll_only[] = {"CW_BROKER_DB_POLL_ONLY=true",
+                               "CW_BROKER_DB_POLL=300ms", NULL};
+    s_broker_start (self, poll_only);
+    worker = s_peer_new (self, self->worker);
+    s_ready (worker, "http.generic", 5);
+    s_sql (self, "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload)"
+                 " VALUES ('http.generic', 't1', 'polled', '{\"want\": \"ok\"}')");
+    s_work (worker, self, "SELECT count(*) FROM erp_mw.jobs WHERE state = 'done'",
+            2, NULL, NULL);
+    zsock_destroy (&worker);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 START_TEST (test_rejected_and_exhausted)
 {
     fixture_t *self = s_fixture_new ();
@@ -570,6 +609,7 @@ main (void)
     TCase *jobs = tcase_create ("jobs");
     tcase_set_timeout (jobs, 60);
     tcase_add_test (jobs, test_jobs_done);
+    tcase_add_test (jobs, test_notify_wakes);
     tcase_add_test (jobs, test_rejected_and_exhausted);
     tcase_add_test (jobs, test_ordering);
     suite_add_tcase (suite, jobs);
