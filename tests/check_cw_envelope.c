@@ -4,6 +4,7 @@
 */
 #include "cw_envelope.h"
 #include "cw_mpjson.h"
+#include "cw_retry.h"
 
 #include <check.h>
 #include <math.h>
@@ -867,24 +868,13 @@ END_TEST
 #define S_SEED 0x0e1e0b0e5eed4242ULL
 #define S_ENVELOPES 3000
 
-typedef struct {
-    uint64_t state;
-} s_rng_t;
-
-//  splitmix64
-static uint64_t
-s_random (s_rng_t *rng)
-{
-    uint64_t value = (rng->state += 0x9e3779b97f4a7c15ULL);
-    value = (value ^ (value >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    value = (value ^ (value >> 27)) * 0x94d049bb133111ebULL;
-    return value ^ (value >> 31);
-}
+//  Seeded splitmix64, the same sequence on every machine (proto's)
+typedef cw_retry_rng_t s_rng_t;
 
 static uint64_t
 s_below (s_rng_t *rng, uint64_t bound)
 {
-    return s_random (rng) % bound;
+    return cw_retry_rng_next (rng) % bound;
 }
 
 static const char *
@@ -990,9 +980,9 @@ s_gen_value (s_rng_t *rng, int depth, int bad)
     }
     switch (s_below (rng, 6)) {
         case 0:
-            return json_integer ((json_int_t) s_random (rng));
+            return json_integer ((json_int_t) cw_retry_rng_next (rng));
         case 1:
-            return json_real ((double) (int64_t) s_random (rng) / 3.0);
+            return json_real ((double) (int64_t) cw_retry_rng_next (rng) / 3.0);
         case 2:
             return json_boolean (s_below (rng, 2));
         case 3:

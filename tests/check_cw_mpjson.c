@@ -7,6 +7,7 @@
 #include "cw_envelope.h"
 #include "cw_mpjson.h"
 #include "cw_msg.h"
+#include "cw_retry.h"
 
 #include <check.h>
 #include <float.h>
@@ -147,25 +148,14 @@ s_assert_as_reference (const json_t *value, unsigned seed)
     msgpack_sbuffer_destroy (&actual);
 }
 
-//  splitmix64: small, seeded, the same sequence on every machine
-typedef struct {
-    uint64_t state;
-} s_rng_t;
-
-static uint64_t
-s_random (s_rng_t *rng)
-{
-    uint64_t value = (rng->state += 0x9e3779b97f4a7c15ULL);
-    value = (value ^ (value >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    value = (value ^ (value >> 27)) * 0x94d049bb133111ebULL;
-    return value ^ (value >> 31);
-}
+//  Seeded splitmix64, the same sequence on every machine (proto's)
+typedef cw_retry_rng_t s_rng_t;
 
 //  0 .. bound - 1
 static size_t
 s_below (s_rng_t *rng, size_t bound)
 {
-    return (size_t) (s_random (rng) % bound);
+    return (size_t) (cw_retry_rng_next (rng) % bound);
 }
 
 static bool
@@ -273,7 +263,7 @@ s_random_integer (s_gen_t *gen)
     if (s_percent (&gen->rng, 50))
         return edges[s_below (&gen->rng, sizeof (edges) / sizeof (edges[0]))];
     //  Any magnitude, either sign
-    return (json_int_t) (s_random (&gen->rng) >> s_below (&gen->rng, 64));
+    return (json_int_t) (cw_retry_rng_next (&gen->rng) >> s_below (&gen->rng, 64));
 }
 
 static double
@@ -282,7 +272,7 @@ s_random_real (s_gen_t *gen)
     static const double edges[] = {0.0, -0.0, 1.5, -1e300, 5e-324, DBL_MAX};
     if (s_percent (&gen->rng, 30))
         return edges[s_below (&gen->rng, sizeof (edges) / sizeof (edges[0]))];
-    uint64_t bits = s_random (&gen->rng);
+    uint64_t bits = cw_retry_rng_next (&gen->rng);
     double real;
     memcpy (&real, &bits, sizeof (real));
     return isfinite (real) ? real : (double) (int64_t) bits / 3.0;

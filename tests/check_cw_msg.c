@@ -3,8 +3,9 @@
     role table
     =========================================================================
 */
-#include "cw_msg.h"
 #include "cw_mpjson.h"
+#include "cw_msg.h"
+#include "cw_retry.h"
 
 #include <check.h>
 #include <msgpack.h>
@@ -970,25 +971,14 @@ END_TEST
 #define S_MESSAGES 13000              //  1000 per command
 #define S_BAD 8  //  Percent of fields given a value a rule refuses
 
-//  splitmix64: small, seeded, the same sequence on every machine
-typedef struct {
-    uint64_t state;
-} s_rng_t;
-
-static uint64_t
-s_random (s_rng_t *rng)
-{
-    uint64_t value = (rng->state += 0x9e3779b97f4a7c15ULL);
-    value = (value ^ (value >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    value = (value ^ (value >> 27)) * 0x94d049bb133111ebULL;
-    return value ^ (value >> 31);
-}
+//  Seeded splitmix64, the same sequence on every machine (proto's)
+typedef cw_retry_rng_t s_rng_t;
 
 //  0 .. bound - 1
 static uint64_t
 s_below (s_rng_t *rng, uint64_t bound)
 {
-    return s_random (rng) % bound;
+    return cw_retry_rng_next (rng) % bound;
 }
 
 static bool
@@ -1166,11 +1156,11 @@ s_gen_json (s_rng_t *rng, int depth, int bad)
     }
     switch (s_below (rng, 8)) {
         case 0:
-            return json_integer ((json_int_t) s_random (rng));
+            return json_integer ((json_int_t) cw_retry_rng_next (rng));
         case 1:
             return json_integer ((json_int_t) s_below (rng, 300) - 150);
         case 2:
-            return json_real ((double) (int64_t) s_random (rng) / 7.0);
+            return json_real ((double) (int64_t) cw_retry_rng_next (rng) / 7.0);
         case 3:
             return json_boolean (s_percent (rng, 50));
         case 4:
