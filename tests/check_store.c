@@ -166,19 +166,29 @@ s_store_new (const char *db_uri, const char *broker_id, int64_t expire_msec)
     return store;
 }
 
-#define S_JOB_ROW "SELECT state || ':' || coalesce (lease_token::text, '-')" \
-                  " || ':' || attempts FROM erp_mw.jobs WHERE id = "
+//  Inserts one ready noop job (key noop:t1:N); returns its id and puts
+//  the query of its "state:token:attempts" in job_row[size].
+static int64_t
+s_job_new (fixture_t *fx, int n, char *job_row, size_t size)
+{
+    char sql[256];
+    snprintf (sql, sizeof (sql), "INSERT INTO erp_mw.jobs (flow, tenant,"
+              " idempotency_key, payload) VALUES ('noop', 't1', 'noop:t1:%d',"
+              " '{\"n\": %d}') RETURNING id", n, n);
+    char *id_text = s_value (fx->uri, sql);
+    int64_t id = strtoll (id_text, NULL, 10);
+    snprintf (job_row, size, "SELECT state || ':' || coalesce (lease_token"
+              "::text, '-') || ':' || attempts FROM erp_mw.jobs WHERE id = %s",
+              id_text);
+    free (id_text);
+    return id;
+}
 
 START_TEST (test_lease_token_fence)
 {
     fixture_t *fx = s_fixture_new ();
-    s_sql_ok (fx->uri, "INSERT INTO erp_mw.jobs (flow, tenant,"
-                       " idempotency_key, payload) VALUES ('noop', 't1',"
-                       " 'noop:t1:1', '{\"n\": 1}')");
-    char *id_text = s_value (fx->uri, "SELECT id FROM erp_mw.jobs");
-    int64_t id = strtoll (id_text, NULL, 10);
-    char job_row[128];
-    snprintf (job_row, sizeof (job_row), S_JOB_ROW "%s", id_text);
+    char job_row[256];
+    int64_t id = s_job_new (fx, 1, job_row, sizeof (job_row));
     zactor_t *store = s_store_new (fx->broker_uri, "b1/0000000a", 0);
 
     //  The first lease: token 11
@@ -227,7 +237,6 @@ START_TEST (test_lease_token_fence)
                          " erp_mw.job_attempts", "1:ok");
 
     zactor_destroy (&store);
-    free (id_text);
     s_fixture_destroy (&fx);
 }
 END_TEST
@@ -235,13 +244,8 @@ END_TEST
 START_TEST (test_release_by_token)
 {
     fixture_t *fx = s_fixture_new ();
-    s_sql_ok (fx->uri, "INSERT INTO erp_mw.jobs (flow, tenant,"
-                       " idempotency_key, payload) VALUES ('noop', 't1',"
-                       " 'noop:t1:2', '{\"n\": 2}')");
-    char *id_text = s_value (fx->uri, "SELECT id FROM erp_mw.jobs");
-    int64_t id = strtoll (id_text, NULL, 10);
-    char job_row[128];
-    snprintf (job_row, sizeof (job_row), S_JOB_ROW "%s", id_text);
+    char job_row[256];
+    int64_t id = s_job_new (fx, 2, job_row, sizeof (job_row));
     zactor_t *store = s_store_new (fx->broker_uri, "b1/0000000c", 0);
     cw_store_req_t *claim = s_claim (store, 5);
     ck_assert_uint_eq (claim->jobs_count, 1);
@@ -253,7 +257,6 @@ START_TEST (test_release_by_token)
     s_lease_op (store, CW_STORE_RELEASE, id, 5);
     s_value_eq (fx->uri, job_row, "ready:-:0");
     zactor_destroy (&store);
-    free (id_text);
     s_fixture_destroy (&fx);
 }
 END_TEST
