@@ -17,6 +17,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#if defined (__linux__)
+#   include <sys/prctl.h>
+#endif
 #include <time.h>
 #include <unistd.h>
 
@@ -191,6 +194,7 @@ pid_t
 cw_test_spawn (const char *const argv[], const char *const envp[],
                const char *log_path)
 {
+    pid_t parent = getpid ();
     pid_t pid = fork ();
     if (pid < 0)
         return -1;
@@ -198,6 +202,16 @@ cw_test_spawn (const char *const argv[], const char *const envp[],
         return pid;
     //  Child: own process group, so a stray grandchild dies with it.
     setpgid (0, 0);
+#if defined (__linux__)
+    //  A test that fails (its process ends without stopping what it
+    //  started) takes the process with it; on other systems the test's
+    //  own cw_test_stop is all there is
+    prctl (PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid () != parent)
+        _exit (1);
+#else
+    (void) parent;
+#endif
     if (log_path) {
         int fd = open (log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (fd >= 0) {
