@@ -412,15 +412,16 @@ s_claim_compare (const void *a, const void *b)
 
 //  UPDATE ... WHERE id IN (SELECT ... due or lease expired, head of line
 //  per ordering key, ORDER BY next_run_at LIMIT n FOR UPDATE SKIP LOCKED).
-//  A keyed job is taken only if every earlier job of its key is done or
-//  taken by this same statement.
+//  A keyed job is taken only if every earlier job of its key is done (as
+//  the SQL: one job per key at a time; a job leased to the claiming broker
+//  blocks too, since its core may have lost track of it: a claim whose
+//  reply was lost, a release not yet run on the other connection).
 static size_t
 s_store_claim (s_sim_t *sim, int broker, uint32_t limit, unsigned flows,
                cw_core_job_t **jobs_p)
 {
     s_job_t **candidates = calloc (sim->job_count + 1, sizeof (s_job_t *));
-    bool *taken = calloc (sim->job_count + 1, sizeof (bool));
-    assert (candidates && taken);
+    assert (candidates);
     size_t count = 0;
     for (size_t index = 0; index < sim->job_count; index++) {
         s_job_t *job = &sim->jobs [index];
@@ -442,14 +443,13 @@ s_store_claim (s_sim_t *sim, int broker, uint32_t limit, unsigned flows,
             for (int64_t other = 0; other < job->id - 1; other++) {
                 s_job_t *earlier = &sim->jobs [other];
                 if (earlier->inserted && earlier->key == job->key
-                &&  earlier->state != J_DONE && !taken [other]) {
+                &&  earlier->state != J_DONE) {
                     blocked = true;
                     break;
                 }
             }
         if (blocked)
             continue;
-        taken [job->id - 1] = true;
         job->state = J_LEASED;
         job->owner = broker;
         job->lease_token = token;
@@ -469,7 +469,6 @@ s_store_claim (s_sim_t *sim, int broker, uint32_t limit, unsigned flows,
         memcpy (given->payload, &job->id, sizeof job->id);
     }
     free (candidates);
-    free (taken);
     *jobs_p = jobs;
     return claimed;
 }
