@@ -41,8 +41,7 @@ static const char s_sql_claim[] =
     "      AND (c.ordering_key IS NULL OR NOT EXISTS ("
     "           SELECT 1 FROM erp_mw.jobs p"
     "            WHERE p.ordering_key = c.ordering_key AND p.id < c.id"
-    "              AND (p.state IN ('ready', 'parked', 'dead')"
-    "                   OR (p.state = 'leased' AND p.lease_owner <> $1))))"
+    "              AND p.state IN ('ready', 'leased', 'parked', 'dead')))"
     "    ORDER BY c.next_run_at, c.id"
     "    LIMIT $3"
     "    FOR UPDATE SKIP LOCKED)"
@@ -139,22 +138,40 @@ static const char s_sql_inbox[] =
     " ON CONFLICT (idempotency_key) DO NOTHING"
     " RETURNING idempotency_key";
 
+//  A published event's job is leased to this broker at once (and goes to
+//  its core without a claim) only when it heads its ordering key: no key,
+//  or the first of its key in the batch with no earlier job of the key
+//  left undone in the table. The others are inserted ready, for a claim
+//  to take once the jobs before them are done (a dead one parks them).
 static const char s_sql_insert_jobs[] =
     "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, ordering_key,"
     "    payload, correlation_id, traceparent, target, state, lease_owner,"
     "    lease_token, lease_expires_at, max_attempts, produced_at)"
     " SELECT e.flow, e.tenant, e.key, e.ordering_key, e.payload::jsonb,"
-    "    e.correlation_id, e.traceparent, e.target, 'leased', $1, $13::bigint,"
-    "    now () + $2::bigint * interval '1 millisecond', $3::int,"
-    "    e.produced_at::timestamptz"
-    "   FROM unnest ($4::text[], $5::text[], $6::text[], $7::text[],"
-    "       $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])"
-    "     WITH ORDINALITY AS e (flow, tenant, key, ordering_key, payload,"
-    "       correlation_id, traceparent, target, produced_at, position)"
+    "    e.correlation_id, e.traceparent, e.target,"
+    "    CASE WHEN e.head THEN 'leased' ELSE 'ready' END,"
+    "    CASE WHEN e.head THEN $1 END,"
+    "    CASE WHEN e.head THEN $13::bigint END,"
+    "    CASE WHEN e.head"
+    "        THEN now () + $2::bigint * interval '1 millisecond' END,"
+    "    $3::int, e.produced_at::timestamptz"
+    "   FROM (SELECT u.*, u.ordering_key IS NULL"
+    "            OR (row_number () OVER (PARTITION BY u.ordering_key"
+    "                                    ORDER BY u.position) = 1"
+    "                AND NOT EXISTS (SELECT 1 FROM erp_mw.jobs p"
+    "                     WHERE p.ordering_key = u.ordering_key"
+    "                       AND p.state IN ('ready', 'leased', 'parked',"
+    "                                       'dead'))) AS head"
+    "           FROM unnest ($4::text[], $5::text[], $6::text[], $7::text[],"
+    "               $8::text[], $9::text[], $10::text[], $11::text[],"
+    "               $12::text[])"
+    "             WITH ORDINALITY AS u (flow, tenant, key, ordering_key,"
+    "               payload, correlation_id, traceparent, target,"
+    "               produced_at, position)) e"
     "  ORDER BY e.position"
     " ON CONFLICT (idempotency_key) DO NOTHING"
     " RETURNING id, idempotency_key, max_attempts,"
-    "   (extract (epoch FROM lease_expires_at) * 1000)::bigint";
+    "   (extract (epoch FROM lease_expires_at) * 1000)::bigint, state";
 
 static const char s_sql_inbox_link[] =
     "UPDATE erp_mw.inbox i SET job_id = x.id"
@@ -776,6 +793,9 @@ s_publish_once (s_store_t *self, cw_store_req_t *req)
             const char *key = cw_pg_rows_value (rows, row, 1);
             s_buf_text (&keys, key);
             s_buf_int (&ids, s_parse_int (cw_pg_rows_value (rows, row, 0)));
+            //  Only a key's head is leased to us; the rest wait, ready
+            if (strcmp (cw_pg_rows_value (rows, row, 4), "leased"))
+                continue;
             for (size_t index = 0; index < req->event_count; index++) {
                 cw_store_event_t *event = &req->events [index];
                 if (event->duplicate

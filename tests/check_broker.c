@@ -522,6 +522,139 @@ START_TEST (test_publish)
 }
 END_TEST
 
+//  An order.status.changed.v1 event of order for tenant t1.
+static cw_envelope_t *
+s_status_event (const char *key, const char *order, int version)
+{
+    cw_envelope_t *envelope = cw_envelope_new ();
+    cw_envelope_set_id (envelope, key);
+    cw_envelope_set_source (envelope, "shop");
+    cw_envelope_set_type (envelope, "order.status.changed.v1");
+    cw_envelope_set_time (envelope, "2025-01-31T10:02:03.123Z");
+    cw_envelope_set_tenant_id (envelope, "t1");
+    cw_envelope_set_correlation_id (envelope, "c1");
+    cw_envelope_set_idempotency_key (envelope, key);
+    json_t *data = json_pack ("{s:s, s:s, s:i, s:s, s:s, s:s}", "tenantId", "t1",
+                              "orderId", order, "version", version,
+                              "previousStatus", "confirmed", "status", "shipped",
+                              "changedAt", "2025-01-31T10:02:03.123Z");
+    cw_envelope_set_data (envelope, &data);
+    return envelope;
+}
+
+//  Publishes keys (events of order, versions 1, 2, ...) and waits for
+//  the ACK accepting them all.
+static void
+s_publish_status (zsock_t *relay, int64_t batch_id, const char *order,
+                  const char *const *keys, int count)
+{
+    cw_msg_t *publish = cw_msg_new (CW_MSG_RELAY, CW_MSG_PUBLISH);
+    publish->publish.batch_id = batch_id;
+    publish->publish.island = strdup ("shop");
+    for (int index = 0; index < count; index++) {
+        cw_envelope_t *envelope = s_status_event (keys [index], order,
+                                                  index + 1);
+        cw_msg_event_add (publish, &envelope);
+    }
+    s_peer_send (relay, &publish);
+    cw_msg_t *ack = s_peer_recv (relay, WAIT_MSEC);
+    ck_assert_ptr_nonnull (ack);
+    ck_assert_int_eq (ack->command, CW_MSG_ACK);
+    ck_assert_int_eq (ack->ack.accepted_count, count);
+    cw_msg_destroy (&ack);
+}
+
+//  Published events of one order run one at a time, in order; when one
+//  goes dead its successors, published with it or later, are never sent
+//  (they wait, ready, parked behind it). Before, the broker leased every
+//  published job to itself at once and sent a successor of a dead job.
+START_TEST (test_publish_ordering)
+{
+    fixture_t *self = s_fixture_new ();
+    s_broker_start (self, NULL);
+    zsock_t *worker = s_peer_new (self, self->worker);
+    s_ready (worker, "order.status", 10);
+    zsock_t *relay = s_peer_new (self, self->relay);
+    const char *ok_keys [] = {"ok-1", "ok-2", "ok-3"};
+    const char *bad_keys [] = {"bad-1", "bad-2", "bad-3"};
+    s_publish_status (relay, 1, "O-8", ok_keys, 3);
+    s_publish_status (relay, 2, "O-9", bad_keys, 3);
+    //  Answer: ok for O-8, rejected for bad-1; nothing else of O-9 may come
+    char seen [8][16];
+    int seen_count = 0;
+    long long deadline = cw_test_now_msec () + 3000;
+    while (cw_test_now_msec () < deadline) {
+        cw_msg_t *heartbeat = cw_msg_new (CW_MSG_WORKER, CW_MSG_HEARTBEAT);
+        s_peer_send (worker, &heartbeat);   //  Stay alive (liveness 600 ms)
+        cw_msg_t *msg = s_peer_recv (worker, 100);
+        if (msg && msg->command == CW_MSG_JOB) {
+            const char *key = cw_envelope_idempotency_key (msg->job.envelope);
+            ck_assert_int_lt (seen_count, 8);
+            snprintf (seen [seen_count++], sizeof (seen [0]), "%s", key);
+            cw_msg_t *result = cw_msg_new (CW_MSG_WORKER, CW_MSG_RESULT);
+            cw_msg_result_t *entry = cw_msg_result_add (result);
+            entry->job_id = msg->job.job_id;
+            entry->attempt = msg->job.attempt;
+            entry->duration_ms = 1;
+            if (streq (key, "bad-1")) {
+                entry->outcome = CW_MSG_OUTCOME_REJECTED;
+                entry->http_status = 422;
+                entry->error = strdup ("validation failed");
+            }
+            else {
+                entry->outcome = CW_MSG_OUTCOME_OK;
+                entry->http_status = 200;
+            }
+            result->result.credit = 1;
+            s_peer_send (worker, &result);
+        }
+        cw_msg_destroy (&msg);
+    }
+    //  O-8 in order; of O-9 only its head
+    int ok_next = 0;
+    for (int index = 0; index < seen_count; index++) {
+        if (strncmp (seen [index], "ok-", 3) == 0) {
+            ck_assert_str_eq (seen [index], ok_keys [ok_next]);
+            ok_next++;
+        }
+        else
+            ck_assert_str_eq (seen [index], "bad-1");
+    }
+    ck_assert_int_eq (ok_next, 3);
+    ck_assert_int_eq (seen_count, 4);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                     " WHERE ordering_key = 't1:O-8'"
+                                     "   AND state = 'done'"), 3);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                     " WHERE idempotency_key = 'bad-1'"
+                                     "   AND state = 'dead'"), 1);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                     " WHERE idempotency_key IN ('bad-2', 'bad-3')"
+                                     "   AND state = 'ready' AND attempts = 0"
+                                     "   AND lease_owner IS NULL"), 2);
+    //  Published later, behind the dead head: inserted ready, never sent
+    const char *late [] = {"bad-4"};
+    s_publish_status (relay, 3, "O-9", late, 1);
+    deadline = cw_test_now_msec () + 1500;
+    while (cw_test_now_msec () < deadline) {
+        cw_msg_t *heartbeat = cw_msg_new (CW_MSG_WORKER, CW_MSG_HEARTBEAT);
+        s_peer_send (worker, &heartbeat);
+        cw_msg_t *msg = s_peer_recv (worker, 100);
+        ck_assert_msg (msg == NULL || msg->command != CW_MSG_JOB,
+                       "job %s, behind a dead head, was sent",
+                       msg ? cw_envelope_idempotency_key (msg->job.envelope)
+                           : "");
+        cw_msg_destroy (&msg);
+    }
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                     " WHERE idempotency_key = 'bad-4'"
+                                     "   AND state = 'ready'"), 1);
+    zsock_destroy (&relay);
+    zsock_destroy (&worker);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 START_TEST (test_sigterm_releases)
 {
     fixture_t *self = s_fixture_new ();
@@ -620,6 +753,7 @@ main (void)
     TCase *relay = tcase_create ("publish");
     tcase_set_timeout (relay, 60);
     tcase_add_test (relay, test_publish);
+    tcase_add_test (relay, test_publish_ordering);
     suite_add_tcase (suite, relay);
     TCase *drain = tcase_create ("drain");
     tcase_set_timeout (drain, 60);

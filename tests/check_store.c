@@ -261,6 +261,51 @@ START_TEST (test_release_by_token)
 }
 END_TEST
 
+START_TEST (test_claim_head_of_line)
+{
+    //  One job per ordering key at a time: a job leased to this very
+    //  broker blocks its successors too (its core may have lost track of
+    //  it: a claim whose reply was lost, a RELEASE not yet run on the
+    //  other connection), and so does a dead one
+    fixture_t *fx = s_fixture_new ();
+    s_sql_ok (fx->uri, "INSERT INTO erp_mw.jobs (flow, tenant,"
+                       " idempotency_key, ordering_key, payload) VALUES"
+                       " ('noop', 't1', 'k-1', 't1:O-1', '{}'),"
+                       " ('noop', 't1', 'k-2', 't1:O-1', '{}'),"
+                       " ('noop', 't1', 'x-1', 't1:O-2', '{}')");
+    zactor_t *store = s_store_new (fx->broker_uri, "b1/0000000e", 0);
+    //  The heads of both keys, never a successor in the same claim
+    cw_store_req_t *claim = s_claim (store, 1);
+    ck_assert_uint_eq (claim->jobs_count, 2);
+    cw_store_req_destroy (&claim);
+    s_value_eq (fx->uri, "SELECT string_agg (idempotency_key, ',' ORDER BY"
+                         " id) FROM erp_mw.jobs WHERE state = 'leased'",
+                "k-1,x-1");
+    //  k-1 leased to this broker: k-2 still waits
+    claim = s_claim (store, 2);
+    ck_assert_uint_eq (claim->jobs_count, 0);
+    cw_store_req_destroy (&claim);
+    //  k-1 dead: k-2 parks behind it
+    s_sql_ok (fx->uri, "UPDATE erp_mw.jobs SET state = 'dead', dead_reason ="
+                       " 'rejected', lease_owner = NULL, lease_token = NULL,"
+                       " lease_expires_at = NULL WHERE idempotency_key = 'k-1'");
+    claim = s_claim (store, 3);
+    ck_assert_uint_eq (claim->jobs_count, 0);
+    cw_store_req_destroy (&claim);
+    //  k-1 done (say, replayed and run): k-2 goes
+    s_sql_ok (fx->uri, "UPDATE erp_mw.jobs SET state = 'done', dead_reason ="
+                       " NULL WHERE idempotency_key = 'k-1'");
+    claim = s_claim (store, 4);
+    ck_assert_uint_eq (claim->jobs_count, 1);
+    ck_assert_str_eq (claim->jobs[0].ordering_key, "t1:O-1");
+    cw_store_req_destroy (&claim);
+    s_value_eq (fx->uri, "SELECT state FROM erp_mw.jobs WHERE"
+                         " idempotency_key = 'k-2'", "leased");
+    zactor_destroy (&store);
+    s_fixture_destroy (&fx);
+}
+END_TEST
+
 START_TEST (test_own_expired_lease_swept)
 {
     //  A lease its own broker let run out (say a claim answered after the
@@ -296,6 +341,7 @@ main (void)
     tcase_set_timeout (tcase, 120);
     tcase_add_test (tcase, test_lease_token_fence);
     tcase_add_test (tcase, test_release_by_token);
+    tcase_add_test (tcase, test_claim_head_of_line);
     tcase_add_test (tcase, test_own_expired_lease_swept);
     suite_add_tcase (suite, tcase);
     SRunner *runner = srunner_create (suite);
