@@ -149,6 +149,35 @@ s_ready (zsock_t *dealer, const char *flow, int credit)
     s_peer_send (dealer, &ready);
 }
 
+//  Answers job with a RESULT: want "rejected" (422), "transient" (503),
+//  else ok (200); one credit back.
+static void
+s_answer (zsock_t *dealer, const cw_msg_t *job, const char *want)
+{
+    cw_msg_t *result = cw_msg_new (CW_MSG_WORKER, CW_MSG_RESULT);
+    cw_msg_result_t *entry = cw_msg_result_add (result);
+    entry->job_id = job->job.job_id;
+    entry->attempt = job->job.attempt;
+    entry->duration_ms = 1;
+    if (want && streq (want, "rejected")) {
+        entry->outcome = CW_MSG_OUTCOME_REJECTED;
+        entry->http_status = 422;
+        entry->error = strdup ("validation failed");
+    }
+    else
+    if (want && streq (want, "transient")) {
+        entry->outcome = CW_MSG_OUTCOME_TRANSIENT;
+        entry->http_status = 503;
+        entry->error = strdup ("unavailable");
+    }
+    else {
+        entry->outcome = CW_MSG_OUTCOME_OK;
+        entry->http_status = 200;
+    }
+    result->result.credit = 1;
+    s_peer_send (dealer, &result);
+}
+
 //  Answers each JOB by its data's "want" (ok, rejected, transient), or
 //  by want_default; records the order of data "seq" values in order[].
 //  Runs until until() holds or the timeout passes.
@@ -167,28 +196,7 @@ s_work (zsock_t *dealer, fixture_t *self, const char *done_sql, long expected,
             json_t *seq = json_object_get (data, "seq");
             if (order && json_is_integer (seq))
                 order [(*order_count)++] = json_integer_value (seq);
-            cw_msg_t *result = cw_msg_new (CW_MSG_WORKER, CW_MSG_RESULT);
-            cw_msg_result_t *entry = cw_msg_result_add (result);
-            entry->job_id = msg->job.job_id;
-            entry->attempt = msg->job.attempt;
-            entry->duration_ms = 1;
-            if (want && streq (want, "rejected")) {
-                entry->outcome = CW_MSG_OUTCOME_REJECTED;
-                entry->http_status = 422;
-                entry->error = strdup ("validation failed");
-            }
-            else
-            if (want && streq (want, "transient")) {
-                entry->outcome = CW_MSG_OUTCOME_TRANSIENT;
-                entry->http_status = 503;
-                entry->error = strdup ("unavailable");
-            }
-            else {
-                entry->outcome = CW_MSG_OUTCOME_OK;
-                entry->http_status = 200;
-            }
-            result->result.credit = 1;
-            s_peer_send (dealer, &result);
+            s_answer (dealer, msg, want);
         }
         cw_msg_destroy (&msg);
         char *value = cw_test_sql_value (self->uri, done_sql);
@@ -591,22 +599,7 @@ START_TEST (test_publish_ordering)
             const char *key = cw_envelope_idempotency_key (msg->job.envelope);
             ck_assert_int_lt (seen_count, 8);
             snprintf (seen [seen_count++], sizeof (seen [0]), "%s", key);
-            cw_msg_t *result = cw_msg_new (CW_MSG_WORKER, CW_MSG_RESULT);
-            cw_msg_result_t *entry = cw_msg_result_add (result);
-            entry->job_id = msg->job.job_id;
-            entry->attempt = msg->job.attempt;
-            entry->duration_ms = 1;
-            if (streq (key, "bad-1")) {
-                entry->outcome = CW_MSG_OUTCOME_REJECTED;
-                entry->http_status = 422;
-                entry->error = strdup ("validation failed");
-            }
-            else {
-                entry->outcome = CW_MSG_OUTCOME_OK;
-                entry->http_status = 200;
-            }
-            result->result.credit = 1;
-            s_peer_send (worker, &result);
+            s_answer (worker, msg, streq (key, "bad-1") ? "rejected" : "ok");
         }
         cw_msg_destroy (&msg);
     }
