@@ -6,6 +6,7 @@
 #include "cw_mpjson.h"
 #include "cw_msg.h"
 #include "cw_retry.h"
+#include "cw_test_envelope.h"
 
 #include <check.h>
 #include <msgpack.h>
@@ -1489,41 +1490,6 @@ s_put_texts (msgpack_packer *packer,
 }
 
 static void
-s_put_attribute (json_t *tree, const char *name, const char *value)
-{
-    if (value)
-        json_object_set_new (tree, name, json_string_nocheck (value));
-}
-
-//  An envelope as the tree of its attributes and data, packed canonically
-static void
-s_put_envelope (msgpack_packer *packer, const cw_envelope_t *envelope)
-{
-    if (!envelope) {
-        msgpack_pack_nil (packer);
-        return;
-    }
-    json_t *tree = json_object ();
-    s_put_attribute (tree, "specversion", cw_envelope_specversion (envelope));
-    s_put_attribute (tree, "datacontenttype",
-                     cw_envelope_datacontenttype (envelope));
-    s_put_attribute (tree, "id", cw_envelope_id (envelope));
-    s_put_attribute (tree, "source", cw_envelope_source (envelope));
-    s_put_attribute (tree, "type", cw_envelope_type (envelope));
-    s_put_attribute (tree, "time", cw_envelope_time (envelope));
-    s_put_attribute (tree, "tenantid", cw_envelope_tenant_id (envelope));
-    s_put_attribute (tree, "correlationid",
-                     cw_envelope_correlation_id (envelope));
-    s_put_attribute (tree, "traceparent", cw_envelope_traceparent (envelope));
-    s_put_attribute (tree, "idempotencykey",
-                     cw_envelope_idempotency_key (envelope));
-    if (cw_envelope_data (envelope))
-        json_object_set (tree, "data", cw_envelope_data (envelope));
-    cw_mpjson_pack (packer, tree);
-    json_decref (tree);
-}
-
-static void
 s_put_map (msgpack_packer *packer, const char *key, const json_t *value)
 {
     s_put_text (packer, key);
@@ -1558,7 +1524,7 @@ s_reference (const cw_msg_t *msg, msgpack_sbuffer *body)
             s_put_pair (p, "target", msg->job.target);
             s_put_number (p, "deadline_ms", msg->job.deadline_ms);
             s_put_text (p, "envelope");
-            s_put_envelope (p, msg->job.envelope);
+            cw_test_envelope_pack (p, msg->job.envelope);
             break;
         case CW_MSG_RESULT:
             msgpack_pack_map (p, 2 + (msg->result.credit != -1));
@@ -1607,7 +1573,7 @@ s_reference (const cw_msg_t *msg, msgpack_sbuffer *body)
             s_put_pair (p, "flow", msg->call.flow);
             s_put_number (p, "deadline_ms", msg->call.deadline_ms);
             s_put_text (p, "envelope");
-            s_put_envelope (p, msg->call.envelope);
+            cw_test_envelope_pack (p, msg->call.envelope);
             break;
         case CW_MSG_REPLY:
             msgpack_pack_map (p, 5 + (msg->reply.error != NULL)
@@ -1638,7 +1604,7 @@ s_reference (const cw_msg_t *msg, msgpack_sbuffer *body)
             s_put_text (p, "events");
             msgpack_pack_array (p, msg->publish.events_count);
             for (size_t index = 0; index < msg->publish.events_count; index++)
-                s_put_envelope (p, msg->publish.events[index]);
+                cw_test_envelope_pack (p, msg->publish.events[index]);
             break;
         case CW_MSG_ACK:
             msgpack_pack_map (p, 5);

@@ -64,7 +64,8 @@ PROTO_TEST_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(JANSSON_CFLAGS) $(MSGPACK_CFL
 PROTO_TEST_LIBS = proto/libcwproto.a $(PROTO_LIBS) $(CHECK_LIBS)
 check_PROGRAMS += tests/check_cw_envelope tests/check_cw_event tests/check_cw_version
 TESTS += tests/check_cw_envelope tests/check_cw_event tests/check_cw_version
-tests_check_cw_envelope_SOURCES = tests/check_cw_envelope.c
+tests_check_cw_envelope_SOURCES = tests/check_cw_envelope.c \
+    tests/cw_test_envelope.c tests/cw_test_envelope.h
 tests_check_cw_envelope_CFLAGS = $(PROTO_TEST_CFLAGS)
 tests_check_cw_envelope_LDADD = $(PROTO_TEST_LIBS)
 tests_check_cw_event_SOURCES = tests/check_cw_event.c
@@ -112,7 +113,8 @@ tests_check_cw_curve_LDADD = lib/libcwrt.a $(RUNTIME_LIBS) $(TEST_LIBS)
 #  (regenerate: CW_MSG_CORPUS=tests/fuzz/corpus/cw_msg build/plain/tests/check_cw_msg)
 check_PROGRAMS += tests/check_cw_msg
 TESTS += tests/check_cw_msg
-tests_check_cw_msg_SOURCES = tests/check_cw_msg.c
+tests_check_cw_msg_SOURCES = tests/check_cw_msg.c \
+    tests/cw_test_envelope.c tests/cw_test_envelope.h
 tests_check_cw_msg_CFLAGS = $(PROTO_TEST_CFLAGS)
 tests_check_cw_msg_LDADD = $(PROTO_TEST_LIBS)
 EXTRA_DIST += tests/fuzz/fuzz_cw_msg.c tests/fuzz/corpus/cw_msg
