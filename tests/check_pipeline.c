@@ -366,6 +366,18 @@ s_sim_idle (fixture_t *self, int timeout_msec)
     ck_abort_msg ("erpsim still has requests in flight");
 }
 
+//  Once erpsim is idle: it created each of the jobs' customers exactly
+//  once (one effect per idempotency key).
+static void
+s_assert_each_once (fixture_t *self, long jobs)
+{
+    s_sim_idle (self, WAIT_MSEC);
+    long customers, not_once;
+    s_sim_effects (self, &customers, &not_once);
+    ck_assert_int_eq (customers, jobs);
+    ck_assert_int_eq (not_once, 0);
+}
+
 //  Every job done exactly once in effect, and no attempt spent other than
 //  by a failed call: attempts = failed attempt rows + 1 success row.
 static void
@@ -418,11 +430,7 @@ START_TEST (test_faults_all_done_exactly_once)
     long long took = cw_test_now_msec () - start;
     ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
                                      " WHERE state <> 'done'"), 0);
-    s_sim_idle (self, WAIT_MSEC);
-    long customers, not_once;
-    s_sim_effects (self, &customers, &not_once);
-    ck_assert_int_eq (customers, jobs);
-    ck_assert_int_eq (not_once, 0);
+    s_assert_each_once (self, jobs);
     long failed = s_count (self, "SELECT count(*) FROM erp_mw.job_attempts"
                                  " WHERE outcome = 'retry'");
     ck_assert_int_gt (failed, 0);
@@ -536,11 +544,7 @@ START_TEST (test_worker_killed_jobs_finish_elsewhere)
     cw_test_kill (self->workers [0]);
     self->workers [0] = 0;
     s_wait_count (self, DONE, jobs, LONG_MSEC);
-    s_sim_idle (self, WAIT_MSEC);
-    long customers, not_once;
-    s_sim_effects (self, &customers, &not_once);
-    ck_assert_int_eq (customers, jobs);
-    ck_assert_int_eq (not_once, 0);
+    s_assert_each_once (self, jobs);
     //  No attempt spent by the kill: attempts = failed calls + 1
     s_assert_attempts_consistent (self);
     s_fixture_destroy (&self);
@@ -568,11 +572,7 @@ START_TEST (test_broker_killed_other_finishes)
     cw_test_kill (self->brokers [0]);
     self->brokers [0] = 0;
     s_wait_count (self, DONE, jobs, LONG_MSEC);
-    s_sim_idle (self, WAIT_MSEC);
-    long customers, not_once;
-    s_sim_effects (self, &customers, &not_once);
-    ck_assert_int_eq (customers, jobs);
-    ck_assert_int_eq (not_once, 0);
+    s_assert_each_once (self, jobs);
     ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
                                      " WHERE lease_owner IS NOT NULL"), 0);
     s_assert_attempts_consistent (self);
@@ -605,11 +605,7 @@ START_TEST (test_broker_restarted_same_id)
     s_broker_start (self, broker);
     s_worker_start (self, worker);
     s_wait_count (self, DONE, jobs, LONG_MSEC);
-    s_sim_idle (self, WAIT_MSEC);
-    long customers, not_once;
-    s_sim_effects (self, &customers, &not_once);
-    ck_assert_int_eq (customers, jobs);
-    ck_assert_int_eq (not_once, 0);
+    s_assert_each_once (self, jobs);
     ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
                                      " WHERE lease_owner IS NOT NULL"), 0);
     s_assert_attempts_consistent (self);
