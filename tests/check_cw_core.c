@@ -209,16 +209,25 @@ s_commit_ok (cw_core_t *core, int64_t now)
     cw_core_on_commit_done (core, now, commit->batch_id);
 }
 
+//  A core of config, the record of seen actions emptied.
 static cw_core_t *
-s_core (void)
+s_core_with (cw_core_config_t config)
 {
-    cw_core_config_t config = s_config ();
-    config.poll_msec = 0;       //  No CLAIM noise unless a test wants it
     s_reset ();
     s_payloads_freed = 0;
     cw_core_t *core = cw_core_new (&config);
     ck_assert_ptr_nonnull (core);
     return core;
+}
+
+//  A core with the test configuration and no poll (no CLAIM noise unless
+//  a test wants it).
+static cw_core_t *
+s_core (void)
+{
+    cw_core_config_t config = s_config ();
+    config.poll_msec = 0;
+    return s_core_with (config);
 }
 
 //  --------------------------------------------------------------------------
@@ -877,8 +886,7 @@ START_TEST (test_prefetch)
     cw_core_config_t config = s_config ();
     config.poll_msec = 0;
     config.prefetch = 4;
-    s_reset ();
-    cw_core_t *core = cw_core_new (&config);
+    cw_core_t *core = s_core_with (config);
     s_ready (core, T0, "w1", "a", 2);
     s_pop (core);
     s_seen_t *claim = s_last (CW_CORE_CLAIM);
@@ -928,8 +936,7 @@ START_TEST (test_orphans_released)
     cw_core_config_t config = s_config ();
     config.poll_msec = 0;
     config.prefetch = 4;
-    s_reset ();
-    cw_core_t *core = cw_core_new (&config);
+    cw_core_t *core = s_core_with (config);
     s_ready (core, T0, "w1", "a", 1);
     s_pop (core);
     s_seen_t *claim = s_last (CW_CORE_CLAIM);
