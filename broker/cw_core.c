@@ -123,13 +123,13 @@ typedef struct {
     uint64_t send_seq;          //  SEND_JOB: dispatch it belongs to
 } s_action_t;
 
-//  Jobs to hand back in one RELEASE: ids and their lease tokens.
+//  Leases named in one RELEASE or RENEW: job ids and their tokens.
 typedef struct {
     int64_t *ids;
     int64_t *tokens;
     size_t count;
     size_t max;
-} s_handback_t;
+} s_leases_t;
 
 //  Binary min-heap of jobs; slot index + 1 kept in the job.
 typedef struct {
@@ -764,9 +764,9 @@ s_action_ids (s_action_t *action, int64_t *ids, int64_t *tokens,
     action->action.job_count = count;
 }
 
-//  Adds a lease to hand back.
+//  Adds a job's lease to the list.
 static void
-s_handback_add (s_handback_t *list, int64_t id, int64_t token)
+s_leases_add (s_leases_t *list, int64_t id, int64_t token)
 {
     if (list->count == list->max) {
         list->max = list->max? list->max * 2: 16;
@@ -784,7 +784,7 @@ s_handback_add (s_handback_t *list, int64_t id, int64_t token)
 //  Emits one RELEASE of the list (taking its arrays), nothing when it is
 //  empty; the list is empty again after.
 static void
-s_release (cw_core_t *self, s_handback_t *list)
+s_release (cw_core_t *self, s_leases_t *list)
 {
     if (list->count == 0) {
         free (list->ids);
@@ -913,10 +913,10 @@ s_key_drop_if_empty (cw_core_t *self, s_key_t *key)
 static void
 s_key_release_waiting (cw_core_t *self, s_key_t *key)
 {
-    s_handback_t back = {0};
+    s_leases_t back = {0};
     s_job_t *job;
     while ((job = (s_job_t *) zlistx_first (key->waiting))) {
-        s_handback_add (&back, job->id, job->lease_token);
+        s_leases_add (&back, job->id, job->lease_token);
         s_job_forget (self, job);
     }
     s_release (self, &back);
@@ -968,8 +968,8 @@ s_job_redispatch (cw_core_t *self, int64_t now, s_job_t *job)
         self->stats.redispatched++;
     }
     else {
-        s_handback_t back = {0};
-        s_handback_add (&back, job->id, job->lease_token);
+        s_leases_t back = {0};
+        s_leases_add (&back, job->id, job->lease_token);
         s_release (self, &back);
         s_job_drop (self, job, false);
     }
@@ -1137,10 +1137,10 @@ s_orphan_grace (cw_core_t *self)
 static void
 s_queue_release (cw_core_t *self, s_queue_t *queue)
 {
-    s_handback_t back = {0};
+    s_leases_t back = {0};
     s_job_t *job;
     while ((job = (s_job_t *) zlistx_first (queue->jobs))) {
-        s_handback_add (&back, job->id, job->lease_token);
+        s_leases_add (&back, job->id, job->lease_token);
         s_job_drop (self, job, false);
     }
     self->stats.orphans_released += back.count;
@@ -1307,7 +1307,7 @@ s_renew (cw_core_t *self, int64_t now)
 {
     if (self->renew_batch || now < self->renew_retry_at)
         return;
-    s_handback_t renew = {0};   //  Same shape: ids and tokens
+    s_leases_t renew = {0};
     s_job_t *job;
     //  Jobs whose lease ends within the margin, then jobs waiting for a
     //  longer lease to go out
@@ -1316,7 +1316,7 @@ s_renew (cw_core_t *self, int64_t now)
            && renew.count < self->config.claim_max) {
         s_heap_remove (&self->lease_heap, job);
         job->renewing = true;
-        s_handback_add (&renew, job->id, job->lease_token);
+        s_leases_add (&renew, job->id, job->lease_token);
     }
     for (job = (s_job_t *) zlistx_first (self->lease_wait);
          job && renew.count < self->config.claim_max;
@@ -1325,7 +1325,7 @@ s_renew (cw_core_t *self, int64_t now)
             continue;
         s_heap_remove (&self->lease_heap, job);
         job->renewing = true;
-        s_handback_add (&renew, job->id, job->lease_token);
+        s_leases_add (&renew, job->id, job->lease_token);
     }
     if (renew.count == 0)
         return;
@@ -1389,11 +1389,11 @@ s_drain_step (cw_core_t *self, int64_t now)
         return;
     if (now >= self->drain_deadline) {
         //  Results not in by the deadline: hand the jobs back
-        s_handback_t back = {0};
+        s_leases_t back = {0};
         for (size_t index = 0; index <= self->jobs.mask; index++) {
             s_job_t *job = self->jobs.slots[index];
             if (job && job->state == S_SENT)
-                s_handback_add (&back, job->id, job->lease_token);
+                s_leases_add (&back, job->id, job->lease_token);
         }
         for (size_t index = 0; index < back.count; index++)
             s_job_drop (self, s_map_get (&self->jobs, back.ids[index]),
@@ -1622,7 +1622,7 @@ cw_core_on_jobs_claimed (cw_core_t *self, int64_t now, uint64_t batch_id,
         self->claim_batch = 0;
         self->more = count >= self->claim_limit;
     }
-    s_handback_t back = {0};
+    s_leases_t back = {0};
     for (size_t index = 0; index < count; index++) {
         cw_core_job_t *given = &jobs[index];
         assert (given->flow);
@@ -1632,7 +1632,7 @@ cw_core_on_jobs_claimed (cw_core_t *self, int64_t now, uint64_t batch_id,
             //  will find that lease gone), lease over, or shutting down:
             //  this lease goes back, by its token, so it cannot touch
             //  the one held
-            s_handback_add (&back, given->id, given->lease_token);
+            s_leases_add (&back, given->id, given->lease_token);
             if (self->payload_free && given->payload)
                 self->payload_free (given->payload, given->payload_size);
             given->payload = NULL;
@@ -1840,12 +1840,12 @@ cw_core_on_drain (cw_core_t *self, int64_t now, int64_t deadline)
     self->draining = true;
     self->drain_deadline = deadline;
     //  Jobs not out yet go back to the store at once
-    s_handback_t back = {0};
+    s_leases_t back = {0};
     for (size_t index = 0; index <= self->jobs.mask; index++) {
         s_job_t *job = self->jobs.slots[index];
         if (job && (job->state == S_QUEUED || job->state == S_WAITING
                     || job->state == S_LEASE_WAIT))
-            s_handback_add (&back, job->id, job->lease_token);
+            s_leases_add (&back, job->id, job->lease_token);
     }
     for (size_t index = 0; index < back.count; index++) {
         s_job_t *job = s_map_get (&self->jobs, back.ids[index]);
