@@ -274,9 +274,15 @@ s_action (s_broker_t *self, const cw_core_action_t *action)
             req->limit = action->limit;
             req->lease_msec = action->lease_msec;
             req->flows = (char **) calloc (action->flow_count + 1, sizeof (char *));
-            assert (req->flows);
-            for (size_t index = 0; index < action->flow_count; index++)
+            req->flow_targets = (char **) calloc (action->flow_count + 1,
+                                                  sizeof (char *));
+            assert (req->flows && req->flow_targets);
+            for (size_t index = 0; index < action->flow_count; index++) {
                 req->flows [index] = strdup (action->flows [index]);
+                req->flow_targets [index] = action->flow_targets [index]
+                                          ? strdup (action->flow_targets [index])
+                                          : NULL;
+            }
             req->flow_count = action->flow_count;
             s_store_send (self, &req);
             break;
@@ -693,6 +699,8 @@ s_on_worker (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
             cw_core_on_worker_ready (self->core, now, worker,
                                      (const char *const *) msg->ready.flows,
                                      msg->ready.flows_count,
+                                     (const char *const *) msg->ready.targets,
+                                     msg->ready.targets_count,
                                      (uint32_t) msg->ready.credit);
             cw_log (CW_LOG_INFO, "worker_ready", "worker session opened",
                     "worker", worker, "user_id", peer->user_id,

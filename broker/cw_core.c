@@ -76,6 +76,8 @@ struct _s_worker_t {
     char *name;                 //  Identity given by the shell
     char **flows;               //  Flows announced
     size_t flow_count;          //  Entries in flows
+    char **targets;             //  Targets announced; none = any target
+    size_t target_count;        //  Entries in targets
     uint32_t credit;            //  Jobs it may still receive
     size_t calls;               //  Calls out at it
     int64_t expires_at;         //  Lost if nothing heard by then
@@ -117,6 +119,7 @@ typedef struct {
     char *worker;               //  Owned copy
     char *reason;               //  Owned copy
     char **flows;               //  Owned copies
+    char **flow_targets;        //  Owned copies, one per flow, NULL = any
     cw_core_transition_t *transitions;  //  Owned, strings owned
     int64_t *job_ids;           //  Owned
     int64_t *lease_tokens;      //  Owned, one per job id
@@ -417,6 +420,9 @@ s_worker_destroy (s_worker_t **self_p)
         for (size_t index = 0; index < self->flow_count; index++)
             free (self->flows[index]);
         free (self->flows);
+        for (size_t index = 0; index < self->target_count; index++)
+            free (self->targets[index]);
+        free (self->targets);
         zlistx_destroy (&self->jobs);
         free (self->name);
         free (self);
@@ -479,9 +485,12 @@ s_action_destroy (s_action_t **self_p)
         free (self->worker);
         free (self->reason);
         if (self->flows)
-            for (size_t index = 0; index < self->action.flow_count; index++)
+            for (size_t index = 0; index < self->action.flow_count; index++) {
                 free (self->flows[index]);
+                free (self->flow_targets[index]);
+            }
         free (self->flows);
+        free (self->flow_targets);
         if (self->transitions)
             for (size_t index = 0; index < self->action.transition_count;
                  index++)
@@ -978,29 +987,43 @@ s_job_redispatch (cw_core_t *self, int64_t now, s_job_t *job)
 //  --------------------------------------------------------------------------
 //  Workers
 
+//  True if worker runs jobs of flow at target: it announced the flow and
+//  either no targets (any target), or target among them, or the job
+//  names no target (it runs at the worker's own).
 static bool
-s_worker_serves (s_worker_t *worker, const char *flow)
+s_worker_serves (s_worker_t *worker, const char *flow, const char *target)
 {
-    for (size_t index = 0; index < worker->flow_count; index++)
-        if (streq (worker->flows[index], flow))
+    bool flow_served = false;
+    for (size_t index = 0; index < worker->flow_count && !flow_served; index++)
+        flow_served = streq (worker->flows[index], flow);
+    if (!flow_served || !target || worker->target_count == 0)
+        return flow_served;
+    for (size_t index = 0; index < worker->target_count; index++)
+        if (streq (worker->targets[index], target))
             return true;
     return false;
 }
 
-//  True if some live worker (with credit or not) serves flow.
+static const char *
+s_queue_target_name (const s_queue_t *queue)
+{
+    return queue->target ? queue->target->name : NULL;
+}
+
+//  True if some live worker (with credit or not) serves flow at target.
 static bool
-s_flow_served (cw_core_t *self, const char *flow)
+s_flow_served (cw_core_t *self, const char *flow, const char *target)
 {
     for (s_worker_t *worker = (s_worker_t *) zhashx_first (self->workers);
          worker; worker = (s_worker_t *) zhashx_next (self->workers))
-        if (s_worker_serves (worker, flow))
+        if (s_worker_serves (worker, flow, target))
             return true;
     return false;
 }
 
-//  Least loaded live worker with credit for flow, or NULL.
+//  Least loaded live worker with credit for flow at target, or NULL.
 static s_worker_t *
-s_worker_pick (cw_core_t *self, const char *flow)
+s_worker_pick (cw_core_t *self, const char *flow, const char *target)
 {
     s_worker_t *best = NULL;
     size_t best_load = SIZE_MAX;
@@ -1008,7 +1031,7 @@ s_worker_pick (cw_core_t *self, const char *flow)
          worker; worker = (s_worker_t *) zhashx_next (self->workers)) {
         size_t load = zlistx_size (worker->jobs) + worker->calls;
         if (worker->credit > 0 && load < best_load
-            && s_worker_serves (worker, flow)) {
+            && s_worker_serves (worker, flow, target)) {
             best = worker;
             best_load = load;
         }
@@ -1156,7 +1179,8 @@ s_dispatch (cw_core_t *self, int64_t now)
         return;
     for (s_queue_t *queue = (s_queue_t *) zlistx_first (self->queue_list);
          queue; queue = (s_queue_t *) zlistx_next (self->queue_list)) {
-        if (zlistx_size (queue->jobs) == 0 || s_flow_served (self, queue->flow))
+        if (zlistx_size (queue->jobs) == 0
+            || s_flow_served (self, queue->flow, s_queue_target_name (queue)))
             queue->orphan_since = INT64_MIN;
         else
         if (queue->orphan_since == INT64_MIN)
@@ -1182,7 +1206,8 @@ s_dispatch (cw_core_t *self, int64_t now)
             }
             if (!job || !s_target_allows (queue->target, now))
                 continue;
-            s_worker_t *worker = s_worker_pick (self, queue->flow);
+            s_worker_t *worker = s_worker_pick (self, queue->flow,
+                                                s_queue_target_name (queue));
             if (!worker)
                 continue;
             s_send (self, now, job, worker);
@@ -1211,6 +1236,55 @@ s_undispatched (cw_core_t *self)
          + self->count[S_LEASE_WAIT];
 }
 
+//  Adds (flow, target) to the CLAIM action unless it is there already.
+static void
+s_claim_pair (s_action_t *action, size_t *capacity, const char *flow,
+              const char *target)
+{
+    for (size_t index = 0; index < action->action.flow_count; index++)
+        if (streq (action->flows[index], flow)
+            && (action->flow_targets[index]
+                    ? target && streq (action->flow_targets[index], target)
+                    : !target))
+            return;
+    if (action->action.flow_count == *capacity) {
+        *capacity = *capacity ? *capacity * 2 : 8;
+        action->flows = (char **) realloc (action->flows,
+                                           (*capacity + 1) * sizeof (char *));
+        action->flow_targets = (char **) realloc (
+            action->flow_targets, (*capacity + 1) * sizeof (char *));
+        assert (action->flows && action->flow_targets);
+    }
+    action->flows[action->action.flow_count] = s_strdup (flow);
+    action->flow_targets[action->action.flow_count] = s_strdup (target);
+    action->action.flow_count++;
+}
+
+static void
+s_claim_pairs (cw_core_t *self, s_action_t *action)
+{
+    size_t capacity = 0;
+    for (s_worker_t *worker = (s_worker_t *) zhashx_first (self->workers);
+         worker; worker = (s_worker_t *) zhashx_next (self->workers)) {
+        if (!worker->credit && !self->config.prefetch)
+            continue;
+        for (size_t flow = 0; flow < worker->flow_count; flow++)
+            if (worker->target_count == 0)
+                s_claim_pair (action, &capacity, worker->flows[flow], NULL);
+            else
+                for (size_t target = 0; target < worker->target_count;
+                     target++)
+                    s_claim_pair (action, &capacity, worker->flows[flow],
+                                  worker->targets[target]);
+    }
+    if (!action->flows) {
+        action->flows = (char **) zmalloc (sizeof (char *));
+        action->flow_targets = (char **) zmalloc (sizeof (char *));
+    }
+    action->action.flows = (const char *const *) action->flows;
+    action->action.flow_targets = (const char *const *) action->flow_targets;
+}
+
 static void
 s_claim (cw_core_t *self, int64_t now)
 {
@@ -1236,23 +1310,11 @@ s_claim (cw_core_t *self, int64_t now)
             self->claim_at = now + self->config.poll_msec;
         return;
     }
-    //  Flows of workers with credit, each once; with a prefetch, of every
-    //  worker (its credit comes back soon)
-    zhashx_t *seen = zhashx_new ();
-    for (s_worker_t *worker = (s_worker_t *) zhashx_first (self->workers);
-         worker; worker = (s_worker_t *) zhashx_next (self->workers))
-        if (worker->credit || self->config.prefetch)
-            for (size_t index = 0; index < worker->flow_count; index++)
-                zhashx_insert (seen, worker->flows[index], worker);
+    //  (flow, target) pairs of workers with credit, each once; with a
+    //  prefetch, of every worker (its credit comes back soon). A worker
+    //  that announced no targets takes its flows at any target (NULL).
     s_action_t *action = s_action_new (self, CW_CORE_CLAIM);
-    action->action.flow_count = zhashx_size (seen);
-    action->flows = (char **) zmalloc ((zhashx_size (seen) + 1)
-                                       * sizeof (char *));
-    size_t used = 0;
-    for (void *item = zhashx_first (seen); item; item = zhashx_next (seen))
-        action->flows[used++] = s_strdup ((const char *) zhashx_cursor (seen));
-    zhashx_destroy (&seen);
-    action->action.flows = (const char *const *) action->flows;
+    s_claim_pairs (self, action);
     action->action.limit = (uint32_t) (free_capacity < self->config.claim_max
                                            ? free_capacity
                                            : self->config.claim_max);
@@ -1456,11 +1518,13 @@ s_enter (cw_core_t *self, int64_t now)
 void
 cw_core_on_worker_ready (cw_core_t *self, int64_t now, const char *worker,
                          const char *const *flows, size_t flow_count,
+                         const char *const *targets, size_t target_count,
                          uint32_t credit)
 {
     assert (self);
     assert (worker);
     assert (flows || flow_count == 0);
+    assert (targets || target_count == 0);
     s_enter (self, now);
     if (self->draining) {
         s_action_t *action = s_action_new (self, CW_CORE_SEND_DISCONNECT);
@@ -1482,6 +1546,13 @@ cw_core_on_worker_ready (cw_core_t *self, int64_t now, const char *worker,
     for (size_t index = 0; index < flow_count; index++)
         session->flows[index] = s_strdup (flows[index]);
     session->flow_count = flow_count;
+    for (size_t index = 0; index < session->target_count; index++)
+        free (session->targets[index]);
+    free (session->targets);
+    session->targets = (char **) zmalloc ((target_count + 1) * sizeof (char *));
+    for (size_t index = 0; index < target_count; index++)
+        session->targets[index] = s_strdup (targets[index]);
+    session->target_count = target_count;
     session->credit = credit;
     s_worker_seen (self, now, session);
     if (self->heartbeat_at == INT64_MIN)
@@ -1873,7 +1944,7 @@ cw_core_on_call (cw_core_t *self, int64_t now, int64_t call_id,
     s_enter (self, now);
     char name[32];
     snprintf (name, sizeof (name), "%" PRId64, call_id);
-    s_worker_t *worker = self->draining? NULL: s_worker_pick (self, flow);
+    s_worker_t *worker = self->draining? NULL: s_worker_pick (self, flow, target);
     s_target_t *limits = s_target_require (self, target);
     s_action_t *action;
     if (zhashx_lookup (self->calls, name)) {
@@ -1954,8 +2025,11 @@ cw_core_next_action (cw_core_t *self)
                 continue;
             }
             action->action.flow = job->queue->flow;
+            //  A job naming no target runs at its worker's own
             action->action.target = job->queue->target
                                         ? job->queue->target->name
+                                    : job->worker->target_count
+                                        ? job->worker->targets[0]
                                         : NULL;
             action->action.payload = job->payload;
             action->action.payload_size = job->payload_size;

@@ -162,8 +162,9 @@ typedef struct {
     const char *reason;         //  SEND_DISCONNECT, CALL_FAILED
     uint64_t batch_id;          //  CLAIM, COMMIT, RENEW
     uint32_t limit;             //  CLAIM: most jobs to claim
-    const char *const *flows;   //  CLAIM: flows wanted
-    size_t flow_count;          //  CLAIM
+    const char *const *flows;   //  CLAIM: flows wanted, each with
+    const char *const *flow_targets;    //  CLAIM: its target, NULL = any
+    size_t flow_count;          //  CLAIM: (flow, target) pairs
     int64_t lease_msec;         //  CLAIM: lease length
     const cw_core_transition_t *transitions;    //  COMMIT
     size_t transition_count;    //  COMMIT
@@ -215,11 +216,14 @@ void
 
 //  --- Inputs --------------------------------------------------------------
 
-//  A worker opened (or re-opened) its session: replaces its flows and
-//  credit; jobs in flight stay in flight.
+//  A worker opened (or re-opened) its session: replaces its flows,
+//  targets and credit; jobs in flight stay in flight. A worker with
+//  targets gets only jobs naming one of them or naming no target (those
+//  run at its first target); with none, jobs of any target.
 void
     cw_core_on_worker_ready (cw_core_t *self, int64_t now, const char *worker,
                              const char *const *flows, size_t flow_count,
+                             const char *const *targets, size_t target_count,
                              uint32_t credit);
 
 //  A worker granted more credit. Returns -1 if no session (the shell

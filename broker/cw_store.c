@@ -38,6 +38,10 @@ static const char s_sql_claim[] =
     "   SELECT c.id FROM erp_mw.jobs c"
     "    WHERE c.state = 'ready' AND c.next_run_at <= now ()"
     "      AND c.flow = ANY ($4::text[])"
+    "      AND EXISTS (SELECT 1 FROM unnest ($4::text[], $6::text[])"
+    "                    AS w (flow, target)"
+    "                   WHERE w.flow = c.flow AND (w.target IS NULL"
+    "                     OR c.target IS NULL OR w.target = c.target))"
     "      AND (c.ordering_key IS NULL OR NOT EXISTS ("
     "           SELECT 1 FROM erp_mw.jobs p"
     "            WHERE p.ordering_key = c.ordering_key AND p.id < c.id"
@@ -186,7 +190,7 @@ typedef struct {
 
 static const s_statement_t s_statements[] = {
     {"expire", s_sql_expire, 0},
-    {"claim", s_sql_claim, 5},
+    {"claim", s_sql_claim, 6},
     {"dead_payload", s_sql_dead_payload, 4},
     {"commit", s_sql_commit, 13},
     {"renew", s_sql_renew, 4},
@@ -358,9 +362,13 @@ cw_store_req_destroy (cw_store_req_t **self_p)
     cw_store_req_t *self = *self_p;
     if (!self)
         return;
-    for (size_t index = 0; index < self->flow_count; index++)
+    for (size_t index = 0; index < self->flow_count; index++) {
         free (self->flows [index]);
+        if (self->flow_targets)
+            free (self->flow_targets [index]);
+    }
     free (self->flows);
+    free (self->flow_targets);
     for (size_t index = 0; index < self->transition_count; index++) {
         free ((char *) self->transitions [index].worker);
         free ((char *) self->transitions [index].error);
@@ -506,21 +514,27 @@ s_ids_has (const int64_t *ids, int count, int64_t id)
 static void
 s_claim (s_store_t *self, cw_store_req_t *req)
 {
-    s_buf_t flows = {0};
+    s_buf_t flows = {0}, targets = {0};
     s_buf_begin (&flows);
-    for (size_t index = 0; index < req->flow_count; index++)
+    s_buf_begin (&targets);
+    for (size_t index = 0; index < req->flow_count; index++) {
         s_buf_text (&flows, req->flows [index]);
+        s_buf_text (&targets, req->flow_targets ? req->flow_targets [index]
+                                                : NULL);
+    }
     char lease [CW_STORE_INT_SIZE], limit [CW_STORE_INT_SIZE];
     char token [CW_STORE_INT_SIZE];
     s_int_text (lease, sizeof (lease), req->lease_msec);
     s_int_text (limit, sizeof (limit), req->limit);
     s_int_text (token, sizeof (token), req->lease_token);
     const char *values [] = {
-        self->broker_id, lease, limit, s_buf_end (&flows), token
+        self->broker_id, lease, limit, s_buf_end (&flows), token,
+        s_buf_end (&targets)
     };
     cw_pg_rows_t *rows = NULL;
-    int rc = cw_pg_exec (self->pg, "claim", 5, values, &rows);
+    int rc = cw_pg_exec (self->pg, "claim", 6, values, &rows);
     free (flows.data);
+    free (targets.data);
     if (rc != 0) {
         s_fail (req, self, "claim");
         return;

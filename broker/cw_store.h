@@ -66,7 +66,8 @@ typedef struct {
     //  CLAIM
     uint32_t limit;
     int64_t lease_msec;
-    char **flows;
+    char **flows;               //  (flow, target) pairs wanted:
+    char **flow_targets;        //  one per flow, NULL = any target
     size_t flow_count;
     //  COMMIT: transitions with their strings copied
     cw_core_transition_t *transitions;

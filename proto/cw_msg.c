@@ -289,6 +289,7 @@ cw_msg_destroy (cw_msg_t **self_p)
     switch (self->command) {
         case CW_MSG_READY:
             s_strings_free (self->ready.flows, self->ready.flows_count);
+            s_strings_free (self->ready.targets, self->ready.targets_count);
             free (self->ready.name);
             break;
         case CW_MSG_JOB:
@@ -366,6 +367,15 @@ cw_msg_flow_add (cw_msg_t *self, const char *flow)
     assert (self->command == CW_MSG_READY);
     assert (flow);
     s_string_add (&self->ready.flows, &self->ready.flows_count, flow);
+}
+
+void
+cw_msg_target_add (cw_msg_t *self, const char *target)
+{
+    assert (self);
+    assert (self->command == CW_MSG_READY);
+    assert (target);
+    s_string_add (&self->ready.targets, &self->ready.targets_count, target);
 }
 
 cw_msg_result_t *
@@ -1312,17 +1322,23 @@ s_envelope (s_reader_t *reader,
 
 #define S_ID_MAX INT64_MAX
 
+//  targets is optional, but when present holds at least one name (the
+//  encoder leaves it out when there are none)
 static int
 s_decode_ready (s_reader_t *reader, cw_msg_ready_t *body)
 {
-    const char *names[] = {"flows", "credit", "name"};
-    size_t at[3];
-    if (s_map_index (reader, 0, NULL, names, 3, at, NULL)
+    const char *names[] = {"flows", "targets", "credit", "name"};
+    size_t at[4];
+    if (s_map_index (reader, 0, NULL, names, 4, at, NULL)
         || s_strings (reader, at[0], "flows", 1, CW_MSG_FLOWS_MAX,
                       CW_MSG_FLOW_MAX, &body->flows, &body->flows_count)
-        || s_integer (reader, at[1], s_key ("credit"), 1, CW_MSG_CREDIT_MAX,
+        || (at[1]
+            && s_strings (reader, at[1], "targets", 1, CW_MSG_TARGETS_MAX,
+                          CW_MSG_FLOW_MAX, &body->targets,
+                          &body->targets_count))
+        || s_integer (reader, at[2], s_key ("credit"), 1, CW_MSG_CREDIT_MAX,
                       false, &body->credit)
-        || s_string (reader, at[2], s_key ("name"), CW_MSG_NAME_MAX, true,
+        || s_string (reader, at[3], s_key ("name"), CW_MSG_NAME_MAX, true,
                      &body->name))
         return -1;
     return 0;
@@ -1944,7 +1960,8 @@ s_encode_body (s_writer_t *writer, const cw_msg_t *self)
     size_t pairs = 1;
     switch (self->command) {
         case CW_MSG_READY:
-            pairs += 2 + (self->ready.name != NULL);
+            pairs += 2 + (self->ready.targets_count > 0)
+                     + (self->ready.name != NULL);
             break;
         case CW_MSG_JOB:
             pairs += 6;
@@ -1990,6 +2007,9 @@ s_encode_body (s_writer_t *writer, const cw_msg_t *self)
         case CW_MSG_READY:
             s_put_strings (writer, "flows", self->ready.flows,
                            self->ready.flows_count);
+            if (self->ready.targets_count > 0)
+                s_put_strings (writer, "targets", self->ready.targets,
+                               self->ready.targets_count);
             s_put_int (writer, "credit", self->ready.credit);
             if (self->ready.name)
                 s_put_string (writer, "name", self->ready.name);

@@ -35,6 +35,7 @@ extern "C" {
 #define CW_MSG_PROTOCOL_SIZE 5         //  Frame 0
 #define CW_MSG_VERSION 1               //  Body schema version, key "v"
 #define CW_MSG_FLOWS_MAX 64            //  READY flows
+#define CW_MSG_TARGETS_MAX 16          //  READY targets
 #define CW_MSG_FLOW_MAX 64             //  A flow or target name
 #define CW_MSG_NAME_MAX 128            //  READY name
 #define CW_MSG_TEXT_MAX 1024           //  error, reason, message
@@ -115,6 +116,8 @@ typedef struct {
 typedef struct {
     char **flows;  //  1..64 flow names, each 1..64 bytes
     size_t flows_count;
+    char **targets;  //  0..16 target names, each 1..64 bytes; 0 = absent
+    size_t targets_count;
     int64_t credit;  //  1..4096
     char *name;      //  Optional, informational, <= 128 bytes
 } cw_msg_ready_t;
@@ -243,6 +246,7 @@ void cw_msg_destroy (cw_msg_t **self_p);
 //  cw_msg_result_add returns a zeroed result (optional ints -1) owned by
 //  the message, valid until the next cw_msg_result_add.
 void cw_msg_flow_add (cw_msg_t *self, const char *flow);
+void cw_msg_target_add (cw_msg_t *self, const char *target);
 cw_msg_result_t *cw_msg_result_add (cw_msg_t *self);
 void cw_msg_event_add (cw_msg_t *self, cw_envelope_t **envelope_p);
 void cw_msg_accepted_add (cw_msg_t *self, const char *key);

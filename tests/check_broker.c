@@ -367,6 +367,81 @@ START_TEST (test_ordering)
 }
 END_TEST
 
+//  READY with targets: a worker gets only jobs of its targets (a job
+//  naming none runs at the worker's own); a job of a target no worker
+//  serves is not claimed at all, so it stays ready, no attempt spent.
+static void
+s_ready_target (zsock_t *dealer, const char *flow, int credit,
+                const char *target)
+{
+    cw_msg_t *ready = cw_msg_new (CW_MSG_WORKER, CW_MSG_READY);
+    cw_msg_flow_add (ready, flow);
+    cw_msg_target_add (ready, target);
+    ready->ready.credit = credit;
+    s_peer_send (dealer, &ready);
+}
+
+START_TEST (test_targets)
+{
+    fixture_t *self = s_fixture_new ();
+    s_broker_start (self, NULL);
+    zsock_t *workers [2] = {
+        s_peer_new (self, self->worker), s_peer_new (self, self->worker)
+    };
+    const char *targets [2] = {"ledger", "shop"};
+    s_ready_target (workers [0], "http.generic", 8, targets [0]);
+    s_ready_target (workers [1], "http.generic", 8, targets [1]);
+    s_sql (self, "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key,"
+                 "    target, payload)"
+                 " SELECT 'http.generic', 't1', 'tg-' || n,"
+                 "   (ARRAY ['ledger', 'shop', NULL, 'nobody']) [n % 4 + 1],"
+                 "   '{}'"
+                 "   FROM generate_series (1, 40) AS n");
+    const char *done_sql = "SELECT count(*) FROM erp_mw.jobs WHERE state = 'done'";
+    long long deadline = cw_test_now_msec () + WAIT_MSEC;
+    int sent [2] = {0, 0};
+    while (s_count (self, done_sql) < 30 && cw_test_now_msec () < deadline)
+        for (int index = 0; index < 2; index++) {
+            cw_msg_t *msg = s_peer_recv (workers [index], 50);
+            if (msg && msg->command == CW_MSG_JOB) {
+                ck_assert_msg (streq (msg->job.target, targets [index]),
+                               "job %lld of target %s sent to the %s worker",
+                               (long long) msg->job.job_id, msg->job.target,
+                               targets [index]);
+                sent [index]++;
+                s_answer (workers [index], msg, "ok");
+            }
+            cw_msg_destroy (&msg);
+        }
+    ck_assert_int_eq (s_count (self, done_sql), 30);
+    //  Each ran its ten and some of the ten naming no target
+    ck_assert_int_ge (sent [0], 10);
+    ck_assert_int_ge (sent [1], 10);
+    ck_assert_int_eq (sent [0] + sent [1], 30);
+    ck_assert_int_eq (s_count (self,
+        "SELECT count(*) FROM erp_mw.jobs WHERE target IS NULL"
+        "   AND state = 'done'"), 10);
+    //  Nobody serves "nobody": never leased, never sent
+    long long until = cw_test_now_msec () + 1000;
+    while (cw_test_now_msec () < until)
+        for (int index = 0; index < 2; index++) {
+            cw_msg_t *msg = s_peer_recv (workers [index], 50);
+            ck_assert_msg (msg == NULL || msg->command != CW_MSG_JOB,
+                           "job of an unserved target dispatched");
+            cw_msg_destroy (&msg);
+        }
+    ck_assert_int_eq (s_count (self,
+        "SELECT count(*) FROM erp_mw.jobs WHERE target = 'nobody'"
+        "   AND state = 'ready' AND attempts = 0 AND lease_owner IS NULL"), 10);
+    ck_assert_int_eq (s_count (self,
+        "SELECT count(*) FROM erp_mw.job_attempts a JOIN erp_mw.jobs j"
+        "    ON j.id = a.job_id WHERE j.target = 'nobody'"), 0);
+    zsock_destroy (&workers [0]);
+    zsock_destroy (&workers [1]);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 START_TEST (test_security)
 {
     fixture_t *self = s_fixture_new ();
@@ -738,6 +813,7 @@ main (void)
     tcase_add_test (jobs, test_notify_wakes);
     tcase_add_test (jobs, test_rejected_and_exhausted);
     tcase_add_test (jobs, test_ordering);
+    tcase_add_test (jobs, test_targets);
     suite_add_tcase (suite, jobs);
     TCase *security = tcase_create ("security");
     tcase_set_timeout (security, 60);

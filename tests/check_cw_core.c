@@ -28,6 +28,8 @@ typedef struct {
     cw_core_transition_t transitions[64];   //  COMMIT (strings dropped)
     int64_t lease_expires_at;
     int64_t payload;            //  SEND_JOB: *(int64_t *) payload
+    char target[32];            //  SEND_JOB: target sent, "" = none
+    char pairs[8][48];          //  CLAIM: "flow@target", "flow@*" = any
 } s_seen_t;
 
 #define S_SEEN_MAX 4096
@@ -101,6 +103,17 @@ s_pop (cw_core_t *core)
             ck_assert_uint_eq (action->payload_size, sizeof (int64_t));
             memcpy (&seen->payload, action->payload, sizeof (int64_t));
             ck_assert_ptr_nonnull (action->flow);
+            snprintf (seen->target, sizeof (seen->target), "%s",
+                      action->target ? action->target : "");
+        }
+        if (action->type == CW_CORE_CLAIM) {
+            seen->count = action->flow_count;
+            for (size_t index = 0; index < action->flow_count && index < 8;
+                 index++)
+                snprintf (seen->pairs[index], sizeof (seen->pairs[index]),
+                          "%s@%s", action->flows[index],
+                          action->flow_targets[index]
+                              ? action->flow_targets[index] : "*");
         }
         if (action->type == CW_CORE_COMMIT) {
             seen->count = action->transition_count;
@@ -197,7 +210,7 @@ s_ready (cw_core_t *core, int64_t now, const char *worker, const char *flow,
          uint32_t credit)
 {
     const char *flows[] = {flow};
-    cw_core_on_worker_ready (core, now, worker, flows, 1, credit);
+    cw_core_on_worker_ready (core, now, worker, flows, 1, NULL, 0, credit);
 }
 
 //  Completes the outstanding COMMIT (the last one seen).
@@ -982,6 +995,110 @@ START_TEST (test_orphans_released)
 }
 END_TEST
 
+//  True if the CLAIM seen asks for pair ("flow@target", "flow@*").
+static bool
+s_claims_pair (const s_seen_t *claim, const char *pair)
+{
+    for (size_t index = 0; index < claim->count && index < 8; index++)
+        if (strcmp (claim->pairs[index], pair) == 0)
+            return true;
+    return false;
+}
+
+//  The last SEND_JOB of a job (its worker and the target it named).
+static const s_seen_t *
+s_sent (int64_t job_id)
+{
+    for (size_t index = s_seen_count; index-- > 0;)
+        if (s_seen[index].type == CW_CORE_SEND_JOB
+            && s_seen[index].job_id == job_id)
+            return &s_seen[index];
+    return NULL;
+}
+
+//  Workers that announce targets get only jobs of those targets (or of
+//  none: those run at the worker's own); the claim asks for exactly the
+//  (flow, target) pairs some worker serves; a job of a target no worker
+//  serves waits and goes back to the store after the grace.
+START_TEST (test_worker_targets)
+{
+    cw_core_config_t config = s_config ();
+    config.poll_msec = 0;
+    cw_core_t *core = s_core_with (config);
+    const char *flows[] = {"http.generic"};
+    const char *ledger[] = {"ledger"};
+    const char *shop[] = {"shop", "shop-eu"};
+    cw_core_on_worker_ready (core, T0, "w-ledger", flows, 1, ledger, 1, 10);
+    s_pop (core);
+    s_seen_t *claim = s_last (CW_CORE_CLAIM);
+    ck_assert_ptr_nonnull (claim);
+    ck_assert_uint_eq (claim->count, 1);
+    ck_assert (s_claims_pair (claim, "http.generic@ledger"));
+    //  The second worker's READY is noted; the next claim asks for both
+    cw_core_on_worker_ready (core, T0, "w-shop", flows, 1, shop, 2, 10);
+    cw_core_on_jobs_claimed (core, T0, claim->batch_id, NULL, 0);
+    s_pop (core);
+    claim = s_last (CW_CORE_CLAIM);
+    ck_assert_ptr_nonnull (claim);
+    ck_assert_uint_eq (claim->count, 3);
+    ck_assert (s_claims_pair (claim, "http.generic@ledger"));
+    ck_assert (s_claims_pair (claim, "http.generic@shop"));
+    ck_assert (s_claims_pair (claim, "http.generic@shop-eu"));
+    ck_assert (!s_claims_pair (claim, "http.generic@*"));
+    //  Jobs 1-3 for the ledger, 4-6 for the shop, 7-8 name no target,
+    //  9 a target nobody serves
+    const char *job_targets[] = {NULL, "ledger", "ledger", "ledger", "shop",
+                                 "shop-eu", "shop", NULL, NULL, "other"};
+    cw_core_job_t jobs[9];
+    for (int64_t id = 1; id <= 9; id++)
+        jobs[id - 1] = s_job (id, "http.generic", job_targets[id], NULL,
+                              T0 + 30000);
+    cw_core_on_jobs_claimed (core, T0 + 1, claim->batch_id, jobs, 9);
+    s_pop (core);
+    for (int64_t id = 1; id <= 6; id++) {
+        const s_seen_t *sent = s_sent (id);
+        ck_assert_msg (sent != NULL, "job %d not sent", (int) id);
+        ck_assert_str_eq (sent->worker, id <= 3 ? "w-ledger" : "w-shop");
+        ck_assert_str_eq (sent->target, job_targets[id]);
+    }
+    //  A job naming no target runs at the first target of its worker
+    for (int64_t id = 7; id <= 8; id++) {
+        const s_seen_t *sent = s_sent (id);
+        ck_assert_msg (sent != NULL, "job %d not sent", (int) id);
+        ck_assert_str_eq (sent->target,
+                          strcmp (sent->worker, "w-ledger") == 0 ? "ledger" : "shop");
+    }
+    ck_assert_ptr_null (s_sent (9));
+    //  Nobody serves "other": after the grace it goes back, unspent
+    int64_t grace = config.heartbeat_msec * (int64_t) config.liveness;
+    cw_core_on_worker_seen (core, T0 + 2 + grace, "w-ledger");
+    cw_core_on_worker_seen (core, T0 + 2 + grace, "w-shop");
+    cw_core_on_tick (core, T0 + 2 + grace);
+    s_pop (core);
+    s_seen_t *release = s_last (CW_CORE_RELEASE);
+    ck_assert_ptr_nonnull (release);
+    ck_assert_uint_eq (release->count, 1);
+    ck_assert_int_eq (release->ids[0], 9);
+    //  A worker that names no targets takes every target of its flows
+    s_reset ();
+    cw_core_on_worker_ready (core, T0 + 3 + grace, "w-any", flows, 1, NULL,
+                             0, 10);
+    s_pop (core);
+    claim = s_last (CW_CORE_CLAIM);
+    ck_assert_ptr_nonnull (claim);
+    ck_assert (s_claims_pair (claim, "http.generic@*"));
+    cw_core_job_t other = s_job (10, "http.generic", "other", NULL,
+                                 T0 + 3 + grace + 30000);
+    cw_core_on_jobs_claimed (core, T0 + 4 + grace, claim->batch_id, &other, 1);
+    s_pop (core);
+    const s_seen_t *sent = s_sent (10);
+    ck_assert_ptr_nonnull (sent);
+    ck_assert_str_eq (sent->worker, "w-any");
+    ck_assert_str_eq (sent->target, "other");
+    cw_core_destroy (&core);
+}
+END_TEST
+
 //  --------------------------------------------------------------------------
 //  Random events, fixed seed, cw_core_check after each
 
@@ -1005,7 +1122,7 @@ START_TEST (test_random)
     cw_core_t *core = cw_core_new (&config);
     const char *workers[] = {"w1", "w2", "w3"};
     const char *flows[] = {"a", "b", "customer.upsert"};
-    const char *targets[] = {NULL, "erp", "slow"};
+    const char *targets[] = {NULL, "ledger", "slow"};
     const char *keys[] = {NULL, NULL, "k1", "k2"};
     int64_t now = T0, next_id = 1;
     int given = 0;
@@ -1016,7 +1133,8 @@ START_TEST (test_random)
         switch (s_rand () % 14) {
             case 0:
                 cw_core_on_worker_ready (core, now, worker, flows,
-                                         1 + s_rand () % 3,
+                                         1 + s_rand () % 3, targets + 1,
+                                         s_rand () % 3,
                                          (uint32_t) (s_rand () % 5));
                 break;
             case 1:
@@ -1165,6 +1283,7 @@ main (void)
     tcase_add_test (tcase, test_claim);
     tcase_add_test (tcase, test_prefetch);
     tcase_add_test (tcase, test_orphans_released);
+    tcase_add_test (tcase, test_worker_targets);
     suite_add_tcase (suite, tcase);
     TCase *random = tcase_create ("random");
     tcase_set_timeout (random, 60);

@@ -69,6 +69,8 @@ s_build (cw_msg_command_t command, bool full)
             cw_msg_flow_add (msg, "customer.upsert");
             if (full) {
                 cw_msg_flow_add (msg, "http.generic");
+                cw_msg_target_add (msg, "erp");
+                cw_msg_target_add (msg, "webshop");
                 msg->ready.name = strdup ("host-1/4242");
             }
             msg->ready.credit = full ? 4096 : 1;
@@ -302,7 +304,22 @@ START_TEST (test_decoded_fields)
     copy = cw_msg_decode (frames->frame, 3, NULL, NULL, 0);
     ck_assert_uint_eq (copy->ready.flows_count, 1);
     ck_assert_str_eq (copy->ready.flows[0], "customer.upsert");
+    ck_assert_ptr_null (copy->ready.targets);
+    ck_assert_uint_eq (copy->ready.targets_count, 0);
     ck_assert_ptr_null (copy->ready.name);
+    cw_msg_destroy (&copy);
+    cw_msg_frames_destroy (&frames);
+    cw_msg_destroy (&msg);
+
+    msg = s_build (CW_MSG_READY, true);
+    frames = s_encode (msg);
+    copy = cw_msg_decode (frames->frame, 3, NULL, NULL, 0);
+    ck_assert_uint_eq (copy->ready.flows_count, 2);
+    ck_assert_uint_eq (copy->ready.targets_count, 2);
+    ck_assert_str_eq (copy->ready.targets[0], "erp");
+    ck_assert_str_eq (copy->ready.targets[1], "webshop");
+    ck_assert_int_eq (copy->ready.credit, 4096);
+    ck_assert_str_eq (copy->ready.name, "host-1/4242");
     cw_msg_destroy (&copy);
     cw_msg_frames_destroy (&frames);
     cw_msg_destroy (&msg);
@@ -547,6 +564,7 @@ s_optional (cw_msg_command_t command, const char *key)
 {
     return strcmp (key, "name") == 0 || strcmp (key, "response") == 0
            || strcmp (key, "error") == 0 || strcmp (key, "result") == 0
+           || (command == CW_MSG_READY && strcmp (key, "targets") == 0)
            || (command == CW_MSG_RESULT && strcmp (key, "credit") == 0)
            || (command == CW_MSG_ERROR && strcmp (key, "command") == 0);
 }
@@ -824,6 +842,121 @@ START_TEST (test_nested_fields)
     ck_assert_ptr_null (cw_msg_encode (msg, reason, sizeof (reason)));
     ck_assert_str_eq (reason,
                       "field \"response\": nesting deeper than 16 levels");
+    cw_msg_destroy (&msg);
+}
+END_TEST
+
+//  READY's optional targets: absent leaves the body as it was without
+//  them; present, 1..16 names by the rules of flow names, each refusal
+//  naming the field, in the decoder and the encoder alike
+START_TEST (test_targets)
+{
+    char reason[CW_MSG_REASON_SIZE];
+    cw_msg_t *msg = s_build (CW_MSG_READY, true);
+    cw_msg_frames_t *frames = s_encode (msg);
+
+    //  Without targets: the same bytes as the body without the key
+    cw_msg_t *bare = s_build (CW_MSG_READY, true);
+    for (size_t index = 0; index < bare->ready.targets_count; index++)
+        free (bare->ready.targets[index]);
+    free (bare->ready.targets);
+    bare->ready.targets = NULL;
+    bare->ready.targets_count = 0;
+    cw_msg_frames_t *bare_frames = s_encode (bare);
+    msgpack_sbuffer body;
+    s_rewrite (&frames->frame[2], "targets", NULL, &body);
+    ck_assert_uint_eq (bare_frames->frame[2].size, body.size);
+    ck_assert_int_eq (memcmp (bare_frames->frame[2].data, body.data, body.size),
+                      0);
+    cw_msg_frame_t frame[3];
+    uint8_t command;
+    s_frames_for (CW_MSG_READY, &body, frame, &command);
+    cw_msg_t *copy = cw_msg_decode (frame, 3, NULL, NULL, 0);
+    ck_assert_ptr_nonnull (copy);
+    ck_assert_ptr_null (copy->ready.targets);
+    ck_assert_uint_eq (copy->ready.targets_count, 0);
+    cw_msg_destroy (&copy);
+    msgpack_sbuffer_destroy (&body);
+    cw_msg_frames_destroy (&bare_frames);
+    cw_msg_destroy (&bare);
+
+    //  Decoder: each bad targets value in an otherwise good body
+    char *long_name = malloc (CW_MSG_FLOW_MAX + 2);
+    memset (long_name, 't', CW_MSG_FLOW_MAX + 1);
+    long_name[CW_MSG_FLOW_MAX + 1] = 0;
+    struct {
+        int count;         //  Items in the array
+        int bad;           //  The bad item, -1 for none
+        int kind;          //  0 a 65-byte string, 1 an integer, 2 "", 3 nil
+        const char *part;  //  Expected in the reason
+    } cases[] = {
+        {0, -1, 0, "field \"targets\": 0 items, expected 1 to 16"},
+        {17, -1, 0, "field \"targets\": 17 items, expected 1 to 16"},
+        {3, 2, 0, "field \"targets[2]\": string of 65 bytes exceeds 64"},
+        {2, 1, 1, "field \"targets[1]\": expected a string, got an integer"},
+        {1, 0, 2, "field \"targets[0]\": empty string"},
+        {2, 0, 3, "field \"targets[0]\": expected a string, got nil"}};
+    for (size_t index = 0; index < sizeof (cases) / sizeof (cases[0]);
+         index++) {
+        msgpack_sbuffer value;
+        msgpack_sbuffer_init (&value);
+        msgpack_packer packer;
+        msgpack_packer_init (&packer, &value, msgpack_sbuffer_write);
+        msgpack_pack_array (&packer, (size_t) cases[index].count);
+        for (int item = 0; item < cases[index].count; item++)
+            if (item != cases[index].bad)
+                msgpack_pack_str_with_body (&packer, "erp", 3);
+            else if (cases[index].kind == 0)
+                msgpack_pack_str_with_body (&packer, long_name,
+                                            strlen (long_name));
+            else if (cases[index].kind == 1)
+                msgpack_pack_int (&packer, 7);
+            else if (cases[index].kind == 2)
+                msgpack_pack_str_with_body (&packer, "", 0);
+            else
+                msgpack_pack_nil (&packer);
+        s_rewrite (&frames->frame[2], "targets", &value, &body);
+        s_frames_for (CW_MSG_READY, &body, frame, &command);
+        s_rejected (frame, 3, CW_MSG_MALFORMED, cases[index].part);
+        msgpack_sbuffer_destroy (&body);
+        msgpack_sbuffer_destroy (&value);
+    }
+
+    //  Encoder: the same rules, the same words
+    cw_msg_target_add (msg, long_name);
+    ck_assert_ptr_null (cw_msg_encode (msg, reason, sizeof (reason)));
+    ck_assert_str_eq (reason,
+                      "field \"targets[2]\": string of 65 bytes exceeds 64");
+    free (msg->ready.targets[2]);
+    msg->ready.targets[2] = strdup ("");
+    ck_assert_ptr_null (cw_msg_encode (msg, reason, sizeof (reason)));
+    ck_assert_str_eq (reason, "field \"targets[2]\": empty string");
+    free (msg->ready.targets[2]);
+    msg->ready.targets[2] = NULL;
+    ck_assert_ptr_null (cw_msg_encode (msg, reason, sizeof (reason)));
+    ck_assert_str_eq (reason,
+                      "field \"targets[2]\": expected a string, got nil");
+    msg->ready.targets[2] = strdup ("caf\xc3");
+    ck_assert_ptr_null (cw_msg_encode (msg, reason, sizeof (reason)));
+    ck_assert_str_eq (reason,
+                      "field \"targets[2]\": string is not valid UTF-8");
+    free (msg->ready.targets[2]);
+    msg->ready.targets[2] = strdup ("c");
+    while (msg->ready.targets_count < CW_MSG_TARGETS_MAX)
+        cw_msg_target_add (msg, long_name + 1);  //  64 bytes: the limit
+    cw_msg_frames_t *most = s_encode (msg);
+    copy = cw_msg_decode (most->frame, 3, NULL, NULL, 0);
+    ck_assert_ptr_nonnull (copy);
+    ck_assert_uint_eq (copy->ready.targets_count, CW_MSG_TARGETS_MAX);
+    ck_assert_str_eq (copy->ready.targets[15], long_name + 1);
+    cw_msg_destroy (&copy);
+    cw_msg_frames_destroy (&most);
+    cw_msg_target_add (msg, "erp");
+    ck_assert_ptr_null (cw_msg_encode (msg, reason, sizeof (reason)));
+    ck_assert_str_eq (reason, "field \"targets\": 17 items, expected 1 to 16");
+
+    free (long_name);
+    cw_msg_frames_destroy (&frames);
     cw_msg_destroy (&msg);
 }
 END_TEST
@@ -1307,6 +1440,21 @@ s_gen_msg (s_rng_t *rng, cw_msg_command_t command)
                 free (msg->ready.flows[0]);
                 msg->ready.flows[0] = NULL;
             }
+            //  Targets: absent half the time, sometimes one too many (a
+            //  message cannot send an empty array: no targets is absent)
+            count = s_percent (rng, 50)    ? 0
+                    : s_percent (rng, bad) ? CW_MSG_TARGETS_MAX + 1
+                                           : 1 + s_below (rng, 3);
+            for (size_t index = 0; index < count; index++) {
+                char *target = s_gen_text (rng, CW_MSG_FLOW_MAX, bad / 2);
+                cw_msg_target_add (msg, target ? target : "t");
+                free (target);
+            }
+            if (count && s_percent (rng, 5)) {
+                size_t last = count - 1;
+                free (msg->ready.targets[last]);
+                msg->ready.targets[last] = NULL;
+            }
             msg->ready.credit = s_gen_int (rng, 1, CW_MSG_CREDIT_MAX, bad);
             if (s_percent (rng, 50))
                 msg->ready.name = s_gen_text (rng, CW_MSG_NAME_MAX, bad);
@@ -1508,9 +1656,13 @@ s_reference (const cw_msg_t *msg, msgpack_sbuffer *body)
     msgpack_packer *p = &packer;
     switch (msg->command) {
         case CW_MSG_READY:
-            msgpack_pack_map (p, 3 + (msg->ready.name != NULL));
+            msgpack_pack_map (p, 3 + (msg->ready.targets_count > 0)
+                                     + (msg->ready.name != NULL));
             s_put_number (p, "v", 1);
             s_put_texts (p, "flows", msg->ready.flows, msg->ready.flows_count);
+            if (msg->ready.targets_count > 0)
+                s_put_texts (p, "targets", msg->ready.targets,
+                             msg->ready.targets_count);
             s_put_number (p, "credit", msg->ready.credit);
             if (msg->ready.name)
                 s_put_pair (p, "name", msg->ready.name);
@@ -1733,6 +1885,12 @@ s_same_msg (const cw_msg_t *expected, const cw_msg_t *actual, int message)
             for (size_t index = 0; index < expected->ready.flows_count; index++)
                 s_same_text (expected->ready.flows[index],
                              actual->ready.flows[index], "flow", message);
+            ck_assert_uint_eq (actual->ready.targets_count,
+                               expected->ready.targets_count);
+            for (size_t index = 0; index < expected->ready.targets_count;
+                 index++)
+                s_same_text (expected->ready.targets[index],
+                             actual->ready.targets[index], "target", message);
             ck_assert_int_eq (actual->ready.credit, expected->ready.credit);
             s_same_text (expected->ready.name, actual->ready.name, "name",
                          message);
@@ -1982,6 +2140,7 @@ main (void)
     tcase_add_test (malformed, test_wrong_types);
     tcase_add_test (malformed, test_unknown_keys);
     tcase_add_test (malformed, test_nested_fields);
+    tcase_add_test (malformed, test_targets);
     tcase_add_test (malformed, test_oversize);
     suite_add_tcase (suite, malformed);
     TCase *property = tcase_create ("property");

@@ -306,6 +306,58 @@ START_TEST (test_claim_head_of_line)
 }
 END_TEST
 
+START_TEST (test_claim_targets)
+{
+    //  A claim takes a job only for a (flow, target) pair it names: a
+    //  pair's NULL target takes any, a job naming no target goes with
+    //  any pair of its flow
+    fixture_t *fx = s_fixture_new ();
+    s_sql_ok (fx->uri, "INSERT INTO erp_mw.jobs (flow, tenant,"
+                       " idempotency_key, target, payload) VALUES"
+                       " ('noop', 't1', 'l-1', 'ledger', '{}'),"
+                       " ('noop', 't1', 's-1', 'shop', '{}'),"
+                       " ('noop', 't1', 'n-1', NULL, '{}'),"
+                       " ('http.generic', 't1', 'o-1', 'other', '{}')");
+    zactor_t *store = s_store_new (fx->broker_uri, "b1/0000000f", 0);
+    cw_store_req_t *req = cw_store_req_new (CW_STORE_CLAIM);
+    req->batch_id = 1;
+    req->lease_token = 1;
+    req->limit = 10;
+    req->lease_msec = 30000;
+    req->flows = (char **) calloc (3, sizeof (char *));
+    req->flow_targets = (char **) calloc (3, sizeof (char *));
+    req->flows[0] = strdup ("noop");
+    req->flow_targets[0] = strdup ("ledger");
+    req->flows[1] = strdup ("http.generic");
+    req->flow_targets[1] = strdup ("ledger");
+    req->flow_count = 2;
+    cw_store_req_t *claim = s_ask (store, req);
+    ck_assert_uint_eq (claim->jobs_count, 2);
+    cw_store_req_destroy (&claim);
+    s_value_eq (fx->uri, "SELECT string_agg (idempotency_key, ',' ORDER BY"
+                         " id) FROM erp_mw.jobs WHERE state = 'leased'",
+                "l-1,n-1");
+    //  Any target of http.generic: o-1; s-1 (noop at shop) stays
+    req = cw_store_req_new (CW_STORE_CLAIM);
+    req->batch_id = 2;
+    req->lease_token = 2;
+    req->limit = 10;
+    req->lease_msec = 30000;
+    req->flows = (char **) calloc (2, sizeof (char *));
+    req->flow_targets = (char **) calloc (2, sizeof (char *));
+    req->flows[0] = strdup ("http.generic");
+    req->flow_count = 1;
+    claim = s_ask (store, req);
+    ck_assert_uint_eq (claim->jobs_count, 1);
+    ck_assert_str_eq (claim->jobs[0].target, "other");
+    cw_store_req_destroy (&claim);
+    s_value_eq (fx->uri, "SELECT state FROM erp_mw.jobs WHERE"
+                         " idempotency_key = 's-1'", "ready");
+    zactor_destroy (&store);
+    s_fixture_destroy (&fx);
+}
+END_TEST
+
 START_TEST (test_own_expired_lease_swept)
 {
     //  A lease its own broker let run out (say a claim answered after the
@@ -342,6 +394,7 @@ main (void)
     tcase_add_test (tcase, test_lease_token_fence);
     tcase_add_test (tcase, test_release_by_token);
     tcase_add_test (tcase, test_claim_head_of_line);
+    tcase_add_test (tcase, test_claim_targets);
     tcase_add_test (tcase, test_own_expired_lease_swept);
     suite_add_tcase (suite, tcase);
     SRunner *runner = srunner_create (suite);

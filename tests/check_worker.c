@@ -407,6 +407,9 @@ START_TEST (test_session)
     ck_assert_str_eq (ready->ready.flows[0], "http.generic");
     ck_assert_int_eq (ready->ready.credit, 100);
     ck_assert_str_eq (ready->ready.name, "test-worker");
+    //  Its one target: the broker sends only jobs of it (or of none)
+    ck_assert_uint_eq (ready->ready.targets_count, 1);
+    ck_assert_str_eq (ready->ready.targets[0], "erp");
     cw_msg_destroy (&ready);
 
     //  Jobs: every one comes back ok with its ERP id, credit returned
@@ -739,6 +742,28 @@ START_TEST (test_call_abandoned)
 }
 END_TEST
 
+//  A target name READY cannot carry: exit 2 naming target/name.
+START_TEST (test_bad_target_name)
+{
+    char name[CW_MSG_FLOW_MAX + 2];
+    memset (name, 't', sizeof (name) - 1);
+    name[sizeof (name) - 1] = 0;
+    char *env = zsys_sprintf ("CW_WORKER_TARGET_NAME=%s", name);
+    fixture_t *self = s_start (NULL, env, NULL);
+    int status = 0;
+    ck_assert_int_eq (waitpid (self->pid, &status, 0), self->pid);
+    self->pid = 0;
+    ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 2);
+    FILE *file = fopen (self->log_path, "r");
+    char line[2048] = "";
+    ck_assert_ptr_nonnull (fgets (line, sizeof (line), file));
+    fclose (file);
+    ck_assert_msg (strstr (line, "target/name") != NULL, "%s", line);
+    zstr_free (&env);
+    s_destroy (&self);
+}
+END_TEST
+
 START_TEST (test_bad_config)
 {
     //  Missing required keys: exit 2 with a line naming the key
@@ -791,6 +816,7 @@ s_suite (void)
     tcase = tcase_create ("config");
     tcase_set_timeout (tcase, 30);
     tcase_add_test (tcase, test_bad_config);
+    tcase_add_test (tcase, test_bad_target_name);
     suite_add_tcase (suite, tcase);
     return suite;
 }

@@ -276,6 +276,16 @@ cw_worker_new (const cw_worker_config_t *config, char *error, size_t size)
                   CW_CURVE_KEY_TXT);
         goto failed;
     }
+    //  Announced in READY: a name the protocol carries (PROTOCOL.md 4.1)
+    size_t target_length = strlen (config->target_name);
+    if (target_length == 0 || target_length > CW_MSG_FLOW_MAX
+        || !cw_envelope_utf8_valid (config->target_name, target_length)) {
+        snprintf (error, size,
+                  "config key \"target/name\": must be 1 to %d bytes of "
+                  "UTF-8",
+                  CW_MSG_FLOW_MAX);
+        goto failed;
+    }
     uint8_t key[32];
     if (!zmq_z85_decode (key, config->broker_public_key)) {
         snprintf (error, size,
@@ -455,6 +465,8 @@ s_send_ready (cw_worker_t *self, s_session_t *session)
     cw_msg_t *ready = cw_msg_new (CW_MSG_WORKER, CW_MSG_READY);
     for (size_t index = 0; index < cw_flow_size (self->flows); index++)
         cw_msg_flow_add (ready, cw_flow_name (self->flows, index));
+    //  Only jobs of this target (or naming none) are sent here
+    cw_msg_target_add (ready, self->target.name);
     //  Credit: the share minus jobs of this session still in flight
     int64_t busy = 0;
     for (s_job_t *job = (s_job_t *) zlistx_first (self->jobs); job;

@@ -740,7 +740,7 @@ s_worker_ready (s_sim_t *sim, int index)
     uint32_t credit = worker->credit > busy? worker->credit - busy: 0;
     s_trace (sim, "%s READY credit %u", worker->name, credit);
     cw_core_on_worker_ready (broker->core, sim->now, worker->name, flows,
-                             flow_count, credit);
+                             flow_count, NULL, 0, credit);
 }
 
 static void
@@ -1173,6 +1173,10 @@ s_drive (s_sim_t *sim, int index)
                 event = s_event_new (sim, 0, E_STORE_OP);
                 event->op = OP_CLAIM;
                 event->limit = action->limit;
+                //  The simulated workers announce no targets: every pair
+                //  takes any target, so flows alone model the claim
+                for (size_t flow = 0; flow < action->flow_count; flow++)
+                    assert (!action->flow_targets [flow]);
                 for (size_t flow = 0; flow < action->flow_count; flow++)
                     for (int known = 0; known < S_FLOWS; known++)
                         if (strcmp (action->flows [flow],
