@@ -12,11 +12,9 @@ WITH claimed AS (
        SELECT c.id FROM erp_mw.jobs c
         WHERE c.state = 'ready' AND c.next_run_at <= now ()
           AND c.flow = ANY ('{noop,http.generic}'::text[])
-          AND EXISTS (SELECT 1 FROM unnest ('{noop,http.generic}'::text[],
-                                            '{NULL,NULL}'::text[])
-                        AS w (flow, target)
-                       WHERE w.flow = c.flow AND (w.target IS NULL
-                         OR c.target IS NULL OR w.target = c.target))
+          AND (c.target IS NULL OR c.flow = ANY ('{noop,http.generic}'::text[])
+               OR (c.flow, c.target) IN (SELECT w.flow, w.target
+                     FROM unnest ('{}'::text[], '{}'::text[]) AS w (flow, target)))
           AND (c.ordering_key IS NULL OR NOT EXISTS (
                SELECT 1 FROM erp_mw.jobs p
                 WHERE p.ordering_key = c.ordering_key AND p.id < c.id

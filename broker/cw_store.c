@@ -38,10 +38,9 @@ static const char s_sql_claim[] =
     "   SELECT c.id FROM erp_mw.jobs c"
     "    WHERE c.state = 'ready' AND c.next_run_at <= now ()"
     "      AND c.flow = ANY ($4::text[])"
-    "      AND EXISTS (SELECT 1 FROM unnest ($4::text[], $6::text[])"
-    "                    AS w (flow, target)"
-    "                   WHERE w.flow = c.flow AND (w.target IS NULL"
-    "                     OR c.target IS NULL OR w.target = c.target))"
+    "      AND (c.target IS NULL OR c.flow = ANY ($6::text[])"
+    "           OR (c.flow, c.target) IN (SELECT w.flow, w.target"
+    "                 FROM unnest ($7::text[], $8::text[]) AS w (flow, target)))"
     "      AND (c.ordering_key IS NULL OR NOT EXISTS ("
     "           SELECT 1 FROM erp_mw.jobs p"
     "            WHERE p.ordering_key = c.ordering_key AND p.id < c.id"
@@ -190,7 +189,7 @@ typedef struct {
 
 static const s_statement_t s_statements[] = {
     {"expire", s_sql_expire, 0},
-    {"claim", s_sql_claim, 6},
+    {"claim", s_sql_claim, 8},
     {"dead_payload", s_sql_dead_payload, 4},
     {"commit", s_sql_commit, 13},
     {"renew", s_sql_renew, 4},
@@ -514,13 +513,24 @@ s_ids_has (const int64_t *ids, int count, int64_t id)
 static void
 s_claim (s_store_t *self, cw_store_req_t *req)
 {
-    s_buf_t flows = {0}, targets = {0};
+    //  $4 every flow wanted; $6 flows wanted at any target; $7, $8 the
+    //  (flow, target) pairs wanted at one target (a job naming no target
+    //  goes with any pair of its flow)
+    s_buf_t flows = {0}, any = {0}, pair_flows = {0}, pair_targets = {0};
     s_buf_begin (&flows);
-    s_buf_begin (&targets);
+    s_buf_begin (&any);
+    s_buf_begin (&pair_flows);
+    s_buf_begin (&pair_targets);
     for (size_t index = 0; index < req->flow_count; index++) {
+        const char *target = req->flow_targets ? req->flow_targets [index]
+                                               : NULL;
         s_buf_text (&flows, req->flows [index]);
-        s_buf_text (&targets, req->flow_targets ? req->flow_targets [index]
-                                                : NULL);
+        if (!target)
+            s_buf_text (&any, req->flows [index]);
+        else {
+            s_buf_text (&pair_flows, req->flows [index]);
+            s_buf_text (&pair_targets, target);
+        }
     }
     char lease [CW_STORE_INT_SIZE], limit [CW_STORE_INT_SIZE];
     char token [CW_STORE_INT_SIZE];
@@ -529,12 +539,14 @@ s_claim (s_store_t *self, cw_store_req_t *req)
     s_int_text (token, sizeof (token), req->lease_token);
     const char *values [] = {
         self->broker_id, lease, limit, s_buf_end (&flows), token,
-        s_buf_end (&targets)
+        s_buf_end (&any), s_buf_end (&pair_flows), s_buf_end (&pair_targets)
     };
     cw_pg_rows_t *rows = NULL;
-    int rc = cw_pg_exec (self->pg, "claim", 6, values, &rows);
+    int rc = cw_pg_exec (self->pg, "claim", 8, values, &rows);
     free (flows.data);
-    free (targets.data);
+    free (any.data);
+    free (pair_flows.data);
+    free (pair_targets.data);
     if (rc != 0) {
         s_fail (req, self, "claim");
         return;
