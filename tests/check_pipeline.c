@@ -169,9 +169,14 @@ s_worker_start (fixture_t *self, const char *const *extra)
         zsys_sprintf ("CW_WORKER_TARGET_CREDENTIALS_FILE=%s", self->sim.key_path),
         zsys_sprintf ("CW_WORKER_NAME=worker-%d", index)
     };
+    //  Target erp unless extra names another
+    const char *target = "CW_WORKER_TARGET_NAME=erp";
+    for (size_t entry = 0; extra && extra [entry]; entry++)
+        if (strncmp (extra [entry], "CW_WORKER_TARGET_NAME=", 22) == 0)
+            target = extra [entry];
     const char *envp [32] = {
         env [0], env [1], env [2], env [3], env [4], env [5],
-        "CW_WORKER_TARGET_NAME=erp", "CW_WORKER_TARGET_AUTH=api_key",
+        target, "CW_WORKER_TARGET_AUTH=api_key",
         "CW_WORKER_HEARTBEAT=200ms", "CW_WORKER_RECONNECT=100ms",
         "CW_WORKER_LOG_LEVEL=warn"
     };
@@ -714,6 +719,40 @@ START_TEST (test_target_cap_respected)
 }
 END_TEST
 
+//  An ERP worker and a webshop worker serve the same flow: each gets only
+//  its target's jobs (before READY carried targets, half of them went to
+//  the other worker, were answered transient and died exhausted).
+START_TEST (test_targets_kept_apart)
+{
+    const int jobs = 200;
+    fixture_t *self = s_fixture_new ();
+    worker_sim_start (&self->sim, "--log-level", "warn", NULL);
+    self->sim_up = true;
+    s_broker_start (self, NULL);
+    s_insert_upserts (self, "erp", jobs / 2, 3);
+    s_sql (self, "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key,"
+                 "    payload, target, correlation_id, max_attempts)"
+                 " SELECT 'http.generic', 't1', 'shop-' || g,"
+                 "        jsonb_build_object ('method', 'POST', 'path',"
+                 "            '/api/v1/customers', 'body', jsonb_build_object ("
+                 "                'tenant', 't1', 'customerId', 'shop-C-' || g,"
+                 "                'name', 'Customer ' || g)),"
+                 "        'webshop', 'corr-shop-' || g, 3"
+                 "   FROM generate_series (1, 100) AS g");
+    const char *shop [] = { "CW_WORKER_TARGET_NAME=webshop", NULL };
+    s_worker_start (self, NULL);
+    s_worker_start (self, shop);
+    s_wait_count (self, DONE, jobs, LONG_MSEC);
+    //  Not one attempt at the wrong worker (it answers transient)
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.job_attempts"
+                                     " WHERE outcome <> 'ok'"), 0);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.job_attempts"),
+                      jobs);
+    s_assert_each_once (self, jobs);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 #define PUBLISHED "SELECT count(*) FROM shop.outbox WHERE published_at IS NOT NULL"
 
 START_TEST (test_relay_killed_no_loss_no_duplicate)
@@ -788,6 +827,7 @@ main (void)
         { "ordering", test_ordering_kept_per_key },
         { "dead_parks", test_dead_parks_successors },
         { "target_cap", test_target_cap_respected },
+        { "targets", test_targets_kept_apart },
         { "relay_killed", test_relay_killed_no_loss_no_duplicate },
     };
     for (size_t index = 0; index < sizeof (cases) / sizeof (cases [0]); index++) {
