@@ -1515,6 +1515,20 @@ s_enter (cw_core_t *self, int64_t now)
 //  --------------------------------------------------------------------------
 //  Inputs
 
+//  Replaces an owned list of names with copies of names.
+static void
+s_names_replace (char ***list, size_t *count, const char *const *names,
+                 size_t name_count)
+{
+    for (size_t index = 0; index < *count; index++)
+        free ((*list)[index]);
+    free (*list);
+    *list = (char **) zmalloc ((name_count + 1) * sizeof (char *));
+    for (size_t index = 0; index < name_count; index++)
+        (*list)[index] = s_strdup (names[index]);
+    *count = name_count;
+}
+
 void
 cw_core_on_worker_ready (cw_core_t *self, int64_t now, const char *worker,
                          const char *const *flows, size_t flow_count,
@@ -1539,20 +1553,9 @@ cw_core_on_worker_ready (cw_core_t *self, int64_t now, const char *worker,
         session->jobs = zlistx_new ();
         zhashx_insert (self->workers, worker, session);
     }
-    for (size_t index = 0; index < session->flow_count; index++)
-        free (session->flows[index]);
-    free (session->flows);
-    session->flows = (char **) zmalloc ((flow_count + 1) * sizeof (char *));
-    for (size_t index = 0; index < flow_count; index++)
-        session->flows[index] = s_strdup (flows[index]);
-    session->flow_count = flow_count;
-    for (size_t index = 0; index < session->target_count; index++)
-        free (session->targets[index]);
-    free (session->targets);
-    session->targets = (char **) zmalloc ((target_count + 1) * sizeof (char *));
-    for (size_t index = 0; index < target_count; index++)
-        session->targets[index] = s_strdup (targets[index]);
-    session->target_count = target_count;
+    s_names_replace (&session->flows, &session->flow_count, flows, flow_count);
+    s_names_replace (&session->targets, &session->target_count, targets,
+                     target_count);
     session->credit = credit;
     s_worker_seen (self, now, session);
     if (self->heartbeat_at == INT64_MIN)

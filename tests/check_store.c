@@ -95,18 +95,35 @@ s_ask (zactor_t *store, cw_store_req_t *req)
     return done;
 }
 
+//  CLAIM of up to 10 jobs under token for (flows[i], targets[i]) pairs
+//  (a NULL target: any).
 static cw_store_req_t *
-s_claim (zactor_t *store, int64_t token)
+s_claim_pairs (zactor_t *store, int64_t token, const char *const *flows,
+               const char *const *targets, size_t count)
 {
     cw_store_req_t *req = cw_store_req_new (CW_STORE_CLAIM);
     req->batch_id = (uint64_t) token;
     req->lease_token = token;
     req->limit = 10;
     req->lease_msec = 30000;
-    req->flows = (char **) calloc (2, sizeof (char *));
-    req->flows[0] = strdup ("noop");
-    req->flow_count = 1;
+    req->flows = (char **) calloc (count + 1, sizeof (char *));
+    req->flow_targets = (char **) calloc (count + 1, sizeof (char *));
+    for (size_t index = 0; index < count; index++) {
+        req->flows[index] = strdup (flows[index]);
+        req->flow_targets[index] = targets[index] ? strdup (targets[index])
+                                                  : NULL;
+    }
+    req->flow_count = count;
     return s_ask (store, req);
+}
+
+//  CLAIM of noop jobs at any target.
+static cw_store_req_t *
+s_claim (zactor_t *store, int64_t token)
+{
+    const char *flows[] = {"noop"};
+    const char *any[] = {NULL};
+    return s_claim_pairs (store, token, flows, any, 1);
 }
 
 //  RENEW (op CW_STORE_RENEW) or RELEASE of one job under token; returns
@@ -319,35 +336,17 @@ START_TEST (test_claim_targets)
                        " ('noop', 't1', 'n-1', NULL, '{}'),"
                        " ('http.generic', 't1', 'o-1', 'other', '{}')");
     zactor_t *store = s_store_new (fx->broker_uri, "b1/0000000f", 0);
-    cw_store_req_t *req = cw_store_req_new (CW_STORE_CLAIM);
-    req->batch_id = 1;
-    req->lease_token = 1;
-    req->limit = 10;
-    req->lease_msec = 30000;
-    req->flows = (char **) calloc (3, sizeof (char *));
-    req->flow_targets = (char **) calloc (3, sizeof (char *));
-    req->flows[0] = strdup ("noop");
-    req->flow_targets[0] = strdup ("ledger");
-    req->flows[1] = strdup ("http.generic");
-    req->flow_targets[1] = strdup ("ledger");
-    req->flow_count = 2;
-    cw_store_req_t *claim = s_ask (store, req);
+    const char *flows[] = {"noop", "http.generic"};
+    const char *ledger[] = {"ledger", "ledger"};
+    cw_store_req_t *claim = s_claim_pairs (store, 1, flows, ledger, 2);
     ck_assert_uint_eq (claim->jobs_count, 2);
     cw_store_req_destroy (&claim);
     s_value_eq (fx->uri, "SELECT string_agg (idempotency_key, ',' ORDER BY"
                          " id) FROM erp_mw.jobs WHERE state = 'leased'",
                 "l-1,n-1");
     //  Any target of http.generic: o-1; s-1 (noop at shop) stays
-    req = cw_store_req_new (CW_STORE_CLAIM);
-    req->batch_id = 2;
-    req->lease_token = 2;
-    req->limit = 10;
-    req->lease_msec = 30000;
-    req->flows = (char **) calloc (2, sizeof (char *));
-    req->flow_targets = (char **) calloc (2, sizeof (char *));
-    req->flows[0] = strdup ("http.generic");
-    req->flow_count = 1;
-    claim = s_ask (store, req);
+    const char *any[] = {NULL};
+    claim = s_claim_pairs (store, 2, flows + 1, any, 1);
     ck_assert_uint_eq (claim->jobs_count, 1);
     ck_assert_str_eq (claim->jobs[0].target, "other");
     cw_store_req_destroy (&claim);
