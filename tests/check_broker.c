@@ -212,19 +212,13 @@ s_work (zsock_t *dealer, fixture_t *self, const char *done_sql, long expected,
 static void
 s_sql (fixture_t *self, const char *sql)
 {
-    char error [512];
-    ck_assert_msg (cw_test_sql (self->uri, sql, error, sizeof (error)) == 0,
-                   "%s: %s", sql, error);
+    cw_fixture_sql_ok (self->uri, sql);
 }
 
 static long
 s_count (fixture_t *self, const char *sql)
 {
-    char *value = cw_test_sql_value (self->uri, sql);
-    ck_assert_msg (value != NULL, "%s", sql);
-    long count = strtol (value, NULL, 10);
-    free (value);
-    return count;
+    return cw_fixture_sql_count (self->uri, sql);
 }
 
 //  --- Tests ---------------------------------------------------------------------

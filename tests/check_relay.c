@@ -144,11 +144,7 @@ s_fixture_destroy (fixture_t **self_p)
 static long
 s_count (fixture_t *self, const char *sql)
 {
-    char *value = cw_test_sql_value (self->uri, sql);
-    ck_assert_msg (value != NULL, "query failed: %s", sql);
-    long count = strtol (value, NULL, 10);
-    free (value);
-    return count;
+    return cw_fixture_sql_count (self->uri, sql);
 }
 
 //  Waits until sql counts expected; returns the last count.

@@ -6,6 +6,7 @@
     =========================================================================
 */
 #include "cw_pg.h"
+#include "cw_fixture.h"
 #include "cw_test.h"
 
 #include <check.h>
@@ -168,30 +169,12 @@ s_islands_new (void)
 }
 
 static void
-s_sql_ok (const char *uri, const char *sql)
-{
-    char error[1024];
-    ck_assert_msg (cw_test_sql (uri, sql, error, sizeof (error)) == 0,
-                   "%s: %s", sql, error);
-}
-
-static void
 s_sql_denied (const char *uri, const char *sql, const char *why)
 {
     char error[1024] = "";
     ck_assert_msg (cw_test_sql (uri, sql, error, sizeof (error)) == -1,
                    "%s succeeded", sql);
     ck_assert_msg (strstr (error, why) != NULL, "%s: %s", sql, error);
-}
-
-static void
-s_value_eq (const char *uri, const char *sql, const char *expected)
-{
-    char *value = cw_test_sql_value (uri, sql);
-    ck_assert_msg (value && strcmp (value, expected) == 0,
-                   "%s: got %s, expected %s", sql, value ? value : "NULL",
-                   expected);
-    free (value);
 }
 
 static void
@@ -243,17 +226,19 @@ START_TEST (test_apply_from_empty_then_noop)
     ck_assert_ptr_nonnull (strstr (log, SHOP_FILES " applied, 0 pending, 0 "
                                         "changed, 0 missing"));
     free (log);
-    s_value_eq (uri, "SELECT count(*) FROM erp_mw.schema_migrations",
-                ERP_MW_FILES);
-    s_value_eq (uri, "SELECT count(*) FROM shop.schema_migrations",
-                SHOP_FILES);
+    cw_fixture_sql_eq (uri, "SELECT count(*) FROM erp_mw.schema_migrations",
+                       ERP_MW_FILES);
+    cw_fixture_sql_eq (uri, "SELECT count(*) FROM shop.schema_migrations",
+                       SHOP_FILES);
     //  Every table belongs to its island's owner.
-    s_value_eq (uri, "SELECT string_agg (DISTINCT tableowner, ',') FROM "
-                     "pg_tables WHERE schemaname = 'erp_mw'",
-                "cw_erp_mw_owner");
-    s_value_eq (uri, "SELECT string_agg (DISTINCT tableowner, ',') FROM "
-                     "pg_tables WHERE schemaname = 'shop'",
-                "cw_shop_owner");
+    cw_fixture_sql_eq (uri,
+                       "SELECT string_agg (DISTINCT tableowner, ',') FROM "
+                       "pg_tables WHERE schemaname = 'erp_mw'",
+                       "cw_erp_mw_owner");
+    cw_fixture_sql_eq (uri,
+                       "SELECT string_agg (DISTINCT tableowner, ',') FROM "
+                       "pg_tables WHERE schemaname = 'shop'",
+                       "cw_shop_owner");
     free (erp_owner);
     free (shop_owner);
     cw_test_db_destroy (&uri);
@@ -312,10 +297,11 @@ START_TEST (test_changed_checksum_refused)
     ck_assert_ptr_nonnull (strstr (log, "could not apply \"erp_mw/"
                                         "006_broken.sql\": division by zero"));
     free (log);
-    s_value_eq (uri, "SELECT string_agg (version::text, ',' ORDER BY version)"
-                     " FROM erp_mw.schema_migrations",
-                "1,2,3,4,5");
-    s_value_eq (uri, "SELECT to_regclass ('erp_mw.half') IS NULL", "t");
+    cw_fixture_sql_eq (uri,
+                       "SELECT string_agg (version::text, ',' ORDER BY version)"
+                       " FROM erp_mw.schema_migrations",
+                       "1,2,3,4,5");
+    cw_fixture_sql_eq (uri, "SELECT to_regclass ('erp_mw.half') IS NULL", "t");
 
     //  A badly named file is refused by name.
     unlink (to);
@@ -353,8 +339,8 @@ START_TEST (test_concurrent_apply)
         ck_assert_msg ((strstr (log_a, files[index]) != NULL)
                            != (strstr (log_b, files[index]) != NULL),
                        "%s: a=[%s] b=[%s]", files[index], log_a, log_b);
-    s_value_eq (uri, "SELECT count(*) FROM erp_mw.schema_migrations",
-                ERP_MW_FILES);
+    cw_fixture_sql_eq (uri, "SELECT count(*) FROM erp_mw.schema_migrations",
+                       ERP_MW_FILES);
     free (log_a);
     free (log_b);
     free (path_a);
@@ -438,18 +424,20 @@ START_TEST (test_grants)
     char *broker = cw_test_uri_as (uri, "cw_broker");
     char *webshop = cw_test_uri_as (uri, "cw_webshop");
     char *report = cw_test_uri_as (uri, "cw_report");
-    s_sql_ok (webshop, "INSERT INTO shop.customers (tenant, customer_id, "
+    cw_fixture_sql_ok (webshop,
+                       "INSERT INTO shop.customers (tenant, customer_id, "
                        "email, name) VALUES ('t1', 'c1', 'a@example.org', "
                        "'Ann')");
-    s_sql_ok (webshop, "INSERT INTO shop.outbox (event_type, tenant, "
-                       "idempotency_key, payload) VALUES "
-                       "('customer.upsert.requested.v1', 't1', "
-                       "'customer:t1:c1:1', '{}')");
+    cw_fixture_sql_ok (webshop, "INSERT INTO shop.outbox (event_type, tenant, "
+                                "idempotency_key, payload) VALUES "
+                                "('customer.upsert.requested.v1', 't1', "
+                                "'customer:t1:c1:1', '{}')");
 
     //  The relay: shop.outbox read + published_at, nothing else.
-    s_sql_ok (relay, "SELECT id FROM shop.outbox WHERE published_at IS NULL "
-                     "ORDER BY id LIMIT 10 FOR UPDATE SKIP LOCKED");
-    s_sql_ok (relay, "UPDATE shop.outbox SET published_at = now ()");
+    cw_fixture_sql_ok (relay,
+                       "SELECT id FROM shop.outbox WHERE published_at IS NULL "
+                       "ORDER BY id LIMIT 10 FOR UPDATE SKIP LOCKED");
+    cw_fixture_sql_ok (relay, "UPDATE shop.outbox SET published_at = now ()");
     s_sql_denied (relay, "SELECT * FROM erp_mw.jobs", "permission denied");
     s_sql_denied (relay, "SELECT * FROM shop.customers", "permission denied");
     s_sql_denied (relay, "UPDATE shop.outbox SET payload = '{}'",
@@ -461,14 +449,16 @@ START_TEST (test_grants)
     s_sql_denied (relay, "DELETE FROM shop.outbox", "permission denied");
 
     //  The broker: erp_mw DML, no DDL, no shop at all.
-    s_sql_ok (broker, "INSERT INTO erp_mw.jobs (flow, tenant, "
-                      "idempotency_key, payload) VALUES ('customer', 't1', "
-                      "'customer:t1:c1:1', '{}')");
-    s_sql_ok (broker, "UPDATE erp_mw.jobs SET attempts = 1");
-    s_sql_ok (broker, "INSERT INTO erp_mw.inbox (idempotency_key, source, "
-                      "event_type, expires_at) VALUES ('k', 'shop', 'x', "
-                      "now () + interval '30 days')");
-    s_sql_ok (broker, "SELECT erp_mw.purge_finished ('1 day', 100)");
+    cw_fixture_sql_ok (broker,
+                       "INSERT INTO erp_mw.jobs (flow, tenant, "
+                       "idempotency_key, payload) VALUES ('customer', 't1', "
+                       "'customer:t1:c1:1', '{}')");
+    cw_fixture_sql_ok (broker, "UPDATE erp_mw.jobs SET attempts = 1");
+    cw_fixture_sql_ok (broker,
+                       "INSERT INTO erp_mw.inbox (idempotency_key, source, "
+                       "event_type, expires_at) VALUES ('k', 'shop', 'x', "
+                       "now () + interval '30 days')");
+    cw_fixture_sql_ok (broker, "SELECT erp_mw.purge_finished ('1 day', 100)");
     s_sql_denied (broker, "SELECT * FROM shop.outbox", "permission denied");
     s_sql_denied (broker, "SELECT * FROM shop.customers", "permission denied");
     s_sql_denied (broker, "SELECT * FROM shop.orders", "permission denied");
@@ -482,8 +472,8 @@ START_TEST (test_grants)
     s_sql_denied (webshop, "SELECT * FROM erp_mw.jobs", "permission denied");
 
     //  Reporting reads both islands and writes nothing.
-    s_value_eq (report, "SELECT count(*) FROM erp_mw.jobs", "1");
-    s_value_eq (report, "SELECT count(*) FROM shop.customers", "1");
+    cw_fixture_sql_eq (report, "SELECT count(*) FROM erp_mw.jobs", "1");
+    cw_fixture_sql_eq (report, "SELECT count(*) FROM shop.customers", "1");
     s_sql_denied (report, "INSERT INTO erp_mw.jobs (flow, tenant, "
                           "idempotency_key, payload) VALUES ('x', 't', 'k2', "
                           "'{}')",
@@ -508,19 +498,22 @@ START_TEST (test_audit_log_chain)
     char *broker = cw_test_uri_as (uri, "cw_broker");
     char *owner = cw_test_uri_as (uri, "cw_erp_mw_owner");
     for (int index = 0; index < 3; index++)
-        s_sql_ok (broker, "INSERT INTO erp_mw.audit_log (actor, action, "
-                          "target, correlation_id, detail) VALUES "
-                          "('worker-1', 'erp.call', 'order:t1:o1', 'c-1', "
-                          "'{\"status\": 201}')");
-    s_value_eq (broker, "SELECT checked || ':' || coalesce "
-                        "(first_broken::text, 'none') FROM "
-                        "erp_mw.audit_verify ()",
-                "3:none");
+        cw_fixture_sql_ok (broker,
+                           "INSERT INTO erp_mw.audit_log (actor, action, "
+                           "target, correlation_id, detail) VALUES "
+                           "('worker-1', 'erp.call', 'order:t1:o1', 'c-1', "
+                           "'{\"status\": 201}')");
+    cw_fixture_sql_eq (broker,
+                       "SELECT checked || ':' || coalesce "
+                       "(first_broken::text, 'none') FROM "
+                       "erp_mw.audit_verify ()",
+                       "3:none");
     //  Each row links to the one before.
-    s_value_eq (uri, "SELECT bool_and (a.prev_hash = b.hash) FROM "
-                     "erp_mw.audit_log a JOIN erp_mw.audit_log b ON b.seq = "
-                     "a.seq - 1",
-                "t");
+    cw_fixture_sql_eq (uri,
+                       "SELECT bool_and (a.prev_hash = b.hash) FROM "
+                       "erp_mw.audit_log a JOIN erp_mw.audit_log b ON b.seq = "
+                       "a.seq - 1",
+                       "t");
     //  Append-only: no grant, and the trigger even for a superuser.
     s_sql_denied (broker, "UPDATE erp_mw.audit_log SET actor = 'x'",
                   "permission denied");
@@ -532,12 +525,14 @@ START_TEST (test_audit_log_chain)
     s_sql_denied (uri, "DELETE FROM erp_mw.audit_log", "append-only");
     s_sql_denied (uri, "TRUNCATE erp_mw.audit_log", "append-only");
     //  A tampered row (only the owner can) breaks the chain right there.
-    s_sql_ok (owner, "UPDATE erp_mw.audit_log SET detail = '{\"status\": "
-                     "500}' WHERE seq = 2");
-    s_value_eq (broker, "SELECT checked || ':' || coalesce "
-                        "(first_broken::text, 'none') FROM "
-                        "erp_mw.audit_verify ()",
-                "2:2");
+    cw_fixture_sql_ok (owner,
+                       "UPDATE erp_mw.audit_log SET detail = '{\"status\": "
+                       "500}' WHERE seq = 2");
+    cw_fixture_sql_eq (broker,
+                       "SELECT checked || ':' || coalesce "
+                       "(first_broken::text, 'none') FROM "
+                       "erp_mw.audit_verify ()",
+                       "2:2");
     free (broker);
     free (owner);
     cw_test_db_destroy (&uri);
@@ -558,15 +553,16 @@ START_TEST (test_claim_index_at_a_million)
     char *uri = s_islands_new ();
     long long started = cw_test_now_msec ();
     //  900,000 ready jobs due over the last hour, 100,000 done a month ago.
-    s_sql_ok (uri, "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key,"
-                   " payload, state, next_run_at, finished_at)"
-                   " SELECT 'order', 't1', 'order:t1:' || g || ':1',"
-                   " '{\"lines\": 3}', CASE WHEN g % 10 = 0 THEN 'done'"
-                   " ELSE 'ready' END,"
-                   " now () - interval '1 hour' + g * interval '3 ms',"
-                   " CASE WHEN g % 10 = 0 THEN now () - interval '30 days'"
-                   " END FROM generate_series (1, 1000000) g");
-    s_sql_ok (uri, "ANALYZE erp_mw.jobs");
+    cw_fixture_sql_ok (uri,
+                       "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key,"
+                       " payload, state, next_run_at, finished_at)"
+                       " SELECT 'order', 't1', 'order:t1:' || g || ':1',"
+                       " '{\"lines\": 3}', CASE WHEN g % 10 = 0 THEN 'done'"
+                       " ELSE 'ready' END,"
+                       " now () - interval '1 hour' + g * interval '3 ms',"
+                       " CASE WHEN g % 10 = 0 THEN now () - interval '30 days'"
+                       " END FROM generate_series (1, 1000000) g");
+    cw_fixture_sql_ok (uri, "ANALYZE erp_mw.jobs");
     long long loaded = cw_test_now_msec ();
 
     char *broker = cw_test_uri_as (uri, "cw_broker");
@@ -594,15 +590,17 @@ START_TEST (test_claim_index_at_a_million)
     ck_assert_int_eq (cw_pg_exec (pg, "claim", 3, plan_values, &rows), 0);
     ck_assert_int_eq (cw_pg_rows_count (rows), 100);
     cw_pg_rows_destroy (&rows);
-    s_value_eq (uri, "SELECT count(DISTINCT id) FROM erp_mw.jobs WHERE "
-                     "state = 'leased' AND lease_owner = 'broker-1'",
-                "200");
+    cw_fixture_sql_eq (uri,
+                       "SELECT count(DISTINCT id) FROM erp_mw.jobs WHERE "
+                       "state = 'leased' AND lease_owner = 'broker-1'",
+                       "200");
 
     //  Retention: one batch per call, until nothing is left; a job's
     //  attempts go with it (job_attempts has no foreign key: migration 008)
-    s_sql_ok (uri, "INSERT INTO erp_mw.job_attempts (job_id, attempt, worker,"
-                   " outcome, started_at) SELECT id, 1, 'w1', 'ok', now ()"
-                   " FROM erp_mw.jobs WHERE state = 'done'");
+    cw_fixture_sql_ok (
+        uri, "INSERT INTO erp_mw.job_attempts (job_id, attempt, worker,"
+             " outcome, started_at) SELECT id, 1, 'w1', 'ok', now ()"
+             " FROM erp_mw.jobs WHERE state = 'done'");
     long long purge_started = cw_test_now_msec ();
     const char *purge_values[] = { "7 days", "50000" };
     ck_assert_int_eq (cw_pg_exec_sql (pg, "SELECT erp_mw.purge_finished "
@@ -612,12 +610,15 @@ START_TEST (test_claim_index_at_a_million)
     long long purge_msec = cw_test_now_msec () - purge_started;
     ck_assert_str_eq (cw_pg_rows_value (rows, 0, 0), "50000");
     cw_pg_rows_destroy (&rows);
-    s_value_eq (uri, "SELECT count(*) FROM erp_mw.jobs WHERE state = 'done'",
-                "50000");
-    s_value_eq (uri, "SELECT count(*) FROM erp_mw.job_attempts", "50000");
-    s_value_eq (uri, "SELECT count(*) FROM erp_mw.job_attempts a WHERE NOT"
-                     " EXISTS (SELECT 1 FROM erp_mw.jobs j WHERE j.id ="
-                     " a.job_id)", "0");
+    cw_fixture_sql_eq (
+        uri, "SELECT count(*) FROM erp_mw.jobs WHERE state = 'done'", "50000");
+    cw_fixture_sql_eq (uri, "SELECT count(*) FROM erp_mw.job_attempts",
+                       "50000");
+    cw_fixture_sql_eq (uri,
+                       "SELECT count(*) FROM erp_mw.job_attempts a WHERE NOT"
+                       " EXISTS (SELECT 1 FROM erp_mw.jobs j WHERE j.id ="
+                       " a.job_id)",
+                       "0");
     fprintf (stderr,
              "sql_schema: 1,000,000 jobs loaded + analyzed in %lld ms; "
              "claim of 100 in %lld ms; purge of 50,000 done jobs in %lld "

@@ -50,32 +50,6 @@ s_fixture_destroy (fixture_t **self_p)
     *self_p = NULL;
 }
 
-static void
-s_sql_ok (const char *uri, const char *sql)
-{
-    char error[1024];
-    ck_assert_msg (cw_test_sql (uri, sql, error, sizeof (error)) == 0,
-                   "%s: %s", sql, error);
-}
-
-//  The one value of a query, as text ("NULL" for SQL NULL; caller frees).
-static char *
-s_value (const char *uri, const char *sql)
-{
-    char *value = cw_test_sql_value (uri, sql);
-    ck_assert_msg (value, "%s: no value", sql);
-    return value;
-}
-
-static void
-s_value_eq (const char *uri, const char *sql, const char *expected)
-{
-    char *value = s_value (uri, sql);
-    ck_assert_msg (streq (value, expected), "%s: \"%s\", expected \"%s\"",
-                   sql, value, expected);
-    free (value);
-}
-
 //  Sends req and waits for it to come back (WAKEs skipped).
 static cw_store_req_t *
 s_ask (zactor_t *store, cw_store_req_t *req)
@@ -192,7 +166,7 @@ s_job_new (fixture_t *fx, int n, char *job_row, size_t size)
     snprintf (sql, sizeof (sql), "INSERT INTO erp_mw.jobs (flow, tenant,"
               " idempotency_key, payload) VALUES ('noop', 't1', 'noop:t1:%d',"
               " '{\"n\": %d}') RETURNING id", n, n);
-    char *id_text = s_value (fx->uri, sql);
+    char *id_text = cw_fixture_sql_value (fx->uri, sql);
     int64_t id = strtoll (id_text, NULL, 10);
     snprintf (job_row, size, "SELECT state || ':' || coalesce (lease_token"
               "::text, '-') || ':' || attempts FROM erp_mw.jobs WHERE id = %s",
@@ -214,22 +188,22 @@ START_TEST (test_lease_token_fence)
     ck_assert_int_eq (claim->jobs[0].id, id);
     ck_assert_int_eq (claim->jobs[0].lease_token, 11);
     cw_store_req_destroy (&claim);
-    s_value_eq (fx->uri, job_row, "leased:11:0");
+    cw_fixture_sql_eq (fx->uri, job_row, "leased:11:0");
 
     //  It runs out; another broker's sweep frees it (with no attempt
     //  spent), and this broker claims the job again: token 12
-    s_sql_ok (fx->uri, "UPDATE erp_mw.jobs SET lease_expires_at ="
-                       " now () - interval '1 second'");
+    cw_fixture_sql_ok (fx->uri, "UPDATE erp_mw.jobs SET lease_expires_at ="
+                                " now () - interval '1 second'");
     zactor_t *other = s_store_new (fx->broker_uri, "b2/0000000b", 1);
     for (int tries = 0; tries < 200; tries++) {
-        char *state = s_value (fx->uri, job_row);
+        char *state = cw_fixture_sql_value (fx->uri, job_row);
         bool swept = streq (state, "ready:-:0");
         free (state);
         if (swept)
             break;
         zclock_sleep (20);
     }
-    s_value_eq (fx->uri, job_row, "ready:-:0");
+    cw_fixture_sql_eq (fx->uri, job_row, "ready:-:0");
     zactor_destroy (&other);
     claim = s_claim (store, 12);
     ck_assert_uint_eq (claim->jobs_count, 1);
@@ -238,20 +212,25 @@ START_TEST (test_lease_token_fence)
 
     //  Everything under the old token is fenced: the row keeps lease 12
     ck_assert_uint_eq (s_commit (store, id, 11), 1);
-    s_value_eq (fx->uri, job_row, "leased:12:0");
-    s_value_eq (fx->uri, "SELECT count(*) FROM erp_mw.job_attempts", "0");
+    cw_fixture_sql_eq (fx->uri, job_row, "leased:12:0");
+    cw_fixture_sql_eq (fx->uri, "SELECT count(*) FROM erp_mw.job_attempts",
+                       "0");
     ck_assert_uint_eq (s_lease_op (store, CW_STORE_RENEW, id, 11), 1);
     s_lease_op (store, CW_STORE_RELEASE, id, 11);
-    s_value_eq (fx->uri, job_row, "leased:12:0");
+    cw_fixture_sql_eq (fx->uri, job_row, "leased:12:0");
 
     //  Under the current token: renewed, then committed
     ck_assert_uint_eq (s_lease_op (store, CW_STORE_RENEW, id, 12), 0);
-    s_value_eq (fx->uri, "SELECT lease_expires_at > now () + interval"
-                         " '50 seconds' FROM erp_mw.jobs", "t");
+    cw_fixture_sql_eq (fx->uri,
+                       "SELECT lease_expires_at > now () + interval"
+                       " '50 seconds' FROM erp_mw.jobs",
+                       "t");
     ck_assert_uint_eq (s_commit (store, id, 12), 0);
-    s_value_eq (fx->uri, job_row, "done:-:1");
-    s_value_eq (fx->uri, "SELECT count(*) || ':' || min (outcome) FROM"
-                         " erp_mw.job_attempts", "1:ok");
+    cw_fixture_sql_eq (fx->uri, job_row, "done:-:1");
+    cw_fixture_sql_eq (fx->uri,
+                       "SELECT count(*) || ':' || min (outcome) FROM"
+                       " erp_mw.job_attempts",
+                       "1:ok");
 
     zactor_destroy (&store);
     s_fixture_destroy (&fx);
@@ -269,10 +248,10 @@ START_TEST (test_release_by_token)
     cw_store_req_destroy (&claim);
     //  Another token of the same owner: nothing happens
     s_lease_op (store, CW_STORE_RELEASE, id, 6);
-    s_value_eq (fx->uri, job_row, "leased:5:0");
+    cw_fixture_sql_eq (fx->uri, job_row, "leased:5:0");
     //  Its own token: ready again, no attempt spent
     s_lease_op (store, CW_STORE_RELEASE, id, 5);
-    s_value_eq (fx->uri, job_row, "ready:-:0");
+    cw_fixture_sql_eq (fx->uri, job_row, "ready:-:0");
     zactor_destroy (&store);
     s_fixture_destroy (&fx);
 }
@@ -285,7 +264,8 @@ START_TEST (test_claim_head_of_line)
     //  it: a claim whose reply was lost, a RELEASE not yet run on the
     //  other connection), and so does a dead one
     fixture_t *fx = s_fixture_new ();
-    s_sql_ok (fx->uri, "INSERT INTO erp_mw.jobs (flow, tenant,"
+    cw_fixture_sql_ok (fx->uri,
+                       "INSERT INTO erp_mw.jobs (flow, tenant,"
                        " idempotency_key, ordering_key, payload) VALUES"
                        " ('noop', 't1', 'k-1', 't1:O-1', '{}'),"
                        " ('noop', 't1', 'k-2', 't1:O-1', '{}'),"
@@ -295,29 +275,34 @@ START_TEST (test_claim_head_of_line)
     cw_store_req_t *claim = s_claim (store, 1);
     ck_assert_uint_eq (claim->jobs_count, 2);
     cw_store_req_destroy (&claim);
-    s_value_eq (fx->uri, "SELECT string_agg (idempotency_key, ',' ORDER BY"
-                         " id) FROM erp_mw.jobs WHERE state = 'leased'",
-                "k-1,x-1");
+    cw_fixture_sql_eq (fx->uri,
+                       "SELECT string_agg (idempotency_key, ',' ORDER BY"
+                       " id) FROM erp_mw.jobs WHERE state = 'leased'",
+                       "k-1,x-1");
     //  k-1 leased to this broker: k-2 still waits
     claim = s_claim (store, 2);
     ck_assert_uint_eq (claim->jobs_count, 0);
     cw_store_req_destroy (&claim);
     //  k-1 dead: k-2 parks behind it
-    s_sql_ok (fx->uri, "UPDATE erp_mw.jobs SET state = 'dead', dead_reason ="
-                       " 'rejected', lease_owner = NULL, lease_token = NULL,"
-                       " lease_expires_at = NULL WHERE idempotency_key = 'k-1'");
+    cw_fixture_sql_ok (
+        fx->uri, "UPDATE erp_mw.jobs SET state = 'dead', dead_reason ="
+                 " 'rejected', lease_owner = NULL, lease_token = NULL,"
+                 " lease_expires_at = NULL WHERE idempotency_key = 'k-1'");
     claim = s_claim (store, 3);
     ck_assert_uint_eq (claim->jobs_count, 0);
     cw_store_req_destroy (&claim);
     //  k-1 done (say, replayed and run): k-2 goes
-    s_sql_ok (fx->uri, "UPDATE erp_mw.jobs SET state = 'done', dead_reason ="
+    cw_fixture_sql_ok (fx->uri,
+                       "UPDATE erp_mw.jobs SET state = 'done', dead_reason ="
                        " NULL WHERE idempotency_key = 'k-1'");
     claim = s_claim (store, 4);
     ck_assert_uint_eq (claim->jobs_count, 1);
     ck_assert_str_eq (claim->jobs[0].ordering_key, "t1:O-1");
     cw_store_req_destroy (&claim);
-    s_value_eq (fx->uri, "SELECT state FROM erp_mw.jobs WHERE"
-                         " idempotency_key = 'k-2'", "leased");
+    cw_fixture_sql_eq (fx->uri,
+                       "SELECT state FROM erp_mw.jobs WHERE"
+                       " idempotency_key = 'k-2'",
+                       "leased");
     zactor_destroy (&store);
     s_fixture_destroy (&fx);
 }
@@ -329,7 +314,8 @@ START_TEST (test_claim_targets)
     //  pair's NULL target takes any, a job naming no target goes with
     //  any pair of its flow
     fixture_t *fx = s_fixture_new ();
-    s_sql_ok (fx->uri, "INSERT INTO erp_mw.jobs (flow, tenant,"
+    cw_fixture_sql_ok (fx->uri,
+                       "INSERT INTO erp_mw.jobs (flow, tenant,"
                        " idempotency_key, target, payload) VALUES"
                        " ('noop', 't1', 'l-1', 'ledger', '{}'),"
                        " ('noop', 't1', 's-1', 'shop', '{}'),"
@@ -341,17 +327,20 @@ START_TEST (test_claim_targets)
     cw_store_req_t *claim = s_claim_pairs (store, 1, flows, ledger, 2);
     ck_assert_uint_eq (claim->jobs_count, 2);
     cw_store_req_destroy (&claim);
-    s_value_eq (fx->uri, "SELECT string_agg (idempotency_key, ',' ORDER BY"
-                         " id) FROM erp_mw.jobs WHERE state = 'leased'",
-                "l-1,n-1");
+    cw_fixture_sql_eq (fx->uri,
+                       "SELECT string_agg (idempotency_key, ',' ORDER BY"
+                       " id) FROM erp_mw.jobs WHERE state = 'leased'",
+                       "l-1,n-1");
     //  Any target of http.generic: o-1; s-1 (noop at shop) stays
     const char *any[] = {NULL};
     claim = s_claim_pairs (store, 2, flows + 1, any, 1);
     ck_assert_uint_eq (claim->jobs_count, 1);
     ck_assert_str_eq (claim->jobs[0].target, "other");
     cw_store_req_destroy (&claim);
-    s_value_eq (fx->uri, "SELECT state FROM erp_mw.jobs WHERE"
-                         " idempotency_key = 's-1'", "ready");
+    cw_fixture_sql_eq (fx->uri,
+                       "SELECT state FROM erp_mw.jobs WHERE"
+                       " idempotency_key = 's-1'",
+                       "ready");
     zactor_destroy (&store);
     s_fixture_destroy (&fx);
 }
@@ -363,7 +352,8 @@ START_TEST (test_own_expired_lease_swept)
     //  lease ended, which the core hands back) is swept by that broker's
     //  store too: with one broker nothing stays leased for ever
     fixture_t *fx = s_fixture_new ();
-    s_sql_ok (fx->uri, "INSERT INTO erp_mw.jobs (flow, tenant,"
+    cw_fixture_sql_ok (fx->uri,
+                       "INSERT INTO erp_mw.jobs (flow, tenant,"
                        " idempotency_key, payload, state, lease_owner,"
                        " lease_token, lease_expires_at) VALUES ('noop', 't1',"
                        " 'noop:t1:3', '{}', 'leased', 'b1/0000000d', 3,"
@@ -376,9 +366,10 @@ START_TEST (test_own_expired_lease_swept)
     ck_assert_int_eq (wake->op, CW_STORE_WAKE);
     cw_store_req_destroy (&wake);
     zpoller_destroy (&poller);
-    s_value_eq (fx->uri, "SELECT state || ':' || coalesce (lease_owner, '-')"
-                         " || ':' || attempts FROM erp_mw.jobs",
-                "ready:-:0");
+    cw_fixture_sql_eq (fx->uri,
+                       "SELECT state || ':' || coalesce (lease_owner, '-')"
+                       " || ':' || attempts FROM erp_mw.jobs",
+                       "ready:-:0");
     zactor_destroy (&store);
     s_fixture_destroy (&fx);
 }

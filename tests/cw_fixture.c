@@ -84,6 +84,40 @@ cw_fixture_migrate (const char *dir, const char *uri, const char *command,
 }
 
 void
+cw_fixture_sql_ok (const char *uri, const char *sql)
+{
+    char error[1024] = "";
+    ck_assert_msg (cw_test_sql (uri, sql, error, sizeof (error)) == 0, "%s: %s",
+                   sql, error);
+}
+
+char *
+cw_fixture_sql_value (const char *uri, const char *sql)
+{
+    char *value = cw_test_sql_value (uri, sql);
+    ck_assert_msg (value != NULL, "%s: no value", sql);
+    return value;
+}
+
+long
+cw_fixture_sql_count (const char *uri, const char *sql)
+{
+    char *value = cw_fixture_sql_value (uri, sql);
+    long count = strtol (value, NULL, 10);
+    free (value);
+    return count;
+}
+
+void
+cw_fixture_sql_eq (const char *uri, const char *sql, const char *expected)
+{
+    char *value = cw_fixture_sql_value (uri, sql);
+    ck_assert_msg (strcmp (value, expected) == 0, "%s: \"%s\", expected \"%s\"",
+                   sql, value, expected);
+    free (value);
+}
+
+void
 cw_fixture_migrate_islands (const char *dir, const char *uri,
                             const char *const islands[])
 {

@@ -43,6 +43,24 @@ void
     cw_fixture_migrate_islands (const char *dir, const char *uri,
                                 const char *const islands[]);
 
+//  SQL on uri (cw_test_sql), failing the test with the query and the
+//  error when it fails.
+void
+    cw_fixture_sql_ok (const char *uri, const char *sql);
+
+//  The one value of a query as text (caller frees); fails the test when
+//  there is none (no row, SQL NULL, or an error).
+char *
+    cw_fixture_sql_value (const char *uri, const char *sql);
+
+//  The one value of a query as a number (a count(*) and the like).
+long
+    cw_fixture_sql_count (const char *uri, const char *sql);
+
+//  Fails the test unless the one value of a query is expected.
+void
+    cw_fixture_sql_eq (const char *uri, const char *sql, const char *expected);
+
 //  Saves cert as dir/subdir/name{,.secret} (subdir made 0700 if missing).
 void
     cw_fixture_cert_save (const char *dir, zcert_t *cert, const char *subdir,

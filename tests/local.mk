@@ -29,8 +29,10 @@ tests_check_cw_pg_LDADD = lib/libcwrt.a $(RUNTIME_LIBS) $(TEST_LIBS)
 check_PROGRAMS += tests/check_sql_schema
 TESTS += tests/check_sql_schema
 tests_check_sql_schema_SOURCES = tests/check_sql_schema.c
-tests_check_sql_schema_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PQ_CFLAGS)
-tests_check_sql_schema_LDADD = lib/libcwrt.a $(RUNTIME_LIBS) $(TEST_LIBS)
+tests_check_sql_schema_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PQ_CFLAGS) \
+    $(DEP_CFLAGS)
+tests_check_sql_schema_LDADD = $(FIXTURE_LIBS) lib/libcwrt.a $(RUNTIME_LIBS) \
+    $(TEST_LIBS)
 #  cw_token (lib)
 check_PROGRAMS += tests/check_cw_token
 TESTS += tests/check_cw_token
