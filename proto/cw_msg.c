@@ -952,6 +952,35 @@ s_integer (s_reader_t *reader,
 }
 
 //  Checks a string item: 1..max bytes, UTF-8, no NUL.
+//  The rules of every protocol string: 1 to max bytes of UTF-8, no NUL.
+//  0, or -1 with the rule broken in reason.
+static int
+s_text_valid (const void *bytes, size_t count, size_t max, char *reason,
+              size_t size)
+{
+    if (count == 0)
+        snprintf (reason, size, "empty string");
+    else
+    if (count > max)
+        snprintf (reason, size, "string of %zu bytes exceeds %zu", count, max);
+    else
+    if (memchr (bytes, 0, count))
+        snprintf (reason, size, "string contains a NUL byte");
+    else
+    if (!cw_envelope_utf8_valid (bytes, count))
+        snprintf (reason, size, "string is not valid UTF-8");
+    else
+        return 0;
+    return -1;
+}
+
+int
+cw_msg_name_check (const char *name, char *reason, size_t size)
+{
+    assert (name);
+    return s_text_valid (name, strlen (name), CW_MSG_FLOW_MAX, reason, size);
+}
+
 static int
 s_check_text (s_reader_t *reader,
               const s_item_t *item,
@@ -961,15 +990,9 @@ s_check_text (s_reader_t *reader,
     if (item->kind != S_STR)
         return s_fail (reader, field, "expected a string, got %s",
                        s_kind_names[item->kind]);
-    if (item->count == 0)
-        return s_fail (reader, field, "empty string");
-    if (item->count > max)
-        return s_fail (reader, field, "string of %u bytes exceeds %zu",
-                       item->count, max);
-    if (memchr (item->bytes, 0, item->count))
-        return s_fail (reader, field, "string contains a NUL byte");
-    if (!cw_envelope_utf8_valid (item->bytes, item->count))
-        return s_fail (reader, field, "string is not valid UTF-8");
+    char why[64];
+    if (s_text_valid (item->bytes, item->count, max, why, sizeof (why)))
+        return s_fail (reader, field, "%s", why);
     return 0;
 }
 

@@ -253,6 +253,11 @@ void cw_msg_accepted_add (cw_msg_t *self, const char *key);
 void cw_msg_duplicate_add (cw_msg_t *self, const char *key);
 void cw_msg_rejected_add (cw_msg_t *self, const char *key, const char *reason);
 
+//  Checks name as the flow and target names READY and JOB carry obey:
+//  1 to CW_MSG_FLOW_MAX bytes of UTF-8. 0, or -1 with the rule broken in
+//  reason (as the decoder words it).
+int cw_msg_name_check (const char *name, char *reason, size_t size);
+
 //  Encode to three frames. Returns NULL with reason naming the field if
 //  the message breaks a rule (the same rules the decoder applies).
 //  Caller owns return value and must destroy it when done.

@@ -849,6 +849,28 @@ END_TEST
 //  READY's optional targets: absent leaves the body as it was without
 //  them; present, 1..16 names by the rules of flow names, each refusal
 //  naming the field, in the decoder and the encoder alike
+//  The name rules a worker checks its configured target against are the
+//  decoder's own, in its words.
+START_TEST (test_name_check)
+{
+    char reason[CW_MSG_REASON_SIZE] = "";
+    ck_assert_int_eq (cw_msg_name_check ("erp", reason, sizeof (reason)), 0);
+    char longest[CW_MSG_FLOW_MAX + 2];
+    memset (longest, 'n', CW_MSG_FLOW_MAX);
+    longest[CW_MSG_FLOW_MAX] = 0;
+    ck_assert_int_eq (cw_msg_name_check (longest, reason, sizeof (reason)), 0);
+    longest[CW_MSG_FLOW_MAX] = 'n';
+    longest[CW_MSG_FLOW_MAX + 1] = 0;
+    ck_assert_int_eq (cw_msg_name_check (longest, reason, sizeof (reason)), -1);
+    ck_assert_str_eq (reason, "string of 65 bytes exceeds 64");
+    ck_assert_int_eq (cw_msg_name_check ("", reason, sizeof (reason)), -1);
+    ck_assert_str_eq (reason, "empty string");
+    ck_assert_int_eq (cw_msg_name_check ("caf\xc3", reason, sizeof (reason)),
+                      -1);
+    ck_assert_str_eq (reason, "string is not valid UTF-8");
+}
+END_TEST
+
 START_TEST (test_targets)
 {
     char reason[CW_MSG_REASON_SIZE];
@@ -2141,6 +2163,7 @@ main (void)
     tcase_add_test (malformed, test_unknown_keys);
     tcase_add_test (malformed, test_nested_fields);
     tcase_add_test (malformed, test_targets);
+    tcase_add_test (malformed, test_name_check);
     tcase_add_test (malformed, test_oversize);
     suite_add_tcase (suite, malformed);
     TCase *property = tcase_create ("property");

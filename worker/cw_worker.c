@@ -277,13 +277,8 @@ cw_worker_new (const cw_worker_config_t *config, char *error, size_t size)
         goto failed;
     }
     //  Announced in READY: a name the protocol carries (PROTOCOL.md 4.1)
-    size_t target_length = strlen (config->target_name);
-    if (target_length == 0 || target_length > CW_MSG_FLOW_MAX
-        || !cw_envelope_utf8_valid (config->target_name, target_length)) {
-        snprintf (error, size,
-                  "config key \"target/name\": must be 1 to %d bytes of "
-                  "UTF-8",
-                  CW_MSG_FLOW_MAX);
+    if (cw_msg_name_check (config->target_name, reason, sizeof (reason))) {
+        snprintf (error, size, "config key \"target/name\": %s", reason);
         goto failed;
     }
     uint8_t key[32];
