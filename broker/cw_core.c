@@ -99,6 +99,8 @@ struct _s_job_t {
     void *handle;               //  In queue->jobs or key->waiting or
                                 //  self->lease_wait or self->pending
     s_worker_t *worker;         //  SENT: the worker
+    s_target_t *charged;        //  SENT: the target its call counts
+                                //  against (its own, or its worker's)
     void *worker_handle;        //  SENT: in worker->jobs
     uint32_t sent_attempt;      //  SENT: attempt number sent
     uint64_t send_seq;          //  Dispatch count (stale SEND_JOB check)
@@ -868,8 +870,9 @@ s_job_detach (cw_core_t *self, s_job_t *job)
             job->worker = NULL;
             job->worker_handle = NULL;
             s_heap_remove (&self->due_heap, job);
-            if (job->queue->target)
-                job->queue->target->inflight--;
+            if (job->charged)
+                job->charged->inflight--;
+            job->charged = NULL;
             break;
         case S_PENDING:
             zlistx_delete (self->pending, job->handle);
@@ -1021,9 +1024,25 @@ s_flow_served (cw_core_t *self, const char *flow, const char *target)
     return false;
 }
 
-//  Least loaded live worker with credit for flow at target, or NULL.
+//  The caps of the target worker calls for work naming none: its first
+//  announced target's, NULL when it has none or they are not capped.
+static s_target_t *
+s_worker_target (cw_core_t *self, s_worker_t *worker)
+{
+    return worker->target_count
+               ? (s_target_t *) zhashx_lookup (self->targets,
+                                               worker->targets[0])
+               : NULL;
+}
+
+static bool s_target_allows (s_target_t *target, int64_t now);
+
+//  Least loaded live worker with credit for flow at target, or NULL. For
+//  work naming no target (it runs at its worker's), only a worker whose
+//  target has room.
 static s_worker_t *
-s_worker_pick (cw_core_t *self, const char *flow, const char *target)
+s_worker_pick (cw_core_t *self, int64_t now, const char *flow,
+               const char *target)
 {
     s_worker_t *best = NULL;
     size_t best_load = SIZE_MAX;
@@ -1031,7 +1050,9 @@ s_worker_pick (cw_core_t *self, const char *flow, const char *target)
          worker; worker = (s_worker_t *) zhashx_next (self->workers)) {
         size_t load = zlistx_size (worker->jobs) + worker->calls;
         if (worker->credit > 0 && load < best_load
-            && s_worker_serves (worker, flow, target)) {
+            && s_worker_serves (worker, flow, target)
+            && (target || s_target_allows (s_worker_target (self, worker),
+                                           now))) {
             best = worker;
             best_load = load;
         }
@@ -1135,7 +1156,9 @@ s_send (cw_core_t *self, int64_t now, s_job_t *job, s_worker_t *worker)
                 + self->config.heartbeat_msec * (int64_t) self->config.liveness;
     s_heap_push (&self->due_heap, job);
     worker->credit--;
-    s_target_take (job->queue->target);
+    job->charged = job->queue->target ? job->queue->target
+                                      : s_worker_target (self, worker);
+    s_target_take (job->charged);
 
     s_action_t *action = s_action_new (self, CW_CORE_SEND_JOB);
     s_action_worker (action, worker->name);
@@ -1206,8 +1229,8 @@ s_dispatch (cw_core_t *self, int64_t now)
             }
             if (!job || !s_target_allows (queue->target, now))
                 continue;
-            s_worker_t *worker = s_worker_pick (self, queue->flow,
-                                                s_queue_target_name (queue));
+            s_worker_t *worker = s_worker_pick (
+                self, now, queue->flow, s_queue_target_name (queue));
             if (!worker)
                 continue;
             s_send (self, now, job, worker);
@@ -1947,8 +1970,10 @@ cw_core_on_call (cw_core_t *self, int64_t now, int64_t call_id,
     s_enter (self, now);
     char name[32];
     snprintf (name, sizeof (name), "%" PRId64, call_id);
-    s_worker_t *worker = self->draining? NULL: s_worker_pick (self, flow, target);
-    s_target_t *limits = s_target_require (self, target);
+    s_worker_t *worker = self->draining? NULL: s_worker_pick (self, now, flow, target);
+    //  A call naming no target counts against its worker's
+    s_target_t *limits = target || !worker ? s_target_require (self, target)
+                                           : s_worker_target (self, worker);
     s_action_t *action;
     if (zhashx_lookup (self->calls, name)) {
         action = s_action_new (self, CW_CORE_CALL_FAILED);
@@ -1959,7 +1984,8 @@ cw_core_on_call (cw_core_t *self, int64_t now, int64_t call_id,
         action = s_action_new (self, CW_CORE_CALL_FAILED);
         s_action_reason (action, self->draining
                                      ? "broker draining"
-                                     : "no worker with credit for flow \"%s\"",
+                                     : "no worker with credit (and room at its"
+                                       " target) for flow \"%s\"",
                          flow);
     }
     else
@@ -2060,6 +2086,17 @@ s_ahead (cw_core_t *self, int64_t when)
     return when > self->now? when: INT64_MAX;
 }
 
+//  When target's bucket next holds a token, if work waits for one.
+static int64_t
+s_refill_at (cw_core_t *self, s_target_t *target)
+{
+    if (!target || !target->rate_per_sec || target->tokens >= S_TOKEN)
+        return INT64_MAX;
+    int64_t wait = (S_TOKEN - target->tokens + target->rate_per_sec - 1)
+                 / (int64_t) target->rate_per_sec;
+    return s_ahead (self, target->refilled_at + wait);
+}
+
 int64_t
 cw_core_next_deadline (cw_core_t *self)
 {
@@ -2112,16 +2149,21 @@ cw_core_next_deadline (cw_core_t *self)
     }
     if (self->draining)
         deadline = s_min (deadline, s_ahead (self, self->drain_deadline));
-    //  Targets refilling their bucket while jobs wait for a token
+    //  Targets refilling their bucket while jobs wait for a token: a
+    //  queue's own, or for jobs naming no target their workers'
     for (s_queue_t *queue = (s_queue_t *) zlistx_first (self->queue_list);
          queue; queue = (s_queue_t *) zlistx_next (self->queue_list)) {
-        s_target_t *target = queue->target;
-        if (!target || !target->rate_per_sec || !zlistx_size (queue->jobs)
-            || target->tokens >= S_TOKEN)
+        if (!zlistx_size (queue->jobs))
             continue;
-        int64_t wait = (S_TOKEN - target->tokens + target->rate_per_sec - 1)
-                     / (int64_t) target->rate_per_sec;
-        deadline = s_min (deadline, s_ahead (self, target->refilled_at + wait));
+        if (queue->target)
+            deadline = s_min (deadline, s_refill_at (self, queue->target));
+        else
+            for (s_worker_t *worker
+                 = (s_worker_t *) zhashx_first (self->workers);
+                 worker; worker = (s_worker_t *) zhashx_next (self->workers))
+                if (s_worker_serves (worker, queue->flow, NULL))
+                    deadline = s_min (deadline, s_refill_at (
+                        self, s_worker_target (self, worker)));
     }
     return deadline;
 }
@@ -2260,6 +2302,15 @@ cw_core_check (cw_core_t *self, char *reason, size_t size)
                 zhashx_size (self->calls));
     for (s_target_t *target = (s_target_t *) zhashx_first (self->targets);
          target; target = (s_target_t *) zhashx_next (self->targets)) {
+        //  Out at a target: the jobs charged to it and its calls
+        size_t out = target->calls;
+        for (size_t index = 0; index <= self->jobs.mask; index++) {
+            s_job_t *job = self->jobs.slots[index];
+            out += job && job->state == S_SENT && job->charged == target;
+        }
+        if (target->inflight != out)
+            S_FAIL ("target \"%s\": %zu out, counted %zu", target->name,
+                    out, target->inflight);
         if (target->max_inflight && target->inflight > target->max_inflight)
             S_FAIL ("target \"%s\": %zu out, cap %u", target->name,
                     target->inflight, target->max_inflight);

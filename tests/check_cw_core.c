@@ -167,6 +167,27 @@ s_last (cw_core_action_type_t type)
     return NULL;
 }
 
+//  True if the CLAIM seen asks for pair ("flow@target", "flow@*").
+static bool
+s_claims_pair (const s_seen_t *claim, const char *pair)
+{
+    for (size_t index = 0; index < claim->count && index < 8; index++)
+        if (strcmp (claim->pairs[index], pair) == 0)
+            return true;
+    return false;
+}
+
+//  The last SEND_JOB of a job (its worker and the target it named).
+static const s_seen_t *
+s_sent (int64_t job_id)
+{
+    for (size_t index = s_seen_count; index-- > 0;)
+        if (s_seen[index].type == CW_CORE_SEND_JOB
+            && s_seen[index].job_id == job_id)
+            return &s_seen[index];
+    return NULL;
+}
+
 static cw_core_job_t
 s_job (int64_t id, const char *flow, const char *target, const char *key,
        int64_t lease_expires_at)
@@ -359,6 +380,49 @@ START_TEST (test_rate)
     cw_core_on_tick (core, T0 + 10000);
     s_pop (core);
     ck_assert_uint_eq (s_count (CW_CORE_SEND_JOB, -1), 3);
+    cw_core_destroy (&core);
+}
+END_TEST
+
+//  Jobs naming no target run at their worker's target and count against
+//  its caps: its in-flight cap, and its rate (the core wakes for the
+//  next token).
+START_TEST (test_untargeted_capped)
+{
+    cw_core_t *core = s_core ();
+    const char *flows_a[] = {"a"}, *flows_b[] = {"b"};
+    const char *erp[] = {"erp"}, *slow[] = {"slow"};
+    cw_core_on_worker_ready (core, T0, "w1", flows_a, 1, erp, 1, 10);
+    cw_core_on_worker_ready (core, T0, "w2", flows_b, 1, slow, 1, 10);
+    for (int64_t id = 1; id <= 4; id++)
+        s_give (core, T0, id, "a", NULL, NULL);
+    for (int64_t id = 11; id <= 13; id++)
+        s_give (core, T0, id, "b", NULL, NULL);
+    s_pop (core);
+    //  erp: at most 2 out; slow: burst 1, then one per 500 msec
+    ck_assert_uint_eq (s_count (CW_CORE_SEND_JOB, 1), 1);
+    ck_assert_uint_eq (s_count (CW_CORE_SEND_JOB, 2), 1);
+    ck_assert_uint_eq (s_count (CW_CORE_SEND_JOB, 3), 0);
+    ck_assert_uint_eq (s_count (CW_CORE_SEND_JOB, 11), 1);
+    ck_assert_uint_eq (s_count (CW_CORE_SEND_JOB, 12), 0);
+    ck_assert_str_eq (s_sent (1)->target, "erp");
+    ck_assert_str_eq (s_sent (11)->target, "slow");
+    ck_assert_int_eq (cw_core_next_deadline (core), T0 + 500);
+    cw_core_on_tick (core, T0 + 500);
+    s_pop (core);
+    ck_assert_uint_eq (s_count (CW_CORE_SEND_JOB, 12), 1);
+    //  A result frees a slot at erp: the third goes
+    cw_core_on_result (core, T0 + 501, "w1", 1, 1, CW_CORE_OK, 200, -1, NULL,
+                       5);
+    s_pop (core);
+    ck_assert_uint_eq (s_count (CW_CORE_SEND_JOB, 3), 1);
+    ck_assert_uint_eq (s_count (CW_CORE_SEND_JOB, 4), 0);
+    //  A sync call naming no target counts at its worker's target too
+    cw_core_on_call (core, T0 + 502, 7, "a", NULL, 0);
+    s_pop (core);
+    s_seen_t *failed = s_last (CW_CORE_CALL_FAILED);
+    ck_assert_ptr_nonnull (failed);
+    ck_assert_int_eq (failed->call_id, 7);
     cw_core_destroy (&core);
 }
 END_TEST
@@ -995,27 +1059,6 @@ START_TEST (test_orphans_released)
 }
 END_TEST
 
-//  True if the CLAIM seen asks for pair ("flow@target", "flow@*").
-static bool
-s_claims_pair (const s_seen_t *claim, const char *pair)
-{
-    for (size_t index = 0; index < claim->count && index < 8; index++)
-        if (strcmp (claim->pairs[index], pair) == 0)
-            return true;
-    return false;
-}
-
-//  The last SEND_JOB of a job (its worker and the target it named).
-static const s_seen_t *
-s_sent (int64_t job_id)
-{
-    for (size_t index = s_seen_count; index-- > 0;)
-        if (s_seen[index].type == CW_CORE_SEND_JOB
-            && s_seen[index].job_id == job_id)
-            return &s_seen[index];
-    return NULL;
-}
-
 //  Workers that announce targets get only jobs of those targets (or of
 //  none: those run at the worker's own); the claim asks for exactly the
 //  (flow, target) pairs some worker serves; a job of a target no worker
@@ -1284,6 +1327,7 @@ main (void)
     tcase_add_test (tcase, test_prefetch);
     tcase_add_test (tcase, test_orphans_released);
     tcase_add_test (tcase, test_worker_targets);
+    tcase_add_test (tcase, test_untargeted_capped);
     suite_add_tcase (suite, tcase);
     TCase *random = tcase_create ("random");
     tcase_set_timeout (random, 60);
