@@ -688,6 +688,26 @@ s_on_reply (s_broker_t *self, cw_msg_t *msg)
     zhashx_delete (self->calls, key);
 }
 
+//  names joined by commas (caller frees); NULL when there are none.
+static char *
+s_names_join (char *const *names, size_t count)
+{
+    if (count == 0)
+        return NULL;
+    size_t size = 1;
+    for (size_t index = 0; index < count; index++)
+        size += strlen (names [index]) + 1;
+    char *joined = (char *) malloc (size);
+    assert (joined);
+    joined [0] = 0;
+    for (size_t index = 0; index < count; index++) {
+        if (index)
+            strcat (joined, ",");
+        strcat (joined, names [index]);
+    }
+    return joined;
+}
+
 static void
 s_on_worker (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
 {
@@ -702,9 +722,19 @@ s_on_worker (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
                                      (const char *const *) msg->ready.targets,
                                      msg->ready.targets_count,
                                      (uint32_t) msg->ready.credit);
-            cw_log (CW_LOG_INFO, "worker_ready", "worker session opened",
-                    "worker", worker, "user_id", peer->user_id,
-                    "name", msg->ready.name, NULL);
+            {
+                //  What the worker will be sent: why a job is (not) its
+                char *flows = s_names_join (msg->ready.flows,
+                                            msg->ready.flows_count);
+                char *targets = s_names_join (msg->ready.targets,
+                                              msg->ready.targets_count);
+                cw_log (CW_LOG_INFO, "worker_ready", "worker session opened",
+                        "worker", worker, "user_id", peer->user_id,
+                        "name", msg->ready.name, "flows", flows,
+                        "targets", targets, NULL);
+                free (flows);
+                free (targets);
+            }
             break;
         case CW_MSG_RESULT:
             rc = cw_core_on_worker_seen (self->core, now, worker);

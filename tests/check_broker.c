@@ -408,6 +408,14 @@ START_TEST (test_targets)
             cw_msg_destroy (&msg);
         }
     ck_assert_int_eq (s_count (self, done_sql), 30);
+    //  The broker logged what each worker announced
+    char *log_path = zsys_sprintf ("%s/broker.log", self->tmp);
+    char *log = cw_fixture_slurp (log_path);
+    ck_assert_ptr_nonnull (log);
+    ck_assert_msg (strstr (log, "\"flows\":\"http.generic\",\"targets\":"
+                                "\"shop\"") != NULL, "%s", log);
+    free (log);
+    zstr_free (&log_path);
     //  Each ran its ten and some of the ten naming no target
     ck_assert_int_ge (sent [0], 10);
     ck_assert_int_ge (sent [1], 10);
