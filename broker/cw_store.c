@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CW_STORE_LISTEN_RETRY_MSEC 1000     //  Re-LISTEN after a loss
 #define CW_STORE_INT_SIZE 32                //  Text of one int64
@@ -292,6 +293,7 @@ typedef struct {
     cw_pg_t *pg;                //  Statements connection
     PGconn *listen;             //  LISTEN connection, NULL when none
     int64_t listen_retry_at;    //  When to LISTEN again (epoch msec)
+    int64_t notified_usec;      //  When a NOTIFY was last read (epoch usec)
     char *db_uri;               //  Owned copy
     char *broker_id;            //  Owned copy
     bool poll_only;
@@ -933,7 +935,23 @@ s_listen_read (s_store_t *self)
         any = true;
         PQfreemem (notify);
     }
+    if (any) {
+        struct timespec wall;
+        clock_gettime (CLOCK_REALTIME, &wall);
+        self->notified_usec = (int64_t) wall.tv_sec * 1000000
+                            + wall.tv_nsec / 1000;
+    }
     return any;
+}
+
+//  Logs (debug) when the last NOTIFY was read, to the microsecond, after
+//  the broker has been woken (bench/b2 measures wake to start from it).
+static void
+s_log_notified (s_store_t *self)
+{
+    char at[CW_LOG_TIME_SIZE];
+    cw_log_time_usec (self->notified_usec, at, sizeof (at));
+    cw_log (CW_LOG_DEBUG, "jobs_notified", "woken by NOTIFY", "at", at, NULL);
 }
 
 //  --- Expired leases -------------------------------------------------------
@@ -1050,6 +1068,7 @@ cw_store_actor (zsock_t *pipe, void *args)
         if (count == 2 && (items [1].revents & ZMQ_POLLIN) && self.listen
         &&  s_listen_read (&self)) {
             s_wake (pipe);
+            s_log_notified (&self);
         }
         if (s_expire (&self)) {
             s_wake (pipe);

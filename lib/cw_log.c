@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -274,4 +275,14 @@ cw_log (cw_log_level_t level, const char *event, const char *msg, ...)
     fflush (stream);
     free (line);
     errno = saved_errno;
+}
+
+void
+cw_log_time_usec (int64_t usec, char *text, size_t size)
+{
+    time_t seconds = (time_t) (usec / 1000000);
+    struct tm utc;
+    gmtime_r (&seconds, &utc);
+    size_t length = strftime (text, size, "%Y-%m-%dT%H:%M:%S", &utc);
+    snprintf (text + length, size - length, ".%06dZ", (int) (usec % 1000000));
 }

@@ -54,6 +54,13 @@ const char *
 void
     cw_log (cw_log_level_t level, const char *event, const char *msg, ...);
 
+//  Writes the time usec (microseconds since the epoch) as RFC 3339 UTC to
+//  the microsecond, "2026-11-27T04:30:00.123456Z", into text (at least
+//  CW_LOG_TIME_SIZE bytes): for fields that need finer than ts.
+#define CW_LOG_TIME_SIZE 32
+void
+    cw_log_time_usec (int64_t usec, char *text, size_t size);
+
 //  Formats one log line into a fresh string without the final newline
 //  (the same rules as cw_log; ts is the given time in msec since the
 //  epoch). Caller owns return value and must free it.

@@ -265,6 +265,18 @@ START_TEST (test_notify_wakes)
     zsock_destroy (&worker);
     cw_test_stop (self->pid, 5000);
     self->pid = 0;
+    //  It logged (debug) when the NOTIFY was read, to the microsecond
+    char *log_path = zsys_sprintf ("%s/broker.log", self->tmp);
+    char *log = cw_fixture_slurp (log_path);
+    ck_assert_ptr_nonnull (log);
+    const char *notified = strstr (log, "\"event\":\"jobs_notified\"");
+    ck_assert_msg (notified != NULL, "%s", log);
+    const char *at = strstr (notified, "\"at\":\"");
+    ck_assert_ptr_nonnull (at);
+    ck_assert_msg (strlen (at) > 34 && at[25] == '.' && at[32] == 'Z',
+                   "%.40s", at);
+    free (log);
+    zstr_free (&log_path);
     free (self->endpoint);
     self->endpoint = NULL;
 

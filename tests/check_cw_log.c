@@ -77,6 +77,18 @@ START_TEST (test_secrets_redacted)
 }
 END_TEST
 
+START_TEST (test_time_usec)
+{
+    char text[CW_LOG_TIME_SIZE];
+    cw_log_time_usec (0, text, sizeof (text));
+    ck_assert_str_eq (text, "1970-01-01T00:00:00.000000Z");
+    cw_log_time_usec (1795754096123456LL, text, sizeof (text));
+    ck_assert_str_eq (text, "2026-11-27T04:34:56.123456Z");
+    cw_log_time_usec (1795754096000001LL, text, sizeof (text));
+    ck_assert_str_eq (text, "2026-11-27T04:34:56.000001Z");
+}
+END_TEST
+
 START_TEST (test_levels_and_stream)
 {
     cw_log_level_t level;
@@ -122,6 +134,7 @@ main (void)
     tcase_add_test (format, test_escaping);
     tcase_add_test (format, test_secrets_redacted);
     tcase_add_test (format, test_levels_and_stream);
+    tcase_add_test (format, test_time_usec);
     suite_add_tcase (suite, format);
     SRunner *runner = srunner_create (suite);
     srunner_run_all (runner, CK_NORMAL);

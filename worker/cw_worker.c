@@ -648,16 +648,11 @@ s_log_result (const s_job_t *job,
               int64_t duration_msec,
               const char *error)
 {
-    char job_id[32], attempt[32], status[32], duration[32], started[40];
+    char job_id[32], attempt[32], status[32], duration[32];
+    char started[CW_LOG_TIME_SIZE];
     snprintf (job_id, sizeof (job_id), "%" PRId64, job->job_id);
-    //  When the job started, RFC 3339 UTC to the microsecond (bench/b2)
-    time_t seconds = (time_t) (job->started_usec / 1000000);
-    struct tm utc;
-    gmtime_r (&seconds, &utc);
-    size_t length = strftime (started, sizeof (started), "%Y-%m-%dT%H:%M:%S",
-                              &utc);
-    snprintf (started + length, sizeof (started) - length, ".%06dZ",
-              (int) (job->started_usec % 1000000));
+    //  When the job started, to the microsecond (bench/b2)
+    cw_log_time_usec (job->started_usec, started, sizeof (started));
     snprintf (attempt, sizeof (attempt), "%" PRId64, job->attempt);
     snprintf (status, sizeof (status), "%ld", http_status);
     snprintf (duration, sizeof (duration), "%" PRId64, duration_msec);
