@@ -38,7 +38,7 @@ typedef struct {
 //  violation, printing how to replay it.
 static void
 s_sweep (uint64_t start, uint64_t count, uint32_t faults, uint32_t keys,
-         uint32_t jobs, s_totals_t *totals)
+         uint32_t jobs, bool targets, s_totals_t *totals)
 {
     memset (totals, 0, sizeof *totals);
     for (uint64_t seed = start; seed < start + count; seed++) {
@@ -49,6 +49,7 @@ s_sweep (uint64_t start, uint64_t count, uint32_t faults, uint32_t keys,
             options.keys = keys;
         if (jobs)
             options.jobs = jobs;
+        options.targets = targets;
         cw_sim_result_t result;
         int rc = cw_sim_run (&options, &result);
         if (rc) {
@@ -103,7 +104,7 @@ START_TEST (test_store_transactions)
              CW_SIM_FAULT_CLAIM_FAIL | CW_SIM_FAULT_CLAIM_LOST
              | CW_SIM_FAULT_COMMIT_FAIL | CW_SIM_FAULT_COMMIT_LOST
              | CW_SIM_FAULT_RENEW_FAIL | CW_SIM_FAULT_RENEW_LOST
-             | CW_SIM_FAULT_RELEASE_FAIL, 0, 0, &totals);
+             | CW_SIM_FAULT_RELEASE_FAIL, 0, 0, false, &totals);
     ck_assert_uint_gt (totals.faults, S_FAMILY_SEEDS);
     ck_assert_uint_gt (totals.done, S_FAMILY_SEEDS);
 }
@@ -116,7 +117,7 @@ START_TEST (test_workers)
     s_sweep (2000, S_FAMILY_SEEDS,
              CW_SIM_FAULT_RESULT_LOST | CW_SIM_FAULT_RESULT_DUP
              | CW_SIM_FAULT_WORKER_SLOW | CW_SIM_FAULT_WORKER_DIE,
-             0, 0, &totals);
+             0, 0, false, &totals);
     ck_assert_uint_gt (totals.faults, S_FAMILY_SEEDS);
     ck_assert_uint_gt (totals.done, S_FAMILY_SEEDS);
 }
@@ -128,7 +129,7 @@ START_TEST (test_brokers)
     s_totals_t totals;
     s_sweep (3000, S_FAMILY_SEEDS,
              CW_SIM_FAULT_BROKER_DIE | CW_SIM_FAULT_BROKER_DRAIN,
-             0, 0, &totals);
+             0, 0, false, &totals);
     ck_assert_uint_gt (totals.faults, S_FAMILY_SEEDS / 4);
     ck_assert_uint_gt (totals.done, S_FAMILY_SEEDS);
 }
@@ -139,7 +140,7 @@ START_TEST (test_far_side)
     //  503 and 429 with Retry-After; effects whose reply was lost
     s_totals_t totals;
     s_sweep (4000, S_FAMILY_SEEDS,
-             CW_SIM_FAULT_FAR_FAIL | CW_SIM_FAULT_FAR_LOST, 0, 0, &totals);
+             CW_SIM_FAULT_FAR_FAIL | CW_SIM_FAULT_FAR_LOST, 0, 0, false, &totals);
     ck_assert_uint_gt (totals.faults, S_FAMILY_SEEDS);
     ck_assert_uint_gt (totals.dead, 0);
 }
@@ -149,8 +150,21 @@ START_TEST (test_ordering_and_parking)
 {
     //  Few keys, many jobs: per-key order, dead letters park successors
     s_totals_t totals;
-    s_sweep (5000, S_FAMILY_SEEDS, CW_SIM_FAULT_ALL, 2, 16, &totals);
+    s_sweep (5000, S_FAMILY_SEEDS, CW_SIM_FAULT_ALL, 2, 16, false, &totals);
     ck_assert_uint_gt (totals.parked, 0);
+    ck_assert_uint_gt (totals.done, S_FAMILY_SEEDS);
+}
+END_TEST
+
+START_TEST (test_targets)
+{
+    //  Workers announcing targets (erp, shop, none): a job or call goes
+    //  only to a worker of its target, one naming none runs at its
+    //  worker's, and what runs at erp stays within its cap, under every
+    //  fault
+    s_totals_t totals;
+    s_sweep (6000, S_FAMILY_SEEDS, CW_SIM_FAULT_ALL, 0, 0, true, &totals);
+    ck_assert_uint_gt (totals.faults, S_FAMILY_SEEDS);
     ck_assert_uint_gt (totals.done, S_FAMILY_SEEDS);
 }
 END_TEST
@@ -165,7 +179,7 @@ START_TEST (test_seed_sweep)
     uint64_t seeds = text? strtoull (text, NULL, 10): 10000;
     ck_assert_uint_gt (seeds, 0);
     s_totals_t totals;
-    s_sweep (1, seeds, CW_SIM_FAULT_ALL, 0, 0, &totals);
+    s_sweep (1, seeds, CW_SIM_FAULT_ALL, 0, 0, false, &totals);
     printf ("check_sim: %" PRIu64 " seeds, %" PRIu64 " steps, %" PRIu64
             " faults, %" PRIu64 " dispatched, %" PRIu64 " done, %" PRIu64
             " dead, %" PRIu64 " parked\n", seeds, totals.steps,
@@ -272,6 +286,7 @@ main (void)
     tcase_add_test (families, test_brokers);
     tcase_add_test (families, test_far_side);
     tcase_add_test (families, test_ordering_and_parking);
+    tcase_add_test (families, test_targets);
     suite_add_tcase (suite, families);
     TCase *sweep = tcase_create ("sweep");
     tcase_set_timeout (sweep, 1200);

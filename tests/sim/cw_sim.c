@@ -69,6 +69,11 @@
 
 static const char *s_flow_names [S_FLOWS] = {"customer.upsert", "order.create"};
 
+//  Targets a worker may announce (options->targets): none (any target),
+//  "erp" (the capped one) or "shop". Jobs and calls name "erp" or none.
+enum { S_TARGET_NONE, S_TARGET_ERP, S_TARGET_SHOP };
+static const char *s_target_names [] = {NULL, "erp", "shop"};
+
 typedef enum {
     J_READY = 1, J_LEASED, J_DONE, J_DEAD
 } s_state_t;
@@ -113,6 +118,8 @@ typedef struct {
     int outcome;                //  What the worker will report
     int http_status;
     int64_t retry_after;        //  -1 none
+    bool at_erp;                //  Calls target "erp" (its own or its
+                                //  worker's): counts against the cap
 } s_exec_t;
 
 //  A sync call (cw_core_on_call) and what became of it.
@@ -124,6 +131,7 @@ typedef struct {
     int broker;                 //  Broker asked
     uint32_t incarnation;       //  Its incarnation then
     bool targeted;              //  For target "erp"
+    bool at_erp;                //  Sent to "erp" (named, or its worker's)
     int worker;                 //  Worker it went to, -1 none
     uint32_t worker_generation; //  That worker's life then
     s_call_state_t state;
@@ -135,6 +143,7 @@ typedef struct {
     bool alive;
     uint32_t credit;            //  Credit it grants on READY
     unsigned flows;             //  Bit mask of flows it serves
+    int target;                 //  Announced: S_TARGET_NONE/ERP/SHOP
     uint32_t generation;        //  Bumped on each restart
 } s_worker_t;
 
@@ -180,7 +189,9 @@ typedef struct {
     uint64_t batch;
     bool ok;                    //  Reply: committed
     uint32_t limit;
-    unsigned flows;
+    unsigned flows;             //  CLAIM: flows wanted at any target
+    unsigned erp_flows;         //  CLAIM: flows wanted at "erp"
+    unsigned named_flows;       //  CLAIM: flows wanted at some target
     int64_t expiry;
     int64_t *ids;               //  RENEW/RELEASE ids, reply: lost ids
     int64_t *tokens;            //  RENEW/RELEASE: each id's lease token
@@ -417,15 +428,22 @@ s_claim_compare (const void *a, const void *b)
 //  blocks too, since its core may have lost track of it: a claim whose
 //  reply was lost, a release not yet run on the other connection).
 static size_t
-s_store_claim (s_sim_t *sim, int broker, uint32_t limit, unsigned flows,
+s_store_claim (s_sim_t *sim, int broker, const s_event_t *event,
                cw_core_job_t **jobs_p)
 {
+    uint32_t limit = event->limit;
     s_job_t **candidates = calloc (sim->job_count + 1, sizeof (s_job_t *));
     assert (candidates);
     size_t count = 0;
     for (size_t index = 0; index < sim->job_count; index++) {
         s_job_t *job = &sim->jobs [index];
-        if (!job->inserted || !(flows & (1u << job->flow)))
+        //  As the SQL: a flow wanted at any target; a job naming no target
+        //  with any pair of its flow; an "erp" job with the pair (flow, erp)
+        unsigned bit = 1u << job->flow;
+        if (!job->inserted
+        ||  !((event->flows & bit)
+              || (!job->targeted && (event->named_flows & bit))
+              || (job->targeted && (event->erp_flows & bit))))
             continue;
         if ((job->state == J_READY && job->next_run_at <= sim->now)
         ||  (job->state == J_LEASED && job->lease_expires_at <= sim->now))
@@ -654,8 +672,7 @@ s_store_op (s_sim_t *sim, s_event_t *event)
                  event->batch);
     else
     if (event->op == OP_CLAIM) {
-        reply->job_count = s_store_claim (sim, broker, event->limit,
-                                          event->flows, &reply->jobs);
+        reply->job_count = s_store_claim (sim, broker, event, &reply->jobs);
         s_trace (sim, "b%d CLAIM batch %" PRIu64 " took %zu%s", broker,
                  event->batch, reply->job_count, lost? " (reply lost)": "");
         if (lost) {
@@ -739,8 +756,10 @@ s_worker_ready (s_sim_t *sim, int index)
             busy++;
     uint32_t credit = worker->credit > busy? worker->credit - busy: 0;
     s_trace (sim, "%s READY credit %u", worker->name, credit);
+    const char *targets [] = {s_target_names [worker->target]};
     cw_core_on_worker_ready (broker->core, sim->now, worker->name, flows,
-                             flow_count, NULL, 0, credit);
+                             flow_count, targets,
+                             worker->target == S_TARGET_NONE? 0: 1, credit);
 }
 
 static void
@@ -896,13 +915,30 @@ s_job_sent (s_sim_t *sim, int broker, const cw_core_action_t *action)
     for (size_t index = 0; index < sim->exec_count; index++)
         if (sim->execs [index].active && sim->execs [index].worker == worker)
             busy++;
+    //  Only jobs of its target or of none; those run at its target
+    bool at_erp = job->targeted || target_worker->target == S_TARGET_ERP;
+    if (job->targeted && target_worker->target == S_TARGET_SHOP) {
+        s_fail (sim, "b%d sent job %" PRId64 " of target erp to %s, which "
+                "calls shop", broker, job->id, target_worker->name);
+        return;
+    }
+    const char *expected = job->targeted? "erp"
+                                        : s_target_names [target_worker->target];
+    if (expected? !action->target || strcmp (action->target, expected) != 0
+                : action->target != NULL) {
+        s_fail (sim, "b%d sent job %" PRId64 " to %s naming target %s, not "
+                "%s", broker, job->id, target_worker->name,
+                action->target? action->target: "none",
+                expected? expected: "none");
+        return;
+    }
     uint32_t capped = s_target_out (sim, broker);
     if (target_worker->alive && busy >= target_worker->credit) {
         s_fail (sim, "b%d sent job %" PRId64 " to %s beyond its credit of %u",
                 broker, job->id, target_worker->name, target_worker->credit);
         return;
     }
-    if (job->targeted && capped >= S_CAP_INFLIGHT) {
+    if (at_erp && capped >= S_CAP_INFLIGHT) {
         s_fail (sim, "b%d sent job %" PRId64 " to target erp with %u of its "
                 "%d already out", broker, job->id, capped, S_CAP_INFLIGHT);
         return;
@@ -924,6 +960,7 @@ s_job_sent (s_sim_t *sim, int broker, const cw_core_action_t *action)
     exec->start = sim->now;
     exec->active = true;
     exec->retry_after = -1;
+    exec->at_erp = at_erp;
     int64_t duration = 1 + (int64_t) s_rand (sim, (uint64_t) action->deadline_msec / 2);
     if (s_fault (sim, CW_SIM_FAULT_WORKER_SLOW, S_RATE_SLOW, "worker slow"))
         duration = action->deadline_msec + 1
@@ -1065,13 +1102,13 @@ s_target_out (s_sim_t *sim, int broker)
     for (size_t index = 0; index < sim->exec_count; index++) {
         s_exec_t *exec = &sim->execs [index];
         if (exec->active && exec->broker == broker
-        &&  exec->incarnation == incarnation && sim->jobs [exec->job].targeted)
+        &&  exec->incarnation == incarnation && exec->at_erp)
             out++;
     }
     for (size_t index = 0; index < sim->call_count; index++) {
         s_call_t *call = &sim->calls [index];
         if (call->state == C_SENT && call->broker == broker
-        &&  call->incarnation == incarnation && call->targeted)
+        &&  call->incarnation == incarnation && call->at_erp)
             out++;
     }
     return out;
@@ -1088,11 +1125,6 @@ s_call_sent (s_sim_t *sim, int broker, const cw_core_action_t *action)
         return;
     }
     s_call_t *call = &sim->calls [action->call_id - 1];
-    if (call->targeted && s_target_out (sim, broker) >= S_CAP_INFLIGHT) {
-        s_fail (sim, "b%d sent call %" PRId64 " to target erp with %d "
-                "already out", broker, action->call_id, S_CAP_INFLIGHT);
-        return;
-    }
     int worker = -1;
     for (size_t index = 0; index < sim->worker_count; index++)
         if (sim->workers [index].broker == broker
@@ -1103,6 +1135,20 @@ s_call_sent (s_sim_t *sim, int broker, const cw_core_action_t *action)
                 action->worker);
         return;
     }
+    //  A call naming no target goes to its worker's
+    int target = sim->workers [worker].target;
+    if (call->targeted && target == S_TARGET_SHOP) {
+        s_fail (sim, "b%d sent call %" PRId64 " of target erp to %s, which "
+                "calls shop", broker, action->call_id, action->worker);
+        return;
+    }
+    bool at_erp = call->targeted || target == S_TARGET_ERP;
+    if (at_erp && s_target_out (sim, broker) >= S_CAP_INFLIGHT) {
+        s_fail (sim, "b%d sent call %" PRId64 " to target erp with %d "
+                "already out", broker, action->call_id, S_CAP_INFLIGHT);
+        return;
+    }
+    call->at_erp = at_erp;
     call->state = C_SENT;
     call->worker = worker;
     call->worker_generation = sim->workers [worker].generation;
@@ -1173,15 +1219,20 @@ s_drive (s_sim_t *sim, int index)
                 event = s_event_new (sim, 0, E_STORE_OP);
                 event->op = OP_CLAIM;
                 event->limit = action->limit;
-                //  The simulated workers announce no targets: every pair
-                //  takes any target, so flows alone model the claim
                 for (size_t flow = 0; flow < action->flow_count; flow++)
-                    assert (!action->flow_targets [flow]);
-                for (size_t flow = 0; flow < action->flow_count; flow++)
-                    for (int known = 0; known < S_FLOWS; known++)
+                    for (int known = 0; known < S_FLOWS; known++) {
                         if (strcmp (action->flows [flow],
-                                    s_flow_names [known]) == 0)
+                                    s_flow_names [known]) != 0)
+                            continue;
+                        const char *target = action->flow_targets [flow];
+                        if (!target)
                             event->flows |= 1u << known;
+                        else {
+                            event->named_flows |= 1u << known;
+                            if (strcmp (target, "erp") == 0)
+                                event->erp_flows |= 1u << known;
+                        }
+                    }
                 s_trace (sim, "b%d CLAIM batch %" PRIu64 " limit %u", index,
                          action->batch_id, action->limit);
                 break;
@@ -1585,8 +1636,10 @@ s_setup (s_sim_t *sim)
             worker->broker = (int) b;
             worker->alive = true;
             worker->credit = 1 + (uint32_t) s_rand (sim, S_CREDIT_MAX);
-            //  The first worker of each broker serves every flow
+            //  The first worker of each broker serves every flow, at
+            //  any target (so every job can run)
             worker->flows = w == 0? 3: 1 + (unsigned) s_rand (sim, 3);
+            worker->target = options->targets? (int) (w % 3): S_TARGET_NONE;
         }
     sim->job_count = options->jobs;
     sim->jobs = calloc (sim->job_count + 1, sizeof (s_job_t));
@@ -1928,10 +1981,11 @@ cw_sim_options_print (const cw_sim_options_t *options, FILE *file)
              options->intensity, options->lease_msec, options->prefetch);
     for (size_t index = 0; index < options->skip_count; index++)
         fprintf (file, "%s%u", index? ",": " --skip ", options->skip [index]);
-    fprintf (file, "%s%s%s%s --trace\n",
+    fprintf (file, "%s%s%s%s%s --trace\n",
              options->unordered_replies? " --unordered-replies"
                                        : " --ordered-replies",
              options->one_connection? " --one-connection": "",
+             options->targets? " --targets": "",
              options->owner_fence_only? " --owner-fence-only": "",
              options->no_token_fence? " --no-token-fence": "");
 }

@@ -62,6 +62,9 @@ typedef struct {
                                 //  (the shell before its claim connection)
     bool owner_fence_only;      //  COMMIT fenced by lease_owner alone (the
                                 //  store before the attempts fence)
+    bool targets;               //  Workers announce targets: the first of
+                                //  each broker none, then "erp", "shop",
+                                //  none, ... in turn
     bool no_token_fence;        //  COMMIT, RENEW, RELEASE fenced by
                                 //  lease_owner (+ attempts) without the
                                 //  lease token (the store before it)

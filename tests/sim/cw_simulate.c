@@ -37,6 +37,8 @@ s_usage (void)
         "                           store before the attempts fence)\n"
         "       --no-token-fence: COMMIT, RENEW and RELEASE fenced without\n"
         "                         the lease token (the store before it)\n"
+        "       --targets: workers announce targets (the first of each\n"
+        "                  broker none, then erp, shop, none, ...)\n"
         "       --one-connection: claims share the broker's one store\n"
         "                         connection (the shell before its claim\n"
         "                         connection)\n"
@@ -98,7 +100,7 @@ main (int argc, char *argv [])
     int replies = 0;            //  0 the seed's pick, 1 unordered, 2 ordered
     uint64_t prefetch = UINT64_MAX;
     bool owner_fence_only = false, no_token_fence = false;
-    bool one_connection = false;
+    bool one_connection = false, targets = false;
     uint64_t brokers = 0, workers = 0, jobs = 0, keys = UINT64_MAX;
     uint64_t faults = UINT64_MAX, intensity = 0, lease = 0;
     uint32_t skip [S_MAX_SKIP];
@@ -131,6 +133,10 @@ main (int argc, char *argv [])
         }
         if (strcmp (flag, "--one-connection") == 0) {
             one_connection = true;
+            continue;
+        }
+        if (strcmp (flag, "--targets") == 0) {
+            targets = true;
             continue;
         }
         if (strcmp (flag, "--help") == 0) {
@@ -242,6 +248,7 @@ main (int argc, char *argv [])
         options.owner_fence_only = owner_fence_only;
         options.no_token_fence = no_token_fence;
         options.one_connection = one_connection;
+        options.targets = targets;
         cw_sim_result_t result;
         int rc = cw_sim_run (&options, &result);
         s_print_trace (&result);
@@ -264,6 +271,7 @@ main (int argc, char *argv [])
         options.owner_fence_only = owner_fence_only;
         options.no_token_fence = no_token_fence;
         options.one_connection = one_connection;
+        options.targets = targets;
         cw_sim_result_t result;
         int rc = cw_sim_run (&options, &result);
         total_steps += result.steps;
