@@ -10,7 +10,6 @@
 #include "cw_msg.h"
 #include "cw_pg.h"
 
-#include <libpq-fe.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -291,7 +290,7 @@ s_arrays_free (s_arrays_t *arrays)
 typedef struct {
     zsock_t *pipe;              //  Actor pipe
     cw_pg_t *pg;                //  Statements connection
-    PGconn *listen;             //  LISTEN connection, NULL when none
+    cw_pg_t *listen;            //  LISTEN connection, NULL when none
     int64_t listen_retry_at;    //  When to LISTEN again (epoch msec)
     int64_t notified_usec;      //  When a NOTIFY was last read (epoch usec)
     char *db_uri;               //  Owned copy
@@ -893,28 +892,20 @@ s_publish (s_store_t *self, cw_store_req_t *req)
 static void
 s_listen_close (s_store_t *self)
 {
-    if (self->listen)
-        PQfinish (self->listen);
-    self->listen = NULL;
+    cw_pg_destroy (&self->listen);
     self->listen_retry_at = zclock_time () + CW_STORE_LISTEN_RETRY_MSEC;
 }
 
+//  Opens the LISTEN connection (one attempt; the loop tries again after
+//  CW_STORE_LISTEN_RETRY_MSEC).
 static void
 s_listen_open (s_store_t *self)
 {
-    self->listen = PQconnectdb (self->db_uri);
-    if (PQstatus (self->listen) != CONNECTION_OK) {
-        cw_log (CW_LOG_WARN, "listen_failed", "cannot open LISTEN connection",
-                "error", PQerrorMessage (self->listen), NULL);
-        s_listen_close (self);
-        return;
-    }
-    PGresult *result = PQexec (self->listen, "LISTEN " CW_STORE_CHANNEL);
-    bool ok = PQresultStatus (result) == PGRES_COMMAND_OK;
-    PQclear (result);
-    if (!ok) {
-        cw_log (CW_LOG_WARN, "listen_failed", "LISTEN failed",
-                "error", PQerrorMessage (self->listen), NULL);
+    self->listen = cw_pg_new (self->db_uri);
+    cw_pg_set_retry (self->listen, 1, 0);
+    if (cw_pg_listen (self->listen, CW_STORE_CHANNEL) != 0) {
+        cw_log (CW_LOG_WARN, "listen_failed", "cannot LISTEN",
+                "error", cw_pg_error (self->listen), NULL);
         s_listen_close (self);
     }
 }
@@ -923,25 +914,20 @@ s_listen_open (s_store_t *self)
 static bool
 s_listen_read (s_store_t *self)
 {
-    if (!PQconsumeInput (self->listen)) {
+    int count = cw_pg_notifications (self->listen);
+    if (count < 0) {
         cw_log (CW_LOG_WARN, "listen_lost", "LISTEN connection lost",
-                "error", PQerrorMessage (self->listen), NULL);
+                "error", cw_pg_error (self->listen), NULL);
         s_listen_close (self);
         return true;            //  Something may have been missed
     }
-    bool any = false;
-    PGnotify *notify;
-    while ((notify = PQnotifies (self->listen))) {
-        any = true;
-        PQfreemem (notify);
-    }
-    if (any) {
+    if (count > 0) {
         struct timespec wall;
         clock_gettime (CLOCK_REALTIME, &wall);
         self->notified_usec = (int64_t) wall.tv_sec * 1000000
                             + wall.tv_nsec / 1000;
     }
-    return any;
+    return count > 0;
 }
 
 //  Logs (debug) when the last NOTIFY was read, to the microsecond, after
@@ -1039,7 +1025,7 @@ cw_store_actor (zsock_t *pipe, void *args)
         int count = 1;
         long timeout = -1;
         if (self.listen) {
-            items [1].fd = PQsocket (self.listen);
+            items [1].fd = cw_pg_socket (self.listen);
             count = 2;
         }
         else
@@ -1091,8 +1077,7 @@ cw_store_actor (zsock_t *pipe, void *args)
             zmsg_destroy (&msg);
         }
     }
-    if (self.listen)
-        PQfinish (self.listen);
+    cw_pg_destroy (&self.listen);
     cw_pg_destroy (&self.pg);
     free (self.db_uri);
     free (self.broker_id);

@@ -16,6 +16,10 @@
 
 #define CW_PG_ERROR_SIZE 512            //  Longest kept error message
 #define CW_PG_CONNECT_TIMEOUT "10"      //  libpq connect_timeout, seconds
+#define CW_PG_KEEPALIVES_IDLE "30"      //  TCP keepalive: idle seconds,
+#define CW_PG_KEEPALIVES_INTERVAL "10"  //  then a probe every 10 s,
+#define CW_PG_KEEPALIVES_COUNT "3"      //  3 unanswered: connection lost
+#define CW_PG_CHANNEL_MAX 63            //  Longest LISTEN channel name
 
 //  A registered statement; prepared on the connection of one generation.
 typedef struct _statement_t statement_t;
@@ -33,6 +37,8 @@ struct _cw_pg_t {
     PGconn *conn;               //  Connection, NULL before connect
     uint64_t generation;        //  Counts successful connects
     statement_t *statements;    //  Registry of prepared statements
+    char **channels;            //  LISTEN channels, again after reconnect
+    size_t channel_count;       //  Entries in channels
     int attempts;               //  Connect attempts
     int backoff_msec;           //  First pause between attempts
     bool in_transaction;        //  Between begin and commit/rollback
@@ -168,6 +174,9 @@ cw_pg_destroy (cw_pg_t **self_p)
         free (self->statements);
         self->statements = next;
     }
+    for (size_t index = 0; index < self->channel_count; index++)
+        free (self->channels[index]);
+    free (self->channels);
     s_wipe_free (&self->uri);
     s_wipe_free (&self->password);
     free (self);
@@ -184,6 +193,19 @@ cw_pg_set_retry (cw_pg_t *self, int attempts, int backoff_msec)
     self->backoff_msec = backoff_msec;
 }
 
+static int
+    s_finish (cw_pg_t *self, PGresult *result, cw_pg_rows_t **rows_p);
+
+//  LISTEN on the open connection (channel checked by cw_pg_listen).
+//  Returns 0 or -1 with the error set.
+static int
+s_listen_now (cw_pg_t *self, const char *channel)
+{
+    char sql[CW_PG_CHANNEL_MAX + 16];
+    snprintf (sql, sizeof (sql), "LISTEN %s", channel);
+    return s_finish (self, PQexec (self->conn, sql), NULL);
+}
+
 //  One connect attempt. Returns 0 or -1 with the error set.
 static int
 s_connect_once (cw_pg_t *self)
@@ -192,17 +214,28 @@ s_connect_once (cw_pg_t *self)
         PQfinish (self->conn);
         self->conn = NULL;
     }
-    //  connect_timeout first: a value in the URI overrides it.
-    const char *const keywords[] = { "connect_timeout", "dbname", NULL };
-    const char *const values[] = { CW_PG_CONNECT_TIMEOUT, self->uri, NULL };
+    //  Our defaults first: a value in the URI overrides them. Keepalives
+    //  find a server that vanished without closing the connection (a
+    //  failover, a cable) within about a minute, not TCP's two hours.
+    const char *const keywords[] = {
+        "connect_timeout", "keepalives_idle", "keepalives_interval",
+        "keepalives_count", "dbname", NULL
+    };
+    const char *const values[] = {
+        CW_PG_CONNECT_TIMEOUT, CW_PG_KEEPALIVES_IDLE,
+        CW_PG_KEEPALIVES_INTERVAL, CW_PG_KEEPALIVES_COUNT, self->uri, NULL
+    };
     self->conn = PQconnectdbParams (keywords, values, 1);
-    if (PQstatus (self->conn) == CONNECTION_OK) {
-        PQsetNoticeProcessor (self->conn, s_notice, NULL);
-        self->generation++;
-        return 0;
+    if (PQstatus (self->conn) != CONNECTION_OK) {
+        s_set_error (self, CW_PG_CONNECTION, NULL, PQerrorMessage (self->conn));
+        return -1;
     }
-    s_set_error (self, CW_PG_CONNECTION, NULL, PQerrorMessage (self->conn));
-    return -1;
+    PQsetNoticeProcessor (self->conn, s_notice, NULL);
+    self->generation++;
+    for (size_t index = 0; index < self->channel_count; index++)
+        if (s_listen_now (self, self->channels[index]))
+            return -1;
+    return 0;
 }
 
 int
@@ -264,6 +297,86 @@ cw_pg_connected (cw_pg_t *self)
 {
     assert (self);
     return self->conn && PQstatus (self->conn) == CONNECTION_OK;
+}
+
+//  A channel is a lower-case SQL identifier: it goes into LISTEN as is.
+static bool
+s_channel_valid (const char *channel)
+{
+    size_t length = strlen (channel);
+    if (length == 0 || length > CW_PG_CHANNEL_MAX
+        || (channel[0] >= '0' && channel[0] <= '9'))
+        return false;
+    for (size_t index = 0; index < length; index++) {
+        char c = channel[index];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
+            return false;
+    }
+    return true;
+}
+
+int
+cw_pg_listen (cw_pg_t *self, const char *channel)
+{
+    assert (self);
+    assert (channel);
+    if (!s_channel_valid (channel)) {
+        s_set_error (self, CW_PG_ERROR, NULL,
+                     "LISTEN channel: not a lower-case identifier of 1-63 "
+                     "bytes");
+        return -1;
+    }
+    bool known = false;
+    for (size_t index = 0; index < self->channel_count; index++)
+        if (strcmp (self->channels[index], channel) == 0)
+            known = true;
+    if (!known) {
+        char **channels = (char **) realloc (
+            self->channels, (self->channel_count + 1) * sizeof (char *));
+        if (!channels)
+            abort ();
+        self->channels = channels;
+        self->channels[self->channel_count++] = s_strdup (channel);
+    }
+    if (self->in_transaction) {
+        s_set_error (self, CW_PG_ERROR, NULL,
+                     "LISTEN inside a transaction waits for its commit");
+        return -1;
+    }
+    if (!cw_pg_connected (self))
+        return cw_pg_connect (self);    //  Listens on every channel
+    return s_listen_now (self, channel);
+}
+
+int
+cw_pg_socket (cw_pg_t *self)
+{
+    assert (self);
+    return cw_pg_connected (self) ? PQsocket (self->conn) : -1;
+}
+
+int
+cw_pg_notifications (cw_pg_t *self)
+{
+    assert (self);
+    if (!cw_pg_connected (self)) {
+        s_set_error (self, CW_PG_CONNECTION, NULL, "not connected");
+        return -1;
+    }
+    if (!PQconsumeInput (self->conn) || PQstatus (self->conn) != CONNECTION_OK) {
+        s_set_error (self, CW_PG_CONNECTION, NULL, PQerrorMessage (self->conn));
+        PQfinish (self->conn);
+        self->conn = NULL;
+        self->in_transaction = false;
+        return -1;
+    }
+    int count = 0;
+    PGnotify *notify;
+    while ((notify = PQnotifies (self->conn))) {
+        count++;
+        PQfreemem (notify);
+    }
+    return count;
 }
 
 //  Makes sure there is a connection: reconnects when it was lost. A lost

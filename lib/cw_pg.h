@@ -78,6 +78,26 @@ int
 bool
     cw_pg_connected (cw_pg_t *self);
 
+//  Listens on channel (a lower-case SQL identifier of 1-63 bytes): LISTEN
+//  runs now (connecting first when needed) and again after every
+//  reconnect. Notifications sent while the connection was down are lost:
+//  a caller looks at its table once after each (re)listen. Returns 0 or
+//  -1 (see cw_pg_failure).
+int
+    cw_pg_listen (cw_pg_t *self, const char *channel);
+
+//  The connection's socket, to poll for notifications; -1 when not
+//  connected.
+int
+    cw_pg_socket (cw_pg_t *self);
+
+//  Reads what the server sent, without blocking, and returns how many
+//  notifications (of any channel) it held: 0 when none. Returns -1 when
+//  the connection is lost (closed; the next cw_pg_listen or statement
+//  reconnects). Server messages on the way go to the log, never stderr.
+int
+    cw_pg_notifications (cw_pg_t *self);
+
 //  Registers a named statement; it is prepared on the server now when
 //  connected (and again after any reconnect). Registering the same name
 //  with the same SQL again is harmless; other SQL under a known name is

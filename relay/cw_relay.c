@@ -25,7 +25,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <libpq-fe.h>
 #include <sodium.h>
 #include <string.h>
 #include <unistd.h>
@@ -166,7 +165,7 @@ struct _cw_relay_t {
     char table[ISLAND_MAX + 16];      //  "<island>.outbox"
     char channel[ISLAND_MAX + 16];    //  "cw_<island>_outbox"
     cw_pg_t *pg;                      //  Reads and marks
-    PGconn *listen;                   //  LISTEN connection, or NULL
+    cw_pg_t *listen;                  //  LISTEN connection, or NULL
     int64_t listen_retry_at;          //  When to LISTEN again
     s_state_t state;                  //  Broker session
     zsock_t *sock;                    //  DEALER while CONNECTED
@@ -367,35 +366,23 @@ s_mark_add (json_t *marks, const char *id, const char *reason)
 static void
 s_listen_close (cw_relay_t *self)
 {
-    if (self->listen)
-        PQfinish (self->listen);
-    self->listen = NULL;
+    cw_pg_destroy (&self->listen);
     self->listen_retry_at = zclock_mono () + self->config->reconnect_msec;
 }
 
+//  Opens the LISTEN connection (one attempt; s_timers tries again after
+//  reconnect_msec).
 static void
 s_listen_open (cw_relay_t *self)
 {
-    self->listen = PQconnectdb (self->db_uri);
-    if (PQstatus (self->listen) != CONNECTION_OK) {
-        cw_log (CW_LOG_WARN, "listen_failed",
-                "could not open LISTEN connection", "reason",
-                PQerrorMessage (self->listen), NULL);
-        s_listen_close (self);
-        return;
-    }
-    char sql[SQL_MAX];
-    snprintf (sql, sizeof (sql), "LISTEN %s", self->channel);
-    PGresult *result = PQexec (self->listen, sql);
-    bool ok = PQresultStatus (result) == PGRES_COMMAND_OK;
-    PQclear (result);
-    if (!ok) {
+    self->listen = cw_pg_new (self->db_uri);
+    cw_pg_set_retry (self->listen, 1, 0);
+    if (cw_pg_listen (self->listen, self->channel) != 0) {
         cw_log (CW_LOG_WARN, "listen_failed", "could not LISTEN", "channel",
-                self->channel, "reason", PQerrorMessage (self->listen), NULL);
+                self->channel, "reason", cw_pg_error (self->listen), NULL);
         s_listen_close (self);
         return;
     }
-    PQsetnonblocking (self->listen, 1);
     //  Rows may have arrived while nobody listened
     self->wake = true;
 }
@@ -404,18 +391,16 @@ s_listen_open (cw_relay_t *self)
 static void
 s_listen_read (cw_relay_t *self)
 {
-    if (!PQconsumeInput (self->listen)) {
+    int count = cw_pg_notifications (self->listen);
+    if (count < 0) {
         cw_log (CW_LOG_WARN, "listen_lost", "lost LISTEN connection", "reason",
-                PQerrorMessage (self->listen), NULL);
+                cw_pg_error (self->listen), NULL);
         s_listen_close (self);
         self->wake = true;
         return;
     }
-    PGnotify *notify;
-    while ((notify = PQnotifies (self->listen))) {
+    if (count > 0)
         self->wake = true;
-        PQfreemem (notify);
-    }
 }
 
 //  --- Broker session ---------------------------------------------------------
@@ -835,9 +820,9 @@ cw_relay_run (cw_relay_t *self, int signal_fd)
             items[count++] = (zmq_pollitem_t){zsock_resolve (self->sock), -1,
                                               ZMQ_POLLIN, 0};
         }
-        if (self->listen && PQsocket (self->listen) >= 0) {
+        if (self->listen && cw_pg_socket (self->listen) >= 0) {
             listen_item = count;
-            items[count++] = (zmq_pollitem_t){NULL, PQsocket (self->listen),
+            items[count++] = (zmq_pollitem_t){NULL, cw_pg_socket (self->listen),
                                               ZMQ_POLLIN, 0};
         }
         int rc = zmq_poll (items, (int) count, s_next_timeout (self));

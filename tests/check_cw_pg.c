@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -337,6 +339,124 @@ START_TEST (test_reconnect)
 }
 END_TEST
 
+//  Waits until fd is readable; false after timeout_msec.
+static bool
+s_readable (int fd, int timeout_msec)
+{
+    struct pollfd item = { fd, POLLIN, 0 };
+    return poll (&item, 1, timeout_msec) == 1;
+}
+
+//  Sends a NOTIFY on channel from a connection of its own.
+static void
+s_notify (const char *uri, const char *channel)
+{
+    char sql[128], error[512];
+    snprintf (sql, sizeof (sql), "NOTIFY %s", channel);
+    ck_assert_msg (cw_test_sql (uri, sql, error, sizeof (error)) == 0, "%s",
+                   error);
+}
+
+START_TEST (test_listen)
+{
+    char *uri = cw_test_db_new ("cw_pg");
+    cw_log_init ("check_cw_pg", CW_LOG_DEBUG);
+    cw_pg_t *pg = cw_pg_new (uri);
+    cw_pg_set_retry (pg, 1, 0);
+
+    //  Channel names go into SQL as they are: only identifiers pass
+    const char *bad[] = {
+        "", "Upper", "has-dash", "has space", "9first", "x;LISTEN y",
+        "a123456789012345678901234567890123456789012345678901234567890123",
+        NULL
+    };
+    for (int index = 0; bad[index]; index++) {
+        ck_assert_int_eq (cw_pg_listen (pg, bad[index]), -1);
+        ck_assert_int_eq (cw_pg_failure (pg), CW_PG_ERROR);
+        ck_assert_msg (strstr (cw_pg_error (pg), "channel"), "%s",
+                       cw_pg_error (pg));
+    }
+    ck_assert (!cw_pg_connected (pg));
+    ck_assert_int_eq (cw_pg_socket (pg), -1);
+    ck_assert_int_eq (cw_pg_notifications (pg), -1);
+
+    //  Listening connects; a NOTIFY from elsewhere makes the socket
+    //  readable and is counted once
+    ck_assert_msg (cw_pg_listen (pg, "cw_test_wake") == 0, "%s",
+                   cw_pg_error (pg));
+    ck_assert_int_eq (cw_pg_listen (pg, "cw_test_other"), 0);
+    ck_assert_int_ge (cw_pg_socket (pg), 0);
+    ck_assert_int_eq (cw_pg_notifications (pg), 0);
+    s_notify (uri, "cw_test_wake");
+    s_notify (uri, "cw_test_other");
+    s_notify (uri, "cw_test_unheard");
+    int heard = 0;
+    for (int round = 0; round < 50 && heard < 2; round++) {
+        ck_assert (s_readable (cw_pg_socket (pg), 5000));
+        int count = cw_pg_notifications (pg);
+        ck_assert_int_ge (count, 0);
+        heard += count;
+    }
+    ck_assert_int_eq (heard, 2);
+
+    //  The connection is terminated: the loss is reported once, with no
+    //  line of libpq's own on stderr (every line is a JSON log record)
+    char *pid = s_value (pg, "SELECT pg_backend_pid ()");
+    char *captured = cw_test_tmpdir ("check_cw_pg");
+    char path[512];
+    snprintf (path, sizeof (path), "%s/stderr", captured);
+    fflush (stderr);
+    int saved = dup (STDERR_FILENO);
+    int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge (fd, 0);
+    ck_assert_int_ge (dup2 (fd, STDERR_FILENO), 0);
+    close (fd);
+    s_terminate (pid);
+    free (pid);
+    ck_assert (s_readable (cw_pg_socket (pg), 5000));
+    int result = cw_pg_notifications (pg);
+    int count = result;
+    while (count >= 0 && s_readable (cw_pg_socket (pg), 1000))
+        count = cw_pg_notifications (pg);
+    fflush (stderr);
+    dup2 (saved, STDERR_FILENO);
+    close (saved);
+    ck_assert_int_eq (count, -1);
+    ck_assert_int_eq (cw_pg_failure (pg), CW_PG_CONNECTION);
+    ck_assert (!cw_pg_connected (pg));
+    ck_assert_int_eq (cw_pg_socket (pg), -1);
+    char text[8192] = "";
+    FILE *file = fopen (path, "r");
+    ck_assert_ptr_nonnull (file);
+    text[fread (text, 1, sizeof (text) - 1, file)] = 0;
+    fclose (file);
+    for (const char *line = text; *line; line = strchr (line, '\n') + 1) {
+        ck_assert_msg (*line == '{', "not a log record: %s", line);
+        if (!strchr (line, '\n'))
+            break;
+    }
+    cw_test_tmpdir_destroy (&captured);
+
+    //  Listening again reconnects and listens on both channels again
+    ck_assert_int_eq (cw_pg_listen (pg, "cw_test_wake"), 0);
+    ck_assert (cw_pg_connected (pg));
+    s_notify (uri, "cw_test_other");
+    ck_assert (s_readable (cw_pg_socket (pg), 5000));
+    heard = 0;
+    for (int round = 0; round < 50 && heard < 1; round++) {
+        int got = cw_pg_notifications (pg);
+        ck_assert_int_ge (got, 0);
+        heard += got;
+        if (!heard)
+            ck_assert (s_readable (cw_pg_socket (pg), 5000));
+    }
+    ck_assert_int_eq (heard, 1);
+    cw_pg_destroy (&pg);
+    cw_log_init ("check_cw_pg", CW_LOG_ERROR);
+    cw_test_db_destroy (&uri);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -349,6 +469,7 @@ main (void)
     tcase_set_timeout (connect, 30);
     tcase_add_test (connect, test_connect_gives_up);
     tcase_add_test (connect, test_reconnect);
+    tcase_add_test (connect, test_listen);
     suite_add_tcase (suite, connect);
     TCase *statements = tcase_create ("statements");
     tcase_set_timeout (statements, 30);
