@@ -899,6 +899,77 @@ START_TEST (test_database_connections_lost)
 }
 END_TEST
 
+//  The database refuses every connection for 5 s (as during a PostgreSQL
+//  restart or failover) while jobs run and events are published: broker
+//  and relay keep trying, keep what they were given, and finish when it
+//  is back; nothing lost, nothing twice.
+START_TEST (test_database_outage)
+{
+    const int jobs = 2000;
+    const int rows = 1000;
+    fixture_t *self = s_fixture_new ();
+    worker_sim_start (&self->sim, "--latency-ms", "5", "--log-level", "warn",
+                      NULL);
+    self->sim_up = true;
+    int index = s_broker_start (self, NULL);
+    const char *worker [] = { "CW_WORKER_INFLIGHT=32", NULL };
+    s_worker_start (self, worker);
+    s_insert_outbox (self, rows);
+    const char *relay [] = { "CW_RELAY_BATCH_SIZE=20", "CW_RELAY_DB_POLL=100ms",
+                             NULL };
+    s_relay_start (self, relay);
+    s_insert_upserts (self, "out", jobs, 30);
+    s_wait_count (self, DONE, 100, LONG_MSEC);
+    //  From the cluster's maintenance database: the test database itself
+    //  takes no connection meanwhile
+    char *name = cw_test_sql_value (self->uri, "SELECT current_database ()");
+    ck_assert_ptr_nonnull (name);
+    char *refuse = zsys_sprintf ("ALTER DATABASE %s ALLOW_CONNECTIONS false",
+                                 name);
+    char *allow = zsys_sprintf ("ALTER DATABASE %s ALLOW_CONNECTIONS true",
+                                name);
+    char *end = zsys_sprintf (
+        "SELECT count (pg_terminate_backend (pid)) FROM pg_stat_activity"
+        " WHERE datname = '%s'", name);
+    cw_fixture_sql_ok (cw_test_pguri (), refuse);
+    long terminated = cw_fixture_sql_count (cw_test_pguri (), end);
+    long long down_at = cw_test_now_msec ();
+    long done_before = -1;
+    while (cw_test_now_msec () < down_at + 5000)
+        usleep (100 * 1000);
+    cw_fixture_sql_ok (cw_test_pguri (), allow);
+    done_before = s_count (self, DONE " AND flow = 'http.generic'");
+    ck_assert_int_gt (terminated, 0);
+    s_wait_count (self, DONE " AND flow = 'http.generic'", jobs, LONG_MSEC);
+    s_wait_count (self, PUBLISHED, rows, LONG_MSEC);
+    s_assert_each_once (self, jobs);
+    s_assert_attempts_consistent (self);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.inbox"), rows);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                     " WHERE flow <> 'http.generic'"), rows);
+    ck_assert_int_eq (kill (self->brokers [index], 0), 0);
+    ck_assert_int_eq (kill (self->relay_pid, 0), 0);
+    char *log = zsys_sprintf ("%s/broker-%d.log", self->tmp, index);
+    char *text = cw_fixture_slurp (log);
+    ck_assert_ptr_nonnull (text);
+    s_assert_records (text, log);
+    ck_assert_msg (strstr (text, "\"db_connect_failed\""),
+                   "no db_connect_failed in %s", log);
+    if (getenv ("CW_TEST_KEEP_LOG"))
+        fprintf (stderr, "%s", text);
+    fprintf (stderr, "pipeline: outage of 5 s, %ld connections terminated,"
+             " %ld of %d jobs done when it ended\n", terminated, done_before,
+             jobs);
+    free (text);
+    zstr_free (&log);
+    zstr_free (&refuse);
+    zstr_free (&allow);
+    zstr_free (&end);
+    free (name);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -920,6 +991,7 @@ main (void)
         { "targets", test_targets_kept_apart },
         { "relay_killed", test_relay_killed_no_loss_no_duplicate },
         { "database_lost", test_database_connections_lost },
+        { "database_outage", test_database_outage },
     };
     for (size_t index = 0; index < sizeof (cases) / sizeof (cases [0]); index++) {
         TCase *tcase = tcase_create (cases [index].name);
