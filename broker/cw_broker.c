@@ -45,6 +45,7 @@ typedef struct {
     int64_t call_id;
     char peer [CW_BROKER_NAME_SIZE];    //  The admin client to answer
     int64_t request_id;         //  Its REQUEST id
+    char worker [CW_BROKER_NAME_SIZE];  //  The worker it went to, once sent
     char *flow;
     cw_envelope_t *envelope;
 } s_call_t;
@@ -243,6 +244,8 @@ s_action (s_broker_t *self, const cw_core_action_t *action)
             msg->call.flow = strdup (call->flow);
             msg->call.deadline_ms = action->deadline_msec;
             msg->call.envelope = cw_envelope_dup (call->envelope);
+            snprintf (call->worker, sizeof (call->worker), "%s",
+                      action->worker);
             s_send (self, action->worker, &msg);
             break;
         }
@@ -668,13 +671,13 @@ s_on_request (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
 }
 
 static void
-s_on_reply (s_broker_t *self, cw_msg_t *msg)
+s_on_reply (s_broker_t *self, const char *worker, cw_msg_t *msg)
 {
     char key [CW_BROKER_INT_SIZE];
     s_id_text (key, sizeof (key), msg->reply.call_id);
     s_call_t *call = (s_call_t *) zhashx_lookup (self->calls, key);
-    if (!call)
-        return;                 //  Late or unknown: ignored
+    if (!call || !streq (call->worker, worker))
+        return;                 //  Late, unknown or not its call: ignored
     json_t *result = json_pack ("{s:s, s:I, s:I}",
         "outcome", cw_msg_outcome_name (msg->reply.outcome),
         "http_status", (json_int_t) msg->reply.http_status,
@@ -763,8 +766,9 @@ s_on_worker (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
             cw_core_on_worker_gone (self->core, now, worker);
             break;
         case CW_MSG_REPLY:
-            cw_core_on_worker_seen (self->core, now, worker);
-            s_on_reply (self, msg);
+            rc = cw_core_on_worker_seen (self->core, now, worker);
+            if (rc == 0)
+                s_on_reply (self, worker, msg);
             break;
         default:
             break;

@@ -530,6 +530,147 @@ START_TEST (test_security)
 }
 END_TEST
 
+//  Sends REQUEST op (args taken) from an admin peer; returns the
+//  RESPONSE to it, or NULL after timeout_msec.
+static cw_msg_t *
+s_admin_request (zsock_t *admin, int64_t request_id, const char *op,
+                 json_t *args, int timeout_msec)
+{
+    cw_msg_t *request = cw_msg_new (CW_MSG_CLIENT, CW_MSG_REQUEST);
+    request->request.request_id = request_id;
+    request->request.op = strdup (op);
+    request->request.args = args;
+    s_peer_send (admin, &request);
+    long long deadline = cw_test_now_msec () + timeout_msec;
+    while (cw_test_now_msec () < deadline) {
+        cw_msg_t *msg = s_peer_recv (admin, 100);
+        if (msg && msg->command == CW_MSG_RESPONSE
+        &&  msg->response.request_id == request_id)
+            return msg;
+        cw_msg_destroy (&msg);
+    }
+    return NULL;
+}
+
+//  Waits until the admin status counts workers live workers.
+static void
+s_wait_workers (zsock_t *admin, int64_t workers)
+{
+    long long deadline = cw_test_now_msec () + WAIT_MSEC;
+    for (int64_t request_id = 1000; cw_test_now_msec () < deadline;
+         request_id++) {
+        cw_msg_t *msg = s_admin_request (admin, request_id, "status",
+                                         json_object (), WAIT_MSEC);
+        ck_assert_ptr_nonnull (msg);
+        int64_t now = json_integer_value (
+            json_object_get (msg->response.result, "workers"));
+        cw_msg_destroy (&msg);
+        if (now == workers)
+            return;
+        zclock_sleep (50);
+    }
+    ck_abort_msg ("broker never counted %lld workers", (long long) workers);
+}
+
+//  args of op call: flow http.generic, an envelope with key
+static json_t *
+s_call_args (const char *key)
+{
+    cw_envelope_t *envelope = cw_envelope_new ();
+    cw_envelope_set_id (envelope, key);
+    cw_envelope_set_source (envelope, "shop");
+    cw_envelope_set_type (envelope, "customer.upserted.v1");
+    cw_envelope_set_time (envelope, "2025-01-31T10:02:03.123Z");
+    cw_envelope_set_tenant_id (envelope, "t1");
+    cw_envelope_set_correlation_id (envelope, "c1");
+    cw_envelope_set_idempotency_key (envelope, key);
+    json_t *data = json_object ();
+    cw_envelope_set_data (envelope, &data);
+    char reason [256];
+    char *text = cw_envelope_encode_json (envelope, reason, sizeof (reason));
+    ck_assert_msg (text != NULL, "%s", reason);
+    cw_envelope_destroy (&envelope);
+    json_t *envelope_json = json_loads (text, 0, NULL);
+    free (text);
+    ck_assert_ptr_nonnull (envelope_json);
+    return json_pack ("{s:s, s:o}", "flow", "http.generic",
+                      "envelope", envelope_json);
+}
+
+static void
+s_reply (zsock_t *dealer, int64_t call_id, int http_status)
+{
+    cw_msg_t *reply = cw_msg_new (CW_MSG_WORKER, CW_MSG_REPLY);
+    reply->reply.call_id = call_id;
+    reply->reply.outcome = CW_MSG_OUTCOME_OK;
+    reply->reply.http_status = http_status;
+    reply->reply.duration_ms = 1;
+    s_peer_send (dealer, &reply);
+}
+
+//  A REPLY answers a call only from the worker the CALL went to: from a
+//  peer without a session it is unknown_session (PROTOCOL.md §5), from
+//  another worker it is ignored. Before, any worker-role connection
+//  could answer any call (call ids count up from 1), READY or not.
+START_TEST (test_reply_from_called_worker_only)
+{
+    fixture_t *self = s_fixture_new ();
+    zcert_t *operator = cw_curve_cert_new ("admin", "operator");
+    cw_fixture_cert_save (self->tmp, operator, "peers", "operator");
+    //  Long heartbeats: the called worker stays alive without sending
+    const char *slow[] = {"CW_BROKER_SERVER_HEARTBEAT=5s", NULL};
+    s_broker_start (self, slow);
+    zsock_t *called = s_peer_new (self, self->worker);
+    s_ready (called, "http.generic", 5);
+    zsock_t *admin = s_peer_new (self, operator);
+    s_wait_workers (admin, 1);
+    cw_msg_t *request = cw_msg_new (CW_MSG_CLIENT, CW_MSG_REQUEST);
+    request->request.request_id = 1;
+    request->request.op = strdup ("call");
+    request->request.args = s_call_args ("call-1");
+    s_peer_send (admin, &request);
+    cw_msg_t *call = s_peer_recv (called, WAIT_MSEC);
+    ck_assert_ptr_nonnull (call);
+    ck_assert_int_eq (call->command, CW_MSG_CALL);
+    int64_t call_id = call->call.call_id;
+    cw_msg_destroy (&call);
+
+    //  Another connection with a worker key, no READY: unknown_session
+    zsock_t *other = s_peer_new (self, self->worker);
+    s_reply (other, call_id, 299);
+    cw_msg_t *answer = s_peer_recv (other, WAIT_MSEC);
+    ck_assert_ptr_nonnull (answer);
+    ck_assert_int_eq (answer->command, CW_MSG_ERROR);
+    ck_assert_str_eq (answer->error.code, "unknown_session");
+    ck_assert_int_eq (answer->error.command, CW_MSG_REPLY);
+    cw_msg_destroy (&answer);
+    //  In session, but not the called worker: ignored
+    s_ready (other, "http.generic", 5);
+    s_reply (other, call_id, 298);
+    cw_msg_t *response = s_peer_recv (admin, 500);
+    ck_assert_msg (response == NULL,
+                   "the admin got another worker's REPLY (http_status %lld)",
+                   response ? (long long) json_integer_value (json_object_get (
+                                  response->response.result, "http_status"))
+                            : 0LL);
+    //  The called worker's REPLY answers the call
+    s_reply (called, call_id, 200);
+    response = s_peer_recv (admin, WAIT_MSEC);
+    ck_assert_ptr_nonnull (response);
+    ck_assert_int_eq (response->command, CW_MSG_RESPONSE);
+    ck_assert_int_eq (response->response.request_id, 1);
+    ck_assert_ptr_null (response->response.error_code);
+    ck_assert_int_eq (json_integer_value (json_object_get (
+                          response->response.result, "http_status")), 200);
+    cw_msg_destroy (&response);
+    zsock_destroy (&other);
+    zsock_destroy (&admin);
+    zcert_destroy (&operator);
+    zsock_destroy (&called);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 START_TEST (test_publish)
 {
     fixture_t *self = s_fixture_new ();
@@ -832,6 +973,7 @@ main (void)
     TCase *security = tcase_create ("security");
     tcase_set_timeout (security, 60);
     tcase_add_test (security, test_security);
+    tcase_add_test (security, test_reply_from_called_worker_only);
     suite_add_tcase (suite, security);
     TCase *relay = tcase_create ("publish");
     tcase_set_timeout (relay, 60);
