@@ -447,15 +447,30 @@ s_peer_require (s_broker_t *self, zframe_t *routing, zframe_t *frame)
 {
     char name [CW_BROKER_NAME_SIZE];
     s_hex (zframe_data (routing), zframe_size (routing), name, sizeof (name));
+    const char *user_id = zframe_meta (frame, "User-Id");
+    const char *role = zframe_meta (frame, "role");
+    user_id = user_id ? user_id : "unknown";
+    role = role ? role : "";
     s_peer_t *peer = (s_peer_t *) zhashx_lookup (self->peers, name);
+    if (peer && (!streq (peer->user_id, user_id) || !streq (peer->role, role))) {
+        //  Another connection took the routing id (a peer may choose its
+        //  own): the one before is gone, and so is its session
+        const char *address = zframe_meta (frame, "Peer-Address");
+        cw_log (CW_LOG_INFO, "peer_replaced",
+                "routing id taken by another key: previous session ended",
+                "peer", name, "user_id", user_id, "role", role,
+                "previous_user_id", peer->user_id,
+                "peer_address", address ? address : "unknown", NULL);
+        cw_core_on_worker_gone (self->core, zclock_time (), name);
+        zhashx_delete (self->peers, name);
+        peer = NULL;
+    }
     if (!peer) {
         peer = (s_peer_t *) zmalloc (sizeof (s_peer_t));
         peer->routing = zframe_dup (routing);
         memcpy (peer->name, name, sizeof (name));
-        const char *user_id = zframe_meta (frame, "User-Id");
-        const char *role = zframe_meta (frame, "role");
-        peer->user_id = strdup (user_id ? user_id : "unknown");
-        peer->role = strdup (role ? role : "");
+        peer->user_id = strdup (user_id);
+        peer->role = strdup (role);
         zhashx_insert (self->peers, name, peer);
     }
     return peer;

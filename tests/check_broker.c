@@ -671,6 +671,58 @@ START_TEST (test_reply_from_called_worker_only)
 }
 END_TEST
 
+//  The role is the sending connection's, whatever routing id it chose:
+//  a connection with a worker key that takes the routing id an admin
+//  connection used before is refused admin requests. Before, the broker
+//  kept the role of the first connection it saw under a routing id for
+//  ever and served the second one as admin.
+START_TEST (test_routing_id_reused)
+{
+    fixture_t *self = s_fixture_new ();
+    zcert_t *operator = cw_curve_cert_new ("admin", "operator");
+    cw_fixture_cert_save (self->tmp, operator, "peers", "operator");
+    s_broker_start (self, NULL);
+    zsock_t *admin = zsock_new (ZMQ_DEALER);
+    cw_curve_client_setup (admin, operator, zcert_public_txt (self->server));
+    zsock_set_linger (admin, 0);
+    zsock_set_identity (admin, "ops");
+    ck_assert_int_eq (zsock_connect (admin, "%s", self->endpoint), 0);
+    cw_msg_t *response = s_admin_request (admin, 1, "status", json_object (),
+                                          WAIT_MSEC);
+    ck_assert_ptr_nonnull (response);
+    ck_assert_ptr_null (response->response.error_code);
+    cw_msg_destroy (&response);
+    zsock_destroy (&admin);
+
+    //  The broker takes the routing id once the admin's connection is gone
+    cw_msg_t *answer = NULL;
+    long long deadline = cw_test_now_msec () + WAIT_MSEC;
+    while (!answer && cw_test_now_msec () < deadline) {
+        zsock_t *worker = zsock_new (ZMQ_DEALER);
+        cw_curve_client_setup (worker, self->worker,
+                               zcert_public_txt (self->server));
+        zsock_set_linger (worker, 0);
+        zsock_set_identity (worker, "ops");
+        ck_assert_int_eq (zsock_connect (worker, "%s", self->endpoint), 0);
+        cw_msg_t *request = cw_msg_new (CW_MSG_CLIENT, CW_MSG_REQUEST);
+        request->request.request_id = 2;
+        request->request.op = strdup ("status");
+        request->request.args = json_object ();
+        s_peer_send (worker, &request);
+        answer = s_peer_recv (worker, 500);
+        zsock_destroy (&worker);
+    }
+    ck_assert_ptr_nonnull (answer);
+    ck_assert_msg (answer->command == CW_MSG_ERROR,
+                   "a worker key was answered an admin request");
+    ck_assert_str_eq (answer->error.code, "forbidden");
+    ck_assert_int_eq (answer->error.command, CW_MSG_REQUEST);
+    cw_msg_destroy (&answer);
+    zcert_destroy (&operator);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 START_TEST (test_publish)
 {
     fixture_t *self = s_fixture_new ();
@@ -974,6 +1026,7 @@ main (void)
     tcase_set_timeout (security, 60);
     tcase_add_test (security, test_security);
     tcase_add_test (security, test_reply_from_called_worker_only);
+    tcase_add_test (security, test_routing_id_reused);
     suite_add_tcase (suite, security);
     TCase *relay = tcase_create ("publish");
     tcase_set_timeout (relay, 60);
