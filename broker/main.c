@@ -8,7 +8,8 @@
     Order: config, ZAP handler, broker actor (store actor inside it, then
     the ROUTER bound). SIGTERM/SIGINT: drain (stop claiming, await results
     in flight up to broker/drain, release the rest, DISCONNECT workers),
-    exit 0; a second signal exits at once (1).
+    exit 0; a second signal exits at once (1). SIGHUP: the ZAP handler
+    reloads the allowed keys (server/peers).
     Exit: 0 clean, 1 runtime failure, 2 bad usage or configuration.
     =========================================================================
 */
@@ -20,6 +21,7 @@
 #include "cw_zap.h"
 
 #include <inttypes.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -401,6 +403,13 @@ main (int argc, char *argv [])
         return CW_CONFIG_EXIT_CODE;
     }
 
+    //  SIGHUP is blocked in every thread (they inherit this mask) and
+    //  taken by the main loop: no thread's poll is interrupted by it
+    sigset_t hangup;
+    sigemptyset (&hangup);
+    sigaddset (&hangup, SIGHUP);
+    pthread_sigmask (SIG_BLOCK, &hangup, NULL);
+
     int exit_code = CW_BROKER_EXIT_FAILED;
     char *db_uri = cw_secret_load (settings.db_uri_file, error, sizeof (error));
     zcert_t *cert = db_uri ? cw_curve_cert_load_secret (settings.cert_file,
@@ -447,6 +456,12 @@ main (int argc, char *argv [])
                     break;
                 }
             }
+            struct timespec no_wait = { 0, 0 };
+            if (sigtimedwait (&hangup, NULL, &no_wait) == SIGHUP
+            &&  cw_zap_reload (zap, error, sizeof (error)) < 0)
+                cw_log (CW_LOG_ERROR, "reload_failed",
+                        "allowed keys not reloaded; the previous ones stay",
+                        "error", error, NULL);
             if (zsys_interrupted) {
                 if (draining) {
                     cw_log (CW_LOG_WARN, "shutdown_forced",

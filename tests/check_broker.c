@@ -973,6 +973,47 @@ START_TEST (test_sigterm_releases)
 }
 END_TEST
 
+//  SIGHUP reloads the allowed keys (docs/security.md, key rotation): a
+//  key installed after start is served once the broker got SIGHUP, and
+//  the broker keeps running. Before, SIGHUP had its default action and
+//  killed the broker on the spot (no drain, leases left to expire).
+START_TEST (test_sighup_reloads_keys)
+{
+    fixture_t *self = s_fixture_new ();
+    s_broker_start (self, NULL);
+    zcert_t *late = cw_curve_cert_new ("worker", "late");
+    cw_fixture_cert_save (self->tmp, late, "peers", "late");
+    ck_assert_int_eq (kill (self->pid, SIGHUP), 0);
+    cw_msg_t *answer = NULL;
+    long long deadline = cw_test_now_msec () + WAIT_MSEC;
+    while (!answer && cw_test_now_msec () < deadline) {
+        int status = 0;
+        if (waitpid (self->pid, &status, WNOHANG) == self->pid) {
+            self->pid = 0;
+            ck_abort_msg ("broker ended on SIGHUP (status %d)", status);
+        }
+        //  A fresh connection each turn: a refused one is not retried
+        zsock_t *worker = s_peer_new (self, late);
+        cw_msg_t *credit = cw_msg_new (CW_MSG_WORKER, CW_MSG_CREDIT);
+        credit->credit.credit = 1;
+        s_peer_send (worker, &credit);
+        answer = s_peer_recv (worker, 300);
+        zsock_destroy (&worker);
+    }
+    ck_assert_ptr_nonnull (answer);
+    ck_assert_int_eq (answer->command, CW_MSG_ERROR);
+    ck_assert_str_eq (answer->error.code, "unknown_session");
+    cw_msg_destroy (&answer);
+    //  Still running: SIGTERM drains and exits 0
+    int status = cw_test_stop (self->pid, WAIT_MSEC);
+    self->pid = 0;
+    ck_assert (WIFEXITED (status));
+    ck_assert_int_eq (WEXITSTATUS (status), 0);
+    zcert_destroy (&late);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 START_TEST (test_sample_config_current)
 {
     //  etc/causeway-broker.cfg is exactly what --sample-config prints;
@@ -1036,6 +1077,7 @@ main (void)
     TCase *drain = tcase_create ("drain");
     tcase_set_timeout (drain, 60);
     tcase_add_test (drain, test_sigterm_releases);
+    tcase_add_test (drain, test_sighup_reloads_keys);
     suite_add_tcase (suite, drain);
     TCase *config = tcase_create ("config");
     tcase_set_timeout (config, 30);
