@@ -35,6 +35,7 @@ typedef struct {
     char name [CW_BROKER_NAME_SIZE];    //  Hex of the routing id
     char *user_id;              //  CURVE public key (Z85)
     char *role;                 //  ZAP role
+    char *address;              //  Peer-Address of its connection
     int malformed;              //  Malformed messages in a row
     int64_t logged_at;          //  Last malformed log line (msec)
     int64_t held_back;          //  Malformed lines not logged since
@@ -89,6 +90,7 @@ s_peer_destroy (s_peer_t **self_p)
         zframe_destroy (&self->routing);
         free (self->user_id);
         free (self->role);
+        free (self->address);
         free (self);
         *self_p = NULL;
     }
@@ -471,25 +473,26 @@ s_peer_require (s_broker_t *self, zframe_t *routing, zframe_t *frame)
         memcpy (peer->name, name, sizeof (name));
         peer->user_id = strdup (user_id);
         peer->role = strdup (role);
+        const char *address = zframe_meta (frame, "Peer-Address");
+        peer->address = strdup (address ? address : "unknown");
         zhashx_insert (self->peers, name, peer);
     }
     return peer;
 }
 
 static void
-s_malformed (s_broker_t *self, s_peer_t *peer, zframe_t *frame,
-             const char *error, const char *reason)
+s_malformed (s_broker_t *self, s_peer_t *peer, const char *error,
+             const char *reason)
 {
     self->malformed++;
     peer->malformed++;
     int64_t now = zclock_time ();
     if (now - peer->logged_at >= CW_BROKER_LOG_INTERVAL) {
-        const char *address = frame ? zframe_meta (frame, "Peer-Address") : NULL;
         char held [CW_BROKER_INT_SIZE];
         s_id_text (held, sizeof (held), peer->held_back);
         cw_log (CW_LOG_WARN, "malformed_message", "dropped a malformed message",
                 "peer", peer->name, "user_id", peer->user_id,
-                "peer_address", address ? address : "unknown",
+                "peer_address", peer->address,
                 "error", error, "reason", reason, "#held_back", held, NULL);
         peer->logged_at = now;
         peer->held_back = 0;
@@ -499,7 +502,8 @@ s_malformed (s_broker_t *self, s_peer_t *peer, zframe_t *frame,
     if (peer->malformed >= CW_BROKER_MALFORMED_MAX) {
         cw_log (CW_LOG_WARN, "peer_disconnected",
                 "too many malformed messages in a row",
-                "peer", peer->name, "user_id", peer->user_id, NULL);
+                "peer", peer->name, "user_id", peer->user_id,
+                "peer_address", peer->address, NULL);
         s_send_simple (self, peer->name, CW_MSG_WORKER, CW_MSG_DISCONNECT,
                        "malformed input");
         cw_core_on_worker_gone (self->core, now, peer->name);
@@ -549,7 +553,8 @@ s_on_publish (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
         self->forbidden++;
         cw_log (CW_LOG_WARN, "forbidden", "PUBLISH for another island refused",
                 "peer", peer->name, "user_id", peer->user_id,
-                "role", peer->role, "island", msg->publish.island, NULL);
+                "role", peer->role, "peer_address", peer->address,
+                "island", msg->publish.island, NULL);
         s_send_error (self, peer->name, CW_MSG_RELAY, "forbidden",
                       "island does not match the certificate's role",
                       CW_MSG_PUBLISH);
@@ -842,7 +847,7 @@ s_on_router (s_broker_t *self)
             s_send_error (self, peer->name, protocol,
                           cw_msg_error_code (error), reason, -1);
         }
-        s_malformed (self, peer, first, cw_msg_error_name (error), reason);
+        s_malformed (self, peer, cw_msg_error_name (error), reason);
         zmsg_destroy (&in);
         s_actions (self);
         return;
@@ -850,10 +855,9 @@ s_on_router (s_broker_t *self)
     peer->malformed = 0;
     if (!cw_msg_allowed (peer->role, msg->protocol, msg->command)) {
         self->forbidden++;
-        const char *address = zframe_meta (first, "Peer-Address");
         cw_log (CW_LOG_WARN, "forbidden", "command outside the sender's role",
                 "peer", peer->name, "user_id", peer->user_id,
-                "role", peer->role, "peer_address", address ? address : "unknown",
+                "role", peer->role, "peer_address", peer->address,
                 "command", cw_msg_command_name (msg->command), NULL);
         s_send_error (self, peer->name, msg->protocol, "forbidden",
                       "command not allowed for this role", msg->command);

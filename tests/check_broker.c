@@ -854,6 +854,62 @@ s_publish_status (zsock_t *relay, int64_t batch_id, const char *order,
     cw_msg_destroy (&ack);
 }
 
+//  The broker.log line of event (the first), or NULL; caller frees.
+static char *
+s_log_line (fixture_t *self, const char *event)
+{
+    char *log_path = zsys_sprintf ("%s/broker.log", self->tmp);
+    char *log = cw_fixture_slurp (log_path);
+    zstr_free (&log_path);
+    char *needle = zsys_sprintf ("\"event\":\"%s\"", event);
+    const char *found = log ? strstr (log, needle) : NULL;
+    char *line = NULL;
+    if (found) {
+        const char *start = found;
+        while (start > log && start [-1] != '\n')
+            start--;
+        const char *end = strchr (found, '\n');
+        line = strndup (start, end ? (size_t) (end - start) : strlen (start));
+    }
+    zstr_free (&needle);
+    free (log);
+    return line;
+}
+
+//  A PUBLISH for another island is refused, and the refusal is logged
+//  with the peer's address (PROTOCOL.md §8), as a command outside the
+//  role is. Before, that forbidden line had no address.
+START_TEST (test_forbidden_island_logged)
+{
+    fixture_t *self = s_fixture_new ();
+    s_broker_start (self, NULL);
+    zsock_t *relay = s_peer_new (self, self->relay);
+    cw_msg_t *publish = cw_msg_new (CW_MSG_RELAY, CW_MSG_PUBLISH);
+    publish->publish.batch_id = 1;
+    publish->publish.island = strdup ("erp");
+    cw_envelope_t *envelope = s_status_event ("other-island", "O-1", 1);
+    cw_msg_event_add (publish, &envelope);
+    s_peer_send (relay, &publish);
+    cw_msg_t *answer = s_peer_recv (relay, WAIT_MSEC);
+    ck_assert_ptr_nonnull (answer);
+    ck_assert_int_eq (answer->command, CW_MSG_ERROR);
+    ck_assert_str_eq (answer->error.code, "forbidden");
+    cw_msg_destroy (&answer);
+    char *line = NULL;
+    long long deadline = cw_test_now_msec () + WAIT_MSEC;
+    while (!line && cw_test_now_msec () < deadline) {
+        line = s_log_line (self, "forbidden");
+        if (!line)
+            zclock_sleep (50);
+    }
+    ck_assert_ptr_nonnull (line);
+    ck_assert_msg (strstr (line, "\"peer_address\":\"127.0.0.1\""), "%s", line);
+    free (line);
+    zsock_destroy (&relay);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 //  Published events of one order run one at a time, in order; when one
 //  goes dead its successors, published with it or later, are never sent
 //  (they wait, ready, parked behind it). Before, the broker leased every
@@ -1073,6 +1129,7 @@ main (void)
     tcase_set_timeout (relay, 60);
     tcase_add_test (relay, test_publish);
     tcase_add_test (relay, test_publish_ordering);
+    tcase_add_test (relay, test_forbidden_island_logged);
     suite_add_tcase (suite, relay);
     TCase *drain = tcase_create ("drain");
     tcase_set_timeout (drain, 60);
