@@ -480,6 +480,17 @@ s_peer_require (s_broker_t *self, zframe_t *routing, zframe_t *frame)
     return peer;
 }
 
+//  The protocol id a peer understands, by its role.
+static cw_msg_protocol_t
+s_peer_protocol (const s_peer_t *peer)
+{
+    if (cw_msg_role_island (peer->role))
+        return CW_MSG_RELAY;
+    if (streq (peer->role, "admin"))
+        return CW_MSG_CLIENT;
+    return CW_MSG_WORKER;
+}
+
 static void
 s_malformed (s_broker_t *self, s_peer_t *peer, const char *error,
              const char *reason)
@@ -504,8 +515,8 @@ s_malformed (s_broker_t *self, s_peer_t *peer, const char *error,
                 "too many malformed messages in a row",
                 "peer", peer->name, "user_id", peer->user_id,
                 "peer_address", peer->address, NULL);
-        s_send_simple (self, peer->name, CW_MSG_WORKER, CW_MSG_DISCONNECT,
-                       "malformed input");
+        s_send_simple (self, peer->name, s_peer_protocol (peer),
+                       CW_MSG_DISCONNECT, "malformed input");
         cw_core_on_worker_gone (self->core, now, peer->name);
         peer->malformed = 0;
     }

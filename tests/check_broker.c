@@ -910,6 +910,31 @@ START_TEST (test_forbidden_island_logged)
 }
 END_TEST
 
+//  10 malformed messages in a row from a relay: DISCONNECT under the
+//  relay's protocol id, which the relay understands. Before, the broker
+//  sent it under CWW01, which a relay drops as malformed, so it never
+//  learned that its session had ended.
+START_TEST (test_malformed_disconnects_relay)
+{
+    fixture_t *self = s_fixture_new ();
+    s_broker_start (self, NULL);
+    zsock_t *relay = s_peer_new (self, self->relay);
+    for (int index = 0; index < 10; index++) {
+        zstr_sendm (relay, "CWR01");
+        zstr_sendm (relay, "\x10");
+        zstr_send (relay, "not msgpack");
+    }
+    cw_msg_t *answer = s_peer_recv (relay, WAIT_MSEC);
+    ck_assert_ptr_nonnull (answer);
+    ck_assert_int_eq (answer->command, CW_MSG_DISCONNECT);
+    ck_assert_msg (answer->protocol == CW_MSG_RELAY,
+                   "DISCONNECT to a relay under protocol %d", answer->protocol);
+    cw_msg_destroy (&answer);
+    zsock_destroy (&relay);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 //  Published events of one order run one at a time, in order; when one
 //  goes dead its successors, published with it or later, are never sent
 //  (they wait, ready, parked behind it). Before, the broker leased every
@@ -1130,6 +1155,7 @@ main (void)
     tcase_add_test (relay, test_publish);
     tcase_add_test (relay, test_publish_ordering);
     tcase_add_test (relay, test_forbidden_island_logged);
+    tcase_add_test (relay, test_malformed_disconnects_relay);
     suite_add_tcase (suite, relay);
     TCase *drain = tcase_create ("drain");
     tcase_set_timeout (drain, 60);
