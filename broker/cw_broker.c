@@ -28,6 +28,8 @@
 #define CW_BROKER_LINGER 1000           //  Flush DISCONNECTs on exit, msec
 #define CW_BROKER_DEFAULT_TARGET "default"
 #define CW_BROKER_EXPIRE_MSEC 1000      //  Expired-lease sweep, poll off
+#define CW_BROKER_PEER_IDLE_MIN 1000    //  Least silence before a peer
+                                        //  record is forgotten, msec
 
 //  One connected peer, by routing id.
 typedef struct {
@@ -37,6 +39,7 @@ typedef struct {
     char *role;                 //  ZAP role
     char *address;              //  Peer-Address of its connection
     int malformed;              //  Malformed messages in a row
+    int64_t seen_at;            //  Its last message (msec)
     int64_t logged_at;          //  Last malformed log line (msec)
     int64_t held_back;          //  Malformed lines not logged since
 } s_peer_t;
@@ -67,6 +70,8 @@ typedef struct {
     int64_t next_call_id;
     int64_t lease_msec;
     int64_t drain_msec;
+    int64_t peer_idle_msec;     //  Silent this long: a peer is forgotten
+    int64_t sweep_at;           //  Next look for silent peers (msec)
     const cw_broker_route_t *routes;
     size_t route_count;
     bool draining;              //  DRAIN received
@@ -477,7 +482,45 @@ s_peer_require (s_broker_t *self, zframe_t *routing, zframe_t *frame)
         peer->address = strdup (address ? address : "unknown");
         zhashx_insert (self->peers, name, peer);
     }
+    peer->seen_at = zclock_time ();
     return peer;
+}
+
+//  True when a sync call still has to answer this peer.
+static bool
+s_peer_awaits_call (s_broker_t *self, const char *name)
+{
+    for (s_call_t *call = (s_call_t *) zhashx_first (self->calls); call;
+         call = (s_call_t *) zhashx_next (self->calls))
+        if (streq (call->peer, name))
+            return true;
+    return false;
+}
+
+//  Forgets peers silent for peer_idle_msec (twice a worker's liveness):
+//  workers that died or were forgotten by the core, relays and admin
+//  clients that went away without DISCONNECT. Without this every
+//  connection ever made kept its record for the life of the broker. A
+//  peer that speaks again gets a new record; one a call still has to
+//  answer is kept.
+static void
+s_peers_sweep (s_broker_t *self, int64_t now)
+{
+    zlistx_t *silent = zlistx_new ();
+    for (s_peer_t *peer = (s_peer_t *) zhashx_first (self->peers); peer;
+         peer = (s_peer_t *) zhashx_next (self->peers))
+        if (now - peer->seen_at > self->peer_idle_msec
+        &&  !s_peer_awaits_call (self, peer->name))
+            zlistx_add_end (silent, peer->name);
+    for (char *name = (char *) zlistx_first (silent); name;
+         name = (char *) zlistx_next (silent)) {
+        cw_log (CW_LOG_DEBUG, "peer_forgotten", "silent peer forgotten",
+                "peer", name, NULL);
+        cw_core_on_worker_gone (self->core, now, name);
+        zhashx_delete (self->peers, name);
+    }
+    zlistx_destroy (&silent);
+    s_actions (self);
 }
 
 //  The protocol id a peer understands, by its role.
@@ -636,7 +679,7 @@ s_on_request (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
         cw_core_stats (self->core, &stats);
         json_t *result = json_pack (
             "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-            " s:I, s:b}",
+            " s:I, s:I, s:I, s:I, s:b}",
             "held", (json_int_t) stats.held,
             "queued", (json_int_t) stats.queued,
             "inflight", (json_int_t) stats.inflight,
@@ -650,6 +693,9 @@ s_on_request (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
             "rejected", (json_int_t) self->rejected,
             "released", (json_int_t) stats.released,
             "orphans_released", (json_int_t) stats.orphans_released,
+            "unknown_session", (json_int_t) self->unknown_session,
+            "commit_lost", (json_int_t) self->commit_lost,
+            "peers", (json_int_t) zhashx_size (self->peers),
             "draining", self->draining);
         s_respond (self, peer->name, request_id, &result);
         return;
@@ -958,6 +1004,10 @@ cw_broker_actor (zsock_t *pipe, void *args)
     self.pipe = pipe;
     self.lease_msec = config->core.lease_msec;
     self.drain_msec = config->drain_msec;
+    self.peer_idle_msec = 2 * config->core.heartbeat_msec
+                        * (int64_t) config->core.liveness;
+    if (self.peer_idle_msec < CW_BROKER_PEER_IDLE_MIN)
+        self.peer_idle_msec = CW_BROKER_PEER_IDLE_MIN;
     self.routes = config->routes;
     self.route_count = config->route_count;
     cw_core_config_t core_config = config->core;
@@ -1038,6 +1088,10 @@ cw_broker_actor (zsock_t *pipe, void *args)
         if (items [1].revents & ZMQ_POLLIN)
             s_on_router (&self);
         now = zclock_time ();
+        if (now >= self.sweep_at) {
+            s_peers_sweep (&self, now);
+            self.sweep_at = now + self.peer_idle_msec / 2;
+        }
         if (now >= cw_core_next_deadline (self.core)) {
             cw_core_on_tick (self.core, now);
             s_actions (&self);

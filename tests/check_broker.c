@@ -723,6 +723,54 @@ START_TEST (test_routing_id_reused)
 }
 END_TEST
 
+//  Peers that go away without DISCONNECT (admin clients, relays, dead
+//  workers) are forgotten after twice a worker's liveness: the broker's
+//  peer table does not grow with every connection ever made
+START_TEST (test_idle_peers_forgotten)
+{
+    fixture_t *self = s_fixture_new ();
+    zcert_t *operator = cw_curve_cert_new ("admin", "operator");
+    cw_fixture_cert_save (self->tmp, operator, "peers", "operator");
+    s_broker_start (self, NULL);
+    const int clients = 20;
+    for (int client = 0; client < clients; client++) {
+        zsock_t *admin = s_peer_new (self, operator);
+        cw_msg_t *response = s_admin_request (admin, 1, "status",
+                                              json_object (), WAIT_MSEC);
+        ck_assert_ptr_nonnull (response);
+        cw_msg_destroy (&response);
+        zsock_destroy (&admin);
+    }
+    //  One admin stays and asks until only it is left
+    zsock_t *admin = s_peer_new (self, operator);
+    json_int_t peers = -1, most = 0;
+    long long deadline = cw_test_now_msec () + WAIT_MSEC;
+    for (int64_t request_id = 1; cw_test_now_msec () < deadline; request_id++) {
+        cw_msg_t *response = s_admin_request (admin, request_id, "status",
+                                              json_object (), WAIT_MSEC);
+        ck_assert_ptr_nonnull (response);
+        json_t *count = json_object_get (response->response.result, "peers");
+        ck_assert (json_is_integer (count));
+        peers = json_integer_value (count);
+        ck_assert (json_is_integer (json_object_get (
+            response->response.result, "unknown_session")));
+        ck_assert (json_is_integer (json_object_get (
+            response->response.result, "commit_lost")));
+        cw_msg_destroy (&response);
+        if (peers > most)
+            most = peers;
+        if (peers == 1)
+            break;
+        zclock_sleep (100);
+    }
+    ck_assert_int_gt (most, 1);
+    ck_assert_int_eq (peers, 1);
+    zsock_destroy (&admin);
+    zcert_destroy (&operator);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 START_TEST (test_publish)
 {
     fixture_t *self = s_fixture_new ();
@@ -1149,6 +1197,7 @@ main (void)
     tcase_add_test (security, test_security);
     tcase_add_test (security, test_reply_from_called_worker_only);
     tcase_add_test (security, test_routing_id_reused);
+    tcase_add_test (security, test_idle_peers_forgotten);
     suite_add_tcase (suite, security);
     TCase *relay = tcase_create ("publish");
     tcase_set_timeout (relay, 60);
