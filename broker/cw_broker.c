@@ -50,6 +50,8 @@ typedef struct {
     char peer [CW_BROKER_NAME_SIZE];    //  The admin client to answer
     int64_t request_id;         //  Its REQUEST id
     char worker [CW_BROKER_NAME_SIZE];  //  The worker it went to, once sent
+    int64_t deadline_msec;      //  Its deadline_ms, once sent
+    int64_t due_at;             //  No REPLY by then: given up (0 unsent)
     char *flow;
     cw_envelope_t *envelope;
 } s_call_t;
@@ -71,6 +73,8 @@ typedef struct {
     int64_t lease_msec;
     int64_t drain_msec;
     int64_t peer_idle_msec;     //  Silent this long: a peer is forgotten
+    int64_t call_grace_msec;    //  A REPLY may come this late after the
+                                //  call's deadline (a worker's liveness)
     int64_t sweep_at;           //  Next look for silent peers (msec)
     const cw_broker_route_t *routes;
     size_t route_count;
@@ -253,6 +257,9 @@ s_action (s_broker_t *self, const cw_core_action_t *action)
             msg->call.envelope = cw_envelope_dup (call->envelope);
             snprintf (call->worker, sizeof (call->worker), "%s",
                       action->worker);
+            call->deadline_msec = action->deadline_msec;
+            call->due_at = zclock_time () + action->deadline_msec
+                         + self->call_grace_msec;
             s_send (self, action->worker, &msg);
             break;
         }
@@ -484,6 +491,39 @@ s_peer_require (s_broker_t *self, zframe_t *routing, zframe_t *frame)
     }
     peer->seen_at = zclock_time ();
     return peer;
+}
+
+//  Gives up on calls whose worker is alive but sent no REPLY by the
+//  call's deadline plus a worker's liveness: the caller gets
+//  call_failed, the core frees the worker's and the target's room. A
+//  REPLY after that is ignored as late.
+static void
+s_calls_overdue (s_broker_t *self, int64_t now)
+{
+    zlistx_t *late = zlistx_new ();
+    for (s_call_t *call = (s_call_t *) zhashx_first (self->calls); call;
+         call = (s_call_t *) zhashx_next (self->calls))
+        if (call->due_at && now >= call->due_at)
+            zlistx_add_end (late, call);
+    for (s_call_t *call = (s_call_t *) zlistx_first (late); call;
+         call = (s_call_t *) zlistx_next (late)) {
+        char id [CW_BROKER_INT_SIZE], deadline [CW_BROKER_INT_SIZE];
+        s_id_text (id, sizeof (id), call->call_id);
+        s_id_text (deadline, sizeof (deadline), call->deadline_msec);
+        cw_log (CW_LOG_WARN, "call_overdue",
+                "no REPLY by the call's deadline; caller answered call_failed",
+                "#call_id", id, "worker", call->worker, "flow", call->flow,
+                "#deadline_ms", deadline, NULL);
+        char reason [128];
+        snprintf (reason, sizeof (reason),
+                  "no reply within the call's deadline (%s ms)", deadline);
+        s_respond_error (self, call->peer, call->request_id, "call_failed",
+                         reason, NULL);
+        cw_core_on_call_done (self->core, now, call->call_id);
+        zhashx_delete (self->calls, id);
+    }
+    zlistx_destroy (&late);
+    s_actions (self);
 }
 
 //  True when a sync call still has to answer this peer.
@@ -1004,6 +1044,8 @@ cw_broker_actor (zsock_t *pipe, void *args)
     self.pipe = pipe;
     self.lease_msec = config->core.lease_msec;
     self.drain_msec = config->drain_msec;
+    self.call_grace_msec = config->core.heartbeat_msec
+                         * (int64_t) config->core.liveness;
     self.peer_idle_msec = 2 * config->core.heartbeat_msec
                         * (int64_t) config->core.liveness;
     if (self.peer_idle_msec < CW_BROKER_PEER_IDLE_MIN)
@@ -1088,6 +1130,8 @@ cw_broker_actor (zsock_t *pipe, void *args)
         if (items [1].revents & ZMQ_POLLIN)
             s_on_router (&self);
         now = zclock_time ();
+        if (zhashx_size (self.calls))
+            s_calls_overdue (&self, now);
         if (now >= self.sweep_at) {
             s_peers_sweep (&self, now);
             self.sweep_at = now + self.peer_idle_msec / 2;

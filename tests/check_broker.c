@@ -671,6 +671,58 @@ START_TEST (test_reply_from_called_worker_only)
 }
 END_TEST
 
+//  A worker that stays alive (heartbeats) but never answers a CALL: the
+//  broker gives up after the call's deadline plus a worker's liveness
+//  and answers the caller call_failed; the worker keeps its session.
+//  Before, the caller waited as long as the worker lived.
+START_TEST (test_call_overdue)
+{
+    fixture_t *self = s_fixture_new ();
+    zcert_t *operator = cw_curve_cert_new ("admin", "operator");
+    cw_fixture_cert_save (self->tmp, operator, "peers", "operator");
+    const char *short_deadline[] = {"CW_BROKER_JOB_DEADLINE=500ms", NULL};
+    s_broker_start (self, short_deadline);
+    zsock_t *silent = s_peer_new (self, self->worker);
+    s_ready (silent, "http.generic", 5);
+    zsock_t *admin = s_peer_new (self, operator);
+    s_wait_workers (admin, 1);
+    cw_msg_t *request = cw_msg_new (CW_MSG_CLIENT, CW_MSG_REQUEST);
+    request->request.request_id = 7;
+    request->request.op = strdup ("call");
+    request->request.args = s_call_args ("call-overdue");
+    long long asked_at = cw_test_now_msec ();
+    s_peer_send (admin, &request);
+    bool called = false;
+    cw_msg_t *response = NULL;
+    long long deadline = asked_at + WAIT_MSEC;
+    while (!response && cw_test_now_msec () < deadline) {
+        cw_msg_t *heartbeat = cw_msg_new (CW_MSG_WORKER, CW_MSG_HEARTBEAT);
+        s_peer_send (silent, &heartbeat);
+        cw_msg_t *in = s_peer_recv (silent, 1);
+        if (in && in->command == CW_MSG_CALL)
+            called = true;
+        cw_msg_destroy (&in);
+        response = s_peer_recv (admin, 100);
+    }
+    long long waited = cw_test_now_msec () - asked_at;
+    ck_assert (called);
+    ck_assert_msg (response != NULL, "no answer in %d ms", WAIT_MSEC);
+    ck_assert_int_eq (response->command, CW_MSG_RESPONSE);
+    ck_assert_int_eq (response->response.request_id, 7);
+    ck_assert_str_eq (response->response.error_code, "call_failed");
+    ck_assert_msg (strstr (response->response.error_message, "deadline"),
+                   "%s", response->response.error_message);
+    //  Not before the deadline plus the liveness grace (200 ms x 3)
+    ck_assert_int_ge (waited, 500 + 600);
+    cw_msg_destroy (&response);
+    s_wait_workers (admin, 1);
+    zsock_destroy (&admin);
+    zsock_destroy (&silent);
+    zcert_destroy (&operator);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 //  The role is the sending connection's, whatever routing id it chose:
 //  a connection with a worker key that takes the routing id an admin
 //  connection used before is refused admin requests. Before, the broker
@@ -1196,6 +1248,7 @@ main (void)
     tcase_set_timeout (security, 60);
     tcase_add_test (security, test_security);
     tcase_add_test (security, test_reply_from_called_worker_only);
+    tcase_add_test (security, test_call_overdue);
     tcase_add_test (security, test_routing_id_reused);
     tcase_add_test (security, test_idle_peers_forgotten);
     suite_add_tcase (suite, security);
