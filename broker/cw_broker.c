@@ -28,6 +28,7 @@
 #define CW_BROKER_LINGER 1000           //  Flush DISCONNECTs on exit, msec
 #define CW_BROKER_DEFAULT_TARGET "default"
 #define CW_BROKER_EXPIRE_MSEC 1000      //  Expired-lease sweep, poll off
+#define CW_BROKER_FRAME_SLACK 1024     //  Over a body, in maxmsgsize
 #define CW_BROKER_PEER_IDLE_MIN 1000    //  Least silence before a peer
                                         //  record is forgotten, msec
 
@@ -1086,6 +1087,11 @@ cw_broker_actor (zsock_t *pipe, void *args)
         self.router = zsock_new (ZMQ_ROUTER);
         cw_curve_server_setup (self.router, config->server_cert, NULL);
         zsock_set_linger (self.router, CW_BROKER_LINGER);
+        //  A frame over the body limit drops its connection in libzmq,
+        //  before the broker ever buffers it (a peer could otherwise
+        //  make it hold frames of any size)
+        zsock_set_maxmsgsize (self.router,
+                              CW_MSG_MAX_SIZE + CW_BROKER_FRAME_SLACK);
         self.monitor = cw_zap_monitor_new (self.router);
         if (zsock_bind (self.router, "%s", config->endpoint) < 0) {
             cw_log (CW_LOG_ERROR, "bind_failed", "cannot bind the endpoint",
