@@ -745,16 +745,24 @@ s_on_request (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
         json_t *flow = json_object_get (args, "flow");
         json_t *target = json_object_get (args, "target");
         json_t *envelope_json = json_object_get (args, "envelope");
-        if (!json_is_string (flow) || json_string_length (flow) == 0
-        ||  json_string_length (flow) > CW_MSG_FLOW_MAX) {
+        //  Names as READY and CALL carry them, so the CALL encodes
+        char why [CW_MSG_REASON_SIZE] = "must be a string";
+        if (!json_is_string (flow)
+        ||  cw_msg_name_check (json_string_value (flow), why, sizeof (why))) {
+            char message [CW_MSG_REASON_SIZE + 64];
+            snprintf (message, sizeof (message),
+                      "args.flow: required string (1..64 bytes): %s", why);
             s_respond_error (self, peer->name, request_id, "malformed",
-                             "args.flow: required string (1..64 bytes)",
-                             "args.flow");
+                             message, "args.flow");
             return;
         }
-        if (target && !json_is_string (target)) {
+        if (target && (!json_is_string (target)
+        ||  cw_msg_name_check (json_string_value (target), why, sizeof (why)))) {
+            char message [CW_MSG_REASON_SIZE + 64];
+            snprintf (message, sizeof (message),
+                      "args.target: a string of 1..64 bytes: %s", why);
             s_respond_error (self, peer->name, request_id, "malformed",
-                             "args.target: must be a string", "args.target");
+                             message, "args.target");
             return;
         }
         char reason [CW_MSG_REASON_SIZE] = "must be an envelope object";

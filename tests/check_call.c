@@ -300,6 +300,24 @@ START_TEST (test_call)
                                    "customer.nope"));
     cw_msg_destroy (&msg);
     ck_assert_int_eq (worker_sim_log_count (&self->sim, "key-sync-2"), 0);
+
+    //  A target that no CALL could carry: malformed, naming args.target
+    //  (before, an empty or 65-byte target was taken and its CALL failed
+    //  to encode, leaving the caller waiting)
+    const char *targets[] = {
+        "", "t2345678901234567890123456789012345678901234567890123456789012345"
+    };
+    for (size_t index = 0; index < 2; index++) {
+        json_t *args = s_call_args ("http.generic", "key-sync-3");
+        json_object_set_new (args, "target", json_string (targets [index]));
+        msg = s_request (self, "call", args);
+        ck_assert_ptr_nonnull (msg->response.error_code);
+        ck_assert_str_eq (msg->response.error_code, "malformed");
+        ck_assert_msg (strstr (msg->response.error_message, "args.target"),
+                       "%s", msg->response.error_message);
+        cw_msg_destroy (&msg);
+    }
+    ck_assert_int_eq (worker_sim_log_count (&self->sim, "key-sync-3"), 0);
     s_fixture_destroy (&self);
 }
 END_TEST
