@@ -543,12 +543,13 @@ s_batch_read (cw_relay_t *self)
         const char *id = cw_pg_rows_value (rows, taken, 0);
         const char *key = cw_pg_rows_value (rows, taken, 1);
         const char *payload = cw_pg_rows_value (rows, taken, 2);
-        size_t size = strlen (payload);
-        if (batch->rows_count > 0 && bytes + size > BATCH_BYTES_MAX)
-            break;  //  The rest go in the next batch
+        size_t json_size = strlen (payload);
         char reason[CW_MSG_REASON_SIZE] = "";
-        cw_envelope_t *envelope =
-            cw_envelope_decode_json (payload, size, reason, sizeof (reason));
+        cw_envelope_t *envelope = cw_envelope_decode_json (
+            payload, json_size, reason, sizeof (reason));
+        //  Its size as sent (msgpack: a float takes 9 bytes however short
+        //  its JSON), which is what must fit in one PUBLISH
+        size_t size = 0;
         if (envelope && !streq (cw_envelope_idempotency_key (envelope), key)) {
             snprintf (reason, sizeof (reason),
                       "field \"idempotencykey\": \"%.255s\" differs from the "
@@ -556,12 +557,31 @@ s_batch_read (cw_relay_t *self)
                       cw_envelope_idempotency_key (envelope));
             cw_envelope_destroy (&envelope);
         }
-        else if (envelope && size > BATCH_BYTES_MAX) {
+        else if (envelope && json_size > BATCH_BYTES_MAX) {
             snprintf (reason, sizeof (reason),
                       "envelope too large: %zu bytes of JSON, at most %d in "
                       "one PUBLISH",
-                      size, BATCH_BYTES_MAX);
+                      json_size, BATCH_BYTES_MAX);
             cw_envelope_destroy (&envelope);
+        }
+        else if (envelope) {
+            void *encoded = cw_envelope_encode_msgpack (envelope, &size, reason,
+                                                        sizeof (reason));
+            if (!encoded)
+                cw_envelope_destroy (&envelope);
+            else if (size > BATCH_BYTES_MAX) {
+                snprintf (reason, sizeof (reason),
+                          "envelope too large: %zu bytes encoded, at most %d "
+                          "in one PUBLISH",
+                          size, BATCH_BYTES_MAX);
+                cw_envelope_destroy (&envelope);
+            }
+            free (encoded);
+        }
+        if (envelope && batch->rows_count > 0
+            && bytes + size > BATCH_BYTES_MAX) {
+            cw_envelope_destroy (&envelope);
+            break;  //  The rest go in the next batch
         }
         if (!envelope) {
             cw_log (CW_LOG_ERROR, "row_rejected",

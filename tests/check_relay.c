@@ -247,6 +247,33 @@ s_insert_raw (fixture_t *self, const char *key, const char *payload)
     free (webshop);
 }
 
+//  Inserts a valid envelope "<key>" whose data carries an array of
+//  samples 0.5: about 5 bytes of JSON each, 9 of msgpack (a float64)
+static void
+s_insert_samples (fixture_t *self, const char *key, int samples)
+{
+    char *webshop = cw_test_uri_as (self->uri, "cw_webshop");
+    char *sql = zsys_sprintf (
+        "INSERT INTO shop.outbox (event_type, tenant, idempotency_key, "
+        "payload) SELECT 'order.status.changed.v1', 't1', '%s', "
+        "jsonb_build_object ('specversion', '1.0', 'id', '%s', "
+        "'source', 'shop', 'type', 'order.status.changed.v1', "
+        "'time', '2025-01-31T10:02:03.123Z', "
+        "'datacontenttype', 'application/json', 'tenantid', 't1', "
+        "'correlationid', 'c', 'idempotencykey', '%s', "
+        "'data', jsonb_build_object ('tenantId', 't1', "
+        "'orderId', '%s-O', 'version', 2, "
+        "'previousStatus', 'confirmed', 'status', 'shipped', "
+        "'changedAt', '2025-01-31T10:02:03.123Z', 'samples', "
+        "(SELECT jsonb_agg (0.5) FROM generate_series (1, %d))))",
+        key, key, key, key, samples);
+    char error[512] = "";
+    ck_assert_msg (cw_test_sql (webshop, sql, error, sizeof (error)) == 0, "%s",
+                   error);
+    zstr_free (&sql);
+    free (webshop);
+}
+
 #define PUBLISHED "SELECT count(*) FROM shop.outbox WHERE published_at IS NOT NULL"
 
 //  --- Tests ------------------------------------------------------------------
@@ -378,6 +405,45 @@ START_TEST (test_kill)
 }
 END_TEST
 
+START_TEST (test_too_large)
+{
+    fixture_t *self = s_fixture_new ();
+    //  Sizes as sent, not as stored: 130000 samples are 650 kB of JSON
+    //  but 1.1 MiB of msgpack, more than one PUBLISH can carry; ten rows
+    //  of 15000 samples are 750 kB of JSON together but 1.3 MiB of
+    //  msgpack, more than one PUBLISH too
+    s_insert (self, "a", 1, 3);
+    s_insert_samples (self, "huge", 130000);
+    char key[32];
+    for (int index = 1; index <= 10; index++) {
+        snprintf (key, sizeof (key), "big-%d", index);
+        s_insert_samples (self, key, 15000);
+    }
+    s_insert (self, "b", 1, 3);
+    const char *extra[] = {"CW_RELAY_DB_POLL=50ms", NULL};
+    char *log = s_relay_start (self, "peers/relay.secret", extra);
+    //  The huge row is rejected at once, the others all flow
+    ck_assert_int_eq (s_wait_count (self, PUBLISHED, 17), 17);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM shop.outbox"
+                                     " WHERE idempotency_key = 'huge'"
+                                     " AND rejected_reason LIKE"
+                                     " 'envelope too large%'"),
+                      1);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM shop.outbox"
+                                     " WHERE rejected_reason IS NOT NULL"),
+                      1);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.inbox"), 16);
+    s_relay_stop (self);
+    char *content = cw_fixture_slurp (log);
+    ck_assert_ptr_nonnull (content);
+    ck_assert_msg (!strstr (content, "\"event\":\"encode_failed\""),
+                   "relay built a PUBLISH it could not encode: %s", log);
+    free (content);
+    zstr_free (&log);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 START_TEST (test_forbidden)
 {
     fixture_t *self = s_fixture_new ();
@@ -438,6 +504,7 @@ s_suite (void)
     tcase_set_timeout (tcase, 60);
     tcase_add_test (tcase, test_publish);
     tcase_add_test (tcase, test_rejected);
+    tcase_add_test (tcase, test_too_large);
     tcase_add_test (tcase, test_forbidden);
     suite_add_tcase (suite, tcase);
     tcase = tcase_create ("crash");
