@@ -351,6 +351,34 @@ s_mark (cw_relay_t *self, json_t *marks)
     return rc;
 }
 
+//  The reason as a JSON string. A decoder's reason may quote a field path
+//  cut at a byte count inside a character, which json_string refuses:
+//  each byte of a broken character becomes '?'.
+static json_t *
+s_reason_json (const char *reason)
+{
+    json_t *string = json_string (reason);
+    if (string)
+        return string;
+    size_t length = strlen (reason);
+    char *text = (char *) zmalloc (length + 1);
+    for (size_t index = 0; index < length;) {
+        uint8_t byte = (uint8_t) reason[index];
+        size_t size = byte < 0x80 ? 1 : byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : 2;
+        if (size > length - index
+            || !cw_envelope_utf8_valid (reason + index, size)) {
+            text[index++] = '?';
+            continue;
+        }
+        memcpy (text + index, reason + index, size);
+        index += size;
+    }
+    string = json_string (text);
+    free (text);
+    assert (string);
+    return string;
+}
+
 static void
 s_mark_add (json_t *marks, const char *id, const char *reason)
 {
@@ -358,9 +386,10 @@ s_mark_add (json_t *marks, const char *id, const char *reason)
     errno = 0;
     long long value = strtoll (id, &end, 10);
     assert (errno == 0 && end && *end == '\0');
-    json_array_append_new (
-        marks, json_pack ("{s:I, s:o}", "id", (json_int_t) value, "reason",
-                          reason ? json_string (reason) : json_null ()));
+    json_t *mark = json_pack ("{s:I, s:o}", "id", (json_int_t) value, "reason",
+                              reason ? s_reason_json (reason) : json_null ());
+    assert (mark);
+    json_array_append_new (marks, mark);
 }
 
 static void

@@ -328,9 +328,24 @@ START_TEST (test_rejected)
         " \"datacontenttype\": \"application/json\", \"tenantid\": \"t1\","
         " \"correlationid\": \"c\", \"idempotencykey\": \"bad-2\","
         " \"data\": {\"orderId\": \"O-1\"}}");
+    //  A data key over 255 bytes, not ASCII: the decoder's reason quotes
+    //  its path cut at a byte count, in the middle of a character
+    char name[512] = "x";
+    for (int index = 0; index < 200; index++)
+        memcpy (name + 1 + 2 * index, "\xc3\xa9", 2);
+    char *payload = zsys_sprintf (
+        "{\"specversion\": \"1.0\", \"id\": \"bad-3\", \"source\": \"shop\","
+        " \"type\": \"order.status.changed.v1\","
+        " \"time\": \"2025-01-31T10:02:03Z\","
+        " \"datacontenttype\": \"application/json\", \"tenantid\": \"t1\","
+        " \"correlationid\": \"c\", \"idempotencykey\": \"bad-3\","
+        " \"data\": {\"%s\": 1}}",
+        name);
+    s_insert_raw (self, "bad-3", payload);
+    zstr_free (&payload);
     s_insert (self, "b", 1, 3);
     char *log = s_relay_start (self, "peers/relay.secret", extra);
-    ck_assert_int_eq (s_wait_count (self, PUBLISHED, 8), 8);
+    ck_assert_int_eq (s_wait_count (self, PUBLISHED, 9), 9);
     ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.inbox"), 6);
     ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"), 6);
     ck_assert_int_eq (s_count (self, "SELECT count(*) FROM shop.outbox"
@@ -342,8 +357,13 @@ START_TEST (test_rejected)
                                      " AND rejected_reason LIKE '%data%'"),
                       1);
     ck_assert_int_eq (s_count (self, "SELECT count(*) FROM shop.outbox"
+                                     " WHERE idempotency_key = 'bad-3'"
+                                     " AND rejected_reason LIKE"
+                                     " '%key longer than 255 bytes'"),
+                      1);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM shop.outbox"
                                      " WHERE rejected_reason IS NOT NULL"),
-                      2);
+                      3);
     ck_assert (s_wait_log (log, "\"event\":\"row_rejected\""));
     ck_assert (s_wait_log (log, "\"event\":\"event_rejected\""));
     //  Not retried: later rows flow, the rejected ones are never sent again
@@ -351,7 +371,7 @@ START_TEST (test_rejected)
         self->uri, "SELECT string_agg (published_at::text, ',' ORDER BY id)"
                    " FROM shop.outbox WHERE rejected_reason IS NOT NULL");
     s_insert (self, "c", 1, 2);
-    ck_assert_int_eq (s_wait_count (self, PUBLISHED, 10), 10);
+    ck_assert_int_eq (s_wait_count (self, PUBLISHED, 11), 11);
     char *again = cw_test_sql_value (
         self->uri, "SELECT string_agg (published_at::text, ',' ORDER BY id)"
                    " FROM shop.outbox WHERE rejected_reason IS NOT NULL");
