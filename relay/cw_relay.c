@@ -627,7 +627,9 @@ s_batch_read (cw_relay_t *self)
         cw_msg_event_add (batch->publish, &envelope);
     }
     cw_pg_rows_destroy (&rows);
-    s_mark (self, rejects);
+    //  Not marked: they are read (and rejected) again, after a delay
+    if (s_mark (self, rejects))
+        s_retry_later (self);
     json_decref (rejects);
     //  A full read (or one cut by size) means more may wait
     if (taken < count || count == self->config->batch_size)

@@ -425,6 +425,51 @@ START_TEST (test_kill)
 }
 END_TEST
 
+//  Lines of the file holding text
+static int
+s_log_count (const char *path, const char *text)
+{
+    char *content = cw_fixture_slurp (path);
+    ck_assert_ptr_nonnull (content);
+    int count = 0;
+    for (const char *at = strstr (content, text); at;
+         at = strstr (at + 1, text))
+        count++;
+    free (content);
+    return count;
+}
+
+START_TEST (test_reject_mark_failed)
+{
+    fixture_t *self = s_fixture_new ();
+    //  Full reads of rows the relay rejects, and a mark that fails (here a
+    //  missing grant; a standby after a failover does the same): the
+    //  relay must back off, not read and fail again at once
+    cw_fixture_sql_ok (self->uri, "REVOKE UPDATE (rejected_reason) ON"
+                                  " shop.outbox FROM cw_relay_shop");
+    s_insert_raw (self, "bad-1", "{\"specversion\": \"1.0\"}");
+    s_insert_raw (self, "bad-2", "{\"specversion\": \"1.0\"}");
+    s_insert_raw (self, "bad-3", "{\"specversion\": \"1.0\"}");
+    const char *extra[] = {"CW_RELAY_BATCH_SIZE=2", "CW_RELAY_DB_POLL=50ms",
+                           NULL};
+    char *log = s_relay_start (self, "peers/relay.secret", extra);
+    ck_assert (s_wait_log (log, "\"event\":\"mark_failed\""));
+    usleep (2000 * 1000);  //  Measures a rate: what 2 s of failing cost
+    //  Backoff from 100 ms, doubling: about 5 attempts in 2 s
+    int failed = s_log_count (log, "\"event\":\"mark_failed\"");
+    ck_assert_msg (failed <= 20, "%d failed marks in 2 s: no backoff", failed);
+    cw_fixture_sql_ok (self->uri, "GRANT UPDATE (rejected_reason) ON"
+                                  " shop.outbox TO cw_relay_shop");
+    ck_assert_int_eq (s_wait_count (self, PUBLISHED, 3), 3);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM shop.outbox"
+                                     " WHERE rejected_reason IS NOT NULL"),
+                      3);
+    s_relay_stop (self);
+    zstr_free (&log);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 START_TEST (test_too_large)
 {
     fixture_t *self = s_fixture_new ();
@@ -525,6 +570,7 @@ s_suite (void)
     tcase_add_test (tcase, test_publish);
     tcase_add_test (tcase, test_rejected);
     tcase_add_test (tcase, test_too_large);
+    tcase_add_test (tcase, test_reject_mark_failed);
     tcase_add_test (tcase, test_forbidden);
     suite_add_tcase (suite, tcase);
     tcase = tcase_create ("crash");
