@@ -836,7 +836,8 @@ s_next_timeout (cw_relay_t *self)
     }
     if (self->batch && self->batch->ack_deadline < next)
         next = self->batch->ack_deadline;
-    if (!self->config->poll_only && !self->listen
+    //  As s_timers: no LISTEN again once stopping
+    if (!self->config->poll_only && !self->listen && !self->stopping
         && self->listen_retry_at < next)
         next = self->listen_retry_at;
     if (self->stopping && self->stop_deadline < next)

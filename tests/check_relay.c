@@ -470,6 +470,78 @@ START_TEST (test_reject_mark_failed)
 }
 END_TEST
 
+//  CPU time (user + system) the process used so far, in clock ticks
+static long
+s_cpu_ticks (pid_t pid)
+{
+    char path[64];
+    snprintf (path, sizeof (path), "/proc/%d/stat", (int) pid);
+    char *content = cw_fixture_slurp (path);
+    ck_assert_ptr_nonnull (content);
+    //  Fields after the ")" of the command name: state is field 3, utime
+    //  field 14, stime field 15
+    const char *at = strrchr (content, ')');
+    ck_assert_ptr_nonnull (at);
+    long utime = 0, stime = 0;
+    ck_assert_int_eq (sscanf (at + 2,
+                              "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u"
+                              " %ld %ld",
+                              &utime, &stime),
+                      2);
+    free (content);
+    return utime + stime;
+}
+
+#define LISTENING                                                              \
+    "SELECT count(*) FROM pg_stat_activity WHERE usename = 'cw_relay_shop'"    \
+    " AND query LIKE 'LISTEN%'"
+
+START_TEST (test_stop_listen_lost)
+{
+    fixture_t *self = s_fixture_new ();
+    const char *extra[] = {"CW_RELAY_DB_POLL=100ms", NULL};
+    char *log = s_relay_start (self, "peers/relay.secret", extra);
+    ck_assert_int_eq (s_wait_count (self, LISTENING, 1), 1);
+    //  The LISTEN connection is lost and cannot come back (no new
+    //  connection to this database); reads go on over the other one
+    cw_fixture_sql_ok (self->uri, "DO $$ BEGIN EXECUTE format ('REVOKE"
+                                  " CONNECT ON DATABASE %I FROM PUBLIC',"
+                                  " current_database ()); END $$");
+    cw_fixture_sql_ok (self->uri, "DO $$ BEGIN EXECUTE format ('GRANT"
+                                  " CONNECT ON DATABASE %I TO cw_webshop',"
+                                  " current_database ()); END $$");
+    cw_fixture_sql_ok (self->uri, "SELECT pg_terminate_backend (pid) FROM"
+                                  " pg_stat_activity WHERE usename ="
+                                  " 'cw_relay_shop' AND query LIKE 'LISTEN%'");
+    ck_assert (s_wait_log (log, "\"event\":\"listen_lost\""));
+    //  A batch in flight whose ACK does not come (broker frozen)
+    ck_assert_int_eq (kill (self->broker, SIGSTOP), 0);
+    s_insert (self, "s", 1, 3);
+    ck_assert (s_wait_log (log, "\"event\":\"publish\""));
+    //  SIGTERM: the relay waits shutdown_timeout (5 s) for the ACK, and
+    //  should sleep while it waits
+    ck_assert_int_eq (kill (self->relay_pid, SIGTERM), 0);
+    ck_assert (s_wait_log (log, "\"event\":\"stopping\""));
+    long before = s_cpu_ticks (self->relay_pid);
+    usleep (3000 * 1000);  //  Measures CPU use over 3 s of waiting
+    long used = s_cpu_ticks (self->relay_pid) - before;
+    int status = 0;
+    ck_assert_int_eq (waitpid (self->relay_pid, &status, 0), self->relay_pid);
+    self->relay_pid = 0;
+    cw_fixture_sql_ok (self->uri, "DO $$ BEGIN EXECUTE format ('GRANT"
+                                  " CONNECT ON DATABASE %I TO PUBLIC',"
+                                  " current_database ()); END $$");
+    ck_assert_int_eq (kill (self->broker, SIGCONT), 0);
+    ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    ck_assert (s_wait_log (log, "\"event\":\"batch_abandoned\""));
+    ck_assert_msg (used < sysconf (_SC_CLK_TCK) / 2,
+                   "relay used %ld ticks of CPU in 3 s waiting for an ACK",
+                   used);
+    zstr_free (&log);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 START_TEST (test_too_large)
 {
     fixture_t *self = s_fixture_new ();
@@ -576,6 +648,7 @@ s_suite (void)
     tcase = tcase_create ("crash");
     tcase_set_timeout (tcase, 90);
     tcase_add_test (tcase, test_kill);
+    tcase_add_test (tcase, test_stop_listen_lost);
     suite_add_tcase (suite, tcase);
     tcase = tcase_create ("config");
     tcase_set_timeout (tcase, 30);
