@@ -854,6 +854,10 @@ cw_relay_run (cw_relay_t *self, int signal_fd)
                 "reason", cw_pg_error (self->pg), NULL);
         return 1;
     }
+    //  From now on one attempt per reconnect: the loop's own backoff
+    //  (s_retry_later) spaces them, and signals and the broker are served
+    //  in between instead of waiting out cw_pg's sleeps
+    cw_pg_set_retry (self->pg, 1, 0);
     int signals = 0;
     while (true) {
         if (self->stopping

@@ -542,6 +542,53 @@ START_TEST (test_stop_listen_lost)
 }
 END_TEST
 
+START_TEST (test_signal_database_down)
+{
+    fixture_t *self = s_fixture_new ();
+    const char *extra[] = {"CW_RELAY_DB_POLL=100ms", NULL};
+    char *log = s_relay_start (self, "peers/relay.secret", extra);
+    ck_assert_int_eq (s_wait_count (self, LISTENING, 1), 1);
+    //  The database refuses every connection (a restart, a failover),
+    //  from the cluster's maintenance database
+    char *name = cw_test_sql_value (self->uri, "SELECT current_database ()");
+    ck_assert_ptr_nonnull (name);
+    char *refuse =
+        zsys_sprintf ("ALTER DATABASE %s ALLOW_CONNECTIONS false", name);
+    char *allow =
+        zsys_sprintf ("ALTER DATABASE %s ALLOW_CONNECTIONS true", name);
+    char *end = zsys_sprintf ("SELECT count (pg_terminate_backend (pid)) FROM"
+                              " pg_stat_activity WHERE datname = '%s'",
+                              name);
+    cw_fixture_sql_ok (cw_test_pguri (), refuse);
+    cw_fixture_sql_count (cw_test_pguri (), end);
+    //  The relay saw the loss and tries to reconnect 100 ms later
+    //  (broker/reconnect): SIGTERM then, with no batch in flight, must end
+    //  it at once
+    ck_assert (s_wait_log (log, "\"event\":\"read_failed\""));
+    usleep (150 * 1000);  //  Into the reconnect, not synchronisation
+    long long signalled = cw_test_now_msec ();
+    ck_assert_int_eq (kill (self->relay_pid, SIGTERM), 0);
+    int status = 0;
+    pid_t done = 0;
+    while (done == 0 && cw_test_now_msec () < signalled + WAIT_MSEC) {
+        done = waitpid (self->relay_pid, &status, WNOHANG);
+        usleep (5 * 1000);  //  Polling interval, not synchronisation
+    }
+    long long took = cw_test_now_msec () - signalled;
+    cw_fixture_sql_ok (cw_test_pguri (), allow);
+    ck_assert_int_eq (done, self->relay_pid);
+    self->relay_pid = 0;
+    ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    ck_assert_msg (took < 1000, "relay took %lld ms to exit on SIGTERM", took);
+    zstr_free (&refuse);
+    zstr_free (&allow);
+    zstr_free (&end);
+    free (name);
+    zstr_free (&log);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 START_TEST (test_too_large)
 {
     fixture_t *self = s_fixture_new ();
@@ -649,6 +696,7 @@ s_suite (void)
     tcase_set_timeout (tcase, 90);
     tcase_add_test (tcase, test_kill);
     tcase_add_test (tcase, test_stop_listen_lost);
+    tcase_add_test (tcase, test_signal_database_down);
     suite_add_tcase (suite, tcase);
     tcase = tcase_create ("config");
     tcase_set_timeout (tcase, 30);
