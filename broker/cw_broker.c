@@ -682,6 +682,19 @@ s_on_publish (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
                           "type: no flow configured for %s",
                           cw_envelope_type (envelope));
         }
+        //  The job's payload text, made here so that one event that has
+        //  none (its canonical JSON over the limit: 0.1 is 20 bytes of
+        //  JSON, 9 of msgpack) is rejected alone instead of failing the
+        //  batch at every PUBLISH for ever
+        char *payload = NULL;
+        if (route) {
+            char why [CW_MSG_REASON_SIZE - 16];
+            payload = cw_store_payload_json (envelope, why, sizeof (why));
+            if (!payload) {
+                snprintf (reason, sizeof (reason), "payload: %s", why);
+                route = NULL;
+            }
+        }
         if (!route) {
             cw_msg_rejected_add (rejected, key, reason);
             self->rejected++;
@@ -696,6 +709,7 @@ s_on_publish (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
         event->flow = strdup (route->flow);
         event->target = route->target ? strdup (route->target) : NULL;
         event->ordering_key = s_ordering_key (event->envelope);
+        event->payload = payload;
     }
     req->rejections = rejected;
     if (req->event_count == 0) {

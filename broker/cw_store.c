@@ -381,6 +381,7 @@ cw_store_req_destroy (cw_store_req_t **self_p)
         free (self->events [index].flow);
         free (self->events [index].target);
         free (self->events [index].ordering_key);
+        free (self->events [index].payload);
     }
     free (self->events);
     free (self->source);
@@ -768,31 +769,18 @@ s_publish_once (s_store_t *self, cw_store_req_t *req)
             cw_store_event_t *event = &req->events [index];
             if (strcmp (cw_envelope_idempotency_key (event->envelope), key))
                 continue;
-            char reason [CW_STORE_ERROR_SIZE / 2];
-            char *payload = cw_store_payload_json (event->envelope, reason,
-                                                   sizeof (reason));
-            if (!payload) {
-                snprintf (req->error, sizeof (req->error), "payload: %s",
-                          reason);
-                cw_pg_rows_destroy (&rows);
-                cw_pg_rollback (self->pg);
-                s_arrays_free (&arrays);
-                req->status = -1;
-                return -2;
-            }
             event->duplicate = false;
             fresh++;
             s_buf_text (&arrays.buf [2], event->flow);
             s_buf_text (&arrays.buf [3], cw_envelope_tenant_id (event->envelope));
             s_buf_text (&arrays.buf [4], key);
             s_buf_text (&arrays.buf [5], event->ordering_key);
-            s_buf_text (&arrays.buf [6], payload);
+            s_buf_text (&arrays.buf [6], event->payload);
             s_buf_text (&arrays.buf [7],
                         cw_envelope_correlation_id (event->envelope));
             s_buf_text (&arrays.buf [8], cw_envelope_traceparent (event->envelope));
             s_buf_text (&arrays.buf [9], event->target);
             s_buf_text (&arrays.buf [10], cw_envelope_time (event->envelope));
-            free (payload);
             break;
         }
     }
@@ -880,10 +868,9 @@ s_publish (s_store_t *self, cw_store_req_t *req)
         ||  failure == CW_PG_UNIQUE)
             rc = s_publish_once (self, req);
     }
-    if (rc == -1)
+    if (rc != 0)
         s_fail (req, self, "publish");
     else
-    if (rc == 0)
         req->status = 0;
 }
 

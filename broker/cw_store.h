@@ -52,6 +52,8 @@ typedef struct {
     char *flow;                 //  Job flow, owned
     char *target;               //  Job target, owned, may be NULL
     char *ordering_key;         //  Owned, may be NULL
+    char *payload;              //  jobs.payload text, owned (made by the
+                                //  broker with cw_store_payload_json)
     bool duplicate;             //  Reply: key already in the inbox
 } cw_store_event_t;
 

@@ -1014,6 +1014,49 @@ s_publish_status (zsock_t *relay, int64_t batch_id, const char *order,
     cw_msg_destroy (&ack);
 }
 
+//  An event whose msgpack fits but whose canonical JSON (the jobs.payload
+//  text) is over the 1 MiB limit: 60,000 times 0.1 is 540 kB of msgpack
+//  and 1.2 MB of JSON. It is rejected alone, naming the payload; the rest
+//  of the batch is accepted. Before, the whole batch failed in the store
+//  and no ACK came, at every PUBLISH of it, for ever.
+START_TEST (test_publish_payload_too_large)
+{
+    fixture_t *self = s_fixture_new ();
+    s_broker_start (self, NULL);
+    zsock_t *relay = s_peer_new (self, self->relay);
+    cw_msg_t *publish = cw_msg_new (CW_MSG_RELAY, CW_MSG_PUBLISH);
+    publish->publish.batch_id = 3;
+    publish->publish.island = strdup ("shop");
+    cw_envelope_t *big = s_status_event ("big-1", "O-1", 1);
+    json_t *data = json_deep_copy (cw_envelope_data (big));
+    json_t *blob = json_array ();
+    for (int index = 0; index < 60000; index++)
+        json_array_append_new (blob, json_real (0.1));
+    json_object_set_new (data, "blob", blob);
+    cw_envelope_set_data (big, &data);
+    cw_msg_event_add (publish, &big);
+    cw_envelope_t *small = s_status_event ("small-1", "O-2", 1);
+    cw_msg_event_add (publish, &small);
+    s_peer_send (relay, &publish);
+    cw_msg_t *ack = s_peer_recv (relay, WAIT_MSEC);
+    ck_assert_msg (ack != NULL, "no ACK for the batch");
+    ck_assert_int_eq (ack->command, CW_MSG_ACK);
+    ck_assert_int_eq (ack->ack.batch_id, 3);
+    ck_assert_int_eq (ack->ack.accepted_count, 1);
+    ck_assert_str_eq (ack->ack.accepted [0], "small-1");
+    ck_assert_int_eq (ack->ack.rejected_count, 1);
+    ck_assert_str_eq (ack->ack.rejected [0].key, "big-1");
+    ck_assert_msg (strstr (ack->ack.rejected [0].reason, "payload"), "%s",
+                   ack->ack.rejected [0].reason);
+    cw_msg_destroy (&ack);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"), 1);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.inbox"
+                                     " WHERE idempotency_key = 'small-1'"), 1);
+    zsock_destroy (&relay);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 //  The broker.log line of event (the first), or NULL; caller frees.
 static char *
 s_log_line (fixture_t *self, const char *event)
@@ -1317,6 +1360,7 @@ main (void)
     tcase_set_timeout (relay, 60);
     tcase_add_test (relay, test_publish);
     tcase_add_test (relay, test_publish_ordering);
+    tcase_add_test (relay, test_publish_payload_too_large);
     tcase_add_test (relay, test_forbidden_island_logged);
     tcase_add_test (relay, test_malformed_disconnects_relay);
     suite_add_tcase (suite, relay);
