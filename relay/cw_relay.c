@@ -859,6 +859,7 @@ cw_relay_run (cw_relay_t *self, int signal_fd)
     //  in between instead of waiting out cw_pg's sleeps
     cw_pg_set_retry (self->pg, 1, 0);
     int signals = 0;
+    bool failed = false;
     while (true) {
         if (self->stopping
             && (!self->batch || zclock_mono () >= self->stop_deadline))
@@ -885,6 +886,7 @@ cw_relay_run (cw_relay_t *self, int signal_fd)
         if (rc < 0 && zmq_errno () != EINTR) {
             cw_log (CW_LOG_ERROR, "poll_failed", "could not poll", "reason",
                     zmq_strerror (zmq_errno ()), NULL);
+            failed = true;
             break;
         }
         if (rc > 0 && signal_item != SIZE_MAX
@@ -935,5 +937,5 @@ cw_relay_run (cw_relay_t *self, int signal_fd)
         self->state = S_WAITING;
     }
     cw_log (CW_LOG_INFO, "stopped", "relay stopped", NULL);
-    return 0;
+    return failed ? 1 : 0;      //  A runtime failure is not a clean exit
 }

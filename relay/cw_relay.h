@@ -66,7 +66,8 @@ void cw_relay_destroy (cw_relay_t **self_p);
 //  delivers a byte: then reads no more rows, waits up to
 //  shutdown_timeout for the ACK of the batch in flight, marks it, sends
 //  DISCONNECT and returns 0. A second byte returns 1 at once. Returns 1
-//  also when the database cannot be reached at start.
+//  also when the database cannot be reached at start, and when polling
+//  fails (a runtime failure: a supervisor restarts it).
 int cw_relay_run (cw_relay_t *self, int signal_fd);
 
 #endif
