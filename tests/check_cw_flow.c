@@ -139,6 +139,12 @@ START_TEST (test_expand)
     s_expect_path ("/a/../b", "{}", NULL);           //  dot segment
     s_expect_path ("/a/./b", "{}", NULL);
     s_expect_path ("/x/{id}", "{\"id\":\"..\"}", NULL);
+    //  Percent-encoded dots are dots to the server (RFC 3986 6.2.2.2)
+    s_expect_path ("/a/%2e%2e/b", "{}", NULL);
+    s_expect_path ("/a/%2E./b", "{}", NULL);
+    s_expect_path ("/a/%2e", "{}", NULL);
+    s_expect_path ("/a/%{x}%{x}/b", "{\"x\":\"2e\"}", NULL);
+    s_expect_path ("/a/%2e%2e%2e/b", "{}", "/a/%2e%2e%2e/b");
     s_expect_path ("/x/{id}", "{}", NULL);  //  missing field
     s_expect_path ("/x/{id}", "{\"id\":\"\"}", NULL);
     s_expect_path ("/x/{id}", "{\"id\":1.5}", NULL);

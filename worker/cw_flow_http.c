@@ -48,17 +48,30 @@ cw_flow_http_encode (const char *text)
     return encoded;
 }
 
-//  True if path (literal text) has a "." or ".." segment.
+//  True if path has a "." or ".." segment, a dot written as "." or as
+//  "%2e" / "%2E" (the same character to the server, RFC 3986 6.2.2.2).
 static bool
 s_has_dot_segment (const char *path)
 {
     const char *end = path + strcspn (path, "?");
     for (const char *segment = path; segment < end;) {
         const char *next = memchr (segment, '/', (size_t) (end - segment));
-        size_t length =
-            next ? (size_t) (next - segment) : (size_t) (end - segment);
-        if ((length == 1 && segment[0] == '.')
-            || (length == 2 && segment[0] == '.' && segment[1] == '.'))
+        const char *stop = next ? next : end;
+        size_t dots = 0;
+        const char *c = segment;
+        while (c < stop && dots < 3)
+            if (*c == '.') {
+                dots++;
+                c++;
+            }
+            else if (stop - c >= 3 && c[0] == '%' && c[1] == '2'
+                     && (c[2] == 'e' || c[2] == 'E')) {
+                dots++;
+                c += 3;
+            }
+            else
+                break;
+        if (c == stop && (dots == 1 || dots == 2))
             return true;
         if (!next)
             break;
@@ -161,6 +174,12 @@ cw_flow_http_expand (const char *template,
         used += length;
         path[used] = 0;
         free (encoded);
+    }
+    //  Values may complete a "%2e" the template began ("%{x}")
+    if (s_has_dot_segment (path)) {
+        snprintf (reason, size,
+                  "field \"path\" may not hold \".\" or \"..\" segments");
+        goto failed;
     }
     return path;
 failed:
