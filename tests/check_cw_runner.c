@@ -4,6 +4,7 @@
     flight over reused connections, stalls, 429, 4xx, headers
     =========================================================================
 */
+#include "cw_envelope.h"
 #include "cw_flow.h"
 #include "cw_runner.h"
 #include "cw_test.h"
@@ -153,6 +154,33 @@ START_TEST (test_classify_curl_error_text)
     ck_assert_str_eq (cw_outcome_name (CW_OUTCOME_DUPLICATE), "duplicate");
     ck_assert_str_eq (cw_outcome_name (CW_OUTCOME_TRANSIENT), "transient");
     ck_assert_str_eq (cw_outcome_name (CW_OUTCOME_VERSION), "version");
+}
+END_TEST
+
+START_TEST (test_classify_error_utf8)
+{
+    //  A long non-ASCII problem detail is cut to the error's size: the
+    //  cut must not split a character (RESULT carries UTF-8 only)
+    char body[1024] = "{\"detail\":\"";
+    for (int index = 0; index < 200; index++)
+        strcat (body, "\xc3\xa9");
+    strcat (body, "\"}");
+    cw_runner_result_t result;
+    memset (&result, 0, sizeof (result));
+    cw_runner_classify (CURLE_OK, "", 422, NULL, body, strlen (body), false,
+                        100, NOW_MSEC, &result);
+    ck_assert_int_eq (result.outcome, CW_OUTCOME_REJECTED);
+    ck_assert_int_gt (strlen (result.error), CW_RUNNER_ERROR_MAX - 8);
+    ck_assert_msg (cw_envelope_utf8_valid (result.error, strlen (result.error)),
+                   "error is not UTF-8: %s", result.error);
+    json_decref (result.response);
+    //  Likewise the curl error buffer, whatever bytes it holds
+    memset (&result, 0, sizeof (result));
+    cw_runner_classify (CURLE_COULDNT_CONNECT, "host \xff\xc3 down", 0, NULL,
+                        NULL, 0, false, 100, NOW_MSEC, &result);
+    ck_assert_msg (cw_envelope_utf8_valid (result.error, strlen (result.error)),
+                   "error is not UTF-8: %s", result.error);
+    ck_assert_str_eq (result.error, "could not complete call: host  down");
 }
 END_TEST
 
@@ -542,6 +570,7 @@ s_suite (void)
     tcase_add_loop_test (tcase, test_classify, 0,
                          (int) (sizeof (s_rows) / sizeof (s_rows[0])));
     tcase_add_test (tcase, test_classify_curl_error_text);
+    tcase_add_test (tcase, test_classify_error_utf8);
     suite_add_tcase (suite, tcase);
     tcase = tcase_create ("erpsim");
     tcase_set_timeout (tcase, 60);

@@ -12,6 +12,7 @@
     =========================================================================
 */
 #include "cw_runner.h"
+#include "cw_envelope.h"
 #include "cw_retry.h"
 
 #include <assert.h>
@@ -567,6 +568,33 @@ s_problem_text (const json_t *problem,
         snprintf (error, size, "%s", prefix);
 }
 
+//  Drops the bytes of text that are not whole UTF-8 characters: a
+//  character cut by the error's size, stray bytes from curl. RESULT and
+//  REPLY carry UTF-8 only, and one bad error would fail the whole
+//  message (PROTOCOL.md 3).
+static void
+s_utf8_clean (char *text)
+{
+    char *out = text;
+    for (const char *at = text; *at;) {
+        unsigned char lead = (unsigned char) *at;
+        size_t length = lead < 0x80             ? 1
+                        : (lead & 0xe0) == 0xc0 ? 2
+                        : (lead & 0xf0) == 0xe0 ? 3
+                        : (lead & 0xf8) == 0xf0 ? 4
+                                                : 0;
+        if (length && strnlen (at, length) == length
+            && cw_envelope_utf8_valid (at, length)) {
+            memmove (out, at, length);
+            out += length;
+            at += length;
+        }
+        else
+            at++;
+    }
+    *out = 0;
+}
+
 void
 cw_runner_classify (int curl_code,
                     const char *curl_error,
@@ -599,6 +627,7 @@ cw_runner_classify (int curl_code,
                       curl_error && *curl_error
                           ? curl_error
                           : curl_easy_strerror ((CURLcode) curl_code));
+        s_utf8_clean (error);
         return;
     }
     if (retry_after) {
@@ -667,6 +696,7 @@ cw_runner_classify (int curl_code,
         result->outcome = CW_OUTCOME_TRANSIENT;
         snprintf (error, size, "unexpected HTTP status %ld", http_status);
     }
+    s_utf8_clean (error);
 }
 
 const char *
