@@ -13,15 +13,21 @@
 #include "cw_zap.h"
 #include "worker_fixture.h"
 
+#include <arpa/inet.h>
 #include <check.h>
 #include <ctype.h>
 #include <czmq.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#if defined(__linux__)
+#include <sys/prctl.h>
+#endif
 
 #define WAIT_MSEC 10000
 #define HEARTBEAT "200ms"
@@ -742,6 +748,148 @@ START_TEST (test_call_abandoned)
 }
 END_TEST
 
+//  A canned HTTP server for answers erpsim never gives: a child process
+//  on 127.0.0.1 that answers each request (one per connection) with the
+//  raw response of the first route whose path prefixes the request's.
+//  routes: path, response, ..., NULL. Returns its pid; *port_p its port.
+static pid_t
+s_canned_start (int *port_p, const char *const *routes)
+{
+    int listener = socket (AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge (listener, 0);
+    struct sockaddr_in address = {.sin_family = AF_INET,
+                                  .sin_addr.s_addr = htonl (INADDR_LOOPBACK)};
+    ck_assert_int_eq (
+        bind (listener, (struct sockaddr *) &address, sizeof (address)), 0);
+    ck_assert_int_eq (listen (listener, 16), 0);
+    socklen_t length = sizeof (address);
+    getsockname (listener, (struct sockaddr *) &address, &length);
+    *port_p = ntohs (address.sin_port);
+    pid_t parent = getpid ();
+    pid_t pid = fork ();
+    ck_assert_int_ge (pid, 0);
+    if (pid > 0) {
+        close (listener);
+        return pid;
+    }
+#if defined(__linux__)
+    prctl (PR_SET_PDEATHSIG, SIGKILL);
+#endif
+    if (getppid () != parent)
+        _exit (1);
+    while (true) {
+        int fd = accept (listener, NULL, NULL);
+        if (fd < 0)
+            continue;
+        //  Read the head and the body it announces
+        char request[65536];
+        size_t used = 0;
+        char *end = NULL;
+        while (!end && used < sizeof (request) - 1) {
+            ssize_t got =
+                read (fd, request + used, sizeof (request) - 1 - used);
+            if (got <= 0)
+                break;
+            used += (size_t) got;
+            request[used] = 0;
+            end = strstr (request, "\r\n\r\n");
+        }
+        if (end) {
+            const char *field = strcasestr (request, "\r\nContent-Length:");
+            size_t body =
+                field && field < end ? strtoul (field + 17, NULL, 10) : 0;
+            size_t want = (size_t) (end + 4 - request) + body;
+            while (used < want && used < sizeof (request) - 1) {
+                ssize_t got =
+                    read (fd, request + used, sizeof (request) - 1 - used);
+                if (got <= 0)
+                    break;
+                used += (size_t) got;
+            }
+            const char *path = strchr (request, ' ');
+            for (size_t index = 0; path && routes[index]; index += 2)
+                if (strncmp (path + 1, routes[index], strlen (routes[index]))
+                    == 0) {
+                    const char *response = routes[index + 1];
+                    ssize_t rc = write (fd, response, strlen (response));
+                    (void) rc;
+                    break;
+                }
+        }
+        close (fd);
+    }
+}
+
+//  An HTTP/1.1 response with a JSON body (caller frees).
+static char *
+s_http_response (const char *status, const char *body)
+{
+    return zsys_sprintf ("HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
+                         "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                         status, strlen (body), body);
+}
+
+START_TEST (test_result_encodable)
+{
+    //  Answers a RESULT cannot carry as they are: a response object
+    //  nested deeper than 16 levels (PROTOCOL.md 3) and a long non-ASCII
+    //  problem detail (cut to the error's size). The job still gets its
+    //  RESULT, and so do the others of the same batch.
+    char deep[256] = "";
+    for (int level = 0; level < 20; level++)
+        strcat (deep, "{\"a\":");
+    strcat (deep, "1");
+    for (int level = 0; level < 20; level++)
+        strcat (deep, "}");
+    char detail[1024] = "{\"detail\":\"";
+    for (int index = 0; index < 200; index++)
+        strcat (detail, "\xc3\xa9");
+    strcat (detail, "\"}");
+    char *deep_response = s_http_response ("200 OK", deep);
+    char *detail_response =
+        s_http_response ("422 Unprocessable Content", detail);
+    char *ok_response = s_http_response ("200 OK", "{\"id\":\"X-1\"}");
+    const char *routes[] = {"/deep", deep_response, "/detail", detail_response,
+                            "/ok",   ok_response,   NULL};
+    int port = 0;
+    pid_t canned = s_canned_start (&port, routes);
+    char *env_base =
+        zsys_sprintf ("CW_WORKER_TARGET_BASE_URL=http://127.0.0.1:%d", port);
+    fixture_t *self = s_start (NULL, env_base, NULL);
+    cw_msg_destroy (&(cw_msg_t *){s_expect (self, CW_MSG_READY)});
+
+    s_send_job (self, 1, "http.generic", "erp", "{\"path\":\"/deep\"}");
+    s_send_job (self, 2, "http.generic", "erp", "{\"path\":\"/detail\"}");
+    s_send_job (self, 3, "http.generic", "erp", "{\"path\":\"/ok\"}");
+    seen_t seen[3];
+    memset (seen, 0, sizeof (seen));
+    ck_assert_int_eq (s_collect (self, seen, 3, 3), 3);
+    ck_assert_int_eq (seen[0].outcome, CW_MSG_OUTCOME_OK);
+    ck_assert_int_eq (seen[0].http_status, 200);
+    ck_assert_int_eq (seen[1].outcome, CW_MSG_OUTCOME_REJECTED);
+    ck_assert_int_eq (seen[1].http_status, 422);
+    ck_assert_int_eq (strncmp (seen[1].error, "rejected (422): \xc3\xa9", 18),
+                      0);
+    ck_assert_int_eq (seen[2].outcome, CW_MSG_OUTCOME_OK);
+    ck_assert_str_eq (seen[2].erp_id, "X-1");
+
+    //  A CALL is answered too
+    s_send_call (self, 4, "http.generic", 30000, "{\"path\":\"/deep\"}");
+    cw_msg_t *msg = s_expect_reply (self, 4);
+    ck_assert_int_eq (msg->reply.outcome, CW_MSG_OUTCOME_OK);
+    ck_assert_int_eq (msg->reply.http_status, 200);
+    cw_msg_destroy (&msg);
+
+    s_destroy (&self);
+    kill (canned, SIGKILL);
+    waitpid (canned, NULL, 0);
+    zstr_free (&env_base);
+    zstr_free (&deep_response);
+    zstr_free (&detail_response);
+    zstr_free (&ok_response);
+}
+END_TEST
+
 //  A target name READY cannot carry: exit 2 naming target/name.
 START_TEST (test_bad_target_name)
 {
@@ -807,6 +955,7 @@ s_suite (void)
     tcase_set_timeout (tcase, 60);
     tcase_add_test (tcase, test_call);
     tcase_add_test (tcase, test_call_abandoned);
+    tcase_add_test (tcase, test_result_encodable);
     suite_add_tcase (suite, tcase);
     tcase = tcase_create ("shutdown");
     tcase_set_timeout (tcase, 60);

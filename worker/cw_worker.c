@@ -585,6 +585,52 @@ s_session_lost (cw_worker_t *self, s_session_t *session, const char *why)
             abandoned_text, "#reconnect_ms", delay_text, NULL);
 }
 
+//  True if value may travel as (part of) a RESULT or REPLY "response"
+//  (PROTOCOL.md 3): keys of 1 to 255 bytes, at most 16 levels. A parsed
+//  body holds nothing else the wire refuses (jansson: UTF-8, no NUL,
+//  int64 integers, finite reals). One value the encoder refused would
+//  fail the whole message, every result of the batch with it.
+static bool
+s_json_carried (const json_t *value, int depth)
+{
+    if (!json_is_object (value) && !json_is_array (value))
+        return true;
+    if (depth >= CW_MSG_MAP_DEPTH_MAX)
+        return false;
+    if (json_is_array (value)) {
+        for (size_t index = 0; index < json_array_size (value); index++)
+            if (!s_json_carried (json_array_get (value, index), depth + 1))
+                return false;
+        return true;
+    }
+    const char *key;
+    json_t *member;
+    json_object_foreach ((json_t *) value, key, member)
+    {
+        size_t length = strlen (key);
+        if (length == 0 || length > CW_ENVELOPE_KEY_MAX
+            || !s_json_carried (member, depth + 1))
+            return false;
+    }
+    return true;
+}
+
+//  The response to report, or NULL when it is too large or the wire
+//  cannot carry it; its compact size in *size_p.
+static json_t *
+s_response_reported (json_t *response, size_t *size_p)
+{
+    *size_p = 0;
+    if (!response)
+        return NULL;
+    char *text = json_dumps (response, JSON_COMPACT);
+    *size_p = text ? strlen (text) : 0;
+    free (text);
+    if (*size_p > CW_WORKER_RESPONSE_MAX || !s_json_carried (response, 0))
+        return NULL;
+    return response;
+}
+
 //  Adds one result to the session's RESULT batch of this turn.
 static void
 s_result_add (cw_worker_t *self,
@@ -598,14 +644,8 @@ s_result_add (cw_worker_t *self,
               int64_t retry_after_msec,
               json_t *response)
 {
-    size_t response_size = 0;
-    if (response) {
-        char *text = json_dumps (response, JSON_COMPACT);
-        response_size = text ? strlen (text) : 0;
-        free (text);
-        if (response_size > CW_WORKER_RESPONSE_MAX)
-            response = NULL;  //  Too large to report
-    }
+    size_t response_size;
+    response = s_response_reported (response, &response_size);
     size_t estimate = RESULT_OVERHEAD + (response ? response_size : 0);
     if (session->results
         && (session->results->result.results_count == CW_MSG_RESULTS_MAX
@@ -690,13 +730,8 @@ s_reply (cw_worker_t *self,
             NULL);
     if (!call->session->sock)
         return;  //  Session gone: the broker already failed the call
-    if (response) {
-        char *text = json_dumps (response, JSON_COMPACT);
-        size_t response_size = text ? strlen (text) : 0;
-        free (text);
-        if (response_size > CW_WORKER_RESPONSE_MAX)
-            response = NULL;  //  Too large to report
-    }
+    size_t response_size;
+    response = s_response_reported (response, &response_size);
     cw_msg_t *reply = cw_msg_new (CW_MSG_WORKER, CW_MSG_REPLY);
     reply->reply.call_id = call->call_id;
     cw_msg_outcome_parse (cw_outcome_name (outcome), &reply->reply.outcome);
