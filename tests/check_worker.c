@@ -912,6 +912,35 @@ START_TEST (test_bad_target_name)
 }
 END_TEST
 
+//  More brokers than worker/inflight: each broker's credit is at least
+//  1, so the worker would take more jobs than inflight (and more than
+//  its runner has room for). Exit 2 naming worker/inflight.
+START_TEST (test_inflight_below_brokers)
+{
+    fixture_t *self = s_start (NULL, "CW_WORKER_INFLIGHT=1",
+                               "CW_WORKER_BROKER_ENDPOINTS=tcp://127.0.0.1:1,"
+                               "tcp://127.0.0.1:2,tcp://127.0.0.1:3",
+                               NULL);
+    int status = 0;
+    pid_t done = 0;
+    int64_t deadline = zclock_mono () + 5000;
+    while (done == 0 && zclock_mono () < deadline) {
+        done = waitpid (self->pid, &status, WNOHANG);
+        if (done == 0)
+            zclock_sleep (20);
+    }
+    ck_assert_msg (done == self->pid, "worker still running");
+    self->pid = 0;
+    ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 2);
+    FILE *file = fopen (self->log_path, "r");
+    char line[2048] = "";
+    ck_assert_ptr_nonnull (fgets (line, sizeof (line), file));
+    fclose (file);
+    ck_assert_msg (strstr (line, "worker/inflight") != NULL, "%s", line);
+    s_destroy (&self);
+}
+END_TEST
+
 START_TEST (test_bad_config)
 {
     //  Missing required keys: exit 2 with a line naming the key
@@ -966,6 +995,7 @@ s_suite (void)
     tcase_set_timeout (tcase, 30);
     tcase_add_test (tcase, test_bad_config);
     tcase_add_test (tcase, test_bad_target_name);
+    tcase_add_test (tcase, test_inflight_below_brokers);
     suite_add_tcase (suite, tcase);
     return suite;
 }

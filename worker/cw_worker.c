@@ -359,6 +359,16 @@ cw_worker_new (const cw_worker_config_t *config, char *error, size_t size)
         zlistx_destroy (&brokers);
         goto failed;
     }
+    //  Each broker gets a credit of at least 1: more brokers than
+    //  inflight would let in more jobs than inflight (and the runner)
+    if ((int64_t) zlistx_size (brokers) > config->inflight) {
+        snprintf (error, size,
+                  "config key \"worker/inflight\": %" PRId64
+                  " is less than the %zu brokers (each needs a credit of 1)",
+                  config->inflight, zlistx_size (brokers));
+        zlistx_destroy (&brokers);
+        goto failed;
+    }
     self->sessions_count = zlistx_size (brokers);
     self->sessions =
         (s_session_t *) zmalloc (self->sessions_count * sizeof (s_session_t));
