@@ -912,15 +912,10 @@ START_TEST (test_bad_target_name)
 }
 END_TEST
 
-//  More brokers than worker/inflight: each broker's credit is at least
-//  1, so the worker would take more jobs than inflight (and more than
-//  its runner has room for). Exit 2 naming worker/inflight.
-START_TEST (test_inflight_below_brokers)
+//  The worker exits 2 within 5 s, its first log line naming key.
+static void
+s_expect_config_exit (fixture_t *self, const char *key)
 {
-    fixture_t *self = s_start (NULL, "CW_WORKER_INFLIGHT=1",
-                               "CW_WORKER_BROKER_ENDPOINTS=tcp://127.0.0.1:1,"
-                               "tcp://127.0.0.1:2,tcp://127.0.0.1:3",
-                               NULL);
     int status = 0;
     pid_t done = 0;
     int64_t deadline = zclock_mono () + 5000;
@@ -936,7 +931,35 @@ START_TEST (test_inflight_below_brokers)
     char line[2048] = "";
     ck_assert_ptr_nonnull (fgets (line, sizeof (line), file));
     fclose (file);
-    ck_assert_msg (strstr (line, "worker/inflight") != NULL, "%s", line);
+    ck_assert_msg (strstr (line, key) != NULL, "%s", line);
+}
+
+//  A worker/name READY cannot carry (over 128 bytes; cutting it would
+//  split a character): exit 2 naming worker/name, not a worker whose
+//  READY the encoder refuses on every connect.
+START_TEST (test_bad_name)
+{
+    char name[CW_MSG_NAME_MAX + 8] = "x";
+    while (strlen (name) < CW_MSG_NAME_MAX + 1)
+        strcat (name, "\xc3\xa9");
+    char *env = zsys_sprintf ("CW_WORKER_NAME=%s", name);
+    fixture_t *self = s_start (NULL, env, NULL);
+    s_expect_config_exit (self, "worker/name");
+    zstr_free (&env);
+    s_destroy (&self);
+}
+END_TEST
+
+//  More brokers than worker/inflight: each broker's credit is at least
+//  1, so the worker would take more jobs than inflight (and more than
+//  its runner has room for). Exit 2 naming worker/inflight.
+START_TEST (test_inflight_below_brokers)
+{
+    fixture_t *self = s_start (NULL, "CW_WORKER_INFLIGHT=1",
+                               "CW_WORKER_BROKER_ENDPOINTS=tcp://127.0.0.1:1,"
+                               "tcp://127.0.0.1:2,tcp://127.0.0.1:3",
+                               NULL);
+    s_expect_config_exit (self, "worker/inflight");
     s_destroy (&self);
 }
 END_TEST
@@ -996,6 +1019,7 @@ s_suite (void)
     tcase_add_test (tcase, test_bad_config);
     tcase_add_test (tcase, test_bad_target_name);
     tcase_add_test (tcase, test_inflight_below_brokers);
+    tcase_add_test (tcase, test_bad_name);
     suite_add_tcase (suite, tcase);
     return suite;
 }

@@ -281,6 +281,16 @@ cw_worker_new (const cw_worker_config_t *config, char *error, size_t size)
         snprintf (error, size, "config key \"target/name\": %s", reason);
         goto failed;
     }
+    //  Sent in READY as it is: cut or not UTF-8, READY would not encode
+    size_t name_length = strlen (config->name);
+    if (name_length > CW_MSG_NAME_MAX
+        || !cw_envelope_utf8_valid (config->name, name_length)) {
+        snprintf (error, size,
+                  "config key \"worker/name\": must be at most %d bytes of "
+                  "UTF-8",
+                  CW_MSG_NAME_MAX);
+        goto failed;
+    }
     uint8_t key[32];
     if (!zmq_z85_decode (key, config->broker_public_key)) {
         snprintf (error, size,
