@@ -751,32 +751,54 @@ END_TEST
 //  A canned HTTP server for answers erpsim never gives: a child process
 //  on 127.0.0.1 that answers each request (one per connection) with the
 //  raw response of the first route whose path prefixes the request's.
-//  routes: path, response, ..., NULL. Returns its pid; *port_p its port.
-static pid_t
-s_canned_start (int *port_p, const char *const *routes)
+//  With batch > 0 it holds requests until batch of them came, writes a
+//  byte to ready, and answers them all when a byte comes on go.
+typedef struct {
+    pid_t pid;  //  The server
+    int port;   //  Its port
+    int ready;  //  Read end: a batch of requests is held
+    int go;     //  Write end: answer the batch held
+} canned_t;
+
+#define CANNED_BATCH_MAX 64
+
+//  Starts the server; routes: path, response, ..., NULL (borrowed).
+static void
+s_canned_start (canned_t *canned, const char *const *routes, size_t batch)
 {
+    ck_assert_uint_le (batch, CANNED_BATCH_MAX);
     int listener = socket (AF_INET, SOCK_STREAM, 0);
     ck_assert_int_ge (listener, 0);
     struct sockaddr_in address = {.sin_family = AF_INET,
                                   .sin_addr.s_addr = htonl (INADDR_LOOPBACK)};
     ck_assert_int_eq (
         bind (listener, (struct sockaddr *) &address, sizeof (address)), 0);
-    ck_assert_int_eq (listen (listener, 16), 0);
+    ck_assert_int_eq (listen (listener, CANNED_BATCH_MAX), 0);
     socklen_t length = sizeof (address);
     getsockname (listener, (struct sockaddr *) &address, &length);
-    *port_p = ntohs (address.sin_port);
+    canned->port = ntohs (address.sin_port);
+    int ready[2], go[2];
+    ck_assert_int_eq (pipe (ready), 0);
+    ck_assert_int_eq (pipe (go), 0);
     pid_t parent = getpid ();
-    pid_t pid = fork ();
-    ck_assert_int_ge (pid, 0);
-    if (pid > 0) {
+    canned->pid = fork ();
+    ck_assert_int_ge (canned->pid, 0);
+    if (canned->pid > 0) {
         close (listener);
-        return pid;
+        close (ready[1]);
+        close (go[0]);
+        canned->ready = ready[0];
+        canned->go = go[1];
+        return;
     }
 #if defined(__linux__)
     prctl (PR_SET_PDEATHSIG, SIGKILL);
 #endif
     if (getppid () != parent)
         _exit (1);
+    int held[CANNED_BATCH_MAX];
+    const char *answers[CANNED_BATCH_MAX];
+    size_t holding = 0;
     while (true) {
         int fd = accept (listener, NULL, NULL);
         if (fd < 0)
@@ -794,6 +816,7 @@ s_canned_start (int *port_p, const char *const *routes)
             request[used] = 0;
             end = strstr (request, "\r\n\r\n");
         }
+        const char *response = NULL;
         if (end) {
             const char *field = strcasestr (request, "\r\nContent-Length:");
             size_t body =
@@ -810,14 +833,37 @@ s_canned_start (int *port_p, const char *const *routes)
             for (size_t index = 0; path && routes[index]; index += 2)
                 if (strncmp (path + 1, routes[index], strlen (routes[index]))
                     == 0) {
-                    const char *response = routes[index + 1];
-                    ssize_t rc = write (fd, response, strlen (response));
-                    (void) rc;
+                    response = routes[index + 1];
                     break;
                 }
         }
-        close (fd);
+        held[holding] = fd;
+        answers[holding++] = response;
+        if (holding < batch)
+            continue;
+        char byte = 0;
+        if (batch
+            && (write (ready[1], &byte, 1) != 1 || read (go[0], &byte, 1) != 1))
+            _exit (1);
+        for (size_t index = 0; index < holding; index++) {
+            if (answers[index]) {
+                ssize_t rc = write (held[index], answers[index],
+                                    strlen (answers[index]));
+                (void) rc;
+            }
+            close (held[index]);
+        }
+        holding = 0;
     }
+}
+
+static void
+s_canned_stop (canned_t *canned)
+{
+    kill (canned->pid, SIGKILL);
+    waitpid (canned->pid, NULL, 0);
+    close (canned->ready);
+    close (canned->go);
 }
 
 //  An HTTP/1.1 response with a JSON body (caller frees).
@@ -851,10 +897,10 @@ START_TEST (test_result_encodable)
     char *ok_response = s_http_response ("200 OK", "{\"id\":\"X-1\"}");
     const char *routes[] = {"/deep", deep_response, "/detail", detail_response,
                             "/ok",   ok_response,   NULL};
-    int port = 0;
-    pid_t canned = s_canned_start (&port, routes);
-    char *env_base =
-        zsys_sprintf ("CW_WORKER_TARGET_BASE_URL=http://127.0.0.1:%d", port);
+    canned_t canned;
+    s_canned_start (&canned, routes, 0);
+    char *env_base = zsys_sprintf (
+        "CW_WORKER_TARGET_BASE_URL=http://127.0.0.1:%d", canned.port);
     fixture_t *self = s_start (NULL, env_base, NULL);
     cw_msg_destroy (&(cw_msg_t *){s_expect (self, CW_MSG_READY)});
 
@@ -881,12 +927,72 @@ START_TEST (test_result_encodable)
     cw_msg_destroy (&msg);
 
     s_destroy (&self);
-    kill (canned, SIGKILL);
-    waitpid (canned, NULL, 0);
+    s_canned_stop (&canned);
     zstr_free (&env_base);
     zstr_free (&deep_response);
     zstr_free (&detail_response);
     zstr_free (&ok_response);
+}
+END_TEST
+
+START_TEST (test_result_batch_size)
+{
+    //  Results finished in one turn go in one RESULT, cut before 1 MiB.
+    //  A response of reals is small as JSON but not as msgpack (a real
+    //  takes 9 bytes, "0.0," 4): 40 such responses of 16 KiB each, all
+    //  answered while the worker is stopped, must come back in RESULTs
+    //  the broker can take; a RESULT over 1 MiB is refused whole.
+    json_t *array = json_array ();
+    json_t *object = json_pack ("{s:o}", "a", array);
+    char *body = NULL;
+    while (true) {
+        json_array_append_new (array, json_real (0.0));
+        char *text = json_dumps (object, JSON_COMPACT);
+        if (strlen (text) > 16384) {
+            free (text);
+            break;
+        }
+        free (body);
+        body = text;
+    }
+    json_decref (object);
+    char *response = s_http_response ("200 OK", body);
+    free (body);
+    const char *routes[] = {"/reals", response, NULL};
+    canned_t canned;
+    s_canned_start (&canned, routes, 40);
+    char *env_base = zsys_sprintf (
+        "CW_WORKER_TARGET_BASE_URL=http://127.0.0.1:%d", canned.port);
+    fixture_t *self = s_start (NULL, env_base, NULL);
+    cw_msg_destroy (&(cw_msg_t *){s_expect (self, CW_MSG_READY)});
+    for (int64_t job_id = 1; job_id <= 40; job_id++)
+        s_send_job (self, job_id, "http.generic", "erp",
+                    "{\"path\":\"/reals\"}");
+    //  All 40 requests are held by the server
+    zmq_pollitem_t item = {NULL, canned.ready, ZMQ_POLLIN, 0};
+    int64_t deadline = zclock_mono () + WAIT_MSEC;
+    while (zmq_poll (&item, 1, 0) == 0) {
+        ck_assert_msg (zclock_mono () < deadline, "requests not all held");
+        cw_msg_t *msg = s_recv (self, 20, true, false);
+        ck_assert_ptr_null (msg);
+    }
+    char byte;
+    ck_assert_int_eq (read (canned.ready, &byte, 1), 1);
+    //  Answered while the worker is stopped: one poll turn sees them all
+    s_send_heartbeat (self);
+    ck_assert_int_eq (kill (self->pid, SIGSTOP), 0);
+    ck_assert_int_eq (write (canned.go, &byte, 1), 1);
+    zclock_sleep (150);
+    ck_assert_int_eq (kill (self->pid, SIGCONT), 0);
+    seen_t seen[40];
+    memset (seen, 0, sizeof (seen));
+    ck_assert_int_eq (s_collect (self, seen, 40, 40), 40);
+    for (size_t index = 0; index < 40; index++)
+        ck_assert_int_eq (seen[index].outcome, CW_MSG_OUTCOME_OK);
+    s_destroy (&self);
+    s_canned_stop (&canned);
+    zstr_free (&env_base);
+    zstr_free (&response);
 }
 END_TEST
 
@@ -1008,6 +1114,7 @@ s_suite (void)
     tcase_add_test (tcase, test_call);
     tcase_add_test (tcase, test_call_abandoned);
     tcase_add_test (tcase, test_result_encodable);
+    tcase_add_test (tcase, test_result_batch_size);
     suite_add_tcase (suite, tcase);
     tcase = tcase_create ("shutdown");
     tcase_set_timeout (tcase, 60);

@@ -666,7 +666,9 @@ s_result_add (cw_worker_t *self,
 {
     size_t response_size;
     response = s_response_reported (response, &response_size);
-    size_t estimate = RESULT_OVERHEAD + (response ? response_size : 0);
+    //  The response's msgpack size, at most 9/4 of its compact JSON: a
+    //  real takes 9 bytes, and as little as "0.0," in JSON
+    size_t estimate = RESULT_OVERHEAD + (response ? response_size * 9 / 4 : 0);
     if (session->results
         && (session->results->result.results_count == CW_MSG_RESULTS_MAX
             || session->results_bytes + estimate > RESULT_BATCH_BYTES)) {
