@@ -601,6 +601,44 @@ START_TEST (test_broker_lost)
 }
 END_TEST
 
+static void
+s_send_unknown_session (fixture_t *self)
+{
+    cw_msg_t *error = cw_msg_new (CW_MSG_WORKER, CW_MSG_ERROR);
+    error->error.code = strdup ("unknown_session");
+    error->error.message = strdup ("send READY first");
+    error->error.command = CW_MSG_RESULT;
+    s_send (self, &error);
+}
+
+START_TEST (test_unknown_session)
+{
+    //  A broker that restarted answers each RESULT sent before the
+    //  worker's new READY with ERROR unknown_session. One READY answers
+    //  them all: each READY replaces the session's credit (PROTOCOL.md
+    //  4.1), so a READY per ERROR would hand out the credit again for
+    //  the jobs the first READY already brought.
+    fixture_t *self = s_start (NULL, "CW_WORKER_INFLIGHT=4", NULL);
+    cw_msg_destroy (&(cw_msg_t *){s_expect (self, CW_MSG_READY)});
+    s_send_heartbeat (self);
+    s_send_unknown_session (self);
+    s_send_unknown_session (self);
+    s_send_unknown_session (self);
+    cw_msg_t *msg = s_expect (self, CW_MSG_READY);
+    ck_assert_int_eq (msg->ready.credit, 4);
+    cw_msg_destroy (&msg);
+    msg = s_recv (self, 600, true, false);
+    ck_assert_msg (msg == NULL, "unexpected %s",
+                   cw_msg_command_name (msg->command));
+    //  Once the broker showed the new session (our heartbeats), a later
+    //  unknown_session gets its READY again
+    s_send_unknown_session (self);
+    msg = s_expect (self, CW_MSG_READY);
+    cw_msg_destroy (&msg);
+    s_destroy (&self);
+}
+END_TEST
+
 //  Waits for the REPLY to call_id (RESULTs and heartbeats are skipped).
 static cw_msg_t *
 s_expect_reply (fixture_t *self, int64_t call_id)
@@ -1108,6 +1146,7 @@ s_suite (void)
     tcase_set_timeout (tcase, 60);
     tcase_add_test (tcase, test_session);
     tcase_add_test (tcase, test_broker_lost);
+    tcase_add_test (tcase, test_unknown_session);
     suite_add_tcase (suite, tcase);
     tcase = tcase_create ("call");
     tcase_set_timeout (tcase, 60);

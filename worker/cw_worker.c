@@ -171,6 +171,7 @@ typedef struct {
     int64_t backoff_msec;  //  Next reconnect delay
     cw_msg_t *results;     //  RESULT being batched this turn, or NULL
     size_t results_bytes;  //  Its estimated size
+    bool ready_unseen;     //  READY sent, broker not heard from since
 } s_session_t;
 
 //  One job or call in flight (the runner's tag)
@@ -491,6 +492,7 @@ s_send_ready (cw_worker_t *self, s_session_t *session)
     ready->ready.credit = credit < 1 ? 1 : credit;
     ready->ready.name = strdup (self->name);
     session->credit = ready->ready.credit;
+    session->ready_unseen = true;
     s_send_msg (self, session, &ready);
     char credit_text[32];
     snprintf (credit_text, sizeof (credit_text), "%" PRId64, session->credit);
@@ -929,6 +931,12 @@ s_session_read (cw_worker_t *self, s_session_t *session)
             cw_msg_destroy (&decoded);
             continue;
         }
+        //  The broker sends these only on a session it knows: it has
+        //  seen our READY
+        if (decoded->command == CW_MSG_JOB
+            || decoded->command == CW_MSG_HEARTBEAT
+            || decoded->command == CW_MSG_CALL)
+            session->ready_unseen = false;
         switch (decoded->command) {
             case CW_MSG_JOB:
                 s_handle_job (self, session, &decoded->job);
@@ -947,8 +955,10 @@ s_session_read (cw_worker_t *self, s_session_t *session)
                         "endpoint", session->endpoint, "code",
                         decoded->error.code, "detail", decoded->error.message,
                         NULL);
+                //  One READY for all the ERRORs of messages sent before
+                //  it: each READY would replace the credit again
                 if (streq (decoded->error.code, "unknown_session")
-                    && !self->stopping)
+                    && !self->stopping && !session->ready_unseen)
                     s_send_ready (self, session);
                 break;
             case CW_MSG_CALL:
