@@ -1069,6 +1069,7 @@ cw_worker_run (cw_worker_t *self, int signal_fd)
 {
     assert (self);
     int signals = 0;
+    bool failed = false;
     size_t items_size = 0;
     zmq_pollitem_t *items = NULL;
     while (true) {
@@ -1105,6 +1106,7 @@ cw_worker_run (cw_worker_t *self, int signal_fd)
         if (rc < 0 && zmq_errno () != EINTR) {
             cw_log (CW_LOG_ERROR, "poll_failed", "could not poll", "reason",
                     zmq_strerror (zmq_errno ()), NULL);
+            failed = true;
             break;
         }
         if (rc > 0 && signal_item != SIZE_MAX
@@ -1143,5 +1145,5 @@ cw_worker_run (cw_worker_t *self, int signal_fd)
         s_session_close (self, session, DISCONNECT_LINGER_MSEC);
     }
     cw_log (CW_LOG_INFO, "stopped", "worker stopped", NULL);
-    return 0;
+    return failed ? 1 : 0;      //  A runtime failure is not a clean exit
 }

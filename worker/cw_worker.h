@@ -65,7 +65,8 @@ void cw_worker_destroy (cw_worker_t **self_p);
 //  delivers a byte: then stops taking jobs, finishes calls in flight for
 //  up to shutdown_timeout, reports them, abandons the rest, sends
 //  DISCONNECT and returns 0. A second byte during that drain returns 1
-//  at once.
+//  at once; so does a failed poll (after the same goodbye), a runtime
+//  failure a supervisor should restart.
 int cw_worker_run (cw_worker_t *self, int signal_fd);
 
 #endif
