@@ -52,6 +52,11 @@ static const s_row_t s_rows[] = {
      "", false},
     {"200 malformed", CURLE_OK, 200, NULL, "<html>oops", false,
      CW_OUTCOME_TRANSIENT, -1, "malformed response (status 200)", false},
+    //  An id beyond 64 bits is valid JSON: the ERP did it (a retry would
+    //  get the same answer and the job would die although done)
+    {"201 big integer", CURLE_OK, 201, NULL,
+     "{\"id\":123456789012345678901234567890}", false, CW_OUTCOME_OK, -1, "",
+     true},
     {"409", CURLE_OK, 409, NULL,
      "{\"type\":\"x/order-exists\",\"detail\":\"order o-1 exists\"}", false,
      CW_OUTCOME_DUPLICATE, -1, "conflict (409): order o-1 exists", true},

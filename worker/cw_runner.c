@@ -641,8 +641,16 @@ cw_runner_classify (int curl_code,
     //  The body, when it is JSON
     json_t *parsed = NULL;
     json_error_t json_error = {.text = ""};
-    if (body_size && !body_over)
+    if (body_size && !body_over) {
         parsed = json_loadb (body, body_size, JSON_DECODE_ANY, &json_error);
+        //  Valid JSON with an integer beyond 64 bits (jansson's limit):
+        //  read again with every number as a double, rather than call a
+        //  done call malformed
+        if (!parsed)
+            parsed = json_loadb (body, body_size,
+                                 JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL,
+                                 NULL);
+    }
     if (json_is_object (parsed))
         result->response = json_incref (parsed);
     bool malformed = body_size && !body_over && !parsed;
