@@ -1081,6 +1081,28 @@ s_expect_config_exit (fixture_t *self, const char *key)
 //  A worker/name READY cannot carry (over 128 bytes; cutting it would
 //  split a character): exit 2 naming worker/name, not a worker whose
 //  READY the encoder refuses on every connect.
+//  A credentials file with a line break inside: the credential goes
+//  into a header line, where CR/LF would start another header. Exit 2
+//  naming target/credentials_file (before, the header went out split).
+START_TEST (test_credential_line_break)
+{
+    char *dir = cw_test_tmpdir ("check_worker_cred");
+    char *path = zsys_sprintf ("%s/credential", dir);
+    int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge (fd, 0);
+    const char *text = "key-1\r\nX-Injected: 1\n";
+    ck_assert_int_eq (write (fd, text, strlen (text)), (ssize_t) strlen (text));
+    close (fd);
+    char *env = zsys_sprintf ("CW_WORKER_TARGET_CREDENTIALS_FILE=%s", path);
+    fixture_t *self = s_start (NULL, env, NULL);
+    s_expect_config_exit (self, "target/credentials_file");
+    zstr_free (&env);
+    s_destroy (&self);
+    zstr_free (&path);
+    cw_test_tmpdir_destroy (&dir);
+}
+END_TEST
+
 START_TEST (test_bad_name)
 {
     char name[CW_MSG_NAME_MAX + 8] = "x";
@@ -1166,6 +1188,7 @@ s_suite (void)
     tcase_add_test (tcase, test_bad_target_name);
     tcase_add_test (tcase, test_inflight_below_brokers);
     tcase_add_test (tcase, test_bad_name);
+    tcase_add_test (tcase, test_credential_line_break);
     suite_add_tcase (suite, tcase);
     return suite;
 }

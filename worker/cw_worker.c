@@ -312,6 +312,17 @@ cw_worker_new (const cw_worker_config_t *config, char *error, size_t size)
                   reason);
         goto failed;
     }
+    //  It goes into a header line: a CR or LF would end the header there
+    for (const char *at = self->credential; *at; at++)
+        if ((unsigned char) *at < 0x20 || *at == 0x7f) {
+            snprintf (error, size,
+                      "config key \"target/credentials_file\": the "
+                      "credential holds a control character (a line "
+                      "break?) at byte %zu; one line, no trailing blank "
+                      "lines",
+                      (size_t) (at - self->credential));
+            goto failed;
+        }
     const char *base = config->target_base_url;
     size_t base_length = strlen (base);
     if (!(strncmp (base, "http://", 7) == 0
