@@ -102,13 +102,22 @@ s_buf_json_string (s_buf_t *buf, const char *text)
         if (byte < 0x80)
             s_buf_add (buf, (const char *) cursor++, 1);
         else {
-            //  Multi-byte UTF-8: copy a complete, well-formed sequence.
+            //  Multi-byte UTF-8: copy a complete, well-formed sequence
+            //  (RFC 3629: no overlong forms, surrogates or > U+10FFFF).
             size_t length = byte >= 0xf0 && byte <= 0xf4   ? 4
-                            : byte >= 0xe0                 ? 3
+                            : byte >= 0xe0 && byte <= 0xef ? 3
                             : byte >= 0xc2 && byte <= 0xdf ? 2
                                                            : 0;
+            unsigned char low = byte == 0xe0   ? 0xa0
+                                : byte == 0xf0 ? 0x90
+                                               : 0x80;
+            unsigned char high = byte == 0xed   ? 0x9f
+                                 : byte == 0xf4 ? 0x8f
+                                                : 0xbf;
+            if (length && (cursor[1] < low || cursor[1] > high))
+                length = 0;
             size_t index;
-            for (index = 1; length && index < length; index++)
+            for (index = 2; length && index < length; index++)
                 if ((cursor[index] & 0xc0) != 0x80)
                     length = 0;
             if (length) {

@@ -58,6 +58,31 @@ START_TEST (test_escaping)
 }
 END_TEST
 
+//  Bytes that only look like UTF-8 (lead bytes F5-FF, overlong forms,
+//  surrogates, code points beyond U+10FFFF) are escaped byte by byte, so
+//  a strict JSON parser still reads the line.
+START_TEST (test_invalid_utf8_forms)
+{
+    const char *pairs[] = {"lead_f8",   "\xf8\x80\x80",
+                           "overlong",  "\xe0\x80\xaf",
+                           "surrogate", "\xed\xa0\x80",
+                           "beyond",    "\xf4\x90\x80\x80",
+                           "overlong4", "\xf0\x8f\xbf\xbf",
+                           "valid",     "\xe2\x82\xac \xf0\x9f\x98\x80",
+                           NULL};
+    char *line = cw_log_format (0, CW_LOG_INFO, "bytes", "x", pairs);
+    json_t *object = s_parse (line);
+    ck_assert_str_eq (json_string_value (json_object_get (object, "lead_f8")),
+                      "\xc3\xb8\xc2\x80\xc2\x80");
+    ck_assert_str_eq (json_string_value (json_object_get (object, "surrogate")),
+                      "\xc3\xad\xc2\xa0\xc2\x80");
+    ck_assert_str_eq (json_string_value (json_object_get (object, "valid")),
+                      "\xe2\x82\xac \xf0\x9f\x98\x80");
+    json_decref (object);
+    free (line);
+}
+END_TEST
+
 START_TEST (test_secrets_redacted)
 {
     const char *pairs[] = {"db_password", "hunter2", "Authorization",
@@ -133,6 +158,7 @@ main (void)
     tcase_add_test (format, test_fixed_keys);
     tcase_add_test (format, test_escaping);
     tcase_add_test (format, test_secrets_redacted);
+    tcase_add_test (format, test_invalid_utf8_forms);
     tcase_add_test (format, test_levels_and_stream);
     tcase_add_test (format, test_time_usec);
     suite_add_tcase (suite, format);
