@@ -150,18 +150,40 @@ s_is_secret_key (const char *key)
 static bool
 s_is_number (const char *text)
 {
-    if (!*text)
+    //  RFC 8259 number: -? (0 | [1-9][0-9]*) (.[0-9]+)? ([eE][+-]?[0-9]+)?
+    const char *at = text;
+    if (*at == '-')
+        at++;
+    if (*at == '0')
+        at++;
+    else
+    if (*at >= '1' && *at <= '9')
+        while (*at >= '0' && *at <= '9')
+            at++;
+    else
         return false;
-    char *end = NULL;
-    errno = 0;
-    strtod (text, &end);
-    if (errno || *end)
-        return false;
-    //  JSON numbers: no hex, inf, nan, leading '+' or '.'
-    for (const char *at = text; *at; at++)
-        if (!strchr ("0123456789-.eE+", *at))
+    if (*at == '.') {
+        at++;
+        if (*at < '0' || *at > '9')
             return false;
-    return text[0] != '+' && text[0] != '.';
+        while (*at >= '0' && *at <= '9')
+            at++;
+    }
+    if (*at == 'e' || *at == 'E') {
+        at++;
+        if (*at == '+' || *at == '-')
+            at++;
+        if (*at < '0' || *at > '9')
+            return false;
+        while (*at >= '0' && *at <= '9')
+            at++;
+    }
+    if (*at)
+        return false;
+    //  Out of double range: kept as a string
+    errno = 0;
+    strtod (text, NULL);
+    return errno == 0;
 }
 
 void

@@ -83,6 +83,31 @@ START_TEST (test_invalid_utf8_forms)
 }
 END_TEST
 
+//  A '#' value is written bare only when it is a JSON number; forms
+//  strtod takes but JSON does not (leading zero, "1.", "-.5") stay strings.
+START_TEST (test_numeric_forms)
+{
+    const char *pairs[] = {"#zero_padded", "007", "#trailing_dot", "1.",
+                           "#bare_fraction", "-.5", "#dot_exponent", "1.e3",
+                           "#integer", "-12", "#real", "0.25e-3", NULL};
+    char *line = cw_log_format (0, CW_LOG_INFO, "numbers", "x", pairs);
+    json_t *object = s_parse (line);
+    ck_assert_str_eq (
+        json_string_value (json_object_get (object, "zero_padded")), "007");
+    ck_assert_str_eq (
+        json_string_value (json_object_get (object, "trailing_dot")), "1.");
+    ck_assert_str_eq (
+        json_string_value (json_object_get (object, "bare_fraction")), "-.5");
+    ck_assert_str_eq (
+        json_string_value (json_object_get (object, "dot_exponent")), "1.e3");
+    ck_assert_int_eq (json_integer_value (json_object_get (object, "integer")),
+                      -12);
+    ck_assert (json_is_real (json_object_get (object, "real")));
+    json_decref (object);
+    free (line);
+}
+END_TEST
+
 START_TEST (test_secrets_redacted)
 {
     const char *pairs[] = {"db_password", "hunter2", "Authorization",
@@ -159,6 +184,7 @@ main (void)
     tcase_add_test (format, test_escaping);
     tcase_add_test (format, test_secrets_redacted);
     tcase_add_test (format, test_invalid_utf8_forms);
+    tcase_add_test (format, test_numeric_forms);
     tcase_add_test (format, test_levels_and_stream);
     tcase_add_test (format, test_time_usec);
     suite_add_tcase (suite, format);
