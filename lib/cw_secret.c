@@ -25,7 +25,8 @@ cw_secret_load (const char *path, char *error, size_t size)
         snprintf (error, size, "cannot read secret: no file named");
         return NULL;
     }
-    int fd = open (path, O_RDONLY | O_NOCTTY);
+    //  O_NONBLOCK: a FIFO must be refused below, not wait for a writer
+    int fd = open (path, O_RDONLY | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         snprintf (error, size, "could not open secret file \"%s\": %s", path,
                   strerror (errno));

@@ -80,6 +80,20 @@ START_TEST (test_refuse_bad_files)
 }
 END_TEST
 
+//  A FIFO is refused as "not a regular file" at once; opening it must not
+//  wait for a writer (a daemon would hang at start-up).
+START_TEST (test_refuse_fifo)
+{
+    char error[256];
+    char path[512];
+    snprintf (path, sizeof (path), "%s/fifo", s_dir);
+    ck_assert_int_eq (mkfifo (path, 0600), 0);
+    ck_assert_ptr_null (cw_secret_load (path, error, sizeof (error)));
+    ck_assert_ptr_nonnull (strstr (error, "regular file"));
+    unlink (path);
+}
+END_TEST
+
 START_TEST (test_lookup_order)
 {
     char error[256];
@@ -125,6 +139,7 @@ main (void)
     tcase_add_test (files, test_load_private_file);
     tcase_add_test (files, test_refuse_readable_by_others);
     tcase_add_test (files, test_refuse_bad_files);
+    tcase_add_test (files, test_refuse_fifo);
     tcase_add_test (files, test_lookup_order);
     suite_add_tcase (suite, files);
     SRunner *runner = srunner_create (suite);
