@@ -69,6 +69,9 @@ s_signal_pipe_install (void)
     sigaction (SIGTERM, &action, NULL);
     sigaction (SIGINT, &action, NULL);
     signal (SIGPIPE, SIG_IGN);
+    //  Nothing to reload (the configuration is read once): a hangup or
+    //  a reload request must not end the daemon, as its default would
+    signal (SIGHUP, SIG_IGN);
     return 0;
 }
 

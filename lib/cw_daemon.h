@@ -1,7 +1,8 @@
 /*  =========================================================================
     cw_daemon - start-up shared by the worker and relay daemons: the
     arguments --config/--print-config/--sample-config/--help, the logger,
-    the configuration, and a self-pipe written on SIGTERM/SIGINT
+    the configuration, and a self-pipe written on SIGTERM/SIGINT;
+    SIGHUP and SIGPIPE are ignored
 
     Usage in a main ():
 

@@ -538,6 +538,30 @@ START_TEST (test_shutdown_abandons)
 }
 END_TEST
 
+//  SIGHUP (a terminal hangup, a reload request) does not end the worker:
+//  it has nothing to reload. Before, the default action killed it
+//  without a DISCONNECT.
+START_TEST (test_sighup_ignored)
+{
+    fixture_t *self = s_start (NULL, NULL);
+    cw_msg_destroy (&(cw_msg_t *){s_expect (self, CW_MSG_READY)});
+    ck_assert_int_eq (kill (self->pid, SIGHUP), 0);
+    zclock_sleep (300);
+    int exit_status = 0;
+    ck_assert_int_eq (waitpid (self->pid, &exit_status, WNOHANG), 0);
+    s_send_customer_job (self, 1);
+    cw_msg_t *result = s_expect (self, CW_MSG_RESULT);
+    cw_msg_destroy (&result);
+    ck_assert_int_eq (kill (self->pid, SIGTERM), 0);
+    cw_msg_t *msg = s_expect (self, CW_MSG_DISCONNECT);
+    cw_msg_destroy (&msg);
+    exit_status = cw_test_stop (self->pid, WAIT_MSEC);
+    self->pid = 0;
+    ck_assert (WIFEXITED (exit_status) && WEXITSTATUS (exit_status) == 0);
+    s_destroy (&self);
+}
+END_TEST
+
 START_TEST (test_second_signal)
 {
     const char *flags[] = {"--stall-rate", "1", "--stall-ms", "8000"};
@@ -1181,6 +1205,7 @@ s_suite (void)
     tcase_set_timeout (tcase, 60);
     tcase_add_test (tcase, test_shutdown_abandons);
     tcase_add_test (tcase, test_second_signal);
+    tcase_add_test (tcase, test_sighup_ignored);
     suite_add_tcase (suite, tcase);
     tcase = tcase_create ("config");
     tcase_set_timeout (tcase, 30);
