@@ -705,6 +705,24 @@ START_TEST (test_events)
     cw_test_reply_free (&reply);
     s_sql_is ("SELECT erp_order_id FROM shop.orders", "ERP-O-9");
     s_sql_is ("SELECT count(*) FROM shop.inbox", "2");
+    //  The event's type decides what is synced: an order event naming its
+    //  customer (an extra member, allowed) still syncs the order.
+    s_call ("POST", "/webshop/events",
+            "{\"specversion\":\"1.0\",\"id\":\"e-5\",\"source\":"
+            "\"urn:causeway:erp-mw\",\"type\":\"erp.order.synced.v1\","
+            "\"time\":\"2026-01-01T10:00:00Z\",\"datacontenttype\":"
+            "\"application/json\",\"tenantid\":\"t1\",\"correlationid\":"
+            "\"corr-5\",\"idempotencykey\":\"order-synced:t1:o-1:2\","
+            "\"data\":{\"tenantId\":\"t1\",\"orderId\":\"o-1\","
+            "\"customerId\":\"c1\",\"externalId\":\"ERP-O-10\","
+            "\"syncStatus\":\"updated\",\"version\":2,"
+            "\"syncedAt\":\"2026-01-01T10:00:00Z\"}}",
+            token, NULL, &reply);
+    s_expect (&reply, 200, NULL);
+    cw_test_reply_free (&reply);
+    s_sql_is ("SELECT erp_order_id FROM shop.orders", "ERP-O-10");
+    s_sql_is ("SELECT erp_customer_id FROM shop.customers", "ERP-C-100");
+    s_sql_is ("SELECT count(*) FROM shop.inbox", "3");
     //  Not an envelope, a type we do not take, a bad payload.
     s_call ("POST", "/webshop/events", "{\"type\":\"x\"}", token, NULL, &reply);
     s_expect (&reply, 422, NULL);

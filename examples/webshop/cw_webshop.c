@@ -511,7 +511,8 @@ s_body_valid (cw_http_request_t *request,
 
 typedef struct {
     const char *order_id;
-    json_t *body;  //  Validated body, borrowed
+    json_t *body;      //  Validated body, borrowed
+    const char *type;  //  Event type (POST /webshop/events), borrowed
 } s_args_t;
 
 static int
@@ -755,7 +756,9 @@ s_apply_synced (cw_webshop_t *self,
 {
     (void) self;
     json_t *data = ((s_args_t *) args)->body;
-    bool customer = json_object_get (data, "customerId") != NULL;
+    //  By type: order data may name its customer too.
+    bool customer =
+        strcmp (((s_args_t *) args)->type, "erp.customer.synced.v1") == 0;
     const char *id = s_text (data, customer ? "customerId" : "orderId");
     const char *tenant_id = s_text (data, "tenantId");
     const char *external_id = s_text (data, "externalId");
@@ -800,7 +803,7 @@ s_post_events (cw_http_request_t *request, void *arg)
     const char *type = cw_envelope_type (event);
     const char *key = cw_envelope_idempotency_key (event);
     json_t *data = cw_envelope_data (event);
-    s_args_t args = {.body = data};
+    s_args_t args = {.body = data, .type = type};
     s_apply_fn *apply = NULL;
     if (strcmp (type, "erp.customer.synced.v1") == 0
         || strcmp (type, "erp.order.synced.v1") == 0)
