@@ -666,6 +666,93 @@ START_TEST (test_invoice_document)
 }
 END_TEST
 
+//  A source whose first document changes while it is being fetched: on
+//  the request for "inv-7" it first pushes version 2 of the invoice (now
+//  at "inv-7b") to the webshop, then answers with version 1's bytes.
+typedef struct {
+    const char *token;  //  Bearer token for the push
+    int source_port;    //  The source's own port
+    long pushed;        //  Status of the push, 0 before it
+} s_changing_source_t;
+
+static const char s_pdf_v2[] = "%PDF-1.4\nversion two\n%%EOF\n";
+
+static void
+s_serve_changing_document (cw_http_request_t *request, void *arg)
+{
+    s_changing_source_t *source = (s_changing_source_t *) arg;
+    const char *id = cw_http_request_param (request, "id");
+    if (strcmp (id, "inv-7b") == 0) {
+        cw_http_reply_bytes (request, 200, "application/pdf", s_pdf_v2,
+                             sizeof (s_pdf_v2) - 1);
+        return;
+    }
+    char body[1024];
+    snprintf (body, sizeof (body),
+              "{\"invoiceNumber\":\"INV-7\",\"invoiceId\":\"inv-7b\","
+              "\"externalVersion\":2,\"issuedAt\":\"2026-01-04T00:00:00Z\","
+              "\"documentUrl\":\"http://127.0.0.1:%d/api/v1/invoices/inv-7b/"
+              "document\",\"documentToken\":\"doc-token-1\"}",
+              source->source_port);
+    struct curl_slist *headers =
+        s_headers (source->token, "invoice:o-1:INV-7:2");
+    cw_test_reply_t reply;
+    cw_test_http (s_world.port, "POST", "/webshop/orders/o-1/invoice-available",
+                  body, headers, TIMEOUT_MSEC, &reply);
+    curl_slist_free_all (headers);
+    source->pushed = reply.status;
+    cw_test_reply_free (&reply);
+    cw_http_reply_bytes (request, 200, "application/pdf", s_pdf,
+                         sizeof (s_pdf) - 1);
+}
+
+START_TEST (test_invoice_replaced_during_fetch)
+{
+    s_start ();
+    s_place_order ("o-1");
+    char *token = s_token (s_world.signer, "webshop", 0, 300);
+    s_changing_source_t state = {.token = token};
+    cw_http_t *source = cw_http_new ("127.0.0.1", 0, 0);
+    cw_http_route (source, "GET", "/api/v1/invoices/{id}/document",
+                   s_serve_changing_document, &state);
+    char error[256];
+    ck_assert_int_eq (cw_http_start (source, error, sizeof (error)), 0);
+    state.source_port = cw_http_port (source);
+    char body[1024];
+    snprintf (body, sizeof (body),
+              "{\"invoiceNumber\":\"INV-7\",\"invoiceId\":\"inv-7\","
+              "\"externalVersion\":1,\"issuedAt\":\"2026-01-03T00:00:00Z\","
+              "\"documentUrl\":\"http://127.0.0.1:%d/api/v1/invoices/inv-7/"
+              "document\",\"documentToken\":\"doc-token-1\"}",
+              state.source_port);
+    cw_test_reply_t reply;
+    s_call ("POST", "/webshop/orders/o-1/invoice-available", body, token,
+            "invoice:o-1:INV-7:1", &reply);
+    s_expect (&reply, 200, NULL);
+    cw_test_reply_free (&reply);
+    //  The download that was running when version 2 arrived gets version
+    //  1's bytes, but must not store them as version 2's document.
+    s_call ("GET", "/webshop/orders/o-1/invoices/INV-7/document", NULL, NULL,
+            NULL, &reply);
+    s_expect (&reply, 200, NULL);
+    cw_test_reply_free (&reply);
+    ck_assert_int_eq (state.pushed, 200);
+    s_sql_is ("SELECT external_version || ' ' || (pdf IS NULL) FROM "
+              "shop.order_documents",
+              "2 true");
+    //  The next download fetches version 2.
+    s_call ("GET", "/webshop/orders/o-1/invoices/INV-7/document", NULL, NULL,
+            NULL, &reply);
+    s_expect (&reply, 200, NULL);
+    ck_assert_uint_eq (reply.size, sizeof (s_pdf_v2) - 1);
+    ck_assert_int_eq (memcmp (reply.body, s_pdf_v2, reply.size), 0);
+    cw_test_reply_free (&reply);
+    cw_http_destroy (&source);
+    free (token);
+    s_stop ();
+}
+END_TEST
+
 START_TEST (test_events)
 {
     s_start ();
@@ -886,6 +973,7 @@ main (void)
     tcase_add_test (inbound, test_concurrent_duplicates);
     tcase_add_test (inbound, test_prices);
     tcase_add_test (inbound, test_invoice_document);
+    tcase_add_test (inbound, test_invoice_replaced_during_fetch);
     tcase_add_test (inbound, test_events);
     suite_add_tcase (suite, inbound);
     TCase *checkout = tcase_create ("checkout");

@@ -1421,12 +1421,13 @@ s_get_document (cw_http_request_t *request, void *arg)
     unsigned char *document = NULL;
     size_t size = 0;
     char *url = NULL, *token = NULL, *tenant_id = NULL;
+    int64_t version = 0;
     cw_pg_t *pg = cw_webshop_store_acquire (self->store);
     int found = cw_webshop_store_order_tenant (pg, order_id, &tenant_id);
     if (found == 1)
         found = cw_webshop_store_document_get (pg, tenant_id, order_id,
                                                invoice_number, &document, &size,
-                                               &url, &token);
+                                               &url, &token, &version);
     else if (found == 2)
         found = 0;
     cw_webshop_store_release (self->store, pg);
@@ -1453,10 +1454,13 @@ s_get_document (cw_http_request_t *request, void *arg)
                                    "document unavailable", reason, NULL);
         }
         else {
+            //  Stored only for the version it was fetched for: a newer
+            //  one may have replaced the link meanwhile.
             pg = cw_webshop_store_acquire (self->store);
             if (cw_webshop_store_document_put (pg, tenant_id, order_id,
                                                invoice_number, buffer.data,
-                                               buffer.size))
+                                               buffer.size, version)
+                != 1)
                 cw_log (CW_LOG_WARN, "document_not_stored",
                         "could not store fetched document", "order_id",
                         order_id, "invoice_number", invoice_number, NULL);

@@ -141,14 +141,15 @@ static const s_statement_t s_statements[] = {
      "ORDER BY invoice_number",
      2},
     {"document_get",
-     "SELECT encode (pdf, 'hex'), document_url, document_token "
-     "FROM shop.order_documents "
+     "SELECT encode (pdf, 'hex'), document_url, document_token, "
+     "external_version FROM shop.order_documents "
      "WHERE tenant = $1 AND order_id = $2 AND invoice_number = $3",
      3},
     {"document_put",
      "UPDATE shop.order_documents SET pdf = decode ($4, 'hex') "
-     "WHERE tenant = $1 AND order_id = $2 AND invoice_number = $3",
-     4},
+     "WHERE tenant = $1 AND order_id = $2 AND invoice_number = $3 "
+     "AND external_version = $5",
+     5},
     {NULL, NULL, 0}};
 
 static char *
@@ -642,7 +643,8 @@ cw_webshop_store_document_get (cw_pg_t *pg,
                                unsigned char **document,
                                size_t *size,
                                char **url,
-                               char **token)
+                               char **token,
+                               int64_t *version)
 {
     const char *values[] = {tenant_id, order_id, invoice_number};
     cw_pg_rows_t *rows = s_exec (pg, "document_get", 3, values);
@@ -675,8 +677,9 @@ cw_webshop_store_document_get (cw_pg_t *pg,
     }
     *url = s_strdup (cw_pg_rows_value (rows, 0, 1));
     *token = s_strdup (cw_pg_rows_value (rows, 0, 2));
+    int rc = s_parse_int (cw_pg_rows_value (rows, 0, 3), version);
     cw_pg_rows_destroy (&rows);
-    return 1;
+    return rc ? -1 : 1;
 }
 
 int
@@ -685,14 +688,18 @@ cw_webshop_store_document_put (cw_pg_t *pg,
                                const char *order_id,
                                const char *invoice_number,
                                const unsigned char *document,
-                               size_t size)
+                               size_t size,
+                               int64_t version)
 {
     char *encoded = (char *) malloc (size * 2 + 1);
     if (!encoded)
         abort ();
     sodium_bin2hex (encoded, size * 2 + 1, document, size);
-    const char *values[] = {tenant_id, order_id, invoice_number, encoded};
-    int64_t count = s_exec_count (pg, "document_put", 4, values);
+    char version_text[STORE_INT_SIZE];
+    s_int_text (version, version_text);
+    const char *values[] = {tenant_id, order_id, invoice_number, encoded,
+                            version_text};
+    int64_t count = s_exec_count (pg, "document_put", 5, values);
     free (encoded);
-    return count == 1 ? 0 : -1;
+    return count < 0 ? -1 : count > 0;
 }

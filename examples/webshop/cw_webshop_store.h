@@ -183,7 +183,8 @@ json_t *cw_webshop_store_invoices (cw_pg_t *pg,
 
 //  Reads one invoice's document: 1 found, 0 unknown invoice, -1 error.
 //  *document (caller frees) is NULL while no copy is stored; *url and
-//  *token (caller frees) tell where to fetch it.
+//  *token (caller frees) tell where to fetch it; *version is the
+//  invoice's external version they belong to.
 int cw_webshop_store_document_get (cw_pg_t *pg,
                                    const char *tenant_id,
                                    const char *order_id,
@@ -191,14 +192,18 @@ int cw_webshop_store_document_get (cw_pg_t *pg,
                                    unsigned char **document,
                                    size_t *size,
                                    char **url,
-                                   char **token);
+                                   char **token,
+                                   int64_t *version);
 
-//  Stores the fetched copy of a document. Returns 0 or -1.
+//  Stores the fetched copy of a document unless the invoice has moved on
+//  from version (a newer one arrived during the fetch). 1 stored,
+//  0 not (another version, or the invoice is gone), -1 error.
 int cw_webshop_store_document_put (cw_pg_t *pg,
                                    const char *tenant_id,
                                    const char *order_id,
                                    const char *invoice_number,
                                    const unsigned char *document,
-                                   size_t size);
+                                   size_t size,
+                                   int64_t version);
 
 #endif
