@@ -466,6 +466,17 @@ START_TEST (test_payment_status)
     cw_test_reply_free (&reply);
     s_sql_is ("SELECT count(*) FROM shop.inbox", "3");
     s_sql_is ("SELECT status FROM shop.payments", "paid");
+    //  Without an amount the order's total is recorded, in the order's
+    //  currency: a currency alone does not relabel that total.
+    s_call ("POST", path,
+            "{\"status\":\"partially_refunded\",\"externalVersion\":7,"
+            "\"changedAt\":\"2026-01-01T12:00:00Z\",\"currency\":\"USD\"}",
+            token, "payment-status:o-1:partially_refunded:7", &reply);
+    s_expect (&reply, 200, NULL);
+    cw_test_reply_free (&reply);
+    s_sql_is ("SELECT status || ' ' || amount_minor || ' ' || currency FROM "
+              "shop.payments",
+              "partially_refunded 4060 EUR");
     free (token);
     s_stop ();
 }

@@ -141,7 +141,7 @@ int cw_webshop_store_order_synced (cw_pg_t *pg,
 
 //  Records a payment status (shop.payments and the order's
 //  payment_status) unless an equal or newer external version is stored.
-//  amount_minor NULL / currency NULL: the order's total and currency.
+//  amount_minor NULL: the order's total and currency (currency unused).
 //  1 applied, 0 stale (ignored), -1 error; *current: the stored version.
 int cw_webshop_store_payment_apply (cw_pg_t *pg,
                                     const char *tenant_id,
