@@ -8,6 +8,7 @@
     =========================================================================
 */
 #include "cw_http.h"
+#include "cw_pg.h"
 #include "cw_test.h"
 #include "cw_test_http.h"
 #include "cw_token.h"
@@ -949,6 +950,110 @@ START_TEST (test_checkout)
 }
 END_TEST
 
+//  Drives multi until n sessions of the test database wait on a lock.
+static void
+s_wait_lock_waiters (CURLM *multi, const char *n)
+{
+    for (int tries = 0; tries < 1000; tries++) {
+        int running = 0;
+        ck_assert_int_eq (curl_multi_perform (multi, &running), CURLM_OK);
+        char *count = cw_test_sql_value (
+            s_world.db_uri,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+            "current_database () AND wait_event_type = 'Lock'");
+        bool reached = count && strcmp (count, n) == 0;
+        free (count);
+        if (reached)
+            return;
+        usleep (10000);
+    }
+    ck_abort_msg ("no session waited on a lock");
+}
+
+//  Drives a curl multi handle until no transfer runs, or at most msec.
+static void
+s_multi_run (CURLM *multi, int msec)
+{
+    int running = 1;
+    for (int waited = 0; running && waited < msec; waited += 50) {
+        ck_assert_int_eq (curl_multi_perform (multi, &running), CURLM_OK);
+        if (running)
+            curl_multi_poll (multi, NULL, 0, 50, NULL);
+    }
+}
+
+START_TEST (test_order_id_race)
+{
+    //  Order ids are unique across tenants, also when two tenants create
+    //  the same id at once: the first creation is held (its outbox event
+    //  waits on a row the test inserted) while the second one runs.
+    s_start ();
+    cw_test_reply_t reply;
+    s_call ("POST", "/shop/customers",
+            "{\"tenantId\":\"t1\",\"customerId\":\"c1\",\"customer\":"
+            "{\"name\":\"Ada\",\"email\":\"ada@example.com\"}}",
+            NULL, NULL, &reply);
+    s_expect (&reply, 201, NULL);
+    cw_test_reply_free (&reply);
+    s_call ("POST", "/shop/customers",
+            "{\"tenantId\":\"t2\",\"customerId\":\"c2\",\"customer\":"
+            "{\"name\":\"Bo\",\"email\":\"bo@example.com\"}}",
+            NULL, NULL, &reply);
+    s_expect (&reply, 201, NULL);
+    cw_test_reply_free (&reply);
+    cw_pg_t *holder = cw_pg_new (s_world.db_uri);
+    ck_assert_int_eq (cw_pg_connect (holder), 0);
+    ck_assert_int_eq (cw_pg_begin (holder), 0);
+    ck_assert_int_eq (
+        cw_pg_exec_sql (holder,
+                        "INSERT INTO shop.outbox (event_type, tenant, "
+                        "idempotency_key, payload) VALUES ('x', 't1', "
+                        "'order:t1:o-9:1', '{}')",
+                        0, NULL, NULL),
+        0);
+    const char *bodies[] = {
+        "{\"tenantId\":\"t1\",\"orderId\":\"o-9\",\"customerId\":\"c1\","
+        "\"currency\":\"EUR\",\"lines\":[{\"articleNumber\":\"A-1\","
+        "\"quantity\":1,\"unitPrice\":100}]}",
+        "{\"tenantId\":\"t2\",\"orderId\":\"o-9\",\"customerId\":\"c2\","
+        "\"currency\":\"EUR\",\"lines\":[{\"articleNumber\":\"A-1\","
+        "\"quantity\":1,\"unitPrice\":100}]}"};
+    CURLM *multi = curl_multi_init ();
+    CURL *easy[2];
+    cw_test_reply_t replies[2];
+    struct curl_slist *headers[2];
+    for (int index = 0; index < 2; index++) {
+        easy[index] = s_easy ("POST", "/shop/orders", bodies[index], NULL, NULL,
+                              &replies[index], &headers[index]);
+        curl_multi_add_handle (multi, easy[index]);
+        //  The first waits on the held outbox row; then the second runs.
+        if (index == 0)
+            s_wait_lock_waiters (multi, "1");
+        else
+            s_multi_run (multi, 2000);
+    }
+    ck_assert_int_eq (cw_pg_rollback (holder), 0);
+    cw_pg_destroy (&holder);
+    s_multi_run (multi, TIMEOUT_MSEC);
+    for (int index = 0; index < 2; index++) {
+        curl_easy_getinfo (easy[index], CURLINFO_RESPONSE_CODE,
+                           &replies[index].status);
+        curl_multi_remove_handle (multi, easy[index]);
+        curl_easy_cleanup (easy[index]);
+        curl_slist_free_all (headers[index]);
+    }
+    curl_multi_cleanup (multi);
+    s_expect (&replies[0], 201, NULL);
+    s_expect (&replies[1], 409, "orderId");
+    for (int index = 0; index < 2; index++)
+        cw_test_reply_free (&replies[index]);
+    s_sql_is ("SELECT string_agg (tenant, ' ') FROM shop.orders "
+              "WHERE order_id = 'o-9'",
+              "t1");
+    s_stop ();
+}
+END_TEST
+
 START_TEST (test_usage)
 {
     //  Bad flags exit 2 without starting.
@@ -990,6 +1095,7 @@ main (void)
     TCase *checkout = tcase_create ("checkout");
     tcase_set_timeout (checkout, 60);
     tcase_add_test (checkout, test_checkout);
+    tcase_add_test (checkout, test_order_id_race);
     tcase_add_test (checkout, test_usage);
     suite_add_tcase (suite, checkout);
     SRunner *runner = srunner_create (suite);

@@ -1052,8 +1052,11 @@ s_run_order (cw_webshop_t *self,
         return 0;
     }
     //  Order ids are unique across tenants: the ERP's pushes name none.
+    //  The id's lock keeps two tenants from creating it at once.
     char *owner = NULL;
-    found = cw_webshop_store_order_tenant (pg, order_id, &owner);
+    found = cw_webshop_store_order_id_lock (pg, order_id) == 0
+                ? cw_webshop_store_order_tenant (pg, order_id, &owner)
+                : -1;
     free (owner);
     int created =
         found == 0 ? cw_webshop_store_order_create (

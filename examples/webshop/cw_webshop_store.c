@@ -67,6 +67,9 @@ static const s_statement_t s_statements[] = {
      "WHERE tenant = $1 AND customer_id = $2",
      3},
     {"order_tenant", "SELECT tenant FROM shop.orders WHERE order_id = $1", 1},
+    {"order_id_lock",
+     "SELECT pg_advisory_xact_lock (hashtext ('shop.orders'), hashtext ($1))",
+     1},
     {"order_create",
      "INSERT INTO shop.orders (tenant, order_id, customer_id, currency, "
      "total_minor, status, version) VALUES ($1, $2, $3, $4, $5, $6, 1) "
@@ -465,6 +468,13 @@ cw_webshop_store_order_tenant (cw_pg_t *pg,
         *tenant_id = s_strdup (cw_pg_rows_value (rows, 0, 0));
     cw_pg_rows_destroy (&rows);
     return count > 1 ? 2 : count;
+}
+
+int
+cw_webshop_store_order_id_lock (cw_pg_t *pg, const char *order_id)
+{
+    const char *values[] = {order_id};
+    return s_exec_count (pg, "order_id_lock", 1, values) < 0 ? -1 : 0;
 }
 
 int

@@ -105,6 +105,11 @@ int cw_webshop_store_order_tenant (cw_pg_t *pg,
                                    const char *order_id,
                                    char **tenant_id);
 
+//  Locks an order id for the rest of the transaction, in every tenant
+//  (order ids are unique across tenants): taken before looking for the
+//  id and creating the order. Returns 0 or -1.
+int cw_webshop_store_order_id_lock (cw_pg_t *pg, const char *order_id);
+
 //  Creates an order at version 1. 1 created, 0 exists already, -1 error.
 int cw_webshop_store_order_create (cw_pg_t *pg,
                                    const char *tenant_id,
