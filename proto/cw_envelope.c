@@ -330,7 +330,10 @@ cw_envelope_time_valid (const char *text)
         || !s_digits (text + 14, 2, &minute) || text[16] != ':'
         || !s_digits (text + 17, 2, &second))
         return false;
-    if (month < 1 || month > 12 || day < 1
+    //  Year 0000 and offsets past 15:59 are RFC 3339 but no PostgreSQL
+    //  timestamptz: such a time could be accepted here and then fail the
+    //  transaction that stores it, for ever
+    if (year < 1 || month < 1 || month > 12 || day < 1
         || day > s_days_in_month (year, month) || hour > 23 || minute > 59
         || second > 59)
         return false;
@@ -353,7 +356,7 @@ cw_envelope_time_valid (const char *text)
     if (strlen (cursor) != 6 || !s_digits (cursor + 1, 2, &offset_hour)
         || cursor[3] != ':' || !s_digits (cursor + 4, 2, &offset_minute))
         return false;
-    return offset_hour <= 23 && offset_minute <= 59;
+    return offset_hour <= 15 && offset_minute <= 59;
 }
 
 //  True if text has count lower-case hex digits, not all zero when
