@@ -375,6 +375,60 @@ START_TEST (test_own_expired_lease_swept)
 }
 END_TEST
 
+//  A PUBLISH event: a valid envelope of type order.created.v1 at time
+static void
+s_event (cw_store_event_t *event, const char *key, const char *time)
+{
+    cw_envelope_t *envelope = cw_envelope_new ();
+    cw_envelope_set_id (envelope, key);
+    cw_envelope_set_source (envelope, "shop");
+    cw_envelope_set_type (envelope, "order.created.v1");
+    cw_envelope_set_time (envelope, time);
+    cw_envelope_set_tenant_id (envelope, "t1");
+    cw_envelope_set_correlation_id (envelope, key);
+    cw_envelope_set_idempotency_key (envelope, key);
+    json_t *data = json_pack ("{s:s}", "orderId", key);
+    cw_envelope_set_data (envelope, &data);
+    char reason[256];
+    ck_assert_msg (cw_envelope_validate (envelope, reason, sizeof (reason))
+                       == 0,
+                   "%s", reason);
+    event->envelope = envelope;
+    event->flow = strdup ("noop");
+    event->payload = cw_store_payload_json (envelope, reason, sizeof (reason));
+    ck_assert_ptr_nonnull (event->payload);
+}
+
+START_TEST (test_publish_any_valid_time)
+{
+    //  Any time the envelope check accepts is stored as produced_at.
+    //  PostgreSQL's timestamptz refuses some valid RFC 3339 times (an
+    //  offset beyond 15:59, year 0000); cast there, one such event failed
+    //  its whole PUBLISH, every time the relay sent the batch again
+    fixture_t *fx = s_fixture_new ();
+    zactor_t *store = s_store_new (fx->broker_uri, "b1/00000010", 0);
+    cw_store_req_t *req = cw_store_req_new (CW_STORE_PUBLISH);
+    req->source = strdup ("shop");
+    req->lease_msec = 30000;
+    req->lease_token = 1;
+    req->events = (cw_store_event_t *) calloc (4, sizeof (cw_store_event_t));
+    s_event (&req->events[0], "p-1", "2026-11-27T10:00:00+16:00");
+    s_event (&req->events[1], "p-2", "2026-11-27T10:00:00.25-03:30");
+    s_event (&req->events[2], "p-3", "0000-03-01T00:00:00Z");
+    req->event_count = 3;
+    cw_store_req_t *done = s_ask (store, req);
+    ck_assert_uint_eq (done->jobs_count, 3);
+    cw_store_req_destroy (&done);
+    cw_fixture_sql_eq (fx->uri,
+                       "SET TIME ZONE 'UTC'; SELECT string_agg (produced_at"
+                       "::text, ',' ORDER BY id) FROM erp_mw.jobs",
+                       "2026-11-26 18:00:00+00,2026-11-27 13:30:00.25+00,"
+                       "0001-03-01 00:00:00+00 BC");
+    zactor_destroy (&store);
+    s_fixture_destroy (&fx);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -386,6 +440,7 @@ main (void)
     tcase_add_test (tcase, test_claim_head_of_line);
     tcase_add_test (tcase, test_claim_targets);
     tcase_add_test (tcase, test_own_expired_lease_swept);
+    tcase_add_test (tcase, test_publish_any_valid_time);
     suite_add_tcase (suite, tcase);
     SRunner *runner = srunner_create (suite);
     srunner_run_all (runner, CK_NORMAL);
