@@ -81,7 +81,9 @@ static const char s_sql_dead_payload[] =
 //  attempts are the ones it was computed from: a retried COMMIT whose
 //  first try landed with its reply lost must not apply again after
 //  another broker has run the job since (found by the simulation,
-//  tests/sim: docs/simulation.md).
+//  tests/sim: docs/simulation.md). A duration is stored clamped to the
+//  int column (24.8 days), started_at with it: an int64 from a worker
+//  overflowed now () - duration and failed the whole batch at every try.
 static const char s_sql_commit[] =
     "WITH t AS ("
     "  SELECT * FROM unnest ($2::bigint[], $3::text[], $4::bigint[],"
@@ -111,9 +113,9 @@ static const char s_sql_commit[] =
     "  INSERT INTO erp_mw.job_attempts (job_id, attempt, worker, outcome,"
     "      http_status, error, duration_ms, started_at, finished_at)"
     "  SELECT t.id, t.attempt, t.worker, t.outcome, NULLIF (t.http_status, 0),"
-    "      t.error, LEAST (t.duration_ms, 2147483647)::int,"
-    "      now () - t.duration_ms * interval '1 millisecond', now ()"
-    "    FROM t JOIN u ON u.id = t.id"
+    "      t.error, d.ms::int, now () - d.ms * interval '1 millisecond', now ()"
+    "    FROM t JOIN u ON u.id = t.id,"
+    "      LATERAL (SELECT LEAST (t.duration_ms, 2147483647) AS ms) d"
     "  ON CONFLICT (job_id, attempt) DO NOTHING)"
     " SELECT id FROM u";
 

@@ -118,9 +118,10 @@ s_lease_op (zactor_t *store, cw_store_op_t op, int64_t id, int64_t token)
     return lost;
 }
 
-//  COMMIT of one ok result of job id under token; returns lost count.
+//  COMMIT of one ok result of job id under token that took duration
+//  msec; returns lost count.
 static size_t
-s_commit (zactor_t *store, int64_t id, int64_t token)
+s_commit_took (zactor_t *store, int64_t id, int64_t token, int64_t duration)
 {
     cw_store_req_t *req = cw_store_req_new (CW_STORE_COMMIT);
     req->transitions = (cw_core_transition_t *) calloc (
@@ -134,12 +135,19 @@ s_commit (zactor_t *store, int64_t id, int64_t token)
     t->attempt = 1;
     t->outcome = CW_CORE_OK;
     t->http_status = 200;
-    t->duration_msec = 3;
+    t->duration_msec = duration;
     req->transition_count = 1;
     cw_store_req_t *done = s_ask (store, req);
     size_t lost = done->lost_count;
     cw_store_req_destroy (&done);
     return lost;
+}
+
+//  COMMIT of one ok result of job id under token; returns lost count.
+static size_t
+s_commit (zactor_t *store, int64_t id, int64_t token)
+{
+    return s_commit_took (store, id, token, 3);
 }
 
 static zactor_t *
@@ -429,6 +437,32 @@ START_TEST (test_publish_any_valid_time)
 }
 END_TEST
 
+START_TEST (test_commit_long_duration)
+{
+    //  A worker's duration_ms is any int64 (proto/PROTOCOL.md): one far
+    //  beyond the 24.8 days the attempt row holds is stored clamped, and
+    //  its started_at with it. Before, started_at = now () - duration
+    //  overflowed ("timestamp out of range"): that COMMIT failed at every
+    //  retry, and with it every result in its batch, for ever
+    fixture_t *fx = s_fixture_new ();
+    char job_row[256];
+    int64_t id = s_job_new (fx, 4, job_row, sizeof (job_row));
+    zactor_t *store = s_store_new (fx->broker_uri, "b1/00000011", 0);
+    cw_store_req_t *claim = s_claim (store, 1);
+    ck_assert_uint_eq (claim->jobs_count, 1);
+    cw_store_req_destroy (&claim);
+    ck_assert_uint_eq (s_commit_took (store, id, 1, INT64_MAX / 2), 0);
+    cw_fixture_sql_eq (fx->uri, job_row, "done:-:1");
+    cw_fixture_sql_eq (fx->uri,
+                       "SELECT duration_ms || ':' || (finished_at - started_at"
+                       " = 2147483647 * interval '1 millisecond')"
+                       " FROM erp_mw.job_attempts",
+                       "2147483647:true");
+    zactor_destroy (&store);
+    s_fixture_destroy (&fx);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -441,6 +475,7 @@ main (void)
     tcase_add_test (tcase, test_claim_targets);
     tcase_add_test (tcase, test_own_expired_lease_swept);
     tcase_add_test (tcase, test_publish_any_valid_time);
+    tcase_add_test (tcase, test_commit_long_duration);
     suite_add_tcase (suite, tcase);
     SRunner *runner = srunner_create (suite);
     srunner_run_all (runner, CK_NORMAL);
