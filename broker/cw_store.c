@@ -159,7 +159,7 @@ static const char s_sql_insert_jobs[] =
     "    CASE WHEN e.head THEN $13::bigint END,"
     "    CASE WHEN e.head"
     "        THEN now () + $2::bigint * interval '1 millisecond' END,"
-    "    $3::int, to_timestamp (e.produced_ms / 1000.0)"
+    "    $3::int, e.produced_at::timestamptz"
     "   FROM (SELECT u.*, u.ordering_key IS NULL"
     "            OR (row_number () OVER (PARTITION BY u.ordering_key"
     "                                    ORDER BY u.position) = 1"
@@ -169,10 +169,10 @@ static const char s_sql_insert_jobs[] =
     "                                       'dead'))) AS head"
     "           FROM unnest ($4::text[], $5::text[], $6::text[], $7::text[],"
     "               $8::text[], $9::text[], $10::text[], $11::text[],"
-    "               $12::bigint[])"
+    "               $12::text[])"
     "             WITH ORDINALITY AS u (flow, tenant, key, ordering_key,"
     "               payload, correlation_id, traceparent, target,"
-    "               produced_ms, position)) e"
+    "               produced_at, position)) e"
     "  ORDER BY e.position"
     " ON CONFLICT (idempotency_key) DO NOTHING"
     " RETURNING id, idempotency_key, max_attempts,"
@@ -307,55 +307,6 @@ static void
 s_int_text (char *text, size_t size, int64_t value)
 {
     snprintf (text, size, "%" PRId64, value);
-}
-
-//  Epoch msec of an RFC 3339 time as the envelope check accepts it
-//  (YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)), false if it is not
-//  one. Computed here: PostgreSQL's timestamptz refuses some of them (an
-//  offset beyond 15:59, year 0000), and one such event failed its whole
-//  PUBLISH, every time the relay sent the batch again.
-static bool
-s_time_msec (const char *text, int64_t *msec_p)
-{
-    int year, month, day, hour, minute, second, length = 0;
-    if (!text
-    ||  sscanf (text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &year, &month, &day,
-                &hour, &minute, &second, &length) != 6
-    ||  length != 19)
-        return false;
-    const char *cursor = text + 19;
-    int64_t msec = 0;           //  Digits beyond the millisecond dropped
-    if (*cursor == '.') {
-        int digits = 0;
-        while (*++cursor >= '0' && *cursor <= '9')
-            if (digits++ < 3)
-                msec = msec * 10 + (*cursor - '0');
-        for (; digits < 3; digits++)
-            msec *= 10;
-    }
-    int64_t offset = 0;
-    if (*cursor == '+' || *cursor == '-') {
-        int offset_hour, offset_minute;
-        if (sscanf (cursor + 1, "%2d:%2d", &offset_hour, &offset_minute) != 2)
-            return false;
-        offset = (offset_hour * 60 + offset_minute) * 60
-               * (*cursor == '-' ? -1 : 1);
-    }
-    else
-    if (*cursor != 'Z')
-        return false;
-    //  Days since 1970-01-01 of the civil date (proleptic Gregorian)
-    int64_t y = year - (month <= 2);
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t year_of_era = y - era * 400;
-    int64_t day_of_year = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5
-                        + day - 1;
-    int64_t day_of_era = year_of_era * 365 + year_of_era / 4
-                       - year_of_era / 100 + day_of_year;
-    int64_t days = era * 146097 + day_of_era - 719468;
-    *msec_p = ((days * 24 + hour) * 60 + minute) * 60000
-            + (int64_t) second * 1000 + msec - offset * 1000;
-    return true;
 }
 
 static int64_t
@@ -831,11 +782,7 @@ s_publish_once (s_store_t *self, cw_store_req_t *req)
                         cw_envelope_correlation_id (event->envelope));
             s_buf_text (&arrays.buf [8], cw_envelope_traceparent (event->envelope));
             s_buf_text (&arrays.buf [9], event->target);
-            int64_t produced;
-            if (s_time_msec (cw_envelope_time (event->envelope), &produced))
-                s_buf_int (&arrays.buf [10], produced);
-            else
-                s_buf_text (&arrays.buf [10], NULL);
+            s_buf_text (&arrays.buf [10], cw_envelope_time (event->envelope));
             break;
         }
     }

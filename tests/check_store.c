@@ -409,29 +409,32 @@ s_event (cw_store_event_t *event, const char *key, const char *time)
 
 START_TEST (test_publish_any_valid_time)
 {
-    //  Any time the envelope check accepts is stored as produced_at.
-    //  PostgreSQL's timestamptz refuses some valid RFC 3339 times (an
-    //  offset beyond 15:59, year 0000); cast there, one such event failed
-    //  its whole PUBLISH, every time the relay sent the batch again
+    //  Every time the envelope check accepts is one PostgreSQL stores:
+    //  its edges (year 0001, offsets of 15:59, 9 fraction digits). The
+    //  check took offsets to 23:59 and year 0000, which PostgreSQL
+    //  refuses: one such event failed its whole PUBLISH, every time the
+    //  relay sent the batch again
     fixture_t *fx = s_fixture_new ();
     zactor_t *store = s_store_new (fx->broker_uri, "b1/00000010", 0);
     cw_store_req_t *req = cw_store_req_new (CW_STORE_PUBLISH);
     req->source = strdup ("shop");
     req->lease_msec = 30000;
     req->lease_token = 1;
-    req->events = (cw_store_event_t *) calloc (4, sizeof (cw_store_event_t));
-    s_event (&req->events[0], "p-1", "2026-11-27T10:00:00+16:00");
+    req->events = (cw_store_event_t *) calloc (5, sizeof (cw_store_event_t));
+    s_event (&req->events[0], "p-1", "2026-11-27T10:00:00+15:59");
     s_event (&req->events[1], "p-2", "2026-11-27T10:00:00.25-03:30");
-    s_event (&req->events[2], "p-3", "0000-03-01T00:00:00Z");
-    req->event_count = 3;
+    s_event (&req->events[2], "p-3", "0001-03-01T00:00:00Z");
+    s_event (&req->events[3], "p-4", "9999-12-31T23:59:59.123456789-15:59");
+    req->event_count = 4;
     cw_store_req_t *done = s_ask (store, req);
-    ck_assert_uint_eq (done->jobs_count, 3);
+    ck_assert_msg (done->status == 0, "%s", done->error);
+    ck_assert_uint_eq (done->jobs_count, 4);
     cw_store_req_destroy (&done);
     cw_fixture_sql_eq (fx->uri,
                        "SET TIME ZONE 'UTC'; SELECT string_agg (produced_at"
                        "::text, ',' ORDER BY id) FROM erp_mw.jobs",
-                       "2026-11-26 18:00:00+00,2026-11-27 13:30:00.25+00,"
-                       "0001-03-01 00:00:00+00 BC");
+                       "2026-11-26 18:01:00+00,2026-11-27 13:30:00.25+00,"
+                       "0001-03-01 00:00:00+00,10000-01-01 15:58:59.123457+00");
     zactor_destroy (&store);
     s_fixture_destroy (&fx);
 }
