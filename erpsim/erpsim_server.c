@@ -938,7 +938,8 @@ s_key_reserve (erpsim_server_t *self, const char *key, const char *hash)
     assert (self->key_ring[slot]);
     self->key_ring_head = (slot + 1) % self->config.idempotency_max;
     json_object_set_new (self->keys, key,
-                         json_pack ("{s:s, s:b}", "hash", hash, "done", 0));
+                         json_pack ("{s:s, s:b, s:I}", "hash", hash, "done", 0,
+                                    "slot", (json_int_t) slot));
 }
 
 typedef enum { KEY_NEW, KEY_ANSWERED } key_outcome_t;
@@ -1020,11 +1021,20 @@ s_key_store (erpsim_server_t *self, const char *key, const result_t *result)
         json_object_set_new (entry, "problem", json_string ("yes"));
 }
 
+//  Forgets a reserved key and frees its ring slot, so that a later use
+//  of the key does not leave a stale slot that would forget it early.
 static void
 s_key_release (erpsim_server_t *self, const char *key)
 {
     pthread_mutex_lock (&self->mutex);
-    json_object_del (self->keys, key);
+    json_t *entry = json_object_get (self->keys, key);
+    if (entry) {
+        size_t slot =
+            (size_t) json_integer_value (json_object_get (entry, "slot"));
+        free (self->key_ring[slot]);
+        self->key_ring[slot] = NULL;
+        json_object_del (self->keys, key);
+    }
     pthread_mutex_unlock (&self->mutex);
 }
 

@@ -531,6 +531,61 @@ START_TEST (test_idempotency)
 }
 END_TEST
 
+static void
+s_faults (sim_t *sim, const char *config)
+{
+    s_control (sim, "PUT", "/_control/faults", config);
+}
+
+//  --idempotency-max 2 remembers the last two keys, also when one of them
+//  was released by a fault before the effect and then used again.
+START_TEST (test_key_limit)
+{
+    sim_t sim = s_start ("--idempotency-max", "2", NULL);
+    cw_test_reply_t reply;
+    char *first = s_customer ("m-1", "First");
+    char *second = s_customer ("m-2", "Second");
+    options_t key_a = {NULL, "key-a", 0}, key_b = {NULL, "key-b", 0};
+    s_faults (&sim, "{\"*\":{\"errorRate\":1}}");
+    s_call_with (sim.port, "POST", "/api/v1/customers", first, &key_a, &reply);
+    s_assert_problem (&reply, 500, NULL);
+    s_faults (&sim, "{}");
+    s_call_with (sim.port, "POST", "/api/v1/customers", first, &key_a, &reply);
+    ck_assert_int_eq (reply.status, 201);
+    free (reply.body);
+    s_call_with (sim.port, "POST", "/api/v1/customers", second, &key_b, &reply);
+    ck_assert_int_eq (reply.status, 201);
+    free (reply.body);
+    //  Two keys, both remembered: key-a is replayed, not run again
+    s_call_with (sim.port, "POST", "/api/v1/customers", first, &key_a, &reply);
+    ck_assert_int_eq (reply.status, 201);
+    ck_assert_str_eq (reply.replayed, "true");
+    free (reply.body);
+    json_t *report = s_introspect (&sim);
+    ck_assert_int_eq (s_int (report, "idempotencyKeys"), 2);
+    ck_assert_int_eq (s_int (report, "effects/customers/CUST-000001/updates"),
+                      0);
+    json_decref (report);
+    //  A third key forgets the oldest (key-a)
+    char *third = s_customer ("m-3", "Third");
+    options_t key_c = {NULL, "key-c", 0};
+    s_call_with (sim.port, "POST", "/api/v1/customers", third, &key_c, &reply);
+    ck_assert_int_eq (reply.status, 201);
+    free (reply.body);
+    s_call_with (sim.port, "POST", "/api/v1/customers", second, &key_b, &reply);
+    ck_assert_str_eq (reply.replayed, "true");
+    free (reply.body);
+    s_call_with (sim.port, "POST", "/api/v1/customers", first, &key_a, &reply);
+    ck_assert_int_eq (reply.status, 200);
+    ck_assert_str_eq (reply.replayed, "");
+    free (reply.body);
+    free (first);
+    free (second);
+    free (third);
+    s_stop (&sim);
+}
+END_TEST
+
 //  While the first request with a key is delayed, a second one gets 409;
 //  concurrent requests show in the in-flight peak.
 START_TEST (test_in_flight)
@@ -661,12 +716,6 @@ START_TEST (test_auth)
     cw_test_tmpdir_destroy (&dir);
 }
 END_TEST
-
-static void
-s_faults (sim_t *sim, const char *config)
-{
-    s_control (sim, "PUT", "/_control/faults", config);
-}
 
 START_TEST (test_faults)
 {
@@ -1083,6 +1132,7 @@ s_suite (void)
     tcase_set_timeout (tcase, 60);
     tcase_add_test (tcase, test_idempotency);
     tcase_add_test (tcase, test_in_flight);
+    tcase_add_test (tcase, test_key_limit);
     tcase_add_test (tcase, test_exactly_once);
     suite_add_tcase (suite, tcase);
     tcase = tcase_create ("auth");
