@@ -433,11 +433,13 @@ START_TEST (test_grants)
                                 "('customer.upsert.requested.v1', 't1', "
                                 "'customer:t1:c1:1', '{}')");
 
-    //  The relay: shop.outbox read + published_at, nothing else.
+    //  The relay: shop.outbox read + published_at and rejected_reason,
+    //  nothing else.
     cw_fixture_sql_ok (relay,
                        "SELECT id FROM shop.outbox WHERE published_at IS NULL "
                        "ORDER BY id LIMIT 10 FOR UPDATE SKIP LOCKED");
     cw_fixture_sql_ok (relay, "UPDATE shop.outbox SET published_at = now ()");
+    cw_fixture_sql_ok (relay, "UPDATE shop.outbox SET rejected_reason = 'x'");
     s_sql_denied (relay, "SELECT * FROM erp_mw.jobs", "permission denied");
     s_sql_denied (relay, "SELECT * FROM shop.customers", "permission denied");
     s_sql_denied (relay, "UPDATE shop.outbox SET payload = '{}'",
