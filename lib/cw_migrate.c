@@ -48,6 +48,7 @@ static const char *s_find_sql
 static const char *s_record_sql
     = "INSERT INTO schema_migrations (version, name, sha256)"
       " VALUES ($1, $2, $3)";
+static const char *s_xact_sql = "SELECT pg_current_xact_id ()::text";
 static const char *s_exists_sql
     = "SELECT to_regclass ('schema_migrations') IS NOT NULL";
 static const char *s_list_sql
@@ -327,11 +328,37 @@ s_apply_one (cw_pg_t *pg, const char *island, migration_t *migration,
         return rc;
     }
     cw_pg_rows_destroy (&rows);
+    //  The runner's transaction, to see whether the file ended it
+    char xact[32];
+    if (cw_pg_exec_sql (pg, s_xact_sql, 0, NULL, &rows)) {
+        snprintf (error, size, "could not read the transaction id: %s",
+                  cw_pg_error (pg));
+        return -1;
+    }
+    snprintf (xact, sizeof (xact), "%s", cw_pg_rows_value (rows, 0, 0));
+    cw_pg_rows_destroy (&rows);
     if (cw_pg_exec_script (pg, migration->text)) {
         snprintf (error, size, "could not apply \"%s/%s\": %s (SQLSTATE %s); "
                                "nothing of it was kept",
                   island, migration->name, cw_pg_error (pg),
                   cw_pg_sqlstate (pg));
+        return -1;
+    }
+    if (cw_pg_exec_sql (pg, s_xact_sql, 0, NULL, &rows)) {
+        snprintf (error, size, "could not read the transaction id: %s",
+                  cw_pg_error (pg));
+        return -1;
+    }
+    bool same = strcmp (cw_pg_rows_value (rows, 0, 0), xact) == 0;
+    cw_pg_rows_destroy (&rows);
+    if (!same) {
+        snprintf (error, size, "cannot record \"%s/%s\": it ended the "
+                               "transaction it runs in (COMMIT or ROLLBACK "
+                               "in the file); what ran before that may be "
+                               "committed or lost: check the island by "
+                               "hand, then remove the transaction control",
+                  island, migration->name);
+        cw_pg_rollback (pg);
         return -1;
     }
     const char *record_values[] = { version, migration->name,

@@ -303,6 +303,27 @@ START_TEST (test_changed_checksum_refused)
                        "1,2,3,4,5");
     cw_fixture_sql_eq (uri, "SELECT to_regclass ('erp_mw.half') IS NULL", "t");
 
+    //  A file that ends the runner's transaction (ROLLBACK here) is not
+    //  recorded, even when the owner's own search_path would let the
+    //  record land after it.
+    unlink (to);
+    cw_fixture_sql_ok (uri, "DO $$ BEGIN EXECUTE format ('ALTER ROLE "
+                            "cw_erp_mw_owner IN DATABASE %I SET search_path "
+                            "= erp_mw', current_database ()); END $$");
+    snprintf (to, sizeof (to), "%s/006_rollback.sql", island_dir);
+    s_write (to,
+             "CREATE TABLE erp_mw.lost (id int);\nROLLBACK;\n"
+             "CREATE TABLE erp_mw.after_rollback (id int);\n",
+             "w");
+    ck_assert_int_eq (s_migrate (owner, "apply", "erp_mw", sql_dir, &log), 1);
+    ck_assert_ptr_nonnull (strstr (log, "006_rollback.sql\": it ended the "
+                                        "transaction"));
+    free (log);
+    cw_fixture_sql_eq (uri,
+                       "SELECT string_agg (version::text, ',' ORDER BY version)"
+                       " FROM erp_mw.schema_migrations",
+                       "1,2,3,4,5");
+
     //  A badly named file is refused by name.
     unlink (to);
     snprintf (to, sizeof (to), "%s/7-Bad.sql", island_dir);
