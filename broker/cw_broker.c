@@ -17,6 +17,7 @@
 #include "cw_version.h"
 #include "cw_zap.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -607,23 +608,46 @@ s_malformed (s_broker_t *self, s_peer_t *peer, const char *error,
 }
 
 //  Ordering key of an event: tenant:orderId, else tenant:customerId.
-static char *
-s_ordering_key (const cw_envelope_t *envelope)
+//  The ordering key of a published event, "tenant:orderId" (else
+//  "tenant:customerId"), in *key_p (NULL when it names neither). The id
+//  must be one the contract allows (1..CW_EVENT_ID_MAX of
+//  [A-Za-z0-9._-]), whatever the event type's own rules: the key goes
+//  into an index, and one too long for it failed the whole PUBLISH at
+//  every try. Returns 0, or -1 with reason.
+static int
+s_ordering_key (const cw_envelope_t *envelope, char **key_p, char *reason,
+                size_t size)
 {
+    *key_p = NULL;
     json_t *data = cw_envelope_data (envelope);
     const char *fields [] = { "orderId", "customerId", NULL };
     for (int index = 0; fields [index]; index++) {
         json_t *value = json_object_get (data, fields [index]);
-        if (json_is_string (value)) {
-            const char *tenant = cw_envelope_tenant_id (envelope);
-            size_t size = strlen (tenant) + json_string_length (value) + 2;
-            char *key = (char *) malloc (size);
-            assert (key);
-            snprintf (key, size, "%s:%s", tenant, json_string_value (value));
-            return key;
+        if (!json_is_string (value))
+            continue;
+        const char *id = json_string_value (value);
+        size_t length = json_string_length (value);
+        bool valid = length > 0 && length <= CW_EVENT_ID_MAX
+                  && strlen (id) == length;
+        for (size_t at = 0; valid && at < length; at++)
+            valid = isalnum ((unsigned char) id [at]) || id [at] == '.'
+                 || id [at] == '_' || id [at] == '-';
+        if (!valid) {
+            snprintf (reason, size,
+                      "field \"data.%s\": must be 1 to %d letters, digits,"
+                      " '.', '_' or '-' (it orders the event)",
+                      fields [index], CW_EVENT_ID_MAX);
+            return -1;
         }
+        const char *tenant = cw_envelope_tenant_id (envelope);
+        size_t key_size = strlen (tenant) + length + 2;
+        char *key = (char *) malloc (key_size);
+        assert (key);
+        snprintf (key, key_size, "%s:%s", tenant, id);
+        *key_p = key;
+        return 0;
     }
-    return NULL;
+    return 0;
 }
 
 static const cw_broker_route_t *
@@ -686,6 +710,10 @@ s_on_publish (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
         //  none (its canonical JSON over the limit: 0.1 is 20 bytes of
         //  JSON, 9 of msgpack) is rejected alone instead of failing the
         //  batch at every PUBLISH for ever
+        char *ordering_key = NULL;
+        if (route
+        &&  s_ordering_key (envelope, &ordering_key, reason, sizeof (reason)))
+            route = NULL;
         char *payload = NULL;
         if (route) {
             char why [CW_MSG_REASON_SIZE - 16];
@@ -693,6 +721,8 @@ s_on_publish (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
             if (!payload) {
                 snprintf (reason, sizeof (reason), "payload: %s", why);
                 route = NULL;
+                free (ordering_key);
+                ordering_key = NULL;
             }
         }
         if (!route) {
@@ -708,7 +738,7 @@ s_on_publish (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
         msg->publish.events [index] = NULL;
         event->flow = strdup (route->flow);
         event->target = route->target ? strdup (route->target) : NULL;
-        event->ordering_key = s_ordering_key (event->envelope);
+        event->ordering_key = ordering_key;
         event->payload = payload;
     }
     req->rejections = rejected;

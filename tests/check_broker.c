@@ -1057,6 +1057,64 @@ START_TEST (test_publish_payload_too_large)
 }
 END_TEST
 
+//  An event type whose rules do not cover orderId, carrying one no index
+//  can hold (3,000 bytes): the broker orders events by it, so it is
+//  rejected alone, naming the field. Before, the ordering key failed the
+//  insert ("index row size exceeds ... maximum") and with it the whole
+//  PUBLISH, at every try, with no ACK.
+START_TEST (test_publish_ordering_key_refused)
+{
+    fixture_t *self = s_fixture_new ();
+    s_broker_start (self, NULL);
+    zsock_t *relay = s_peer_new (self, self->relay);
+    cw_msg_t *publish = cw_msg_new (CW_MSG_RELAY, CW_MSG_PUBLISH);
+    publish->publish.batch_id = 4;
+    publish->publish.island = strdup ("shop");
+    cw_envelope_t *customer = cw_envelope_new ();
+    cw_envelope_set_id (customer, "cust-1");
+    cw_envelope_set_source (customer, "shop");
+    cw_envelope_set_type (customer, "customer.upsert.requested.v1");
+    cw_envelope_set_time (customer, "2025-01-31T10:02:03.123Z");
+    cw_envelope_set_tenant_id (customer, "t1");
+    cw_envelope_set_correlation_id (customer, "c1");
+    cw_envelope_set_idempotency_key (customer, "cust-1");
+    char *long_id = (char *) malloc (3001);
+    ck_assert_ptr_nonnull (long_id);
+    //  Not compressible, or the index entry would fit after all
+    uint32_t seed = 12345;
+    for (int at = 0; at < 3000; at++) {
+        seed = seed * 1103515245u + 12345u;
+        long_id [at] = "abcdefghijklmnopqrstuvwxyz0123456789" [(seed >> 16) % 36];
+    }
+    long_id [3000] = 0;
+    json_t *data = json_pack (
+        "{s:s, s:s, s:i, s:[s], s:{s:s, s:s, s:s}, s:s}", "tenantId", "t1",
+        "customerId", "C-1", "version", 1, "changedFields", "name",
+        "customer", "name", "Ada", "email", "ada@example.org", "countryCode",
+        "GB", "orderId", long_id);
+    free (long_id);
+    ck_assert_ptr_nonnull (data);
+    cw_envelope_set_data (customer, &data);
+    cw_msg_event_add (publish, &customer);
+    cw_envelope_t *small = s_status_event ("small-2", "O-2", 1);
+    cw_msg_event_add (publish, &small);
+    s_peer_send (relay, &publish);
+    cw_msg_t *ack = s_peer_recv (relay, WAIT_MSEC);
+    ck_assert_msg (ack != NULL, "no ACK for the batch");
+    ck_assert_int_eq (ack->command, CW_MSG_ACK);
+    ck_assert_int_eq (ack->ack.accepted_count, 1);
+    ck_assert_str_eq (ack->ack.accepted [0], "small-2");
+    ck_assert_int_eq (ack->ack.rejected_count, 1);
+    ck_assert_str_eq (ack->ack.rejected [0].key, "cust-1");
+    ck_assert_msg (strstr (ack->ack.rejected [0].reason, "data.orderId"),
+                   "%s", ack->ack.rejected [0].reason);
+    cw_msg_destroy (&ack);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"), 1);
+    zsock_destroy (&relay);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 //  The broker.log line of event (the first), or NULL; caller frees.
 static char *
 s_log_line (fixture_t *self, const char *event)
@@ -1361,6 +1419,7 @@ main (void)
     tcase_add_test (relay, test_publish);
     tcase_add_test (relay, test_publish_ordering);
     tcase_add_test (relay, test_publish_payload_too_large);
+    tcase_add_test (relay, test_publish_ordering_key_refused);
     tcase_add_test (relay, test_forbidden_island_logged);
     tcase_add_test (relay, test_malformed_disconnects_relay);
     suite_add_tcase (suite, relay);
