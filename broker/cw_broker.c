@@ -1122,6 +1122,8 @@ cw_broker_actor (zsock_t *pipe, void *args)
         .broker_id = config->core.broker_id,
         .poll_only = true,
         .inbox_ttl_msec = config->inbox_ttl_msec,
+        .retention_msec = config->retention_msec,
+        .purge_msec = config->purge_msec,
         .expire_msec = config->core.poll_msec ? config->core.poll_msec
                                               : CW_BROKER_EXPIRE_MSEC
     };
@@ -1129,6 +1131,7 @@ cw_broker_actor (zsock_t *pipe, void *args)
     cw_store_config_t claims_config = store_config;
     claims_config.poll_only = config->poll_only;
     claims_config.expire_msec = 0;
+    claims_config.purge_msec = 0;
     self.claims = self.store ? zactor_new (cw_store_actor, &claims_config)
                              : NULL;
     bool ok = self.store != NULL && self.claims != NULL;

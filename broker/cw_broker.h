@@ -43,6 +43,8 @@ typedef struct {
     const char *db_uri;         //  libpq URI (role cw_broker)
     bool poll_only;             //  No LISTEN
     int64_t inbox_ttl_msec;     //  Inbox rows' lifetime
+    int64_t retention_msec;     //  Done jobs kept this long (0: for ever)
+    int64_t purge_msec;         //  Retention runs this often
     int64_t drain_msec;         //  How long DRAIN awaits results
     cw_core_config_t core;      //  The core (broker_id, leases, tables)
     const cw_broker_route_t *routes;    //  PUBLISH mapping

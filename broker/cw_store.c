@@ -19,6 +19,8 @@
 #define CW_STORE_LISTEN_RETRY_MSEC 1000     //  Re-LISTEN after a loss
 #define CW_STORE_INT_SIZE 32                //  Text of one int64
 #define S_WAKE "WAKE"                       //  Store -> broker frame
+#define CW_STORE_PURGE_BATCH 500            //  Rows per retention batch
+#define CW_STORE_PURGE_PACE_MSEC 250        //  Between full batches
 
 //  The statements, prepared once per connection.
 //
@@ -183,6 +185,13 @@ static const char s_sql_inbox_link[] =
     "  FROM unnest ($1::text[], $2::bigint[]) AS x (key, id)"
     " WHERE i.idempotency_key = x.key";
 
+//  Retention (sql/erp_mw/003, 008): one short transaction per batch.
+static const char s_sql_purge_finished[] =
+    "SELECT erp_mw.purge_finished ($1::bigint * interval '1 millisecond',"
+    "                              $2::int)";
+static const char s_sql_purge_expired[] =
+    "SELECT erp_mw.purge_expired ($1::int)";
+
 typedef struct {
     const char *name;
     const char *sql;
@@ -199,6 +208,8 @@ static const s_statement_t s_statements[] = {
     {"inbox", s_sql_inbox, 4},
     {"insert_jobs", s_sql_insert_jobs, 13},
     {"inbox_link", s_sql_inbox_link, 2},
+    {"purge_finished", s_sql_purge_finished, 2},
+    {"purge_expired", s_sql_purge_expired, 1},
     {NULL, NULL, 0}
 };
 
@@ -301,6 +312,11 @@ typedef struct {
     int64_t inbox_ttl_msec;
     int64_t expire_msec;        //  Expired-lease sweep interval
     int64_t expire_at;          //  Next sweep (mono msec)
+    int64_t retention_msec;     //  Done jobs kept this long (0: for ever)
+    int64_t purge_msec;         //  Retention cycle (0: none)
+    int64_t purge_at;           //  Next retention batch (mono msec)
+    int64_t purged_jobs;        //  Deleted in this cycle so far
+    int64_t purged_rows;        //  Inbox/idempotency rows, likewise
 } s_store_t;
 
 static void
@@ -950,6 +966,68 @@ s_expire (s_store_t *self)
     return freed;
 }
 
+//  --- Retention ---------------------------------------------------------------
+
+//  One purge function call; returns the rows it deleted, -1 on failure.
+static int64_t
+s_purge_call (s_store_t *self, const char *name, int nparams,
+              const char *const *values)
+{
+    cw_pg_rows_t *rows = NULL;
+    int64_t deleted = -1;
+    if (cw_pg_exec (self->pg, name, nparams, values, &rows) == 0
+    &&  cw_pg_rows_count (rows) == 1)
+        deleted = s_parse_int (cw_pg_rows_value (rows, 0, 0));
+    else
+        cw_log (CW_LOG_WARN, "purge_failed", "retention batch failed",
+                "function", name, "error", cw_pg_error (self->pg), NULL);
+    cw_pg_rows_destroy (&rows);
+    return deleted;
+}
+
+//  Runs one retention batch when due, between requests: done jobs
+//  finished longer than retention_msec ago (with their attempts), then
+//  inbox and idempotency rows past their expiry. A full batch brings the
+//  next one CW_STORE_PURGE_PACE_MSEC later, so a backlog drains without
+//  holding the connection the commits need; a cycle ends with a short
+//  batch, logged once (`purged`), and the next starts purge_msec later.
+static void
+s_purge (s_store_t *self)
+{
+    if (self->purge_msec <= 0 || zclock_mono () < self->purge_at)
+        return;
+    char batch [CW_STORE_INT_SIZE], older [CW_STORE_INT_SIZE];
+    s_int_text (batch, sizeof (batch), CW_STORE_PURGE_BATCH);
+    s_int_text (older, sizeof (older), self->retention_msec);
+    int64_t jobs = 0, rows = 0;
+    if (self->retention_msec > 0) {
+        const char *values [] = { older, batch };
+        jobs = s_purge_call (self, "purge_finished", 2, values);
+    }
+    if (jobs >= 0 && jobs < CW_STORE_PURGE_BATCH) {
+        const char *values [] = { batch };
+        rows = s_purge_call (self, "purge_expired", 1, values);
+    }
+    bool failed = jobs < 0 || rows < 0;
+    bool more = !failed && (jobs == CW_STORE_PURGE_BATCH
+                            || rows == CW_STORE_PURGE_BATCH);
+    if (!failed) {
+        self->purged_jobs += jobs;
+        self->purged_rows += rows;
+    }
+    if (!more && self->purged_jobs + self->purged_rows > 0) {
+        char jobs_text [CW_STORE_INT_SIZE], rows_text [CW_STORE_INT_SIZE];
+        s_int_text (jobs_text, sizeof (jobs_text), self->purged_jobs);
+        s_int_text (rows_text, sizeof (rows_text), self->purged_rows);
+        cw_log (CW_LOG_INFO, "purged", "retention deleted finished rows",
+                "#jobs", jobs_text, "#inbox_rows", rows_text, NULL);
+    }
+    if (!more)
+        self->purged_jobs = self->purged_rows = 0;
+    self->purge_at = zclock_mono ()
+                   + (more ? CW_STORE_PURGE_PACE_MSEC : self->purge_msec);
+}
+
 //  --- Actor -----------------------------------------------------------------
 
 //  Tells the broker that jobs may be waiting (NOTIFY, LISTEN back, sweep):
@@ -987,6 +1065,9 @@ cw_store_actor (zsock_t *pipe, void *args)
     self.inbox_ttl_msec = config->inbox_ttl_msec;
     self.expire_msec = config->expire_msec;
     self.expire_at = zclock_mono ();
+    self.retention_msec = config->retention_msec;
+    self.purge_msec = config->purge_msec;
+    self.purge_at = zclock_mono () + config->purge_msec;
     self.pg = cw_pg_new (self.db_uri);
     bool ok = cw_pg_connect (self.pg) == 0;
     for (const s_statement_t *statement = s_statements;
@@ -1029,6 +1110,13 @@ cw_store_actor (zsock_t *pipe, void *args)
             if (timeout < 0 || wait < timeout)
                 timeout = (long) wait;
         }
+        if (self.purge_msec > 0) {
+            int64_t wait = self.purge_at - zclock_mono ();
+            if (wait < 0)
+                wait = 0;
+            if (timeout < 0 || wait < timeout)
+                timeout = (long) wait;
+        }
         int rc = zmq_poll (items, count, timeout);
         if (rc == -1 && zmq_errno () != EINTR)
             break;
@@ -1048,6 +1136,7 @@ cw_store_actor (zsock_t *pipe, void *args)
         if (s_expire (&self)) {
             s_wake (pipe);
         }
+        s_purge (&self);
         if (items [0].revents & ZMQ_POLLIN) {
             zmsg_t *msg = zmsg_recv (pipe);
             if (!msg)

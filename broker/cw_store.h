@@ -106,6 +106,11 @@ typedef struct {
     int64_t expire_msec;        //  Sweep for other brokers' expired leases
                                 //  this often, between requests, waking
                                 //  the broker when it frees any (0: never)
+    int64_t retention_msec;     //  Done jobs finished longer ago are
+                                //  deleted (0: never)
+    int64_t purge_msec;         //  Delete finished jobs and expired inbox
+                                //  rows this often, between requests, in
+                                //  short batches (0: never)
 } cw_store_config_t;
 
 //  The store actor; args is a cw_store_config_t *. Signals 0 once

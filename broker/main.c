@@ -54,6 +54,8 @@ typedef struct {
     int64_t retry_msec;
     int64_t drain_msec;
     int64_t inbox_ttl_msec;
+    int64_t retention_msec;
+    int64_t purge_msec;
     int64_t retry_base_msec;
     int64_t retry_cap_msec;
     int64_t retry_max_attempts;
@@ -125,6 +127,16 @@ static const cw_config_entry_t s_schema [] = {
      .type = CW_CONFIG_DURATION, .default_value = "720h", .min = 1000,
      .max = INT64_C (31536000000),
      .offset = S_AT (inbox_ttl_msec), .help = "how long published keys de-duplicate"},
+    {.path = "retention/finished", .env = "CW_BROKER_RETENTION_FINISHED",
+     .type = CW_CONFIG_DURATION, .default_value = "168h", .min = 0,
+     .max = INT64_C (31536000000),
+     .offset = S_AT (retention_msec),
+     .help = "done jobs (and their attempts) are deleted this long after they finished; 0 = the broker never deletes them"},
+    {.path = "retention/interval", .env = "CW_BROKER_RETENTION_INTERVAL",
+     .type = CW_CONFIG_DURATION, .default_value = "1m", .min = 1000,
+     .max = 86400000,
+     .offset = S_AT (purge_msec),
+     .help = "how often the broker deletes finished jobs and expired inbox rows"},
     {.path = "retry/base", .env = "CW_BROKER_RETRY_BASE",
      .type = CW_CONFIG_DURATION, .default_value = "1s", .min = 1, .max = 3600000,
      .offset = S_AT (retry_base_msec), .help = "default backoff window after attempt 1"},
@@ -363,6 +375,8 @@ main (int argc, char *argv [])
         .endpoint = settings.bind,
         .poll_only = settings.poll_only,
         .inbox_ttl_msec = settings.inbox_ttl_msec,
+        .retention_msec = settings.retention_msec,
+        .purge_msec = settings.purge_msec,
         .drain_msec = settings.drain_msec,
         .routes = routes,
         .route_count = route_count > 0 ? (size_t) route_count : 0,

@@ -466,6 +466,78 @@ START_TEST (test_commit_long_duration)
 }
 END_TEST
 
+//  Retention in the store's own time: done jobs finished longer ago than
+//  retention_msec go, with their attempts, in batches paced between
+//  requests; inbox rows past expires_at go; recent done jobs, dead
+//  letters, waiting jobs and live inbox rows stay. Before, nothing in the
+//  project ran the purge functions.
+START_TEST (test_retention)
+{
+    fixture_t *fx = s_fixture_new ();
+    cw_fixture_sql_ok (fx->uri,
+        "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload,"
+        "                         state, attempts, finished_at)"
+        " SELECT 'noop', 't1', 'old-' || g, '{}', 'done', 1,"
+        "        now () - interval '2 days'"
+        "   FROM generate_series (1, 1200) AS g;"
+        "INSERT INTO erp_mw.job_attempts (job_id, attempt, worker, outcome,"
+        "                                 started_at)"
+        " SELECT id, 1, 'w', 'ok', now () - interval '2 days'"
+        "   FROM erp_mw.jobs;"
+        "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload,"
+        "                         state, attempts, finished_at)"
+        " SELECT 'noop', 't1', 'new-' || g, '{}', 'done', 1,"
+        "        now () - interval '1 hour'"
+        "   FROM generate_series (1, 3) AS g;"
+        "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload,"
+        "                         state, attempts, finished_at, dead_reason)"
+        " SELECT 'noop', 't1', 'dead-' || g, '{}', 'dead', 1,"
+        "        now () - interval '2 days', 'rejected'"
+        "   FROM generate_series (1, 2) AS g;"
+        "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload)"
+        " VALUES ('noop', 't1', 'ready-1', '{}');"
+        "INSERT INTO erp_mw.inbox (idempotency_key, source, event_type,"
+        "                          expires_at)"
+        " SELECT 'in-old-' || g, 'shop', 'x.v1', now () - interval '1 hour'"
+        "   FROM generate_series (1, 700) AS g;"
+        "INSERT INTO erp_mw.inbox (idempotency_key, source, event_type,"
+        "                          expires_at)"
+        " SELECT 'in-new-' || g, 'shop', 'x.v1', now () + interval '1 hour'"
+        "   FROM generate_series (1, 2) AS g");
+    cw_store_config_t config = {
+        .db_uri = fx->broker_uri,
+        .broker_id = "b1/00000011",
+        .poll_only = true,
+        .inbox_ttl_msec = 60000,
+        .retention_msec = 86400000,
+        .purge_msec = 100,
+    };
+    zactor_t *store = zactor_new (cw_store_actor, &config);
+    ck_assert_ptr_nonnull (store);
+    const char *left =
+        "SELECT (SELECT count(*) FROM erp_mw.jobs"
+        "         WHERE idempotency_key LIKE 'old-%')"
+        "     + (SELECT count(*) FROM erp_mw.inbox"
+        "         WHERE idempotency_key LIKE 'in-old-%')";
+    long long deadline = cw_test_now_msec () + 30000;
+    while (cw_fixture_sql_count (fx->uri, left) > 0
+           && cw_test_now_msec () < deadline)
+        usleep (100 * 1000);
+    ck_assert_int_eq (cw_fixture_sql_count (fx->uri, left), 0);
+    ck_assert_int_eq (cw_fixture_sql_count (fx->uri,
+        "SELECT count(*) FROM erp_mw.job_attempts"), 0);
+    cw_fixture_sql_eq (fx->uri,
+        "SELECT string_agg (state || '=' || n, ',' ORDER BY state)"
+        "  FROM (SELECT state, count(*) AS n FROM erp_mw.jobs"
+        "         GROUP BY state) s",
+        "dead=2,done=3,ready=1");
+    ck_assert_int_eq (cw_fixture_sql_count (fx->uri,
+        "SELECT count(*) FROM erp_mw.inbox"), 2);
+    zactor_destroy (&store);
+    s_fixture_destroy (&fx);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -478,6 +550,7 @@ main (void)
     tcase_add_test (tcase, test_claim_targets);
     tcase_add_test (tcase, test_own_expired_lease_swept);
     tcase_add_test (tcase, test_publish_any_valid_time);
+    tcase_add_test (tcase, test_retention);
     tcase_add_test (tcase, test_commit_long_duration);
     suite_add_tcase (suite, tcase);
     SRunner *runner = srunner_create (suite);
