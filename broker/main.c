@@ -8,7 +8,8 @@
     Order: config, ZAP handler, broker actor (store actor inside it, then
     the ROUTER bound). SIGTERM/SIGINT: drain (stop claiming, await results
     in flight up to broker/drain, release the rest, DISCONNECT workers),
-    exit 0; a second signal exits at once (1). SIGHUP: the ZAP handler
+    exit 0; a second signal exits at once (1), and so does a drain still
+    unfinished broker/drain + 5 s after the signal. SIGHUP: the ZAP handler
     reloads the allowed keys (server/peers).
     Exit: 0 clean, 1 runtime failure, 2 bad usage or configuration.
     =========================================================================
@@ -32,6 +33,8 @@
 #define CW_BROKER_ERROR_SIZE 1024
 #define CW_BROKER_TABLE_MAX 64          //  Entries in a table setting
 #define CW_BROKER_WAIT_MSEC 100         //  Main loop's signal check
+#define CW_BROKER_DRAIN_GRACE_MSEC 5000 //  After broker/drain, to record
+                                        //  results and releases
 #define CW_BROKER_ID_SIZE 128
 
 typedef struct {
@@ -458,6 +461,7 @@ main (int argc, char *argv [])
         }
         zstr_free (&endpoint);
         bool draining = false;
+        int64_t drain_until = 0;
         while (true) {
             zmq_pollitem_t item = { zsock_resolve (broker), 0, ZMQ_POLLIN, 0 };
             zmq_poll (&item, 1, CW_BROKER_WAIT_MSEC);
@@ -476,6 +480,16 @@ main (int argc, char *argv [])
                 cw_log (CW_LOG_ERROR, "reload_failed",
                         "allowed keys not reloaded; the previous ones stay",
                         "error", error, NULL);
+            if (draining && zclock_mono () >= drain_until) {
+                //  The drain could not finish (the database unreachable:
+                //  results and releases not recorded); their leases run
+                //  out and the jobs run again, same idempotency keys
+                cw_log (CW_LOG_ERROR, "drain_unfinished",
+                        "drain did not finish in broker/drain plus grace;"
+                        " leases not released will expire", NULL);
+                exit_code = CW_BROKER_EXIT_FAILED;
+                break;
+            }
             if (zsys_interrupted) {
                 if (draining) {
                     cw_log (CW_LOG_WARN, "shutdown_forced",
@@ -483,6 +497,8 @@ main (int argc, char *argv [])
                     break;
                 }
                 draining = true;
+                drain_until = zclock_mono () + settings.drain_msec
+                            + CW_BROKER_DRAIN_GRACE_MSEC;
                 zsys_interrupted = 0;
                 zstr_send (broker, "DRAIN");
             }

@@ -1315,6 +1315,63 @@ START_TEST (test_sigterm_releases)
 }
 END_TEST
 
+//  SIGTERM while the database refuses every connection: the result in
+//  hand cannot be recorded nor the leases released. The broker gives up
+//  broker/drain plus a 5 s grace after the signal and exits 1 with
+//  drain_unfinished (the leases expire, the jobs run again under the same
+//  keys). Before, it waited for the database for ever.
+START_TEST (test_drain_database_down)
+{
+    fixture_t *self = s_fixture_new ();
+    const char *drain[] = {"CW_BROKER_DRAIN=1s", NULL};
+    s_broker_start (self, drain);
+    zsock_t *worker = s_peer_new (self, self->worker);
+    s_ready (worker, "http.generic", 1);
+    s_sql (self, "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload)"
+                 " VALUES ('http.generic', 't1', 'down-1', '{}')");
+    cw_msg_t *job = s_peer_recv (worker, WAIT_MSEC);
+    ck_assert_ptr_nonnull (job);
+    ck_assert_int_eq (job->command, CW_MSG_JOB);
+    char *name = cw_test_sql_value (self->uri, "SELECT current_database ()");
+    ck_assert_ptr_nonnull (name);
+    char *refuse = zsys_sprintf ("ALTER DATABASE %s ALLOW_CONNECTIONS false",
+                                 name);
+    char *allow = zsys_sprintf ("ALTER DATABASE %s ALLOW_CONNECTIONS true",
+                                name);
+    char *end = zsys_sprintf (
+        "SELECT count (pg_terminate_backend (pid)) FROM pg_stat_activity"
+        " WHERE datname = '%s'", name);
+    cw_fixture_sql_ok (cw_test_pguri (), refuse);
+    cw_fixture_sql_count (cw_test_pguri (), end);
+    s_answer (worker, job, "ok");
+    cw_msg_destroy (&job);
+    long long signalled = cw_test_now_msec ();
+    ck_assert_int_eq (kill (self->pid, SIGTERM), 0);
+    int status = 0;
+    pid_t done = 0;
+    while ((done = waitpid (self->pid, &status, WNOHANG)) == 0
+    &&     cw_test_now_msec () < signalled + WAIT_MSEC)
+        usleep (10000);
+    long long took = cw_test_now_msec () - signalled;
+    cw_fixture_sql_ok (cw_test_pguri (), allow);
+    ck_assert_msg (done == self->pid, "broker still draining after %d ms",
+                   WAIT_MSEC);
+    self->pid = 0;
+    ck_assert (WIFEXITED (status));
+    ck_assert_int_eq (WEXITSTATUS (status), 1);
+    ck_assert_int_ge (took, 1000 + 5000);
+    char *line = s_log_line (self, "drain_unfinished");
+    ck_assert_ptr_nonnull (line);
+    free (line);
+    zstr_free (&refuse);
+    zstr_free (&allow);
+    zstr_free (&end);
+    free (name);
+    zsock_destroy (&worker);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 //  SIGHUP reloads the allowed keys (docs/security.md, key rotation): a
 //  key installed after start is served once the broker got SIGHUP, and
 //  the broker keeps running. Before, SIGHUP had its default action and
@@ -1426,6 +1483,7 @@ main (void)
     TCase *drain = tcase_create ("drain");
     tcase_set_timeout (drain, 60);
     tcase_add_test (drain, test_sigterm_releases);
+    tcase_add_test (drain, test_drain_database_down);
     tcase_add_test (drain, test_sighup_reloads_keys);
     suite_add_tcase (suite, drain);
     TCase *config = tcase_create ("config");
