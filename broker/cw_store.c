@@ -180,6 +180,17 @@ static const char s_sql_insert_jobs[] =
     " RETURNING id, idempotency_key, max_attempts,"
     "   (extract (epoch FROM lease_expires_at) * 1000)::bigint, state";
 
+//  Takes the ordering-key locks of a publish batch (the stripes the insert
+//  trigger of sql/erp_mw/011 takes), in one order, before the insert: its
+//  snapshot then sees every earlier job of those keys, committed by
+//  whoever held the lock, when it decides which new job heads its key.
+static const char s_sql_lock_keys[] =
+    "SELECT count (pg_advisory_xact_lock ("
+    "           hashtext ('erp_mw.jobs.ordering_key'), stripe))"
+    "  FROM (SELECT DISTINCT hashtext (k) & 255 AS stripe"
+    "          FROM unnest ($1::text[]) AS u (k)"
+    "         WHERE k IS NOT NULL ORDER BY 1) s";
+
 static const char s_sql_inbox_link[] =
     "UPDATE erp_mw.inbox i SET job_id = x.id"
     "  FROM unnest ($1::text[], $2::bigint[]) AS x (key, id)"
@@ -208,6 +219,7 @@ static const s_statement_t s_statements[] = {
     {"inbox", s_sql_inbox, 4},
     {"insert_jobs", s_sql_insert_jobs, 13},
     {"inbox_link", s_sql_inbox_link, 2},
+    {"lock_keys", s_sql_lock_keys, 1},
     {"purge_finished", s_sql_purge_finished, 2},
     {"purge_expired", s_sql_purge_expired, 1},
     {NULL, NULL, 0}
@@ -803,6 +815,26 @@ s_publish_once (s_store_t *self, cw_store_req_t *req)
         }
     }
     cw_pg_rows_destroy (&rows);
+    //  Ordering keys locked first, so the insert's head decision sees
+    //  every earlier job of them (a statement's snapshot is taken when
+    //  it starts, before a lock its trigger would wait for)
+    s_buf_t ordering = {0};
+    s_buf_begin (&ordering);
+    bool keyed = false;
+    for (size_t index = 0; index < req->event_count; index++)
+        if (!req->events [index].duplicate && req->events [index].ordering_key) {
+            s_buf_text (&ordering, req->events [index].ordering_key);
+            keyed = true;
+        }
+    if (keyed) {
+        const char *keys [] = { s_buf_end (&ordering) };
+        int lock_rc = cw_pg_exec (self->pg, "lock_keys", 1, keys, NULL);
+        free (ordering.data);
+        if (lock_rc != 0)
+            goto done;
+    }
+    else
+        free (ordering.data);
     if (fresh > 0) {
         //  $3 max_attempts: NULL, the broker's policy for the flow decides
         char token [CW_STORE_INT_SIZE];

@@ -10,6 +10,7 @@
 #include "cw_test.h"
 
 #include <check.h>
+#include <libpq-fe.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,7 @@
 #include <unistd.h>
 
 #define MIGRATE_TIMEOUT_MSEC 60000
-#define ERP_MW_FILES "10"       //  sql/erp_mw/*.sql
+#define ERP_MW_FILES "11"       //  sql/erp_mw/*.sql
 #define SHOP_FILES "4"          //  sql/shop/*.sql
 
 static char *s_dir;             //  Private temporary directory of a test
@@ -664,6 +665,62 @@ s_plan_buffers (const char *plan)
            + strtol (read + strlen ("\"Shared Read Blocks\": "), NULL, 10);
 }
 
+//  Jobs of one ordering key commit in the order of their ids
+//  (sql/erp_mw/011): while one transaction's insert of key K is
+//  uncommitted, another insert of K waits, then draws a larger id. Before,
+//  the second insert went through at once; had it drawn the smaller id
+//  and committed last, a claim in between would have run the later job
+//  first. Jobs without a key, and other keys, never wait.
+START_TEST (test_ordering_lock)
+{
+    char *uri = s_islands_new ();
+    PGconn *first = PQconnectdb (uri);
+    PGconn *second = PQconnectdb (uri);
+    ck_assert_int_eq (PQstatus (first), CONNECTION_OK);
+    ck_assert_int_eq (PQstatus (second), CONNECTION_OK);
+    const char *insert =
+        "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key,"
+        " ordering_key, payload) VALUES ('order', 't1', $1, $2, '{}')"
+        " RETURNING id";
+    PGresult *result = PQexec (first, "BEGIN");
+    PQclear (result);
+    const char *first_values[] = {"k-1", "t1:K"};
+    result = PQexecParams (first, insert, 2, NULL, first_values, NULL, NULL, 0);
+    ck_assert_int_eq (PQresultStatus (result), PGRES_TUPLES_OK);
+    long first_id = strtol (PQgetvalue (result, 0, 0), NULL, 10);
+    PQclear (result);
+
+    //  No key, and another key: not held up
+    const char *free_values[][2] = {{"k-2", NULL}, {"k-3", "t1:OTHER-9"}};
+    for (int index = 0; index < 2; index++) {
+        result = PQexecParams (second, insert, 2, NULL, free_values[index],
+                               NULL, NULL, 0);
+        ck_assert_int_eq (PQresultStatus (result), PGRES_TUPLES_OK);
+        PQclear (result);
+    }
+    //  The same key waits for the first transaction
+    const char *second_values[] = {"k-4", "t1:K"};
+    ck_assert_int_eq (PQsendQueryParams (second, insert, 2, NULL,
+                                         second_values, NULL, NULL, 0), 1);
+    usleep (500 * 1000);
+    ck_assert_int_eq (PQconsumeInput (second), 1);
+    ck_assert_msg (PQisBusy (second), "the second insert of t1:K did not wait");
+    result = PQexec (first, "COMMIT");
+    ck_assert_int_eq (PQresultStatus (result), PGRES_COMMAND_OK);
+    PQclear (result);
+    result = PQgetResult (second);
+    ck_assert_int_eq (PQresultStatus (result), PGRES_TUPLES_OK);
+    long second_id = strtol (PQgetvalue (result, 0, 0), NULL, 10);
+    PQclear (result);
+    while ((result = PQgetResult (second)))
+        PQclear (result);
+    ck_assert_int_gt (second_id, first_id);
+    PQfinish (first);
+    PQfinish (second);
+    cw_test_db_destroy (&uri);
+}
+END_TEST
+
 START_TEST (test_head_of_line_with_history)
 {
     //  The claim's head-of-line check (broker/cw_store.c, s_sql_claim;
@@ -747,6 +804,7 @@ main (void)
     tcase_add_checked_fixture (scale, s_setup, s_teardown);
     tcase_add_test (scale, test_claim_index_at_a_million);
     tcase_add_test (scale, test_head_of_line_with_history);
+    tcase_add_test (grants, test_ordering_lock);
     suite_add_tcase (suite, scale);
     SRunner *runner = srunner_create (suite);
     srunner_run_all (runner, CK_NORMAL);

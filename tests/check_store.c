@@ -13,6 +13,7 @@
 #include "cw_test.h"
 
 #include <check.h>
+#include <libpq-fe.h>
 #include <czmq.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -471,6 +472,60 @@ END_TEST
 //  requests; inbox rows past expires_at go; recent done jobs, dead
 //  letters, waiting jobs and live inbox rows stay. Before, nothing in the
 //  project ran the purge functions.
+//  A publish of an order whose earlier job another transaction inserted
+//  and has not committed: the publish waits for that commit
+//  (sql/erp_mw/011's key locks, taken before the insert), then sees the
+//  earlier job and leaves its own ready behind it. Before, it went
+//  through at once and leased its job as the key's head: two heads of
+//  one order, run at the same time.
+START_TEST (test_publish_waits_for_key)
+{
+    fixture_t *fx = s_fixture_new ();
+    PGconn *writer = PQconnectdb (fx->uri);
+    ck_assert_int_eq (PQstatus (writer), CONNECTION_OK);
+    PGresult *result = PQexec (writer,
+        "BEGIN; INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key,"
+        " ordering_key, payload) VALUES ('noop', 't1', 'w-1', 't1:p-7', '{}')");
+    ck_assert_int_eq (PQresultStatus (result), PGRES_COMMAND_OK);
+    PQclear (result);
+    zactor_t *store = s_store_new (fx->broker_uri, "b1/00000012", 0);
+    cw_store_req_t *req = cw_store_req_new (CW_STORE_PUBLISH);
+    req->source = strdup ("shop");
+    req->lease_msec = 30000;
+    req->lease_token = 1;
+    req->events = (cw_store_event_t *) calloc (2, sizeof (cw_store_event_t));
+    s_event (&req->events[0], "p-7", "2026-11-27T10:00:00Z");
+    req->events[0].ordering_key = strdup ("t1:p-7");
+    req->event_count = 1;
+    ck_assert_int_eq (cw_store_send (store, &req), 0);
+    zpoller_t *poller = zpoller_new (store, NULL);
+    ck_assert_msg (zpoller_wait (poller, 500) == NULL,
+                   "the publish did not wait for the uncommitted earlier job");
+    result = PQexec (writer, "COMMIT");
+    ck_assert_int_eq (PQresultStatus (result), PGRES_COMMAND_OK);
+    PQclear (result);
+    cw_store_req_t *done = NULL;
+    while (!done) {
+        ck_assert_ptr_nonnull (zpoller_wait (poller, WAIT_MSEC));
+        done = cw_store_recv (store);
+        ck_assert_ptr_nonnull (done);
+        if (done->op == CW_STORE_WAKE)
+            cw_store_req_destroy (&done);
+    }
+    ck_assert_msg (done->status == 0, "%s", done->error);
+    ck_assert_uint_eq (done->jobs_count, 0);    //  Not a head: not leased
+    cw_store_req_destroy (&done);
+    zpoller_destroy (&poller);
+    cw_fixture_sql_eq (fx->uri,
+        "SELECT string_agg (idempotency_key || '=' || state, ',' ORDER BY id)"
+        "  FROM erp_mw.jobs WHERE ordering_key = 't1:p-7'",
+        "w-1=ready,p-7=ready");
+    PQfinish (writer);
+    zactor_destroy (&store);
+    s_fixture_destroy (&fx);
+}
+END_TEST
+
 START_TEST (test_retention)
 {
     fixture_t *fx = s_fixture_new ();
@@ -551,6 +606,7 @@ main (void)
     tcase_add_test (tcase, test_own_expired_lease_swept);
     tcase_add_test (tcase, test_publish_any_valid_time);
     tcase_add_test (tcase, test_retention);
+    tcase_add_test (tcase, test_publish_waits_for_key);
     tcase_add_test (tcase, test_commit_long_duration);
     suite_add_tcase (suite, tcase);
     SRunner *runner = srunner_create (suite);
