@@ -1332,17 +1332,7 @@ START_TEST (test_drain_database_down)
     cw_msg_t *job = s_peer_recv (worker, WAIT_MSEC);
     ck_assert_ptr_nonnull (job);
     ck_assert_int_eq (job->command, CW_MSG_JOB);
-    char *name = cw_test_sql_value (self->uri, "SELECT current_database ()");
-    ck_assert_ptr_nonnull (name);
-    char *refuse = zsys_sprintf ("ALTER DATABASE %s ALLOW_CONNECTIONS false",
-                                 name);
-    char *allow = zsys_sprintf ("ALTER DATABASE %s ALLOW_CONNECTIONS true",
-                                name);
-    char *end = zsys_sprintf (
-        "SELECT count (pg_terminate_backend (pid)) FROM pg_stat_activity"
-        " WHERE datname = '%s'", name);
-    cw_fixture_sql_ok (cw_test_pguri (), refuse);
-    cw_fixture_sql_count (cw_test_pguri (), end);
+    cw_fixture_db_refuse (self->uri, true);
     s_answer (worker, job, "ok");
     cw_msg_destroy (&job);
     long long signalled = cw_test_now_msec ();
@@ -1353,7 +1343,7 @@ START_TEST (test_drain_database_down)
     &&     cw_test_now_msec () < signalled + WAIT_MSEC)
         usleep (10000);
     long long took = cw_test_now_msec () - signalled;
-    cw_fixture_sql_ok (cw_test_pguri (), allow);
+    cw_fixture_db_refuse (self->uri, false);
     ck_assert_msg (done == self->pid, "broker still draining after %d ms",
                    WAIT_MSEC);
     self->pid = 0;
@@ -1363,10 +1353,6 @@ START_TEST (test_drain_database_down)
     char *line = s_log_line (self, "drain_unfinished");
     ck_assert_ptr_nonnull (line);
     free (line);
-    zstr_free (&refuse);
-    zstr_free (&allow);
-    zstr_free (&end);
-    free (name);
     zsock_destroy (&worker);
     s_fixture_destroy (&self);
 }

@@ -837,23 +837,33 @@ s_assert_records (const char *text, const char *path)
 #define OTHERS "SELECT count (pg_terminate_backend (pid)) FROM pg_stat_activity" \
                " WHERE datname = current_database () AND pid <> pg_backend_pid ()"
 
-START_TEST (test_database_connections_lost)
+//  The database-loss scenarios' start: erpsim (5 ms), broker 0, one
+//  worker, the relay publishing rows outbox events, jobs upserts under
+//  prefix; returns once 100 jobs are done (mid-run).
+static void
+s_database_scenario (fixture_t *self, const char *prefix, int jobs, int rows)
 {
-    const int jobs = 2000;
-    const int rows = 1000;
-    fixture_t *self = s_fixture_new ();
     worker_sim_start (&self->sim, "--latency-ms", "5", "--log-level", "warn",
                       NULL);
     self->sim_up = true;
-    int index = s_broker_start (self, NULL);
+    s_broker_start (self, NULL);
     const char *worker [] = { "CW_WORKER_INFLIGHT=32", NULL };
     s_worker_start (self, worker);
     s_insert_outbox (self, rows);
     const char *relay [] = { "CW_RELAY_BATCH_SIZE=20", "CW_RELAY_DB_POLL=100ms",
                              NULL };
     s_relay_start (self, relay);
-    s_insert_upserts (self, "lost", jobs, 30);
+    s_insert_upserts (self, prefix, jobs, 30);
     s_wait_count (self, DONE, 100, LONG_MSEC);
+}
+
+START_TEST (test_database_connections_lost)
+{
+    const int jobs = 2000;
+    const int rows = 1000;
+    const int index = 0;
+    fixture_t *self = s_fixture_new ();
+    s_database_scenario (self, "lost", jobs, rows);
     long terminated = 0;
     for (int round = 0; round < 8; round++) {
         terminated += s_count (self, OTHERS);
@@ -907,37 +917,15 @@ START_TEST (test_database_outage)
 {
     const int jobs = 2000;
     const int rows = 1000;
+    const int index = 0;
     fixture_t *self = s_fixture_new ();
-    worker_sim_start (&self->sim, "--latency-ms", "5", "--log-level", "warn",
-                      NULL);
-    self->sim_up = true;
-    int index = s_broker_start (self, NULL);
-    const char *worker [] = { "CW_WORKER_INFLIGHT=32", NULL };
-    s_worker_start (self, worker);
-    s_insert_outbox (self, rows);
-    const char *relay [] = { "CW_RELAY_BATCH_SIZE=20", "CW_RELAY_DB_POLL=100ms",
-                             NULL };
-    s_relay_start (self, relay);
-    s_insert_upserts (self, "out", jobs, 30);
-    s_wait_count (self, DONE, 100, LONG_MSEC);
-    //  From the cluster's maintenance database: the test database itself
-    //  takes no connection meanwhile
-    char *name = cw_test_sql_value (self->uri, "SELECT current_database ()");
-    ck_assert_ptr_nonnull (name);
-    char *refuse = zsys_sprintf ("ALTER DATABASE %s ALLOW_CONNECTIONS false",
-                                 name);
-    char *allow = zsys_sprintf ("ALTER DATABASE %s ALLOW_CONNECTIONS true",
-                                name);
-    char *end = zsys_sprintf (
-        "SELECT count (pg_terminate_backend (pid)) FROM pg_stat_activity"
-        " WHERE datname = '%s'", name);
-    cw_fixture_sql_ok (cw_test_pguri (), refuse);
-    long terminated = cw_fixture_sql_count (cw_test_pguri (), end);
+    s_database_scenario (self, "out", jobs, rows);
+    long terminated = cw_fixture_db_refuse (self->uri, true);
     long long down_at = cw_test_now_msec ();
     long done_before = -1;
     while (cw_test_now_msec () < down_at + 5000)
         usleep (100 * 1000);
-    cw_fixture_sql_ok (cw_test_pguri (), allow);
+    cw_fixture_db_refuse (self->uri, false);
     done_before = s_count (self, DONE " AND flow = 'http.generic'");
     ck_assert_int_gt (terminated, 0);
     s_wait_count (self, DONE " AND flow = 'http.generic'", jobs, LONG_MSEC);
@@ -962,10 +950,6 @@ START_TEST (test_database_outage)
              jobs);
     free (text);
     zstr_free (&log);
-    zstr_free (&refuse);
-    zstr_free (&allow);
-    zstr_free (&end);
-    free (name);
     s_fixture_destroy (&self);
 }
 END_TEST

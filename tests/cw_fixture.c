@@ -117,6 +117,30 @@ cw_fixture_sql_eq (const char *uri, const char *sql, const char *expected)
     free (value);
 }
 
+long
+cw_fixture_db_refuse (const char *uri, bool refuse)
+{
+    //  The name from the URI: while refused, the database answers nothing
+    const char *scheme = strstr (uri, "://");
+    const char *slash = strchr (scheme ? scheme + 3 : uri, '/');
+    ck_assert_msg (slash != NULL, "no database name in the URI");
+    char *name = strndup (slash + 1, strcspn (slash + 1, "?"));
+    char *alter = zsys_sprintf ("ALTER DATABASE %s ALLOW_CONNECTIONS %s",
+                                name, refuse ? "false" : "true");
+    cw_fixture_sql_ok (cw_test_pguri (), alter);
+    long terminated = 0;
+    if (refuse) {
+        char *end = zsys_sprintf (
+            "SELECT count (pg_terminate_backend (pid)) FROM pg_stat_activity"
+            " WHERE datname = '%s'", name);
+        terminated = cw_fixture_sql_count (cw_test_pguri (), end);
+        zstr_free (&end);
+    }
+    zstr_free (&alter);
+    free (name);
+    return terminated;
+}
+
 void
 cw_fixture_migrate_islands (const char *dir, const char *uri,
                             const char *const islands[])

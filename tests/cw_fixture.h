@@ -61,6 +61,14 @@ long
 void
     cw_fixture_sql_eq (const char *uri, const char *sql, const char *expected);
 
+//  Database down and back, as a restart or failover looks to a client:
+//  with refuse, the database of uri takes no new connection
+//  (ALLOW_CONNECTIONS false, set from the cluster's maintenance database)
+//  and every connection to it is terminated; returns how many were.
+//  Without, connections are taken again; returns 0.
+long
+    cw_fixture_db_refuse (const char *uri, bool refuse);
+
 //  Saves cert as dir/subdir/name{,.secret} (subdir made 0700 if missing).
 void
     cw_fixture_cert_save (const char *dir, zcert_t *cert, const char *subdir,
