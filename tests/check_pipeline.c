@@ -113,11 +113,46 @@ s_env_extend (const char **envp, size_t count, size_t size,
 
 //  Starts broker number broker_count; extra: CW_BROKER_* overrides
 //  (NULL-terminated; later entries win).
+static void
+s_broker_launch (fixture_t *self, int index, const char *log_name,
+                 const char *const *extra);
+
 static int
 s_broker_start (fixture_t *self, const char *const *extra)
 {
     ck_assert_int_lt (self->broker_count, BROKERS_MAX);
     int index = self->broker_count++;
+    char *log_name = zsys_sprintf ("broker-%d.log", index);
+    s_broker_launch (self, index, log_name, extra);
+    zstr_free (&log_name);
+    return index;
+}
+
+//  Starts broker index again (after it stopped) on the same endpoint and
+//  under the same broker/id, as a restart by the service manager; its
+//  log is broker-<index>-<run>.log.
+static void
+s_broker_restart (fixture_t *self, int index, int run,
+                  const char *const *extra)
+{
+    ck_assert_int_lt (index, self->broker_count);
+    ck_assert_int_eq (self->brokers [index], 0);
+    char *bind = zsys_sprintf ("CW_BROKER_SERVER_BIND=%s",
+                               self->endpoints [index]);
+    const char *list [16] = { bind };
+    s_env_extend (list, 1, 16, extra);
+    char *log_name = zsys_sprintf ("broker-%d-%d.log", index, run);
+    free (self->endpoints [index]);
+    self->endpoints [index] = NULL;
+    s_broker_launch (self, index, log_name, list);
+    zstr_free (&log_name);
+    zstr_free (&bind);
+}
+
+static void
+s_broker_launch (fixture_t *self, int index, const char *log_name,
+                 const char *const *extra)
+{
     //  CW_BROKER_ID=... among extra names the broker (a restart under the
     //  same name); else broker-<index>
     char *id = NULL;
@@ -134,14 +169,11 @@ s_broker_start (fixture_t *self, const char *const *extra)
         "CW_BROKER_LOG_LEVEL=info", NULL
     };
     char *endpoint_name = zsys_sprintf ("endpoint-%d", index);
-    char *log_name = zsys_sprintf ("broker-%d.log", index);
     self->brokers [index] = cw_fixture_broker_start (
         self->tmp, self->uri, endpoint_name, log_name, settings, extra,
         WAIT_MSEC, &self->endpoints [index]);
-    zstr_free (&log_name);
     zstr_free (&endpoint_name);
     zstr_free (&id);
-    return index;
 }
 
 //  Starts a worker against every broker started so far and erpsim;
@@ -949,6 +981,266 @@ START_TEST (test_database_outage)
 }
 END_TEST
 
+//  --- Processes coming and going -------------------------------------------
+
+#define NOT_OK "SELECT count(*) FROM erp_mw.job_attempts WHERE outcome <> 'ok'"
+
+//  A job done by the only broker left: the workers serve it (again)
+static void
+s_assert_served (fixture_t *self, const char *prefix, int jobs)
+{
+    s_insert_upserts (self, prefix, jobs, 30);
+    char *sql = zsys_sprintf ("SELECT count(*) FROM erp_mw.jobs"
+                              " WHERE idempotency_key LIKE '%s-%%'"
+                              "   AND state = 'done'", prefix);
+    s_wait_count (self, sql, jobs, WAIT_MSEC);
+    zstr_free (&sql);
+}
+
+//  A worker on two brokers; broker 0 killed with jobs out at the worker
+//  and started again at once on the same endpoint (faster than the
+//  worker's liveness: the worker's DEALER reconnects by itself). The
+//  worker opens a new session with it (its RESULTs for the old run are
+//  refused unknown_session, or its liveness runs out), the old run's
+//  leases expire and are run again, and the restarted broker alone then
+//  gets jobs done by the worker.
+START_TEST (test_broker_restart_same_endpoint)
+{
+    const int jobs = 300;
+    fixture_t *self = s_fixture_new ();
+    worker_sim_start (&self->sim, "--latency-ms", "50", "--log-level", "warn",
+                      NULL);
+    self->sim_up = true;
+    const char *broker [] = { "CW_BROKER_LEASE=2s", "CW_BROKER_RENEW_MARGIN=1s",
+                              "CW_BROKER_JOB_DEADLINE=1s", NULL };
+    s_broker_start (self, broker);
+    s_broker_start (self, broker);
+    const char *worker [] = { "CW_WORKER_INFLIGHT=16", NULL };
+    s_worker_start (self, worker);
+    s_insert_upserts (self, "rs", jobs, 30);
+    s_wait_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                        " WHERE state = 'leased' AND lease_owner LIKE 'broker-0/%'",
+                  1, LONG_MSEC);
+    s_wait_count (self, DONE, 50, LONG_MSEC);
+    cw_test_kill (self->brokers [0]);
+    self->brokers [0] = 0;
+    s_broker_restart (self, 0, 1, broker);
+    s_wait_count (self, DONE, jobs, LONG_MSEC);
+    //  Broker 1 gone: the restarted broker 0 alone has the worker
+    int status = cw_test_stop (self->brokers [1], 10000);
+    self->brokers [1] = 0;
+    ck_assert_msg (WIFEXITED (status) && WEXITSTATUS (status) == 0,
+                   "broker 1 exit status %d", status);
+    s_assert_served (self, "after", 20);
+    s_assert_each_once (self, jobs + 20);
+    s_assert_attempts_consistent (self);
+    ck_assert_int_eq (s_count (self, NOT_OK), 0);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+//  A worker frozen (SIGSTOP, a paused VM) for longer than the liveness
+//  while it runs jobs: the broker forgets it and gives its jobs to the
+//  other worker without spending an attempt; thawed, the frozen worker
+//  comes back into service.
+START_TEST (test_worker_frozen)
+{
+    const int jobs = 400;
+    fixture_t *self = s_fixture_new ();
+    worker_sim_start (&self->sim, "--latency-ms", "50", "--log-level", "warn",
+                      NULL);
+    self->sim_up = true;
+    s_broker_start (self, NULL);
+    const char *worker [] = { "CW_WORKER_INFLIGHT=8", NULL };
+    s_worker_start (self, worker);
+    s_worker_start (self, worker);
+    s_insert_upserts (self, "wf", jobs, 30);
+    s_wait_count (self, DONE, 50, LONG_MSEC);
+    ck_assert_int_eq (kill (self->workers [0], SIGSTOP), 0);
+    usleep (1500 * 1000);
+    ck_assert_int_eq (kill (self->workers [0], SIGCONT), 0);
+    s_wait_count (self, DONE, jobs, LONG_MSEC);
+    int status = cw_test_stop (self->workers [1], 10000);
+    self->workers [1] = 0;
+    ck_assert_msg (WIFEXITED (status) && WEXITSTATUS (status) == 0,
+                   "worker 1 exit status %d", status);
+    s_assert_served (self, "after", 20);
+    s_assert_each_once (self, jobs + 20);
+    s_assert_attempts_consistent (self);
+    ck_assert_int_eq (s_count (self, NOT_OK), 0);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+//  The only broker frozen (SIGSTOP) for longer than the workers'
+//  liveness: the worker abandons its jobs and reconnects with backoff;
+//  thawed, the broker forgets the old session and re-dispatches its jobs
+//  without spending an attempt, and everything finishes.
+START_TEST (test_broker_frozen)
+{
+    const int jobs = 400;
+    fixture_t *self = s_fixture_new ();
+    worker_sim_start (&self->sim, "--latency-ms", "50", "--log-level", "warn",
+                      NULL);
+    self->sim_up = true;
+    s_broker_start (self, NULL);
+    const char *worker [] = { "CW_WORKER_INFLIGHT=16", NULL };
+    s_worker_start (self, worker);
+    s_insert_upserts (self, "bf", jobs, 30);
+    s_wait_count (self, DONE, 50, LONG_MSEC);
+    ck_assert_int_eq (kill (self->brokers [0], SIGSTOP), 0);
+    usleep (1500 * 1000);
+    ck_assert_int_eq (kill (self->brokers [0], SIGCONT), 0);
+    s_wait_count (self, DONE, jobs, LONG_MSEC);
+    s_assert_each_once (self, jobs);
+    s_assert_attempts_consistent (self);
+    ck_assert_int_eq (s_count (self, NOT_OK), 0);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+//  Rolling restart of two brokers (SIGTERM, wait for the drain, start
+//  again on the same endpoint, then the other) under one pool of two
+//  workers: every job done once, no attempt spent, none lost.
+START_TEST (test_rolling_restart)
+{
+    const int jobs = 600;
+    fixture_t *self = s_fixture_new ();
+    worker_sim_start (&self->sim, "--latency-ms", "20", "--log-level", "warn",
+                      NULL);
+    self->sim_up = true;
+    const char *broker [] = { "CW_BROKER_LEASE=2s", "CW_BROKER_RENEW_MARGIN=1s",
+                              "CW_BROKER_JOB_DEADLINE=1s", NULL };
+    s_broker_start (self, broker);
+    s_broker_start (self, broker);
+    const char *worker [] = { "CW_WORKER_INFLIGHT=8", NULL };
+    s_worker_start (self, worker);
+    s_worker_start (self, worker);
+    s_insert_upserts (self, "rr", jobs, 30);
+    long done = 50;
+    for (int index = 0; index < 2; index++) {
+        s_wait_count (self, DONE, done, LONG_MSEC);
+        int status = cw_test_stop (self->brokers [index], 10000);
+        self->brokers [index] = 0;
+        ck_assert_msg (WIFEXITED (status) && WEXITSTATUS (status) == 0,
+                       "broker %d exit status %d", index, status);
+        s_broker_restart (self, index, 1, broker);
+        done = s_count (self, DONE) + 50;
+        ck_assert_int_lt (done, jobs);
+    }
+    s_wait_count (self, DONE, jobs, LONG_MSEC);
+    s_assert_each_once (self, jobs);
+    s_assert_attempts_consistent (self);
+    ck_assert_int_eq (s_count (self, NOT_OK), 0);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                     " WHERE lease_owner IS NOT NULL"), 0);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+//  SIGTERM to a worker whose broker cannot be reached (frozen): it
+//  finishes its calls, cannot report them, and still exits 0 within its
+//  shutdown_timeout; the jobs are run again by another worker once the
+//  broker is back, each once in effect.
+START_TEST (test_worker_stop_broker_unreachable)
+{
+    const int jobs = 40;
+    fixture_t *self = s_fixture_new ();
+    worker_sim_start (&self->sim, "--latency-ms", "300", "--log-level", "warn",
+                      NULL);
+    self->sim_up = true;
+    s_broker_start (self, NULL);
+    const char *worker [] = { "CW_WORKER_INFLIGHT=8",
+                              "CW_WORKER_SHUTDOWN_TIMEOUT=2s", NULL };
+    s_worker_start (self, worker);
+    s_insert_upserts (self, "su", jobs, 30);
+    s_wait_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                        " WHERE state = 'leased'", 1, WAIT_MSEC);
+    usleep (100 * 1000);
+    ck_assert_int_eq (kill (self->brokers [0], SIGSTOP), 0);
+    long long start = cw_test_now_msec ();
+    int status = cw_test_stop (self->workers [0], 6000);
+    long long took = cw_test_now_msec () - start;
+    self->workers [0] = 0;
+    ck_assert_int_eq (kill (self->brokers [0], SIGCONT), 0);
+    ck_assert_msg (WIFEXITED (status) && WEXITSTATUS (status) == 0,
+                   "worker exit status %d after %lld ms", status, took);
+    ck_assert_int_lt (took, 4000);
+    s_worker_start (self, worker);
+    s_wait_count (self, DONE, jobs, LONG_MSEC);
+    s_assert_each_once (self, jobs);
+    s_assert_attempts_consistent (self);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+//  One of two brokers frozen (SIGSTOP) for longer than its leases: the
+//  other broker sweeps them back and runs the jobs; thawed, the frozen
+//  one must not send out again the jobs whose lease ran out (the same job
+//  at two workers at once: erpsim answers the second 409 "key in flight",
+//  an attempt spent), and its late results are not recorded.
+START_TEST (test_broker_frozen_past_lease)
+{
+    const int jobs = 600;
+    fixture_t *self = s_fixture_new ();
+    worker_sim_start (&self->sim, "--latency-ms", "200", "--log-level", "warn",
+                      NULL);
+    self->sim_up = true;
+    const char *broker [] = { "CW_BROKER_LEASE=2s", "CW_BROKER_RENEW_MARGIN=1s",
+                              "CW_BROKER_JOB_DEADLINE=1s", NULL };
+    s_broker_start (self, broker);
+    s_broker_start (self, broker);
+    const char *worker [] = { "CW_WORKER_INFLIGHT=16", NULL };
+    s_worker_start (self, worker);
+    s_worker_start (self, worker);
+    s_insert_upserts (self, "fl", jobs, 30);
+    s_wait_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                        " WHERE state = 'leased' AND lease_owner LIKE 'broker-0/%'",
+                  1, LONG_MSEC);
+    ck_assert_int_eq (kill (self->brokers [0], SIGSTOP), 0);
+    usleep (3000 * 1000);
+    ck_assert_int_eq (kill (self->brokers [0], SIGCONT), 0);
+    s_wait_count (self, DONE, jobs, LONG_MSEC);
+    s_assert_each_once (self, jobs);
+    s_assert_attempts_consistent (self);
+    ck_assert_int_eq (s_count (self, NOT_OK), 0);
+    ck_assert_int_eq (kill (self->brokers [0], 0), 0);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+//  The relay and the broker both killed while events flow, the broker
+//  started again on its endpoint, then the relay: every event published
+//  once, into one inbox row and one job.
+START_TEST (test_relay_and_broker_restarted)
+{
+    const int rows = 2000;
+    fixture_t *self = s_fixture_new ();
+    s_broker_start (self, NULL);
+    s_insert_outbox (self, rows);
+    const char *relay [] = { "CW_RELAY_BATCH_SIZE=20", "CW_RELAY_DB_POLL=100ms",
+                             NULL };
+    s_relay_start (self, relay);
+    s_wait_count (self, PUBLISHED, 200, WAIT_MSEC);
+    cw_test_kill (self->brokers [0]);
+    self->brokers [0] = 0;
+    usleep (300 * 1000);
+    cw_test_kill (self->relay_pid);
+    self->relay_pid = 0;
+    ck_assert_int_lt (s_count (self, PUBLISHED), rows);
+    s_broker_restart (self, 0, 1, NULL);
+    s_relay_start (self, relay);
+    s_wait_count (self, PUBLISHED, rows, LONG_MSEC);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM shop.outbox"
+                                     " WHERE rejected_reason IS NOT NULL"), 0);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.inbox"), rows);
+    ck_assert_int_eq (s_count (self, "SELECT count(DISTINCT idempotency_key)"
+                                     "  FROM erp_mw.jobs"), rows);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"), rows);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -971,6 +1263,13 @@ main (void)
         { "relay_killed", test_relay_killed_no_loss_no_duplicate },
         { "database_lost", test_database_connections_lost },
         { "database_outage", test_database_outage },
+        { "broker_restart_same_endpoint", test_broker_restart_same_endpoint },
+        { "worker_frozen", test_worker_frozen },
+        { "broker_frozen", test_broker_frozen },
+        { "rolling_restart", test_rolling_restart },
+        { "worker_stop_unreachable", test_worker_stop_broker_unreachable },
+        { "broker_frozen_past_lease", test_broker_frozen_past_lease },
+        { "relay_and_broker", test_relay_and_broker_restarted },
     };
     for (size_t index = 0; index < sizeof (cases) / sizeof (cases [0]); index++) {
         TCase *tcase = tcase_create (cases [index].name);
