@@ -584,6 +584,38 @@ START_TEST (test_second_signal)
 }
 END_TEST
 
+//  A worker frozen (SIGSTOP, a suspended VM) past its liveness while a JOB
+//  waits in its socket: thawed, it must not start that JOB — the broker
+//  forgot the session and gave the job to another worker — but count the
+//  session lost (nothing arrived for liveness intervals) and come back
+//  with READY. Before, reading the queued messages reset its liveness and
+//  it ran the stale JOB: a second call with the key, against the caps.
+START_TEST (test_resumed_after_liveness)
+{
+    fixture_t *self = s_start (NULL, NULL);
+    cw_msg_destroy (&(cw_msg_t *){s_expect (self, CW_MSG_READY)});
+    zframe_t *first = zframe_dup (self->peer);
+    ck_assert_int_eq (kill (self->pid, SIGSTOP), 0);
+    zclock_sleep (5 * HEARTBEAT_MSEC);
+    s_send_customer_job (self, 1);
+    zclock_sleep (100);
+    ck_assert_int_eq (kill (self->pid, SIGCONT), 0);
+    cw_msg_t *msg = NULL;
+    while (!msg || msg->command == CW_MSG_HEARTBEAT) {
+        cw_msg_destroy (&msg);
+        msg = s_recv (self, WAIT_MSEC, false, true);
+        ck_assert_ptr_nonnull (msg);
+    }
+    ck_assert_msg (msg->command == CW_MSG_READY, "got %s, not READY",
+                   cw_msg_command_name (msg->command));
+    ck_assert (!zframe_eq (first, self->peer));
+    cw_msg_destroy (&msg);
+    zframe_destroy (&first);
+    ck_assert_int_eq (worker_sim_log_count (&self->sim, "c-1"), 0);
+    s_destroy (&self);
+}
+END_TEST
+
 START_TEST (test_broker_lost)
 {
     const char *flags[] = {"--stall-rate", "1", "--stall-ms", "3000"};
@@ -1192,6 +1224,7 @@ s_suite (void)
     tcase_set_timeout (tcase, 60);
     tcase_add_test (tcase, test_session);
     tcase_add_test (tcase, test_broker_lost);
+    tcase_add_test (tcase, test_resumed_after_liveness);
     tcase_add_test (tcase, test_unknown_session);
     suite_add_tcase (suite, tcase);
     tcase = tcase_create ("call");

@@ -920,6 +920,14 @@ s_handle_call (cw_worker_t *self, s_session_t *session, cw_msg_call_t *body)
 static void
 s_session_read (cw_worker_t *self, s_session_t *session)
 {
+    //  Nothing arrived for liveness intervals (the worker was frozen, a
+    //  suspended VM): the broker has forgotten this session and given its
+    //  jobs away, so what waits in the socket is stale. Lost, whichever
+    //  of the timer and the socket woke the loop first.
+    if (session->sock && zclock_mono () >= session->expires_at) {
+        s_session_lost (self, session, "no message for liveness intervals");
+        return;
+    }
     while (session->sock) {
         zmsg_t *msg = zmsg_recv (session->sock);
         if (!msg)
