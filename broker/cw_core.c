@@ -197,7 +197,7 @@ struct _cw_core_t {
     bool draining;              //  Drain started
     int64_t drain_deadline;     //  Release in-flight jobs then
     bool exited;                //  EXIT queued
-    int64_t now;                //  Time of the latest event
+    int64_t now;                //  Time of the latest step
     size_t count[S_COMMITTING + 1]; //  Held jobs per state
     cw_core_stats_t stats;      //  Counters
 };
@@ -1518,6 +1518,8 @@ s_step (cw_core_t *self, int64_t now)
 {
     if (self->exited)
         return;
+    if (now > self->now)
+        self->now = now;
     s_expire_leases (self, now);
     s_dispatch (self, now);
     s_flush (self, now);
@@ -1526,13 +1528,14 @@ s_step (cw_core_t *self, int64_t now)
     s_drain_step (self, now);
 }
 
-//  Ends the action handed out last (its pointers die now).
+//  Ends the action handed out last (its pointers die now). The core's
+//  clock moves only in s_step: an event that does not step (a HEARTBEAT)
+//  must not turn a deadline that fell due before it into one "behind".
 static void
 s_enter (cw_core_t *self, int64_t now)
 {
+    (void) now;
     s_action_destroy (&self->current);
-    if (now > self->now)
-        self->now = now;
 }
 
 //  --------------------------------------------------------------------------

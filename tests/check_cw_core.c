@@ -1299,6 +1299,53 @@ START_TEST (test_random)
 }
 END_TEST
 
+//  An event that changes nothing (a HEARTBEAT, a message from a peer
+//  with no session) must not hide a deadline that fell due before it:
+//  the shell ticks only at cw_core_next_deadline.
+START_TEST (test_deadline_after_quiet_event)
+{
+    cw_core_t *core = s_core ();
+    s_ready (core, T0, "w1", "a", 1);
+    s_give (core, T0, 1, "a", NULL, NULL);
+    s_pop (core);
+    ck_assert_uint_eq (s_count (CW_CORE_SEND_JOB, 1), 1);
+    //  A result: its COMMIT is due by flush_msec (10)
+    cw_core_on_result (core, T0 + 100, "w1", 1, 1, CW_CORE_OK, 200, -1, NULL,
+                       5);
+    s_pop (core);
+    ck_assert_uint_eq (s_count (CW_CORE_COMMIT, -1), 0);
+    ck_assert_int_eq (cw_core_next_deadline (core), T0 + 110);
+    //  A HEARTBEAT arrives after that, before the shell ticked
+    ck_assert_int_eq (cw_core_on_worker_seen (core, T0 + 120, "w1"), 0);
+    ck_assert_int_le (cw_core_next_deadline (core), T0 + 120);
+    cw_core_on_tick (core, T0 + 120);
+    s_pop (core);
+    ck_assert_uint_eq (s_count (CW_CORE_COMMIT, -1), 1);
+    s_commit_ok (core, T0 + 120);
+    s_pop (core);
+    //  The same with no worker left and a stray message from a peer with
+    //  no session: the COMMIT must not wait for the lease to run out
+    cw_core_on_worker_gone (core, T0 + 121, "w1");
+    s_pop (core);
+    s_give (core, T0 + 122, 2, "b", NULL, NULL);
+    s_ready (core, T0 + 123, "w2", "b", 1);
+    s_pop (core);
+    ck_assert_uint_eq (s_count (CW_CORE_SEND_JOB, 2), 1);
+    cw_core_on_result (core, T0 + 124, "w2", 2, 1, CW_CORE_OK, 200, -1, NULL,
+                       5);
+    s_pop (core);
+    cw_core_on_worker_gone (core, T0 + 125, "w2");
+    s_pop (core);
+    ck_assert_int_eq (cw_core_on_worker_seen (core, T0 + 200, "nobody"), -1);
+    ck_assert_int_le (cw_core_next_deadline (core), T0 + 200);
+    cw_core_on_tick (core, T0 + 200);
+    s_pop (core);
+    ck_assert_uint_eq (s_count (CW_CORE_COMMIT, -1), 2);
+    ck_assert_int_eq (s_last (CW_CORE_COMMIT)->transitions[0].job_id, 2);
+    cw_core_destroy (&core);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -1328,6 +1375,7 @@ main (void)
     tcase_add_test (tcase, test_orphans_released);
     tcase_add_test (tcase, test_worker_targets);
     tcase_add_test (tcase, test_untargeted_capped);
+    tcase_add_test (tcase, test_deadline_after_quiet_event);
     suite_add_tcase (suite, tcase);
     TCase *random = tcase_create ("random");
     tcase_set_timeout (random, 60);
