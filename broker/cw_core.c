@@ -534,10 +534,13 @@ cw_core_config_check (const cw_core_config_t *config, char *reason,
         snprintf (reason, size, "renew_margin_msec: must be >= 1");
         return -1;
     }
+    //  A renewed lease must still cover the deadline when its RENEW
+    //  comes back (within the margin), or the job is never sent
     if (config->lease_msec <= config->renew_margin_msec
-        || config->lease_msec <= config->job_deadline_msec) {
-        snprintf (reason, size, "lease_msec: must exceed renew_margin_msec "
-                                "and job_deadline_msec");
+        || config->lease_msec - config->renew_margin_msec
+               < config->job_deadline_msec) {
+        snprintf (reason, size, "lease_msec: must be at least "
+                                "job_deadline_msec + renew_margin_msec");
         return -1;
     }
     if (config->heartbeat_msec < 1) {
@@ -1749,8 +1752,10 @@ cw_core_on_jobs_claimed (cw_core_t *self, int64_t now, uint64_t batch_id,
         job->deadline_msec = given->deadline_msec > 0
                                  ? given->deadline_msec
                                  : self->config.job_deadline_msec;
-        if (job->deadline_msec >= self->config.lease_msec)
-            job->deadline_msec = self->config.lease_msec - 1;
+        if (job->deadline_msec > self->config.lease_msec
+                                 - self->config.renew_margin_msec)
+            job->deadline_msec = self->config.lease_msec
+                               - self->config.renew_margin_msec;
         job->payload = given->payload;
         job->payload_size = given->payload_size;
         given->payload = NULL;

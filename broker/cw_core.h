@@ -78,7 +78,8 @@ typedef struct {
 //  Configuration; copied by cw_core_new (strings and tables included).
 typedef struct {
     const char *broker_id;      //  Lease owner name, non-empty
-    int64_t lease_msec;         //  Lease length for CLAIM and RENEW
+    int64_t lease_msec;         //  Lease length for CLAIM and RENEW, at least
+                                //  job_deadline_msec + renew_margin_msec
     int64_t renew_margin_msec;  //  Renew leases ending within this margin
     int64_t job_deadline_msec;  //  Default deadline_ms sent with a JOB
     int64_t heartbeat_msec;     //  Heartbeat interval

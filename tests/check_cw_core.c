@@ -1346,6 +1346,42 @@ START_TEST (test_deadline_after_quiet_event)
 }
 END_TEST
 
+//  A job whose lease is too short for its deadline waits for a RENEW;
+//  the renewed lease, lease_msec from when the RENEW went out, must cover
+//  the deadline when the answer comes back (within the renew margin), or
+//  the job is renewed again and again and never sent.
+START_TEST (test_deadline_near_lease)
+{
+    cw_core_config_t config = s_config ();
+    config.job_deadline_msec = config.lease_msec - 1;
+    char reason[256];
+    ck_assert_int_eq (cw_core_config_check (&config, reason, sizeof (reason)),
+                      -1);
+    ck_assert_ptr_nonnull (strstr (reason, "lease_msec"));
+    config.job_deadline_msec = config.lease_msec - config.renew_margin_msec;
+    ck_assert_int_eq (cw_core_config_check (&config, reason, sizeof (reason)),
+                      0);
+    //  A job's own deadline beyond the lease: it waited here, its lease
+    //  has 15 s left
+    cw_core_t *core = s_core ();
+    s_ready (core, T0, "w1", "a", 1);
+    cw_core_job_t job = s_job (1, "a", NULL, NULL, T0 + 15000);
+    job.deadline_msec = 40000;
+    cw_core_on_jobs_claimed (core, T0, 0, &job, 1);
+    s_pop (core);
+    ck_assert_uint_eq (s_count (CW_CORE_SEND_JOB, -1), 0);
+    s_seen_t *renew = s_last (CW_CORE_RENEW);
+    ck_assert_ptr_nonnull (renew);
+    ck_assert_int_eq (renew->lease_expires_at, T0 + 30000);
+    //  The RENEW comes back 5 msec later: the job goes
+    cw_core_on_renew_done (core, T0 + 5, renew->batch_id, NULL, 0);
+    s_pop (core);
+    ck_assert_uint_eq (s_count (CW_CORE_SEND_JOB, 1), 1);
+    ck_assert_uint_eq (s_count (CW_CORE_RENEW, -1), 1);
+    cw_core_destroy (&core);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -1376,6 +1412,7 @@ main (void)
     tcase_add_test (tcase, test_worker_targets);
     tcase_add_test (tcase, test_untargeted_capped);
     tcase_add_test (tcase, test_deadline_after_quiet_event);
+    tcase_add_test (tcase, test_deadline_near_lease);
     suite_add_tcase (suite, tcase);
     TCase *random = tcase_create ("random");
     tcase_set_timeout (random, 60);

@@ -1708,7 +1708,8 @@ cw_sim_run (const cw_sim_options_t *options, cw_sim_result_t *result)
     assert (options->workers >= 1 && options->workers <= CW_SIM_MAX_WORKERS);
     assert (options->jobs >= 1);
     assert (options->intensity >= 1 && options->intensity <= 4);
-    assert (options->lease_msec > S_DEADLINE && options->lease_msec <= 60000);
+    assert (options->lease_msec - options->lease_msec * 3 / 10 >= S_DEADLINE
+            && options->lease_msec <= 60000);
     assert (options->keys <= sizeof s_key_names / sizeof s_key_names [0]);
     memset (result, 0, sizeof *result);
     s_sim_t sim_data, *sim = &sim_data;

@@ -52,7 +52,7 @@ typedef struct {
     uint32_t keys;              //  Distinct ordering keys, 0 = unordered
     uint32_t faults;            //  CW_SIM_FAULT_* classes injected
     uint32_t intensity;         //  Fault rates times this, 1 .. 4
-    uint32_t lease_msec;        //  Lease length, 1100 .. 60000
+    uint32_t lease_msec;        //  Lease length, 1429 .. 60000
     uint32_t prefetch;          //  Brokers' prefetch (cw_core_config_t)
     const uint32_t *skip;       //  Fault instances suppressed, ascending
     size_t skip_count;          //  Entries in skip

@@ -184,9 +184,9 @@ main (int argc, char *argv [])
         else
         if (strcmp (flag, "--lease") == 0) {
             rc = s_number (flag, text, 60000, &lease);
-            if (rc == 0 && lease <= 1000) {
-                fprintf (stderr, "cw_simulate: --lease must be more than "
-                         "the 1000 msec job deadline\n");
+            if (rc == 0 && lease - lease * 3 / 10 < 1000) {
+                fprintf (stderr, "cw_simulate: --lease must cover the 1000 "
+                         "msec job deadline plus its 30%% renew margin\n");
                 rc = -1;
             }
         }
