@@ -354,13 +354,21 @@ s_request_dispatch (cw_http_request_t *self)
         return;
     }
     bool path_matched = false;
+    char allow[128] = "";       //  The path's methods, for a 405
     for (const route_t *route = self->server->routes; route;
          route = route->next) {
         if (!s_route_match (route, self->path, NULL))
             continue;
         path_matched = true;
-        if (strcmp (route->method, "*") && strcmp (route->method, self->method))
+        if (strcmp (route->method, "*") && strcmp (route->method, self->method)) {
+            if (!strstr (allow, route->method)
+                && strlen (allow) + strlen (route->method) + 3 < sizeof (allow)) {
+                if (*allow)
+                    strcat (allow, ", ");
+                strcat (allow, route->method);
+            }
             continue;
+        }
         s_route_match (route, self->path, self);
         self->route = route;
         route->handler (self, route->arg);
@@ -369,10 +377,13 @@ s_request_dispatch (cw_http_request_t *self)
                                    "handler sent no reply", NULL);
         return;
     }
-    if (path_matched)
+    if (path_matched) {
+        //  RFC 9110 15.5.6: a 405 names the methods the resource takes
+        cw_http_reply_header (self, "Allow", allow);
         cw_http_reply_problem (self, 405, "method-not-allowed",
                                "Method Not Allowed",
                                "this path does not accept this method", NULL);
+    }
     else
         cw_http_reply_problem (self, 404, "not-found", "Not Found",
                                "no such resource", NULL);
@@ -724,6 +735,46 @@ cw_http_reply_json (cw_http_request_t *self, int status, const json_t *json)
     s_reply (self, status, response, "application/json");
 }
 
+//  A JSON string of text; bytes that are not whole UTF-8 characters
+//  become '?'. jansson refuses such text, and a detail cut in the middle
+//  of a character (snprintf into a fixed buffer) would vanish.
+static json_t *
+s_json_text (const char *text)
+{
+    json_t *string = json_string (text);
+    if (string)
+        return string;
+    size_t length = strlen (text);
+    char *copy = (char *) malloc (length + 1);
+    assert (copy);
+    size_t out = 0;
+    for (size_t at = 0; at < length;) {
+        unsigned char lead = (unsigned char) text[at];
+        size_t size = lead < 0x80             ? 1
+                      : (lead & 0xe0) == 0xc0 ? 2
+                      : (lead & 0xf0) == 0xe0 ? 3
+                      : (lead & 0xf8) == 0xf0 ? 4
+                                              : 0;
+        json_t *probe = size && at + size <= length
+                            ? json_stringn (text + at, size)
+                            : NULL;    //  jansson checks the character
+        if (probe) {
+            json_decref (probe);
+            memcpy (copy + out, text + at, size);
+            out += size;
+            at += size;
+        }
+        else {
+            copy[out++] = '?';
+            at++;
+        }
+    }
+    copy[out] = 0;
+    string = json_string (copy);
+    free (copy);
+    return string;
+}
+
 void
 cw_http_reply_problem (cw_http_request_t *self,
                        int status,
@@ -742,10 +793,10 @@ cw_http_reply_problem (cw_http_request_t *self,
     }
     else
         json_object_set_new (problem, "type", json_string ("about:blank"));
-    json_object_set_new (problem, "title", json_string (title));
+    json_object_set_new (problem, "title", s_json_text (title));
     json_object_set_new (problem, "status", json_integer (status));
     if (detail)
-        json_object_set_new (problem, "detail", json_string (detail));
+        json_object_set_new (problem, "detail", s_json_text (detail));
     if (extensions)
         json_object_update (problem, (json_t *) extensions);
     json_object_set_new (problem, "correlationId",

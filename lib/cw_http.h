@@ -6,7 +6,11 @@
     a {name} segment matches one non-empty path segment), accumulates the
     whole body up to a limit (413 beyond it), and hands each request to
     one handler that answers it with JSON, raw bytes or an RFC 9457
-    application/problem+json document.
+    application/problem+json document. No route for the path: 404; a
+    route for the path but not the method: 405 with an Allow header
+    naming the path's methods. A problem's title or detail that is not
+    valid UTF-8 (cut in the middle of a character) keeps its valid part,
+    each stray byte a '?'.
 
     Every request carries a correlation id: the client's X-Correlation-ID
     when it is sane (1..128 printable ASCII characters), else a fresh

@@ -74,6 +74,14 @@ s_echo (cw_http_request_t *request, void *arg)
     json_decref (reply);
 }
 
+//  A problem whose detail was cut in the middle of a character
+static void
+s_cut (cw_http_request_t *request, void *arg)
+{
+    (void) arg;
+    cw_http_reply_problem (request, 422, "cut", "Cut", "caf\xc3", NULL);
+}
+
 static void
 s_parse (cw_http_request_t *request, void *arg)
 {
@@ -145,6 +153,7 @@ s_server (int threads)
     cw_http_route (http, "*", "/items/{id}", s_echo, NULL);
     cw_http_route (http, "GET", "/items/{id}/lines/{line}", s_echo, NULL);
     cw_http_route (http, "POST", "/parse", s_parse, NULL);
+    cw_http_route (http, "GET", "/cut", s_cut, NULL);
     cw_http_route (http, "GET", "/bytes", s_bytes, NULL);
     cw_http_route (http, "GET", "/truncated", s_truncated, NULL);
     cw_http_route (http, "GET", "/silent", s_silent, NULL);
@@ -212,8 +221,17 @@ START_TEST (test_routing)
         ck_assert_str_eq (reply.content_type, "application/problem+json");
         free (reply.body);
     }
+    //  A detail cut in the middle of a character keeps what it can
+    cw_test_http (port, "GET", "/cut", NULL, NULL, 0, &reply);
+    ck_assert_int_eq (reply.status, 422);
+    json = s_json (&reply);
+    ck_assert_str_eq (s_str (json, "detail"), "caf?");
+    json_decref (json);
+    free (reply.body);
     cw_test_http (port, "DELETE", "/echo", NULL, NULL, 0, &reply);
     ck_assert_int_eq (reply.status, 405);
+    //  RFC 9110: a 405 names the methods the path takes
+    ck_assert_str_eq (reply.allow, "GET");
     json = s_json (&reply);
     ck_assert_int_eq (json_integer_value (json_object_get (json, "status")),
                       405);

@@ -64,6 +64,7 @@ s_header (char *data, size_t size, size_t count, void *arg)
                    "Retry-After");
     s_copy_header (reply->replayed, sizeof (reply->replayed), data, bytes,
                    "Idempotent-Replayed");
+    s_copy_header (reply->allow, sizeof (reply->allow), data, bytes, "Allow");
     return bytes;
 }
 

@@ -23,6 +23,7 @@ typedef struct {
     char correlation_id[160];  //  X-Correlation-ID
     char retry_after[32];      //  Retry-After
     char replayed[16];         //  Idempotent-Replayed
+    char allow[128];           //  Allow (on 405)
     long long msec;            //  Time the transfer took (cw_test_http)
 } cw_test_reply_t;
 
