@@ -45,6 +45,8 @@ static const char *s_create_sql
       " applied_at timestamptz NOT NULL DEFAULT now ())";
 static const char *s_find_sql
     = "SELECT name, sha256 FROM schema_migrations WHERE version = $1";
+static const char *s_newest_sql
+    = "SELECT max (version) FROM schema_migrations";
 static const char *s_record_sql
     = "INSERT INTO schema_migrations (version, name, sha256)"
       " VALUES ($1, $2, $3)";
@@ -328,6 +330,27 @@ s_apply_one (cw_pg_t *pg, const char *island, migration_t *migration,
         return rc;
     }
     cw_pg_rows_destroy (&rows);
+    //  Forward-only and in order: a file numbered below the newest applied
+    //  one (added late, e.g. by a merge) would run after migrations that
+    //  never saw it
+    if (cw_pg_exec_sql (pg, s_newest_sql, 0, NULL, &rows)) {
+        snprintf (error, size, "could not read %s.schema_migrations: %s",
+                  island, cw_pg_error (pg));
+        return -1;
+    }
+    const char *newest_text = cw_pg_rows_count (rows) > 0
+                                  ? cw_pg_rows_value (rows, 0, 0)
+                                  : NULL;
+    long newest = newest_text ? strtol (newest_text, NULL, 10) : 0;
+    cw_pg_rows_destroy (&rows);
+    if (newest > migration->version) {
+        snprintf (error, size, "cannot apply \"%s/%s\": version %d is below "
+                               "the newest applied one (%ld), so it would run "
+                               "out of order; number it above %ld",
+                  island, migration->name, migration->version, newest, newest);
+        cw_pg_rollback (pg);
+        return -1;
+    }
     //  The runner's transaction, to see whether the file ended it
     char xact[32];
     if (cw_pg_exec_sql (pg, s_xact_sql, 0, NULL, &rows)) {

@@ -325,6 +325,28 @@ START_TEST (test_changed_checksum_refused)
                        " FROM erp_mw.schema_migrations",
                        "1,2,3,4,5");
 
+    //  A file numbered below the newest applied one (added late, as a
+    //  merge can) would run out of order: refused, naming it; before, it
+    //  was applied after migrations that never saw it.
+    unlink (to);
+    snprintf (to, sizeof (to), "%s/009_nine.sql", island_dir);
+    s_write (to, "CREATE TABLE erp_mw.nine (id int);\n", "w");
+    ck_assert_int_eq (s_migrate (owner, "apply", "erp_mw", sql_dir, &log), 0);
+    free (log);
+    char late[4096];
+    snprintf (late, sizeof (late), "%s/007_late.sql", island_dir);
+    s_write (late, "CREATE TABLE erp_mw.late (id int);\n", "w");
+    ck_assert_int_eq (s_migrate (owner, "apply", "erp_mw", sql_dir, &log), 1);
+    ck_assert_msg (strstr (log, "007_late.sql\": version 7 is below the "
+                                "newest applied one (9)"), "%s", log);
+    free (log);
+    cw_fixture_sql_eq (uri,
+                       "SELECT string_agg (version::text, ',' ORDER BY version)"
+                       " FROM erp_mw.schema_migrations",
+                       "1,2,3,4,5,9");
+    cw_fixture_sql_eq (uri, "SELECT to_regclass ('erp_mw.late') IS NULL", "t");
+    unlink (late);
+
     //  A badly named file is refused by name.
     unlink (to);
     snprintf (to, sizeof (to), "%s/7-Bad.sql", island_dir);
