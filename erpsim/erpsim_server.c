@@ -1260,6 +1260,21 @@ s_faults_put (cw_http_request_t *request, void *arg)
         s_control_invalid (request, &problem);
         return;
     }
+    const char *unknown = erpsim_server_fault_route_unknown (config);
+    if (unknown) {
+        memset (&problem, 0, sizeof (problem));
+        problem.status = 422;
+        snprintf (problem.slug, sizeof (problem.slug), "invalid-value");
+        snprintf (problem.title, sizeof (problem.title), "Invalid Value");
+        snprintf (problem.field, sizeof (problem.field), "%.100s", unknown);
+        snprintf (problem.detail, sizeof (problem.detail),
+                  "fault route \"%.100s\" is no route erpsim serves (GET "
+                  "/_control/faults lists the keys in use; see docs/erpsim.md)",
+                  unknown);
+        json_decref (config);
+        s_control_invalid (request, &problem);
+        return;
+    }
     pthread_mutex_lock (&self->mutex);
     s_faults_set (self, config);
     pthread_mutex_unlock (&self->mutex);
@@ -1485,6 +1500,29 @@ static const erpsim_route_t s_api_routes[] = {
     {"GET", "/api/v1/prices", s_price_list, false, "", NULL},
     {"GET", "/api/v1/payments", s_payment_list, false, "", NULL},
 };
+
+const char *
+erpsim_server_fault_route_unknown (const json_t *config)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach ((json_t *) config, key, value)
+    {
+        bool known = strcmp (key, "*") == 0;
+        for (size_t index = 0;
+             !known && index < sizeof (s_api_routes) / sizeof (s_api_routes[0]);
+             index++) {
+            char full[ROUTE_KEY_MAX + 4], any[ROUTE_KEY_MAX + 4];
+            snprintf (full, sizeof (full), "%s %s", s_api_routes[index].method,
+                      s_api_routes[index].pattern);
+            snprintf (any, sizeof (any), "* %s", s_api_routes[index].pattern);
+            known = strcmp (key, full) == 0 || strcmp (key, any) == 0;
+        }
+        if (!known)
+            return key;
+    }
+    return NULL;
+}
 
 erpsim_server_t *
 erpsim_server_new (const erpsim_server_config_t *config)

@@ -41,6 +41,12 @@ typedef struct _erpsim_server_t erpsim_server_t;
 erpsim_server_t *
     erpsim_server_new (const erpsim_server_config_t *config);
 
+//  The first key of a fault configuration that names no route erpsim
+//  serves (keys are "*", "METHOD /pattern" or "* /pattern"), or NULL when
+//  every key does. A typo would otherwise inject nothing, silently.
+const char *
+    erpsim_server_fault_route_unknown (const json_t *config);
+
 //  Stops listeners and the feed thread, frees everything, nulls *self_p.
 void
     erpsim_server_destroy (erpsim_server_t **self_p);

@@ -317,6 +317,14 @@ main (int argc, char *argv[])
                 "field", problem.field, "detail", problem.detail, NULL);
         return EXIT_USAGE;
     }
+    const char *unknown = erpsim_server_fault_route_unknown (faults);
+    if (unknown) {
+        cw_log (CW_LOG_FATAL, "bad_usage", "invalid fault configuration",
+                "field", unknown, "detail",
+                "no route erpsim serves has this key", NULL);
+        json_decref (faults);
+        return EXIT_USAGE;
+    }
     config.faults = faults;
 
     char error[512];

@@ -818,6 +818,17 @@ START_TEST (test_faults)
     s_call (sim.control, "PUT", "/_control/faults",
             "{\"PATCH /x\":{\"errorRate\":0}}", &reply);
     s_assert_problem (&reply, 422, NULL);
+    //  A well-formed key that names no route (a typo, a method the path
+    //  does not take): 422 naming it, instead of injecting nothing
+    const char *unknown[] = {"POST /api/v1/order", "DELETE /api/v1/orders",
+                             "* /api/v1/nothing"};
+    for (size_t index = 0; index < 3; index++) {
+        char body[128];
+        snprintf (body, sizeof (body), "{\"%s\":{\"errorRate\":1}}",
+                  unknown[index]);
+        s_call (sim.control, "PUT", "/_control/faults", body, &reply);
+        s_assert_problem (&reply, 422, unknown[index]);
+    }
     s_call (sim.control, "GET", "/_control/faults", NULL, &reply);
     json_t *json = s_json (&reply);
     ck_assert_ptr_nonnull (json_object_get (json, "POST /api/v1/orders"));
@@ -1103,15 +1114,29 @@ START_TEST (test_usage)
                             "--faults",
                             "{\"*\":{\"jitter\":\"gauss\"}}",
                             NULL};
-    const char *const *runs[] = {help, bad, missing, faults};
-    int expected[] = {0, 2, 2, 2};
-    for (int run = 0; run < 4; run++) {
+    const char *typo[] = {program,
+                          "--api-key-file",
+                          "/nonexistent",
+                          "--faults",
+                          "{\"POST /api/v1/order\":{\"errorRate\":1}}",
+                          NULL};
+    const char *const *runs[] = {help, bad, missing, faults, typo};
+    int expected[] = {0, 2, 2, 2, 2};
+    for (int run = 0; run < 5; run++) {
         pid_t pid = cw_test_spawn (runs[run], NULL, log);
         int status;
         ck_assert_int_eq (waitpid (pid, &status, 0), pid);
         ck_assert (WIFEXITED (status));
         ck_assert_int_eq (WEXITSTATUS (status), expected[run]);
     }
+    //  The typo is named (not the missing key file, checked after it)
+    char text[16384] = "";
+    FILE *file = fopen (log, "r");
+    ck_assert_ptr_nonnull (file);
+    text[fread (text, 1, sizeof (text) - 1, file)] = 0;
+    fclose (file);
+    ck_assert_msg (strstr (text, "\"field\":\"POST /api/v1/order\""), "%s",
+                   text);
     free (program);
     cw_test_tmpdir_destroy (&dir);
 }
