@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,7 +116,9 @@ s_parse_number (const char *flag, const char *text)
     char *end;
     errno = 0;
     double number = strtod (text, &end);
-    if (errno || end == text || *end)
+    //  nan and inf parse, but no JSON number holds them: the knob would
+    //  be dropped silently
+    if (errno || end == text || *end || !isfinite (number))
         s_fail_usage (flag, text);
     return number;
 }

@@ -1120,9 +1120,11 @@ START_TEST (test_usage)
                           "--faults",
                           "{\"POST /api/v1/order\":{\"errorRate\":1}}",
                           NULL};
-    const char *const *runs[] = {help, bad, missing, faults, typo};
-    int expected[] = {0, 2, 2, 2, 2};
-    for (int run = 0; run < 5; run++) {
+    const char *nan[] = {program, "--api-key-file", "/nonexistent",
+                         "--error-rate", "nan", NULL};
+    const char *const *runs[] = {help, bad, missing, faults, typo, nan};
+    int expected[] = {0, 2, 2, 2, 2, 2};
+    for (int run = 0; run < 6; run++) {
         pid_t pid = cw_test_spawn (runs[run], NULL, log);
         int status;
         ck_assert_int_eq (waitpid (pid, &status, 0), pid);
@@ -1137,6 +1139,7 @@ START_TEST (test_usage)
     fclose (file);
     ck_assert_msg (strstr (text, "\"field\":\"POST /api/v1/order\""), "%s",
                    text);
+    ck_assert_msg (strstr (text, "\"value\":\"nan\""), "%s", text);
     free (program);
     cw_test_tmpdir_destroy (&dir);
 }
