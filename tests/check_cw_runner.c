@@ -566,6 +566,52 @@ START_TEST (test_refused_and_cancel)
 }
 END_TEST
 
+START_TEST (test_connect_timeout)
+{
+    //  A listener whose accept queue is full: the kernel drops further
+    //  SYNs, so a connect hangs until curl's connect timeout
+    int listener = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in address = {.sin_family = AF_INET};
+    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    ck_assert_int_eq (
+        bind (listener, (struct sockaddr *) &address, sizeof (address)), 0);
+    ck_assert_int_eq (listen (listener, 0), 0);
+    socklen_t length = sizeof (address);
+    getsockname (listener, (struct sockaddr *) &address, &length);
+    int fillers[4];
+    for (size_t index = 0; index < 4; index++) {
+        fillers[index] = socket (AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect (fillers[index], (struct sockaddr *) &address,
+                 sizeof (address));
+    }
+    usleep (100 * 1000);
+    char url[128];
+    snprintf (url, sizeof (url), "http://127.0.0.1:%d/x",
+              ntohs (address.sin_port));
+    cw_runner_t *runner = cw_runner_new (2);
+    cw_runner_call_t call = {.method = "GET",
+                             .url = url,
+                             .connect_timeout_msec = 300,
+                             .timeout_msec = 5000,
+                             .tag = (void *) 1};
+    char error[256];
+    ck_assert_int_eq (cw_runner_start (runner, &call, error, sizeof (error)),
+                      0);
+    cw_runner_result_t *results[1] = {NULL};
+    s_finish (runner, results, 1);
+    ck_assert_int_eq (results[0]->outcome, CW_OUTCOME_TRANSIENT);
+    ck_assert_int_eq (results[0]->http_status, 0);
+    ck_assert_int_lt (results[0]->duration_msec, 2000);
+    //  The connect timed out, not the whole call's 5000 ms
+    ck_assert_str_eq (results[0]->error, "connect timeout after 300 ms");
+    cw_runner_result_destroy (&results[0]);
+    cw_runner_destroy (&runner);
+    for (size_t index = 0; index < 4; index++)
+        close (fillers[index]);
+    close (listener);
+}
+END_TEST
+
 static Suite *
 s_suite (void)
 {
@@ -584,6 +630,7 @@ s_suite (void)
     tcase_add_test (tcase, test_sent_on_start);
     tcase_add_test (tcase, test_faults);
     tcase_add_test (tcase, test_refused_and_cancel);
+    tcase_add_test (tcase, test_connect_timeout);
     suite_add_tcase (suite, tcase);
     return suite;
 }

@@ -33,6 +33,7 @@ typedef struct {
     void *tag;                   //  Caller's handle
     int64_t started;             //  zclock_mono at start
     int64_t timeout_msec;        //  The call's total timeout
+    int64_t connect_msec;        //  The call's connect timeout
     char *body;                  //  Response bytes kept, owned
     size_t body_size;            //  Bytes in body
     bool body_over;              //  Bytes beyond CW_RUNNER_BODY_MAX dropped
@@ -252,6 +253,17 @@ s_collect (cw_runner_t *self)
                             slot->retry_after[0] ? slot->retry_after : NULL,
                             slot->body, slot->body_size, slot->body_over,
                             slot->timeout_msec, zclock_time (), result);
+        //  Timed out before the request went out: the connect timeout
+        //  (name lookup and TLS included) fired, not the total one
+        curl_off_t pretransfer = 0;
+        if (code == CURLE_OPERATION_TIMEDOUT
+            && curl_easy_getinfo (easy, CURLINFO_PRETRANSFER_TIME_T,
+                                  &pretransfer)
+                   == CURLE_OK
+            && pretransfer == 0)
+            snprintf (result->error, sizeof (result->error),
+                      "connect timeout after %lld ms",
+                      (long long) slot->connect_msec);
         curl_multi_remove_handle (self->multi, easy);
         s_slot_clear (slot);
         self->busy--;
@@ -344,6 +356,7 @@ cw_runner_start (cw_runner_t *self,
         curl_easy_setopt (easy, CURLOPT_HTTPGET, 1L);
     slot->tag = call->tag;
     slot->timeout_msec = call->timeout_msec;
+    slot->connect_msec = call->connect_timeout_msec;
     slot->started = zclock_mono ();
     slot->error[0] = 0;
     CURLMcode code = curl_multi_add_handle (self->multi, easy);
