@@ -442,13 +442,26 @@ main (int argc, char *argv [])
         broker_config.server_cert = cert;
         broker_config.db_uri = db_uri;
         broker = zactor_new (cw_broker_actor, &broker_config);
-        if (!broker)
+    }
+    char *endpoint = NULL;
+    if (broker) {
+        //  zactor_new returns the actor whatever it signalled: one that
+        //  could not start (bind_failed, store_failed, logged) has ended,
+        //  and its pipe holds the end signal instead of the endpoint
+        zstr_send (broker, "ENDPOINT");
+        zmsg_t *answer = zmsg_recv (broker);
+        if (answer && zmsg_signal (answer) < 0)
+            endpoint = zmsg_popstr (answer);
+        zmsg_destroy (&answer);
+        if (!endpoint) {
             cw_log (CW_LOG_FATAL, "startup_failed", "cannot start the broker",
                     NULL);
+            //  Its end signal is read: the destructor must not wait for it
+            zsock_set_rcvtimeo (zactor_sock (broker), 0);
+            zactor_destroy (&broker);
+        }
     }
     if (broker) {
-        zstr_send (broker, "ENDPOINT");
-        char *endpoint = zstr_recv (broker);
         if (endpoint_file && endpoint) {
             char temp [1024];
             snprintf (temp, sizeof (temp), "%s.tmp", endpoint_file);

@@ -1399,6 +1399,79 @@ START_TEST (test_sighup_reloads_keys)
 }
 END_TEST
 
+//  Runs the broker with env (NULL-terminated, after the fixture's
+//  certificate, peers and URI settings) and waits up to 10 s for it to
+//  exit; returns its exit code (-1: still running, killed). The log
+//  goes to dir/log_name.
+static int
+s_broker_exit_code (fixture_t *self, const char *const *extra,
+                    const char *log_name)
+{
+    char *uri_path = zsys_sprintf ("%s/broker-uri", self->tmp);
+    char *broker_uri = cw_test_uri_as (self->uri, "cw_broker");
+    cw_fixture_write (uri_path, broker_uri);
+    free (broker_uri);
+    char *env [3] = {
+        zsys_sprintf ("CW_BROKER_DB_URI_FILE=%s", uri_path),
+        zsys_sprintf ("CW_BROKER_SERVER_CERT_FILE=%s/server/broker.secret",
+                      self->tmp),
+        zsys_sprintf ("CW_BROKER_SERVER_PEERS=%s/peers", self->tmp)
+    };
+    const char *envp [16] = { env [0], env [1], env [2] };
+    size_t count = 3;
+    for (size_t index = 0; extra [index] && count < 15; index++)
+        envp [count++] = extra [index];
+    char *program = cw_test_build_path ("broker/causeway-broker");
+    const char *argv [] = { program, NULL };
+    char *log = zsys_sprintf ("%s/%s", self->tmp, log_name);
+    pid_t pid = cw_test_spawn (argv, envp, log);
+    ck_assert_int_gt (pid, 0);
+    int status = 0, code = -1;
+    long long deadline = cw_test_now_msec () + 10000;
+    while (cw_test_now_msec () < deadline) {
+        pid_t done = waitpid (pid, &status, WNOHANG);
+        if (done == pid) {
+            code = WIFEXITED (status) ? WEXITSTATUS (status) : -1;
+            pid = 0;
+            break;
+        }
+        zclock_sleep (50);
+    }
+    if (pid > 0)
+        cw_test_kill (pid);
+    for (int index = 0; index < 3; index++)
+        zstr_free (&env [index]);
+    zstr_free (&log);
+    free (program);
+    zstr_free (&uri_path);
+    return code;
+}
+
+//  The broker that cannot bind its endpoint exits 1 at once. Before, it
+//  hung for ever: zactor_new returns the actor whatever it signals, so
+//  main.c's "cannot start" branch never ran and it waited for an
+//  ENDPOINT answer and an EXIT from an actor that had already ended.
+START_TEST (test_bind_failure_exits)
+{
+    fixture_t *self = s_fixture_new ();
+    zsock_t *taken = zsock_new (ZMQ_ROUTER);
+    int port = zsock_bind (taken, "tcp://127.0.0.1:*");
+    ck_assert_int_gt (port, 0);
+    char *bind = zsys_sprintf ("CW_BROKER_SERVER_BIND=tcp://127.0.0.1:%d",
+                               port);
+    const char *extra [] = { bind, NULL };
+    ck_assert_int_eq (s_broker_exit_code (self, extra, "bind.log"), 1);
+    char *path = zsys_sprintf ("%s/bind.log", self->tmp);
+    char *log = cw_fixture_slurp (path);
+    ck_assert_msg (log && strstr (log, "bind_failed"), "%s", log);
+    free (log);
+    zstr_free (&path);
+    zstr_free (&bind);
+    zsock_destroy (&taken);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 START_TEST (test_sample_config_current)
 {
     //  etc/causeway-broker.cfg is exactly what --sample-config prints;
@@ -1475,6 +1548,7 @@ main (void)
     TCase *config = tcase_create ("config");
     tcase_set_timeout (config, 30);
     tcase_add_test (config, test_sample_config_current);
+    tcase_add_test (config, test_bind_failure_exits);
     suite_add_tcase (suite, config);
     SRunner *runner = srunner_create (suite);
     srunner_run_all (runner, CK_NORMAL);
