@@ -21,6 +21,7 @@
 #include "cw_secret.h"
 #include "cw_zap.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <sodium.h>
@@ -223,13 +224,27 @@ s_uint (const char *text, uint32_t *value_p)
     return 0;
 }
 
-//  Splits "name=a:b:c,name2=..." into name and up to 3 fields. Returns
-//  the count of entries, or -1 with a message naming the setting.
+//  Splits "name=a:b:c,name2=..." into name and up to 3 fields, each
+//  trimmed of white space. An empty name or field (say "type=:erp"), a
+//  fourth field or a name given twice is an error: none of them may be
+//  dropped or read as something else without a word. Returns the count
+//  of entries, or -1 with a message naming the setting.
 typedef struct {
     char *name;
     char *field [3];
-    int fields;
+    int fields;                 //  4: more than 3
 } s_entry_t;
+
+static char *
+s_trim (char *text)
+{
+    while (isspace ((unsigned char) *text))
+        text++;
+    size_t length = strlen (text);
+    while (length > 0 && isspace ((unsigned char) text [length - 1]))
+        text [--length] = 0;
+    return text;
+}
 
 static int
 s_table (char *text, s_entry_t *entries, const char *setting, char *error,
@@ -239,8 +254,9 @@ s_table (char *text, s_entry_t *entries, const char *setting, char *error,
     char *save = NULL;
     for (char *item = strtok_r (text, ",", &save); item;
          item = strtok_r (NULL, ",", &save)) {
-        while (*item == ' ')
-            item++;
+        item = s_trim (item);
+        if (!*item)
+            continue;
         char *equals = strchr (item, '=');
         if (!equals || equals == item || count == CW_BROKER_TABLE_MAX) {
             snprintf (error, size, "config key \"%s\": \"%s\" is not "
@@ -249,14 +265,33 @@ s_table (char *text, s_entry_t *entries, const char *setting, char *error,
             return -1;
         }
         *equals = 0;
-        s_entry_t *entry = &entries [count++];
-        entry->name = item;
+        s_entry_t *entry = &entries [count];
+        entry->name = s_trim (item);
         entry->fields = 0;
-        char *field_save = NULL;
-        for (char *field = strtok_r (equals + 1, ":", &field_save);
-             field && entry->fields < 3;
-             field = strtok_r (NULL, ":", &field_save))
-            entry->field [entry->fields++] = field;
+        bool empty = !*entry->name;
+        for (char *field = equals + 1; field && entry->fields < 4;) {
+            char *colon = strchr (field, ':');
+            if (colon)
+                *colon = 0;
+            if (entry->fields < 3)
+                entry->field [entry->fields] = s_trim (field);
+            empty = empty || !*s_trim (field);
+            entry->fields++;
+            field = colon ? colon + 1 : NULL;
+        }
+        if (empty || entry->fields > 3) {
+            snprintf (error, size, "config key \"%s\": entry \"%s\" has an "
+                      "empty name or field, or more than 3 fields", setting,
+                      entry->name);
+            return -1;
+        }
+        for (int index = 0; index < count; index++)
+            if (streq (entries [index].name, entry->name)) {
+                snprintf (error, size, "config key \"%s\": \"%s\" is given "
+                          "twice", setting, entry->name);
+                return -1;
+            }
+        count++;
     }
     return count;
 }
@@ -347,7 +382,7 @@ main (int argc, char *argv [])
         routes [index].event_type = entry->name;
         routes [index].flow = entry->fields > 0 ? entry->field [0] : NULL;
         routes [index].target = entry->fields > 1 ? entry->field [1] : NULL;
-        if (!routes [index].flow) {
+        if (!routes [index].flow || entry->fields > 2) {
             snprintf (error, sizeof (error), "config key \"publish/routes\": "
                       "entry \"%s\" is not type=flow:target", entry->name);
             route_count = -1;

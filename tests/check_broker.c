@@ -1472,6 +1472,66 @@ START_TEST (test_bind_failure_exits)
 }
 END_TEST
 
+//  Tables (retry/flows, targets/caps, publish/routes): a name given
+//  twice, an empty field, a fourth field or a route with one field
+//  too many is bad configuration (exit 2, naming the key); white space
+//  around names and fields is no part of them. Before, the second entry
+//  of a name was silently ignored (or the first), "type=:erp" became the
+//  route to flow "erp" with no target, "erp=5:0:0:1" dropped its 1, and
+//  "type=flow:erp " routed to a target "erp " no worker serves.
+START_TEST (test_config_tables)
+{
+    fixture_t *self = s_fixture_new ();
+    const char *bad [][2] = {
+        { "CW_BROKER_PUBLISH_ROUTES=a.v1=flow.a:erp,a.v1=flow.b:erp",
+          "publish/routes" },
+        { "CW_BROKER_PUBLISH_ROUTES=a.v1=:erp", "publish/routes" },
+        { "CW_BROKER_PUBLISH_ROUTES=a.v1=flow.a:erp:x", "publish/routes" },
+        { "CW_BROKER_RETRY_FLOWS=f=3:1s:1m,f=5:1s:1m", "retry/flows" },
+        { "CW_BROKER_RETRY_FLOWS=f=3:1s:1m:9", "retry/flows" },
+        { "CW_BROKER_TARGETS=erp=5:0:0, erp=9:0:0", "targets/caps" },
+        { "CW_BROKER_TARGETS=erp=5::0:0", "targets/caps" }
+    };
+    for (size_t index = 0; index < sizeof (bad) / sizeof (bad [0]); index++) {
+        const char *extra [] = { bad [index][0], NULL };
+        char *name = zsys_sprintf ("tables-%zu.log", index);
+        ck_assert_msg (s_broker_exit_code (self, extra, name) == 2, "%s",
+                       bad [index][0]);
+        char *path = zsys_sprintf ("%s/%s", self->tmp, name);
+        char *log = cw_fixture_slurp (path);
+        ck_assert_msg (log && strstr (log, "config_invalid")
+                       && strstr (log, bad [index][1]), "%s: %s",
+                       bad [index][0], log);
+        free (log);
+        zstr_free (&path);
+        zstr_free (&name);
+    }
+    //  White space is trimmed: this route reaches flow "order.status" at
+    //  target "erp", as the default does
+    s_broker_start (self, (const char *[]) {
+        "CW_BROKER_PUBLISH_ROUTES= order.status.changed.v1 = order.status :"
+        " erp ", NULL });
+    zsock_t *worker = s_peer_new (self, self->worker);
+    cw_msg_t *ready = cw_msg_new (CW_MSG_WORKER, CW_MSG_READY);
+    cw_msg_flow_add (ready, "order.status");
+    cw_msg_target_add (ready, "erp");
+    ready->ready.credit = 1;
+    s_peer_send (worker, &ready);
+    zsock_t *relay = s_peer_new (self, self->relay);
+    const char *keys [] = { "ws-1" };
+    s_publish_status (relay, 1, "O-9", keys, 1);
+    cw_msg_t *job = s_peer_recv (worker, WAIT_MSEC);
+    ck_assert_ptr_nonnull (job);
+    ck_assert_int_eq (job->command, CW_MSG_JOB);
+    ck_assert_str_eq (job->job.flow, "order.status");
+    ck_assert_str_eq (job->job.target, "erp");
+    cw_msg_destroy (&job);
+    zsock_destroy (&relay);
+    zsock_destroy (&worker);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 START_TEST (test_sample_config_current)
 {
     //  etc/causeway-broker.cfg is exactly what --sample-config prints;
@@ -1549,6 +1609,7 @@ main (void)
     tcase_set_timeout (config, 30);
     tcase_add_test (config, test_sample_config_current);
     tcase_add_test (config, test_bind_failure_exits);
+    tcase_add_test (config, test_config_tables);
     suite_add_tcase (suite, config);
     SRunner *runner = srunner_create (suite);
     srunner_run_all (runner, CK_NORMAL);
