@@ -209,6 +209,8 @@ s_duration (const char *text, int64_t *msec_p)
         scale = 3600000;
     else
         return -1;
+    if (number > INT64_MAX / scale)
+        return -1;
     *msec_p = number * scale;
     return 0;
 }
@@ -358,9 +360,16 @@ main (int argc, char *argv [])
         if (entry->fields != 3
         ||  s_uint (entry->field [0], &flows [index].policy.max_attempts)
         ||  s_duration (entry->field [1], &flows [index].policy.base_msec)
-        ||  s_duration (entry->field [2], &flows [index].policy.cap_msec)) {
+        ||  s_duration (entry->field [2], &flows [index].policy.cap_msec)
+        ||  flows [index].policy.max_attempts > 1000
+        ||  flows [index].policy.base_msec > 3600000
+        ||  flows [index].policy.cap_msec > 86400000) {
+            //  The bounds of retry/max_attempts, retry/base, retry/cap: a
+            //  cap beyond them overflowed the time of the next attempt
             snprintf (error, sizeof (error), "config key \"retry/flows\": "
-                      "entry \"%s\" is not flow=attempts:base:cap", entry->name);
+                      "entry \"%s\" is not flow=attempts:base:cap (attempts"
+                      " at most 1000, base at most 1h, cap at most 24h)",
+                      entry->name);
             route_count = -1;
         }
     }

@@ -1490,7 +1490,9 @@ START_TEST (test_config_tables)
         { "CW_BROKER_RETRY_FLOWS=f=3:1s:1m,f=5:1s:1m", "retry/flows" },
         { "CW_BROKER_RETRY_FLOWS=f=3:1s:1m:9", "retry/flows" },
         { "CW_BROKER_TARGETS=erp=5:0:0, erp=9:0:0", "targets/caps" },
-        { "CW_BROKER_TARGETS=erp=5::0:0", "targets/caps" }
+        { "CW_BROKER_TARGETS=erp=5::0:0", "targets/caps" },
+        { "CW_BROKER_RETRY_FLOWS=f=3:1s:9223372036854775807", "retry/flows" },
+        { "CW_BROKER_RETRY_FLOWS=f=3:1s:99999999999999h", "retry/flows" }
     };
     for (size_t index = 0; index < sizeof (bad) / sizeof (bad [0]); index++) {
         const char *extra [] = { bad [index][0], NULL };
