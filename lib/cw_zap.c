@@ -433,6 +433,10 @@ cw_zap_actor (zsock_t *pipe, void *args)
         zsock_destroy (&self.handler);
     }
     zpoller_t *poller = zpoller_new (pipe, self.handler, NULL);
+    //  Only $TERM ends it, not a SIGTERM (zsys_interrupted, or EINTR
+    //  below): the broker drains with its socket bound, and with no
+    //  handler libzmq accepts every CURVE client.
+    zpoller_set_nonstop (poller, true);
     zsock_signal (pipe, 0);
     while (true) {
         zsock_t *which = (zsock_t *) zpoller_wait (
@@ -445,7 +449,7 @@ cw_zap_actor (zsock_t *pipe, void *args)
         if (which && which == self.handler)
             s_zap_handle (&self);
         else
-        if (zpoller_terminated (poller))
+        if (zpoller_terminated (poller) && zmq_errno () != EINTR)
             break;
         s_stats_check (&self.stats, pipe);
     }
@@ -667,6 +671,10 @@ cw_zap_monitor_actor (zsock_t *pipe, void *args)
     int rc = zsock_connect (self.events, "%s", (const char *) args);
     assert (rc == 0);
     zpoller_t *poller = zpoller_new (pipe, self.events, NULL);
+    //  Only $TERM ends it, not a SIGTERM (zsys_interrupted, or EINTR
+    //  below): with no reader, libzmq's I/O thread blocks on the
+    //  socket's next event.
+    zpoller_set_nonstop (poller, true);
     zsock_signal (pipe, 0);
     while (true) {
         int timeout = s_stats_timeout (&self.stats);
@@ -684,7 +692,7 @@ cw_zap_monitor_actor (zsock_t *pipe, void *args)
         if (which == self.events)
             s_monitor_event (&self);
         else
-        if (zpoller_terminated (poller))
+        if (zpoller_terminated (poller) && zmq_errno () != EINTR)
             break;
         if (self.pending && zclock_mono () >= self.pending_until)
             s_monitor_flush (&self, NULL);

@@ -10,10 +10,13 @@
 
 #include <check.h>
 #include <czmq.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #define WAIT_MSEC 5000              //  Longest wait for a condition
 #define QUIET_MSEC 200              //  How long "nothing arrives" is checked
@@ -388,6 +391,70 @@ START_TEST (test_plaintext)
 }
 END_TEST
 
+//  SIGTERM sets zsys_interrupted while the broker drains with its socket
+//  still bound; its main loop clears the flag. The ZAP handler and the
+//  monitor must keep working: with no handler on zeromq.zap.01 libzmq
+//  accepts any CURVE client (no User-Id, no role), and with no reader of
+//  the monitor libzmq's I/O thread blocks on the next event. Before, both
+//  actors ended when they woke up while the flag was set.
+START_TEST (test_interrupt_keeps_zap)
+{
+    server_t *server = s_server_new ();
+    zcert_t *known = s_allow (server, "worker", "known");
+    s_server_start (server);
+    zsys_interrupted = 1;
+    //  Wake the ZAP actor while the flag is up, as a ZAP request would.
+    ck_assert_int_eq (cw_zap_stat (server->zap, "keys"), 1);
+    zclock_sleep (QUIET_MSEC);
+    zsys_interrupted = 0;
+    zcert_t *stranger = cw_curve_cert_new ("worker", "stranger");
+    zsock_t *client = s_client_new (server, stranger);
+    zstr_send (client, "let me in");
+    zsock_set_rcvtimeo (server->router, QUIET_MSEC * 5);
+    zmsg_t *msg = zmsg_recv (server->router);
+    ck_assert_msg (msg == NULL, "unknown key delivered after an interrupt");
+    ck_assert (cw_zap_wait (server->monitor, "handshake_failed_auth", 1,
+                            WAIT_MSEC));
+    ck_assert_int_eq (cw_zap_stat (server->zap, "refused_unknown_key"), 1);
+
+    //  The same for the monitor: it still counts the next refusal.
+    zsys_interrupted = 1;
+    ck_assert_int_eq (cw_zap_stat (server->monitor, "handshake_failed"), 1);
+    zclock_sleep (QUIET_MSEC);
+    zsys_interrupted = 0;
+    zsock_t *again = s_client_new (server, stranger);
+    zstr_send (again, "let me in");
+    ck_assert (cw_zap_wait (server->monitor, "handshake_failed_auth", 2,
+                            WAIT_MSEC));
+    ck_assert_int_eq (cw_zap_stat (server->zap, "refused_unknown_key"), 2);
+
+    //  A SIGTERM taken by an actor's own thread (main blocks it here, as
+    //  the broker's main thread may be busy) interrupts its poll.
+    sigset_t term;
+    sigemptyset (&term);
+    sigaddset (&term, SIGTERM);
+    ck_assert_int_eq (pthread_sigmask (SIG_BLOCK, &term, NULL), 0);
+    for (int signal_nbr = 0; signal_nbr < 4; signal_nbr++) {
+        ck_assert_int_eq (kill (getpid (), SIGTERM), 0);
+        zclock_sleep (50);
+        zsys_interrupted = 0;
+    }
+    ck_assert_int_eq (pthread_sigmask (SIG_UNBLOCK, &term, NULL), 0);
+    zsock_t *third = s_client_new (server, stranger);
+    zstr_send (third, "let me in");
+    ck_assert_ptr_null (zmsg_recv (server->router));
+    ck_assert (cw_zap_wait (server->monitor, "handshake_failed_auth", 3,
+                            WAIT_MSEC));
+    ck_assert_int_eq (cw_zap_stat (server->zap, "refused_unknown_key"), 3);
+    zsock_destroy (&third);
+    zsock_destroy (&again);
+    zsock_destroy (&client);
+    zcert_destroy (&stranger);
+    zcert_destroy (&known);
+    s_server_destroy (&server);
+}
+END_TEST
+
 START_TEST (test_zap_bad_dir)
 {
     char error[ERROR_MAX];
@@ -522,6 +589,7 @@ main (void)
     tcase_add_test (auth, test_known_keys);
     tcase_add_test (auth, test_unknown_key);
     tcase_add_test (auth, test_plaintext);
+    tcase_add_test (auth, test_interrupt_keeps_zap);
     tcase_add_test (auth, test_zap_bad_dir);
     suite_add_tcase (suite, auth);
     TCase *cli = tcase_create ("cli");
