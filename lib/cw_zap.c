@@ -215,6 +215,9 @@ s_zap_load (s_zap_t *self, char *error, size_t size)
     }
     zhashx_t *keys = zhashx_new ();
     zhashx_set_destructor (keys, (zhashx_destructor_fn *) s_key_destroy);
+    //  Keys listed twice with different roles: refused (which role wins
+    //  must not depend on the directory's order)
+    zhashx_t *conflicts = zhashx_new ();
     struct dirent *entry;
     while ((entry = readdir (dir))) {
         const char *file = entry->d_name;
@@ -247,16 +250,30 @@ s_zap_load (s_zap_t *self, char *error, size_t size)
             key->name = strdup (name ? name : "");
             assert (key->role && key->name);
             if (zhashx_insert (keys, zcert_public_txt (cert), key) != 0) {
+                s_key_t *listed = (s_key_t *) zhashx_lookup (
+                    keys, zcert_public_txt (cert));
+                if (!streq (listed->role, key->role)) {
+                    cw_log (CW_LOG_ERROR, "cert_conflict",
+                            "key listed with two roles: refused until one "
+                            "file goes", "path", path, "role", key->role,
+                            "other_role", listed->role, NULL);
+                    zhashx_insert (conflicts, zcert_public_txt (cert), "");
+                }
+                else
+                    cw_log (CW_LOG_WARN, "cert_duplicate",
+                            "ignored certificate: key already listed", "path",
+                            path, NULL);
                 s_key_destroy (&key);
-                cw_log (CW_LOG_WARN, "cert_duplicate",
-                        "ignored certificate: key already listed", "path",
-                        path, NULL);
             }
         }
         zcert_destroy (&cert);
         zstr_free (&path);
     }
     closedir (dir);
+    for (void *item = zhashx_first (conflicts); item;
+         item = zhashx_next (conflicts))
+        zhashx_delete (keys, zhashx_cursor (conflicts));
+    zhashx_destroy (&conflicts);
     zhashx_destroy (&self->keys);
     self->keys = keys;
     int count = (int) zhashx_size (keys);

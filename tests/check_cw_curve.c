@@ -351,6 +351,42 @@ START_TEST (test_unknown_key)
 }
 END_TEST
 
+//  One key listed in two .pub files with different roles: refused, and
+//  logged cert_conflict. Before, the first file read won, so the key's
+//  role (worker or admin) depended on the directory's order.
+START_TEST (test_conflicting_roles)
+{
+    server_t *server = s_server_new ();
+    zcert_t *cert = s_allow (server, "worker", "w");
+    zcert_t *twin = zcert_new_from (zcert_public_key (cert),
+                                    zcert_secret_key (cert));
+    zcert_set_meta (twin, "role", "admin");
+    zcert_set_meta (twin, "name", "twin");
+    char error[ERROR_MAX];
+    ck_assert_int_eq (cw_curve_cert_save (twin, server->certs, "twin", false,
+                                          error, sizeof (error)), 0);
+    char *secret = zsys_sprintf ("%s/twin.secret", server->certs);
+    ck_assert_int_eq (unlink (secret), 0);
+    zstr_free (&secret);
+    s_server_start (server);
+    zsock_t *client = s_client_new (server, cert);
+    zstr_send (client, "which role?");
+    ck_assert (cw_zap_wait (server->monitor, "handshake_failed_auth", 1,
+                            WAIT_MSEC));
+    ck_assert_int_eq (cw_zap_stat (server->zap, "accepted"), 0);
+    zsock_set_rcvtimeo (server->router, QUIET_MSEC);
+    zmsg_t *msg = zmsg_recv (server->router);
+    ck_assert_ptr_null (msg);
+    char *text = s_read_file (server->log_path);
+    ck_assert_msg (strstr (text, "\"event\":\"cert_conflict\""), "%s", text);
+    free (text);
+    zsock_destroy (&client);
+    zcert_destroy (&twin);
+    zcert_destroy (&cert);
+    s_server_destroy (&server);
+}
+END_TEST
+
 START_TEST (test_plaintext)
 {
     server_t *server = s_server_new ();
@@ -588,6 +624,7 @@ main (void)
     tcase_set_timeout (auth, 30);
     tcase_add_test (auth, test_known_keys);
     tcase_add_test (auth, test_unknown_key);
+    tcase_add_test (auth, test_conflicting_roles);
     tcase_add_test (auth, test_plaintext);
     tcase_add_test (auth, test_interrupt_keeps_zap);
     tcase_add_test (auth, test_zap_bad_dir);
