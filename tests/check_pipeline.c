@@ -14,11 +14,14 @@
 #include "cw_test.h"
 #include "worker_fixture.h"
 
+#include <arpa/inet.h>
 #include <check.h>
 #include <czmq.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -128,6 +131,66 @@ s_broker_start (fixture_t *self, const char *const *extra)
     return index;
 }
 
+//  True when a listener could bind 127.0.0.1:port now.
+static bool
+s_port_free (int port)
+{
+    struct sockaddr_in address;
+    memset (&address, 0, sizeof (address));
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    address.sin_port = htons ((uint16_t) port);
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge (fd, 0);
+    int on = 1;
+    setsockopt (fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof (on));
+    int rc = bind (fd, (struct sockaddr *) &address, sizeof (address));
+    close (fd);
+    return rc == 0;
+}
+
+//  A free port below Linux's ephemeral range (32768 and up; OpenBSD's and
+//  NetBSD's start at 49152, FreeBSD's at 10000, so there it only lowers
+//  the odds): a broker restarted on it finds it free, since no client
+//  connection on the box takes such a port as its local one. An
+//  ephemeral port the broker got from bind to 0 could be, while it was
+//  down: a restart then failed with "Address already in use" (seen once
+//  under ASan with the other suites running).
+static int
+s_stable_port (void)
+{
+    static unsigned int seed = 0;
+    if (!seed)
+        seed = (unsigned int) getpid () ^ (unsigned int) cw_test_now_msec ();
+    for (int attempt = 0; attempt < 200; attempt++) {
+        int port = 20000 + (int) (rand_r (&seed) % 12000);
+        if (s_port_free (port))
+            return port;
+    }
+    ck_abort_msg ("no free port in 20000-31999");
+    return -1;
+}
+
+//  Waits (up to WAIT_MSEC) until the port of endpoint (tcp://127.0.0.1:N)
+//  can be bound again (a last safety: s_stable_port's ports are outside
+//  the ephemeral ranges).
+static void
+s_port_wait_free (const char *endpoint)
+{
+    const char *colon = strrchr (endpoint, ':');
+    ck_assert_ptr_nonnull (colon);
+    int port = atoi (colon + 1);
+    long long deadline = cw_test_now_msec () + WAIT_MSEC;
+    while (true) {
+        if (s_port_free (port))
+            return;
+        ck_assert_msg (cw_test_now_msec () < deadline,
+                       "port of %s still in use after %d ms", endpoint,
+                       WAIT_MSEC);
+        usleep (100 * 1000);
+    }
+}
+
 //  Starts broker index again (after it stopped) on the same endpoint and
 //  under the same broker/id, as a restart by the service manager; its
 //  log is broker-<index>-<run>.log.
@@ -142,6 +205,7 @@ s_broker_restart (fixture_t *self, int index, int run,
     const char *list [16] = { bind };
     s_env_extend (list, 1, 16, extra);
     char *log_name = zsys_sprintf ("broker-%d-%d.log", index, run);
+    s_port_wait_free (self->endpoints [index]);
     free (self->endpoints [index]);
     self->endpoints [index] = NULL;
     s_broker_launch (self, index, log_name, list);
@@ -166,12 +230,18 @@ s_broker_launch (fixture_t *self, int index, const char *log_name,
         "CW_BROKER_SERVER_HEARTBEAT=200ms", "CW_BROKER_DB_POLL=200ms",
         "CW_BROKER_RETRY_BASE=10ms", "CW_BROKER_RETRY_CAP=50ms",
         "CW_BROKER_RETRY_MAX_ATTEMPTS=30", "CW_BROKER_DRAIN=2s",
-        "CW_BROKER_LOG_LEVEL=info", NULL
+        "CW_BROKER_LOG_LEVEL=info", NULL, NULL
     };
+    //  A port restarts can bind again (extra's CW_BROKER_SERVER_BIND,
+    //  a restart's, comes later and wins)
+    char *bind = zsys_sprintf ("CW_BROKER_SERVER_BIND=tcp://127.0.0.1:%d",
+                               s_stable_port ());
+    settings [8] = bind;
     char *endpoint_name = zsys_sprintf ("endpoint-%d", index);
     self->brokers [index] = cw_fixture_broker_start (
         self->tmp, self->uri, endpoint_name, log_name, settings, extra,
         WAIT_MSEC, &self->endpoints [index]);
+    zstr_free (&bind);
     zstr_free (&endpoint_name);
     zstr_free (&id);
 }
