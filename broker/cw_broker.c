@@ -17,7 +17,6 @@
 #include "cw_version.h"
 #include "cw_zap.h"
 
-#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -465,18 +464,19 @@ s_peer_require (s_broker_t *self, zframe_t *routing, zframe_t *frame)
     s_hex (zframe_data (routing), zframe_size (routing), name, sizeof (name));
     const char *user_id = zframe_meta (frame, "User-Id");
     const char *role = zframe_meta (frame, "role");
+    const char *address = zframe_meta (frame, "Peer-Address");
     user_id = user_id ? user_id : "unknown";
     role = role ? role : "";
+    address = address ? address : "unknown";
     s_peer_t *peer = (s_peer_t *) zhashx_lookup (self->peers, name);
     if (peer && (!streq (peer->user_id, user_id) || !streq (peer->role, role))) {
         //  Another connection took the routing id (a peer may choose its
         //  own): the one before is gone, and so is its session
-        const char *address = zframe_meta (frame, "Peer-Address");
         cw_log (CW_LOG_INFO, "peer_replaced",
                 "routing id taken by another key: previous session ended",
                 "peer", name, "user_id", user_id, "role", role,
-                "previous_user_id", peer->user_id,
-                "peer_address", address ? address : "unknown", NULL);
+                "previous_user_id", peer->user_id, "peer_address", address,
+                NULL);
         cw_core_on_worker_gone (self->core, zclock_time (), name);
         zhashx_delete (self->peers, name);
         peer = NULL;
@@ -487,8 +487,7 @@ s_peer_require (s_broker_t *self, zframe_t *routing, zframe_t *frame)
         memcpy (peer->name, name, sizeof (name));
         peer->user_id = strdup (user_id);
         peer->role = strdup (role);
-        const char *address = zframe_meta (frame, "Peer-Address");
-        peer->address = strdup (address ? address : "unknown");
+        peer->address = strdup (address);
         zhashx_insert (self->peers, name, peer);
     }
     peer->seen_at = zclock_time ();
@@ -607,7 +606,6 @@ s_malformed (s_broker_t *self, s_peer_t *peer, const char *error,
     }
 }
 
-//  Ordering key of an event: tenant:orderId, else tenant:customerId.
 //  The ordering key of a published event, "tenant:orderId" (else
 //  "tenant:customerId"), in *key_p (NULL when it names neither). The id
 //  must be one the contract allows (1..CW_EVENT_ID_MAX of
@@ -627,12 +625,7 @@ s_ordering_key (const cw_envelope_t *envelope, char **key_p, char *reason,
             continue;
         const char *id = json_string_value (value);
         size_t length = json_string_length (value);
-        bool valid = length > 0 && length <= CW_EVENT_ID_MAX
-                  && strlen (id) == length;
-        for (size_t at = 0; valid && at < length; at++)
-            valid = isalnum ((unsigned char) id [at]) || id [at] == '.'
-                 || id [at] == '_' || id [at] == '-';
-        if (!valid) {
+        if (strlen (id) != length || !cw_event_id_valid (id)) {
             snprintf (reason, size,
                       "field \"data.%s\": must be 1 to %d letters, digits,"
                       " '.', '_' or '-' (it orders the event)",
@@ -706,10 +699,10 @@ s_on_publish (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
                           "type: no flow configured for %s",
                           cw_envelope_type (envelope));
         }
-        //  The job's payload text, made here so that one event that has
-        //  none (its canonical JSON over the limit: 0.1 is 20 bytes of
-        //  JSON, 9 of msgpack) is rejected alone instead of failing the
-        //  batch at every PUBLISH for ever
+        //  The ordering key and the job's payload text, made here so that
+        //  an event that has none (an id no index holds; canonical JSON
+        //  over the limit: 0.1 is 20 bytes of JSON, 9 of msgpack) is
+        //  rejected alone instead of failing the batch at every PUBLISH
         char *ordering_key = NULL;
         if (route
         &&  s_ordering_key (envelope, &ordering_key, reason, sizeof (reason)))

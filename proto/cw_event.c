@@ -112,6 +112,14 @@ s_id_chars (const char *text)
     return true;
 }
 
+bool
+cw_event_id_valid (const char *text)
+{
+    assert (text);
+    size_t length = strlen (text);
+    return length > 0 && length <= CW_EVENT_ID_MAX && s_id_chars (text);
+}
+
 static int
 s_string (s_scope_t *scope,
           const char *name,
@@ -139,8 +147,7 @@ s_id (s_scope_t *scope, const char *name, bool required, const char **text_p)
     if (s_string (scope, name, required, &text))
         return -1;
     if (text) {
-        size_t length = strlen (text);
-        if (length == 0 || length > CW_EVENT_ID_MAX || !s_id_chars (text))
+        if (!cw_event_id_valid (text))
             return s_fail (scope, name,
                            "must be 1 to %d letters, digits, '.', '_' or '-'",
                            CW_EVENT_ID_MAX);

@@ -10,6 +10,7 @@
 #define CW_EVENT_H_INCLUDED
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -53,6 +54,11 @@ const cw_event_info_t *cw_event_at (size_t index);
 
 //  Event type by its full type name, or NULL if not in the contract.
 const cw_event_info_t *cw_event_find (const char *type);
+
+//  True when text is an identifier as the contract has them (tenantId,
+//  orderId, customerId...): 1 to CW_EVENT_ID_MAX letters, digits, '.',
+//  '_' or '-'. They end up inside idempotency and ordering keys.
+bool cw_event_id_valid (const char *text);
 
 //  Check an event payload (the envelope's data) against the contract.
 //  Returns 0 if valid, else -1 with reason naming the field as

@@ -145,6 +145,24 @@ s_body_rejected (cw_event_endpoint_t endpoint,
     json_decref (body);
 }
 
+START_TEST (test_id_valid)
+{
+    //  The identifier rule the validators and the broker's ordering key
+    //  share: 1 to CW_EVENT_ID_MAX of [A-Za-z0-9._-]
+    char longest[CW_EVENT_ID_MAX + 2];
+    memset (longest, 'a', CW_EVENT_ID_MAX);
+    longest[CW_EVENT_ID_MAX] = 0;
+    ck_assert (cw_event_id_valid (longest));
+    ck_assert (cw_event_id_valid ("O-1.x_2"));
+    longest[CW_EVENT_ID_MAX] = 'a';
+    longest[CW_EVENT_ID_MAX + 1] = 0;
+    ck_assert (!cw_event_id_valid (longest));
+    const char *bad[] = {"", "a b", "a:b", "a/b", "\xc3\xa9", NULL};
+    for (int index = 0; bad[index]; index++)
+        ck_assert_msg (!cw_event_id_valid (bad[index]), "%s", bad[index]);
+}
+END_TEST
+
 START_TEST (test_lookup)
 {
     ck_assert_uint_eq (cw_event_count (), 7);
@@ -503,6 +521,7 @@ main (void)
     TCase *events = tcase_create ("events");
     tcase_set_timeout (events, 30);
     tcase_add_test (events, test_lookup);
+    tcase_add_test (events, test_id_valid);
     tcase_add_test (events, test_valid_events);
     tcase_add_test (events, test_order_rules);
     tcase_add_test (events, test_other_events);
