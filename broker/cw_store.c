@@ -826,15 +826,12 @@ s_publish_once (s_store_t *self, cw_store_req_t *req)
             s_buf_text (&ordering, req->events [index].ordering_key);
             keyed = true;
         }
-    if (keyed) {
-        const char *keys [] = { s_buf_end (&ordering) };
-        int lock_rc = cw_pg_exec (self->pg, "lock_keys", 1, keys, NULL);
-        free (ordering.data);
-        if (lock_rc != 0)
-            goto done;
-    }
-    else
-        free (ordering.data);
+    const char *keys [] = { s_buf_end (&ordering) };
+    int lock_rc = keyed ? cw_pg_exec (self->pg, "lock_keys", 1, keys, NULL)
+                        : 0;
+    free (ordering.data);
+    if (lock_rc != 0)
+        goto done;
     if (fresh > 0) {
         //  $3 max_attempts: NULL, the broker's policy for the flow decides
         char token [CW_STORE_INT_SIZE];

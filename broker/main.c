@@ -37,6 +37,9 @@
 #define CW_BROKER_DRAIN_GRACE_MSEC 5000 //  After broker/drain, to record
                                         //  results and releases
 #define CW_BROKER_ID_SIZE 128
+#define CW_BROKER_ATTEMPTS_MAX 1000     //  retry/max_attempts, retry/flows
+#define CW_BROKER_BASE_MAX 3600000      //  retry/base, msec
+#define CW_BROKER_CAP_MAX 86400000      //  retry/cap, msec
 
 typedef struct {
     const char *bind;
@@ -142,13 +145,16 @@ static const cw_config_entry_t s_schema [] = {
      .offset = S_AT (purge_msec),
      .help = "how often the broker deletes finished jobs and expired inbox rows"},
     {.path = "retry/base", .env = "CW_BROKER_RETRY_BASE",
-     .type = CW_CONFIG_DURATION, .default_value = "1s", .min = 1, .max = 3600000,
+     .type = CW_CONFIG_DURATION, .default_value = "1s", .min = 1,
+     .max = CW_BROKER_BASE_MAX,
      .offset = S_AT (retry_base_msec), .help = "default backoff window after attempt 1"},
     {.path = "retry/cap", .env = "CW_BROKER_RETRY_CAP",
-     .type = CW_CONFIG_DURATION, .default_value = "5m", .min = 1, .max = 86400000,
+     .type = CW_CONFIG_DURATION, .default_value = "5m", .min = 1,
+     .max = CW_BROKER_CAP_MAX,
      .offset = S_AT (retry_cap_msec), .help = "default longest backoff"},
     {.path = "retry/max_attempts", .env = "CW_BROKER_RETRY_MAX_ATTEMPTS",
-     .type = CW_CONFIG_INT, .default_value = "10", .min = 1, .max = 1000,
+     .type = CW_CONFIG_INT, .default_value = "10", .min = 1,
+     .max = CW_BROKER_ATTEMPTS_MAX,
      .offset = S_AT (retry_max_attempts), .help = "default attempts in all"},
     {.path = "retry/flows", .env = "CW_BROKER_RETRY_FLOWS",
      .type = CW_CONFIG_STRING, .default_value = "",
@@ -275,9 +281,10 @@ s_table (char *text, s_entry_t *entries, const char *setting, char *error,
             char *colon = strchr (field, ':');
             if (colon)
                 *colon = 0;
+            char *trimmed = s_trim (field);
             if (entry->fields < 3)
-                entry->field [entry->fields] = s_trim (field);
-            empty = empty || !*s_trim (field);
+                entry->field [entry->fields] = trimmed;
+            empty = empty || !*trimmed;
             entry->fields++;
             field = colon ? colon + 1 : NULL;
         }
@@ -361,9 +368,9 @@ main (int argc, char *argv [])
         ||  s_uint (entry->field [0], &flows [index].policy.max_attempts)
         ||  s_duration (entry->field [1], &flows [index].policy.base_msec)
         ||  s_duration (entry->field [2], &flows [index].policy.cap_msec)
-        ||  flows [index].policy.max_attempts > 1000
-        ||  flows [index].policy.base_msec > 3600000
-        ||  flows [index].policy.cap_msec > 86400000) {
+        ||  flows [index].policy.max_attempts > CW_BROKER_ATTEMPTS_MAX
+        ||  flows [index].policy.base_msec > CW_BROKER_BASE_MAX
+        ||  flows [index].policy.cap_msec > CW_BROKER_CAP_MAX) {
             //  The bounds of retry/max_attempts, retry/base, retry/cap: a
             //  cap beyond them overflowed the time of the next attempt
             snprintf (error, sizeof (error), "config key \"retry/flows\": "

@@ -7,6 +7,7 @@
     =========================================================================
 */
 #include "cw_http.h"
+#include "cw_log.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -742,36 +743,11 @@ static json_t *
 s_json_text (const char *text)
 {
     json_t *string = json_string (text);
-    if (string)
-        return string;
-    size_t length = strlen (text);
-    char *copy = (char *) malloc (length + 1);
-    assert (copy);
-    size_t out = 0;
-    for (size_t at = 0; at < length;) {
-        unsigned char lead = (unsigned char) text[at];
-        size_t size = lead < 0x80             ? 1
-                      : (lead & 0xe0) == 0xc0 ? 2
-                      : (lead & 0xf0) == 0xe0 ? 3
-                      : (lead & 0xf8) == 0xf0 ? 4
-                                              : 0;
-        json_t *probe = size && at + size <= length
-                            ? json_stringn (text + at, size)
-                            : NULL;    //  jansson checks the character
-        if (probe) {
-            json_decref (probe);
-            memcpy (copy + out, text + at, size);
-            out += size;
-            at += size;
-        }
-        else {
-            copy[out++] = '?';
-            at++;
-        }
+    if (!string) {
+        char *repaired = cw_log_utf8_repaired (text);
+        string = json_string (repaired);
+        free (repaired);
     }
-    copy[out] = 0;
-    string = json_string (copy);
-    free (copy);
     return string;
 }
 

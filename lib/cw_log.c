@@ -67,6 +67,47 @@ s_buf_puts (s_buf_t *buf, const char *text)
     s_buf_add (buf, text, strlen (text));
 }
 
+size_t
+cw_log_utf8_length (const char *text)
+{
+    const unsigned char *cursor = (const unsigned char *) text;
+    unsigned char byte = cursor[0];
+    if (byte < 0x80)
+        return byte ? 1 : 0;
+    size_t length = byte >= 0xf0 && byte <= 0xf4   ? 4
+                    : byte >= 0xe0 && byte <= 0xef ? 3
+                    : byte >= 0xc2 && byte <= 0xdf ? 2
+                                                   : 0;
+    unsigned char low = byte == 0xe0 ? 0xa0 : byte == 0xf0 ? 0x90 : 0x80;
+    unsigned char high = byte == 0xed ? 0x9f : byte == 0xf4 ? 0x8f : 0xbf;
+    if (length && (cursor[1] < low || cursor[1] > high))
+        return 0;
+    for (size_t index = 2; index < length; index++)
+        if ((cursor[index] & 0xc0) != 0x80)
+            return 0;
+    return length;
+}
+
+char *
+cw_log_utf8_repaired (const char *text)
+{
+    size_t size = strlen (text);
+    char *copy = (char *) malloc (size + 1);
+    if (!copy)
+        abort ();
+    for (size_t at = 0; at < size;) {
+        size_t length = cw_log_utf8_length (text + at);
+        if (length) {
+            memcpy (copy + at, text + at, length);
+            at += length;
+        }
+        else
+            copy[at++] = '?';
+    }
+    copy[size] = 0;
+    return copy;
+}
+
 //  Appends text as a JSON string, quotes included. Invalid UTF-8 bytes are
 //  written as \u00XX so the line stays valid JSON.
 static void
@@ -102,24 +143,8 @@ s_buf_json_string (s_buf_t *buf, const char *text)
         if (byte < 0x80)
             s_buf_add (buf, (const char *) cursor++, 1);
         else {
-            //  Multi-byte UTF-8: copy a complete, well-formed sequence
-            //  (RFC 3629: no overlong forms, surrogates or > U+10FFFF).
-            size_t length = byte >= 0xf0 && byte <= 0xf4   ? 4
-                            : byte >= 0xe0 && byte <= 0xef ? 3
-                            : byte >= 0xc2 && byte <= 0xdf ? 2
-                                                           : 0;
-            unsigned char low = byte == 0xe0   ? 0xa0
-                                : byte == 0xf0 ? 0x90
-                                               : 0x80;
-            unsigned char high = byte == 0xed   ? 0x9f
-                                 : byte == 0xf4 ? 0x8f
-                                                : 0xbf;
-            if (length && (cursor[1] < low || cursor[1] > high))
-                length = 0;
-            size_t index;
-            for (index = 2; length && index < length; index++)
-                if ((cursor[index] & 0xc0) != 0x80)
-                    length = 0;
+            //  Multi-byte UTF-8: a complete, well-formed sequence is copied
+            size_t length = cw_log_utf8_length ((const char *) cursor);
             if (length) {
                 s_buf_add (buf, (const char *) cursor, length);
                 cursor += length;

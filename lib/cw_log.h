@@ -61,6 +61,20 @@ void
 void
     cw_log_time_usec (int64_t usec, char *text, size_t size);
 
+//  The length of the well-formed UTF-8 character at text (RFC 3629: no
+//  overlong forms, surrogates or code points past U+10FFFF): 1 to 4, or
+//  0 when text does not start one (a stray byte, a character cut short).
+//  The one UTF-8 rule of lib/ and the programs: log lines escape what it
+//  refuses, JSON texts replace it (cw_log_utf8_repaired).
+size_t
+    cw_log_utf8_length (const char *text);
+
+//  A copy of text in which every byte that starts no well-formed UTF-8
+//  character is '?' (jansson refuses such text, so a message cut in the
+//  middle of a character would otherwise vanish). Caller frees.
+char *
+    cw_log_utf8_repaired (const char *text);
+
 //  Formats one log line into a fresh string without the final newline
 //  (the same rules as cw_log; ts is the given time in msec since the
 //  epoch). Caller owns return value and must free it.

@@ -358,23 +358,11 @@ static json_t *
 s_reason_json (const char *reason)
 {
     json_t *string = json_string (reason);
-    if (string)
-        return string;
-    size_t length = strlen (reason);
-    char *text = (char *) zmalloc (length + 1);
-    for (size_t index = 0; index < length;) {
-        uint8_t byte = (uint8_t) reason[index];
-        size_t size = byte < 0x80 ? 1 : byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : 2;
-        if (size > length - index
-            || !cw_envelope_utf8_valid (reason + index, size)) {
-            text[index++] = '?';
-            continue;
-        }
-        memcpy (text + index, reason + index, size);
-        index += size;
+    if (!string) {
+        char *repaired = cw_log_utf8_repaired (reason);
+        string = json_string (repaired);
+        free (repaired);
     }
-    string = json_string (text);
-    free (text);
     assert (string);
     return string;
 }

@@ -61,6 +61,28 @@ END_TEST
 //  Bytes that only look like UTF-8 (lead bytes F5-FF, overlong forms,
 //  surrogates, code points beyond U+10FFFF) are escaped byte by byte, so
 //  a strict JSON parser still reads the line.
+//  The shared UTF-8 rule: lengths of well-formed characters, 0 for what
+//  RFC 3629 refuses; the repaired copy keeps its length, '?' per bad byte
+START_TEST (test_utf8_repaired)
+{
+    ck_assert_uint_eq (cw_log_utf8_length ("a"), 1);
+    ck_assert_uint_eq (cw_log_utf8_length ("\xc3\xa9"), 2);
+    ck_assert_uint_eq (cw_log_utf8_length ("\xe2\x82\xac"), 3);
+    ck_assert_uint_eq (cw_log_utf8_length ("\xf0\x9f\x98\x80"), 4);
+    const char *bad[] = {"", "\xc3", "\xc0\xaf", "\xe0\x80\xaf",
+                         "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xf8\x80\x80",
+                         "\x80", NULL};
+    for (int index = 0; bad[index]; index++)
+        ck_assert_uint_eq (cw_log_utf8_length (bad[index]), 0);
+    char *repaired = cw_log_utf8_repaired ("caf\xc3");
+    ck_assert_str_eq (repaired, "caf?");
+    free (repaired);
+    repaired = cw_log_utf8_repaired ("\xed\xa0\x80x\xc3\xa9");
+    ck_assert_str_eq (repaired, "???x\xc3\xa9");
+    free (repaired);
+}
+END_TEST
+
 START_TEST (test_invalid_utf8_forms)
 {
     const char *pairs[] = {"lead_f8",   "\xf8\x80\x80",
@@ -184,6 +206,7 @@ main (void)
     tcase_add_test (format, test_escaping);
     tcase_add_test (format, test_secrets_redacted);
     tcase_add_test (format, test_invalid_utf8_forms);
+    tcase_add_test (format, test_utf8_repaired);
     tcase_add_test (format, test_numeric_forms);
     tcase_add_test (format, test_levels_and_stream);
     tcase_add_test (format, test_time_usec);

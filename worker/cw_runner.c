@@ -12,7 +12,7 @@
     =========================================================================
 */
 #include "cw_runner.h"
-#include "cw_envelope.h"
+#include "cw_log.h"
 #include "cw_retry.h"
 
 #include <assert.h>
@@ -590,14 +590,8 @@ s_utf8_clean (char *text)
 {
     char *out = text;
     for (const char *at = text; *at;) {
-        unsigned char lead = (unsigned char) *at;
-        size_t length = lead < 0x80             ? 1
-                        : (lead & 0xe0) == 0xc0 ? 2
-                        : (lead & 0xf0) == 0xe0 ? 3
-                        : (lead & 0xf8) == 0xf0 ? 4
-                                                : 0;
-        if (length && strnlen (at, length) == length
-            && cw_envelope_utf8_valid (at, length)) {
+        size_t length = cw_log_utf8_length (at);
+        if (length) {
             memmove (out, at, length);
             out += length;
             at += length;
