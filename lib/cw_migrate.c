@@ -283,6 +283,22 @@ s_enter_island (cw_pg_t *pg, const char *island, bool lock, char *error,
     return 0;
 }
 
+//  The current transaction's id as text into xact. Returns 0, or -1 with
+//  error.
+static int
+s_xact (cw_pg_t *pg, char *xact, size_t xact_size, char *error, size_t size)
+{
+    cw_pg_rows_t *rows = NULL;
+    if (cw_pg_exec_sql (pg, s_xact_sql, 0, NULL, &rows)) {
+        snprintf (error, size, "could not read the transaction id: %s",
+                  cw_pg_error (pg));
+        return -1;
+    }
+    snprintf (xact, xact_size, "%s", cw_pg_rows_value (rows, 0, 0));
+    cw_pg_rows_destroy (&rows);
+    return 0;
+}
+
 //  Applies one migration unless it is there. Returns 1 when applied, 0
 //  when it already was, -1 on error (transaction rolled back).
 static int
@@ -352,14 +368,9 @@ s_apply_one (cw_pg_t *pg, const char *island, migration_t *migration,
         return -1;
     }
     //  The runner's transaction, to see whether the file ended it
-    char xact[32];
-    if (cw_pg_exec_sql (pg, s_xact_sql, 0, NULL, &rows)) {
-        snprintf (error, size, "could not read the transaction id: %s",
-                  cw_pg_error (pg));
+    char xact[32], after[32];
+    if (s_xact (pg, xact, sizeof (xact), error, size))
         return -1;
-    }
-    snprintf (xact, sizeof (xact), "%s", cw_pg_rows_value (rows, 0, 0));
-    cw_pg_rows_destroy (&rows);
     if (cw_pg_exec_script (pg, migration->text)) {
         snprintf (error, size, "could not apply \"%s/%s\": %s (SQLSTATE %s); "
                                "nothing of it was kept",
@@ -367,14 +378,9 @@ s_apply_one (cw_pg_t *pg, const char *island, migration_t *migration,
                   cw_pg_sqlstate (pg));
         return -1;
     }
-    if (cw_pg_exec_sql (pg, s_xact_sql, 0, NULL, &rows)) {
-        snprintf (error, size, "could not read the transaction id: %s",
-                  cw_pg_error (pg));
+    if (s_xact (pg, after, sizeof (after), error, size))
         return -1;
-    }
-    bool same = strcmp (cw_pg_rows_value (rows, 0, 0), xact) == 0;
-    cw_pg_rows_destroy (&rows);
-    if (!same) {
+    if (strcmp (after, xact)) {
         snprintf (error, size, "cannot record \"%s/%s\": it ended the "
                                "transaction it runs in (COMMIT or ROLLBACK "
                                "in the file); what ran before that may be "
