@@ -291,7 +291,11 @@ START_TEST (test_known_keys)
     ck_assert_int_eq (cw_zap_stat (server->zap, "refused_unknown_key"), 0);
     ck_assert (cw_zap_wait (server->monitor, "handshake_succeeded", 3,
                             WAIT_MSEC));
-    ck_assert_int_eq (cw_zap_stat (server->monitor, "handshake_failed"), 0);
+    //  Only failures at ZAP: a foreign client of the shared box (another
+    //  test's peer reconnecting to a port this server took) fails with a
+    //  protocol error and is no concern of this test
+    ck_assert_int_eq (cw_zap_stat (server->monitor, "handshake_failed_auth"),
+                      0);
     ck_assert_int_eq (cw_zap_stat (server->zap, "no_such_counter"), -1);
 
     zsock_destroy (&first);
@@ -400,7 +404,10 @@ START_TEST (test_plaintext)
     //  Never reached ZAP: libzmq refused the NULL mechanism itself.
     ck_assert_int_eq (cw_zap_stat (server->zap, "refused_unknown_key"), 0);
     ck_assert_int_eq (cw_zap_stat (server->zap, "accepted"), 0);
-    ck_assert_int_eq (cw_zap_stat (server->monitor, "handshake_failed"), 1);
+    //  At least this client's (another test's peer may connect here too)
+    ck_assert_int_ge (cw_zap_stat (server->monitor, "handshake_failed_protocol"),
+                      1);
+    ck_assert_int_eq (cw_zap_stat (server->monitor, "handshake_failed_auth"), 0);
     zsock_set_rcvtimeo (server->router, QUIET_MSEC);
     ck_assert_ptr_null (zmsg_recv (server->router));
     //  Ending the monitor flushes its last line.
@@ -455,7 +462,8 @@ START_TEST (test_interrupt_keeps_zap)
 
     //  The same for the monitor: it still counts the next refusal.
     zsys_interrupted = 1;
-    ck_assert_int_eq (cw_zap_stat (server->monitor, "handshake_failed"), 1);
+    ck_assert_int_eq (cw_zap_stat (server->monitor, "handshake_failed_auth"),
+                      1);
     zclock_sleep (QUIET_MSEC);
     zsys_interrupted = 0;
     zsock_t *again = s_client_new (server, stranger);
