@@ -657,6 +657,51 @@ START_TEST (test_broker_lost)
 }
 END_TEST
 
+//  A broker that answers every READY with DISCONNECT (one draining, or
+//  one refusing this worker) is reconnected to with a growing delay, as
+//  after any lost broker: from worker/reconnect (100 ms here), doubling,
+//  half of it random. Before, the DISCONNECT itself counted as a sign of
+//  a live session and reset the delay, so such a worker came back every
+//  50-100 ms for ever.
+START_TEST (test_disconnect_backs_off)
+{
+    fixture_t *self = s_start (NULL, NULL);
+    cw_msg_destroy (&(cw_msg_t *){s_expect (self, CW_MSG_READY)});
+    int64_t gaps[5];
+    for (size_t turn = 0; turn < 5; turn++) {
+        cw_msg_t *disconnect = cw_msg_new (CW_MSG_WORKER, CW_MSG_DISCONNECT);
+        disconnect->disconnect.reason = strdup ("draining");
+        s_send (self, &disconnect);
+        int64_t sent = zclock_mono ();
+        cw_msg_t *ready = s_recv (self, WAIT_MSEC, false, false);
+        ck_assert_msg (ready != NULL, "no READY after DISCONNECT %zu", turn);
+        ck_assert_int_eq (ready->command, CW_MSG_READY);
+        cw_msg_destroy (&ready);
+        gaps[turn] = zclock_mono () - sent;
+    }
+    //  Backoffs 100, 200, 400, 800, 1600 ms: at least half of each
+    ck_assert_msg (gaps[3] >= 400 && gaps[4] >= 800,
+                   "reconnected after %lld, %lld, %lld, %lld, %lld ms",
+                   (long long) gaps[0], (long long) gaps[1],
+                   (long long) gaps[2], (long long) gaps[3],
+                   (long long) gaps[4]);
+    //  A session the broker keeps (a HEARTBEAT) starts the delay afresh
+    s_send_heartbeat (self);
+    zclock_sleep (100);
+    cw_msg_t *disconnect = cw_msg_new (CW_MSG_WORKER, CW_MSG_DISCONNECT);
+    disconnect->disconnect.reason = strdup ("draining");
+    s_send (self, &disconnect);
+    int64_t sent = zclock_mono ();
+    cw_msg_t *ready = s_recv (self, WAIT_MSEC, false, false);
+    ck_assert_ptr_nonnull (ready);
+    ck_assert_int_eq (ready->command, CW_MSG_READY);
+    cw_msg_destroy (&ready);
+    int64_t gap = zclock_mono () - sent;
+    ck_assert_msg (gap < 800, "reconnected after %lld ms", (long long) gap);
+    s_destroy (&self);
+}
+END_TEST
+
 static void
 s_send_unknown_session (fixture_t *self)
 {
@@ -1224,6 +1269,7 @@ s_suite (void)
     tcase_set_timeout (tcase, 60);
     tcase_add_test (tcase, test_session);
     tcase_add_test (tcase, test_broker_lost);
+    tcase_add_test (tcase, test_disconnect_backs_off);
     tcase_add_test (tcase, test_resumed_after_liveness);
     tcase_add_test (tcase, test_unknown_session);
     suite_add_tcase (suite, tcase);

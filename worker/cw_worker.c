@@ -935,7 +935,6 @@ s_session_read (cw_worker_t *self, s_session_t *session)
         session->expires_at =
             zclock_mono ()
             + self->config->heartbeat_msec * self->config->liveness;
-        session->backoff_msec = self->config->reconnect_msec;
         char reason[CW_MSG_REASON_SIZE];
         cw_msg_error_t error;
         cw_msg_t *decoded =
@@ -951,11 +950,15 @@ s_session_read (cw_worker_t *self, s_session_t *session)
             continue;
         }
         //  The broker sends these only on a session it knows: it has
-        //  seen our READY
+        //  seen our READY, and the next loss starts the reconnect delay
+        //  afresh. A DISCONNECT or ERROR does not: a broker that turns
+        //  every session away is reconnected to ever more slowly.
         if (decoded->command == CW_MSG_JOB
             || decoded->command == CW_MSG_HEARTBEAT
-            || decoded->command == CW_MSG_CALL)
+            || decoded->command == CW_MSG_CALL) {
             session->ready_unseen = false;
+            session->backoff_msec = self->config->reconnect_msec;
+        }
         switch (decoded->command) {
             case CW_MSG_JOB:
                 s_handle_job (self, session, &decoded->job);
