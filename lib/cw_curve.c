@@ -280,6 +280,21 @@ cw_curve_cert_load_public (const char *path, char *error, size_t size)
                                "file", path);
         return NULL;
     }
+    //  A public certificate holding a secret key: a secret where secrets
+    //  do not belong (a peers directory is read by the broker's user and
+    //  copied about). Refused, so that it is noticed and moved away.
+    zconfig_t *secret_item = zconfig_locate (root, "curve/secret-key");
+    if (secret_item) {
+        char *text = zconfig_value (secret_item);
+        if (text)
+            sodium_memzero (text, strlen (text));
+        zconfig_destroy (&root);
+        snprintf (error, size, "cannot use certificate \"%s\": a public "
+                               "certificate must not hold a curve/secret-key "
+                               "(move the file somewhere private; install "
+                               "only the .pub that cert new wrote)", path);
+        return NULL;
+    }
     zcert_t *cert = s_cert_from_config (root, path, false, error, size);
     zconfig_destroy (&root);
     return cert;

@@ -165,7 +165,7 @@ s_limits_new (void)
 
 static const char *const s_zap_counters[] = {
     "keys", "accepted", "refused_unknown_key", "refused_mechanism",
-    "malformed", NULL};
+    "refused_domain", "malformed", NULL};
 
 typedef struct {
     char *role;                     //  Role metadata
@@ -346,6 +346,16 @@ s_zap_handle (s_zap_t *self)
                 "version", version, NULL);
         s_zap_reply (self, request_id, "500", "malformed request", NULL,
                      NULL);
+    }
+    else
+    if (!streq (domain, CW_CURVE_ZAP_DOMAIN)) {
+        //  ZAP serves every socket of the process: only sockets set up
+        //  by cw_curve_server_setup are ours to let in
+        s_stats_add (&self->stats, "refused_domain");
+        s_zap_refuse_log (self, "refused client: the socket's ZAP domain "
+                                "is not " CW_CURVE_ZAP_DOMAIN,
+                          address, mechanism, NULL, domain);
+        s_zap_reply (self, request_id, "400", "unknown domain", NULL, NULL);
     }
     else
     if (streq (mechanism, "CURVE")) {

@@ -20,7 +20,8 @@
       RELOAD             re-reads the directory; replies "0" + key count,
                          or "-1" + error message (old keys stay in force)
       STATS              replies name, value frames: keys, accepted,
-                         refused_unknown_key, refused_mechanism, malformed
+                         refused_unknown_key, refused_mechanism,
+                         refused_domain, malformed
       WAIT name n msec   replies "1" once counter name >= n, "0" after msec
       $TERM              ends the actor
 

@@ -391,6 +391,86 @@ START_TEST (test_conflicting_roles)
 }
 END_TEST
 
+//  A .pub file that holds a secret key (a .secret copied or renamed into
+//  the peers directory) is ignored with cert_ignored naming the file,
+//  and its key is refused; the secret appears in no log line. Before, it
+//  was taken as the peer's public certificate without a word.
+START_TEST (test_secret_in_public_file)
+{
+    server_t *server = s_server_new ();
+    zcert_t *known = s_allow (server, "worker", "known");
+    zcert_t *leaked = cw_curve_cert_new ("worker", "leaked");
+    char error[ERROR_MAX];
+    ck_assert_int_eq (cw_curve_cert_save (leaked, server->certs, "leaked",
+                                          false, error, sizeof (error)), 0);
+    char *secret = zsys_sprintf ("%s/leaked.secret", server->certs);
+    char *public = zsys_sprintf ("%s/leaked.pub", server->certs);
+    ck_assert_int_eq (rename (secret, public), 0);
+    s_server_start (server);
+    ck_assert_int_eq (cw_zap_stat (server->zap, "keys"), 1);
+    zsock_t *client = s_client_new (server, leaked);
+    zstr_send (client, "let me in");
+    ck_assert (cw_zap_wait (server->monitor, "handshake_failed_auth", 1,
+                            WAIT_MSEC));
+    ck_assert_int_eq (cw_zap_stat (server->zap, "refused_unknown_key"), 1);
+    zsock_set_rcvtimeo (server->router, QUIET_MSEC);
+    ck_assert_ptr_null (zmsg_recv (server->router));
+    char *text = s_read_file (server->log_path);
+    char *line = strstr (text, "\"event\":\"cert_ignored\"");
+    ck_assert_msg (line != NULL, "no cert_ignored in: %s", text);
+    ck_assert_msg (strstr (line, "curve/secret-key") && strstr (line, public),
+                   "%s", line);
+    ck_assert_ptr_null (strstr (text, zcert_secret_txt (leaked)));
+    free (text);
+    //  The same for causeway-side readers of public certificates
+    ck_assert_ptr_null (cw_curve_cert_load_public (public, error,
+                                                   sizeof (error)));
+    ck_assert_ptr_nonnull (strstr (error, "curve/secret-key"));
+    zstr_free (&public);
+    zstr_free (&secret);
+    zsock_destroy (&client);
+    zcert_destroy (&leaked);
+    zcert_destroy (&known);
+    s_server_destroy (&server);
+}
+END_TEST
+
+//  The ZAP handler answers for every socket of the process; a CURVE
+//  server socket with another ZAP domain than "causeway" (not set up by
+//  cw_curve_server_setup's default) lets no one in, not even a listed
+//  key: refused_domain, logged with the domain. Before, the domain was
+//  not looked at.
+START_TEST (test_zap_domain)
+{
+    server_t *server = s_server_new ();
+    zcert_t *known = s_allow (server, "worker", "known");
+    char error[ERROR_MAX];
+    server->zap = cw_zap_new (server->certs, error, sizeof (error));
+    ck_assert_msg (server->zap != NULL, "%s", error);
+    server->router = zsock_new (ZMQ_ROUTER);
+    cw_curve_server_setup (server->router, server->cert, "elsewhere");
+    server->monitor = cw_zap_monitor_new (server->router);
+    ck_assert_int_ne (zsock_bind (server->router, "tcp://127.0.0.1:*"), -1);
+    server->endpoint = strdup (zsock_endpoint (server->router));
+    zsock_t *client = s_client_new (server, known);
+    zstr_send (client, "let me in");
+    ck_assert (cw_zap_wait (server->monitor, "handshake_failed_auth", 1,
+                            WAIT_MSEC));
+    ck_assert_int_eq (cw_zap_stat (server->zap, "refused_domain"), 1);
+    ck_assert_int_eq (cw_zap_stat (server->zap, "accepted"), 0);
+    zsock_set_rcvtimeo (server->router, QUIET_MSEC);
+    ck_assert_ptr_null (zmsg_recv (server->router));
+    char *text = s_read_file (server->log_path);
+    char *line = strstr (text, "\"event\":\"curve_refused\"");
+    ck_assert_msg (line != NULL, "no curve_refused in: %s", text);
+    ck_assert_msg (strstr (line, "\"domain\":\"elsewhere\""), "%s", line);
+    free (text);
+    zsock_destroy (&client);
+    zcert_destroy (&known);
+    s_server_destroy (&server);
+}
+END_TEST
+
 START_TEST (test_plaintext)
 {
     server_t *server = s_server_new ();
@@ -633,6 +713,8 @@ main (void)
     tcase_add_test (auth, test_known_keys);
     tcase_add_test (auth, test_unknown_key);
     tcase_add_test (auth, test_conflicting_roles);
+    tcase_add_test (auth, test_secret_in_public_file);
+    tcase_add_test (auth, test_zap_domain);
     tcase_add_test (auth, test_plaintext);
     tcase_add_test (auth, test_interrupt_keeps_zap);
     tcase_add_test (auth, test_zap_bad_dir);
