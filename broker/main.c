@@ -570,7 +570,7 @@ main (int argc, char *argv [])
         zactor_destroy (&broker);
     }
     zactor_destroy (&zap);
-    zcert_destroy (&cert);
+    cw_curve_cert_destroy (&cert);
     cw_secret_destroy (&db_uri);
     free (flows_text);
     free (targets_text);

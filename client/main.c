@@ -106,14 +106,14 @@ s_cert_new (int argc, char *argv[])
     if (cw_curve_cert_save (cert, dir, name, force, error, sizeof (error))
         != 0) {
         fprintf (stderr, "causeway: cert new: %s\n", error);
-        zcert_destroy (&cert);
+        cw_curve_cert_destroy (&cert);
         return CW_CLIENT_EXIT_FAILURE;
     }
     printf ("public-key: %s\nrole: %s\nname: %s\n", zcert_public_txt (cert),
             role, name);
     printf ("public: %s/%s.pub\nsecret: %s/%s.secret\n", dir, name, dir,
             name);
-    zcert_destroy (&cert);
+    cw_curve_cert_destroy (&cert);
     return CW_CLIENT_EXIT_OK;
 }
 
@@ -147,7 +147,7 @@ s_cert_show (int argc, char *argv[])
                          "valid role: the broker ignores it\n", path);
         rc = CW_CLIENT_EXIT_FAILURE;
     }
-    zcert_destroy (&cert);
+    cw_curve_cert_destroy (&cert);
     return rc;
 }
 

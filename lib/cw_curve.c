@@ -246,6 +246,25 @@ s_cert_from_config (zconfig_t *root, const char *path, bool secret,
     return cert;
 }
 
+void
+cw_curve_cert_wipe (zcert_t *cert)
+{
+    assert (cert);
+    //  czmq hands out const pointers into the certificate's own arrays
+    sodium_memzero ((byte *) zcert_secret_key (cert), CW_CURVE_KEY_BIN);
+    char *text = (char *) zcert_secret_txt (cert);
+    sodium_memzero (text, strlen (text));
+}
+
+void
+cw_curve_cert_destroy (zcert_t **cert_p)
+{
+    assert (cert_p);
+    if (*cert_p)
+        cw_curve_cert_wipe (*cert_p);
+    zcert_destroy (cert_p);
+}
+
 zcert_t *
 cw_curve_cert_load_secret (const char *path, char *error, size_t size)
 {

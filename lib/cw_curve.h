@@ -42,6 +42,16 @@ bool
 zcert_t *
     cw_curve_cert_new (const char *role, const char *name);
 
+//  Overwrites the certificate's secret key (binary and Z85) with zeros;
+//  zcert_destroy frees it as it is. The public key and metadata stay.
+void
+    cw_curve_cert_wipe (zcert_t *cert);
+
+//  Wipes the secret key, then destroys the certificate. Use for every
+//  certificate that held a secret key.
+void
+    cw_curve_cert_destroy (zcert_t **cert_p);
+
 //  Writes dir/<name>.pub (0644) and dir/<name>.secret (0600). Each file is
 //  written to a private temporary file first and then linked into place,
 //  so the secret is never readable by others and a reader never sees a

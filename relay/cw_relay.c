@@ -305,7 +305,7 @@ cw_relay_destroy (cw_relay_t **self_p)
     s_listen_close (self);
     cw_pg_destroy (&self->pg);
     cw_secret_destroy (&self->db_uri);
-    zcert_destroy (&self->cert);
+    cw_curve_cert_destroy (&self->cert);
     free (self);
     *self_p = NULL;
 }

@@ -191,6 +191,28 @@ END_TEST
 //  -------------------------------------------------------------------------
 //  files
 
+//  A certificate's secret key is zeroed before it is freed (czmq's
+//  zcert_destroy leaves it in freed memory, for a core dump to show)
+START_TEST (test_cert_wipe)
+{
+    zcert_t *cert = cw_curve_cert_new ("worker", "w");
+    ck_assert_ptr_nonnull (cert);
+    char public[CW_CURVE_KEY_TXT + 1];
+    snprintf (public, sizeof (public), "%s", zcert_public_txt (cert));
+    ck_assert_int_eq (strlen (zcert_secret_txt (cert)), CW_CURVE_KEY_TXT);
+    cw_curve_cert_wipe (cert);
+    const byte *secret = zcert_secret_key (cert);
+    for (size_t index = 0; index < 32; index++)
+        ck_assert_int_eq (secret[index], 0);
+    ck_assert_str_eq (zcert_secret_txt (cert), "");
+    ck_assert_str_eq (zcert_public_txt (cert), public);
+    ck_assert_str_eq (zcert_meta (cert, "role"), "worker");
+    cw_curve_cert_destroy (&cert);
+    ck_assert_ptr_null (cert);
+    cw_curve_cert_destroy (&cert);
+}
+END_TEST
+
 START_TEST (test_files)
 {
     char *dir = cw_test_tmpdir ("cw_curve_files");
@@ -707,6 +729,7 @@ main (void)
     TCase *files = tcase_create ("files");
     tcase_set_timeout (files, 10);
     tcase_add_test (files, test_files);
+    tcase_add_test (files, test_cert_wipe);
     suite_add_tcase (suite, files);
     TCase *auth = tcase_create ("auth");
     tcase_set_timeout (auth, 30);

@@ -452,7 +452,7 @@ cw_worker_destroy (cw_worker_t **self_p)
     zlistx_destroy (&self->jobs);
     cw_flow_destroy (&self->flows);
     cw_secret_destroy (&self->credential);
-    zcert_destroy (&self->cert);
+    cw_curve_cert_destroy (&self->cert);
     free (self);
     *self_p = NULL;
 }
