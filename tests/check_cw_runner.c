@@ -60,6 +60,27 @@ static const s_row_t s_rows[] = {
     {"409", CURLE_OK, 409, NULL,
      "{\"type\":\"x/order-exists\",\"detail\":\"order o-1 exists\"}", false,
      CW_OUTCOME_DUPLICATE, -1, "conflict (409): order o-1 exists", true},
+    {"409 stale version", CURLE_OK, 409, NULL,
+     "{\"type\":\"https://erp.invalid/problems/stale-version\","
+     "\"detail\":\"version 3 is older than 4\"}",
+     false, CW_OUTCOME_DUPLICATE, -1, "conflict (409): version 3", true},
+    {"409 already processed code", CURLE_OK, 409, NULL,
+     "{\"code\":\"already_processed\"}", false, CW_OUTCOME_DUPLICATE, -1,
+     "conflict (409)", true},
+    //  Conflicts that do not say "already done": the change may never
+    //  have been made, so not a duplicate (done) but a dead letter
+    {"409 order closed", CURLE_OK, 409, NULL,
+     "{\"type\":\"x/order-closed\",\"detail\":\"order o-1 is "
+     "completed\"}",
+     false, CW_OUTCOME_REJECTED, -1, "rejected (409): order o-1 is completed",
+     true},
+    {"409 no body", CURLE_OK, 409, NULL, NULL, false, CW_OUTCOME_REJECTED, -1,
+     "rejected (409)", false},
+    {"409 not json", CURLE_OK, 409, NULL, "Conflict", false,
+     CW_OUTCOME_REJECTED, -1, "rejected (409)", false},
+    {"409 type only ends alike", CURLE_OK, 409, NULL,
+     "{\"type\":\"x/not-a-duplicate\"}", false, CW_OUTCOME_REJECTED, -1,
+     "rejected (409)", true},
     {"409 key in flight", CURLE_OK, 409, NULL,
      "{\"type\":\"x/idempotency-key-in-flight\",\"detail\":\"still "
      "processed\"}",
@@ -466,13 +487,15 @@ START_TEST (test_faults)
     ck_assert_ptr_nonnull (strstr (results[0]->error, "malformed"));
     cw_runner_result_destroy (&results[0]);
 
-    //  Injected conflict: duplicate
+    //  Injected conflict (erpsim made no change): a dead letter, not a
+    //  duplicate, which would count the job done without its effect
     json_decref (worker_sim_control (&sim, "PUT", "/_control/faults",
                                      "{\"*\":{\"conflictRate\":1}}", &status));
     s_start_customer (runner, &sim, "key-409", "corr-409", "c-d", (void *) 1,
                       5000);
     s_finish (runner, results, 1);
-    ck_assert_int_eq (results[0]->outcome, CW_OUTCOME_DUPLICATE);
+    ck_assert_int_eq (results[0]->outcome, CW_OUTCOME_REJECTED);
+    ck_assert_ptr_nonnull (strstr (results[0]->error, "injected conflict"));
     ck_assert_int_eq (results[0]->http_status, 409);
     cw_runner_result_destroy (&results[0]);
 

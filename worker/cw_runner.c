@@ -564,6 +564,21 @@ s_is_key_in_flight_problem (const json_t *problem)
     return s_problem_is (problem, names);
 }
 
+//  True if the problem says the request was already carried out, or is
+//  superseded by what the far side already holds: a create of an object
+//  that exists, an update older than the stored version. Only such a 409
+//  is a duplicate (done without effect); any other conflict may mean the
+//  change was never made, so it must not pass as done.
+static bool
+s_is_already_done_problem (const json_t *problem)
+{
+    static const char *const names[] = {
+        "already-processed", "already_processed", "duplicate",
+        "order-exists",      "order_exists",      "stale-version",
+        "stale_version",     NULL};
+    return s_problem_is (problem, names);
+}
+
 //  Appends the problem's detail (or title) to error.
 static void
 s_problem_text (const json_t *problem,
@@ -677,9 +692,18 @@ cw_runner_classify (int curl_code,
         result->outcome = CW_OUTCOME_TRANSIENT;
         s_problem_text (result->response, "key in flight (409)", error, size);
     }
-    else if (http_status == 409) {
+    else if (http_status == 409 && result->response
+             && s_is_already_done_problem (result->response)) {
         result->outcome = CW_OUTCOME_DUPLICATE;
         s_problem_text (result->response, "conflict (409)", error, size);
+    }
+    else if (http_status == 409) {
+        //  A conflict that does not say "already done" (a closed order,
+        //  a lock, no problem body at all): the effect may never have
+        //  happened, so it is a dead letter an operator sees, not a
+        //  silent success
+        result->outcome = CW_OUTCOME_REJECTED;
+        s_problem_text (result->response, "rejected (409)", error, size);
     }
     else if (http_status == 429) {
         result->outcome = CW_OUTCOME_TRANSIENT;
