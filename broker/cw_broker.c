@@ -90,6 +90,8 @@ typedef struct {
     uint64_t duplicates;
     uint64_t rejected;
     uint64_t commit_lost;
+    char *replay_policy;        //  JSON {flow: max_attempts} of retry/flows
+    int64_t replay_max_attempts;    //  retry/max_attempts
 } s_broker_t;
 
 static void
@@ -438,6 +440,35 @@ s_store_answer (s_broker_t *self, cw_store_req_t *req)
             if (!self->draining)
                 cw_core_on_wake (self->core, now);
             break;
+        case CW_STORE_ADMIN: {
+            char peer [CW_BROKER_NAME_SIZE];
+            s_hex (zframe_data (req->peer), zframe_size (req->peer), peer,
+                   sizeof (peer));
+            if (req->status != 0) {
+                s_respond_error (self, peer, req->request_id, "unavailable",
+                                 "the database did not answer; nothing "
+                                 "changed, ask again", NULL);
+                break;
+            }
+            json_t *replayed = json_object_get (req->admin_result, "replayed");
+            if (json_array_size (replayed) > 0) {
+                char count [CW_BROKER_INT_SIZE];
+                s_id_text (count, sizeof (count),
+                           (int64_t) json_array_size (replayed));
+                cw_log (CW_LOG_INFO, "replayed", "dead jobs replayed",
+                        "tenant", json_string_value (json_object_get (
+                            req->admin_args, "tenant")),
+                        "actor", req->admin_actor, "reason",
+                        json_string_value (json_object_get (req->admin_args,
+                                                            "reason")),
+                        "#count", count, NULL);
+                //  Ready now: claim them (an UPDATE sends no NOTIFY)
+                if (!self->draining)
+                    cw_core_on_wake (self->core, now);
+            }
+            s_respond (self, peer, req->request_id, &req->admin_result);
+            break;
+        }
     }
     s_actions (self);
 }
@@ -746,6 +777,176 @@ s_on_publish (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
     s_store_send (self, &req);
 }
 
+//  --- Dead letters (PROTOCOL.md 4.9) --------------------------------------------
+
+#define S_DLQ_TEXT_MAX 255          //  tenant, order, customer, bytes
+#define S_DLQ_FLOW_MAX 64           //  flow, bytes (as READY carries it)
+#define S_DLQ_REASON_MAX 500        //  replay.confirm reason, bytes
+#define S_DLQ_LIST_MAX 1000         //  dlq.list limit
+#define S_DLQ_PREVIEW_MAX 10000     //  replay.preview limit, confirm ids
+
+static int
+s_int64_compare (const void *left, const void *right)
+{
+    int64_t a = *(const int64_t *) left;
+    int64_t b = *(const int64_t *) right;
+    return (a > b) - (a < b);
+}
+
+//  Checks args of a dead-letter op against its members; copies what it
+//  accepts into clean. Returns NULL, or the message for the member
+//  (field set to its "args.<name>").
+static const char *
+s_dlq_check (const char *op, json_t *args, json_t *clean, char *field,
+             size_t field_size, char *message, size_t message_size)
+{
+    bool list = streq (op, "dlq.list");
+    bool confirm = streq (op, "replay.confirm");
+    static const char *const selection [] = {
+        "tenant", "flow", "order", "customer", "reason", "since", "until",
+        "limit", "after_id", NULL };
+    static const char *const confirmation [] = {
+        "tenant", "job_ids", "reason", NULL };
+    static const char *const reasons [] = {
+        "rejected", "exhausted", "version_rejected", "operator", NULL };
+    const char *const *members = confirm ? confirmation : selection;
+    const char *name;
+    json_t *value;
+    json_object_foreach (args, name, value) {
+        bool known = false;
+        for (size_t index = 0; members [index] && !known; index++)
+            known = streq (members [index], name)
+                 && (list || !streq (name, "after_id"));
+        snprintf (field, field_size, "args.%s", name);
+        if (!known) {
+            snprintf (message, message_size, "%s: not a member of %s", field,
+                      op);
+            return message;
+        }
+        bool text = !streq (name, "limit") && !streq (name, "after_id")
+                 && !streq (name, "job_ids");
+        if (text && !json_is_string (value)) {
+            snprintf (message, message_size, "%s: must be a string", field);
+            return message;
+        }
+        size_t length = text ? json_string_length (value) : 0;
+        const char *string = text ? json_string_value (value) : "";
+        size_t most = streq (name, "flow") ? S_DLQ_FLOW_MAX
+                    : confirm && streq (name, "reason") ? S_DLQ_REASON_MAX
+                    : S_DLQ_TEXT_MAX;
+        if (text && (length == 0 || length > most
+                     || strlen (string) != length)) {
+            snprintf (message, message_size,
+                      "%s: must be 1 to %zu bytes, without NUL", field, most);
+            return message;
+        }
+        if (!confirm && streq (name, "reason")) {
+            bool valid = false;
+            for (size_t index = 0; reasons [index] && !valid; index++)
+                valid = streq (reasons [index], string);
+            if (!valid) {
+                snprintf (message, message_size, "%s: must be rejected, "
+                          "exhausted, version_rejected or operator", field);
+                return message;
+            }
+        }
+        if ((streq (name, "since") || streq (name, "until"))
+        &&  !cw_envelope_time_valid (string)) {
+            snprintf (message, message_size, "%s: must be an RFC 3339 time "
+                      "with an offset, e.g. 2025-01-31T10:02:03Z", field);
+            return message;
+        }
+        if (streq (name, "limit") || streq (name, "after_id")) {
+            json_int_t low = streq (name, "limit") ? 1 : 0;
+            json_int_t high = streq (name, "after_id") ? INT64_MAX
+                            : list ? S_DLQ_LIST_MAX : S_DLQ_PREVIEW_MAX;
+            if (!json_is_integer (value) || json_integer_value (value) < low
+            ||  json_integer_value (value) > high) {
+                snprintf (message, message_size, "%s: must be an integer "
+                          "%lld to %lld", field, (long long) low,
+                          (long long) high);
+                return message;
+            }
+        }
+        if (streq (name, "job_ids")) {
+            size_t count = json_array_size (value);
+            if (!json_is_array (value) || count == 0
+            ||  count > S_DLQ_PREVIEW_MAX) {
+                snprintf (message, message_size, "%s: must be an array of 1 "
+                          "to %d job ids", field, S_DLQ_PREVIEW_MAX);
+                return message;
+            }
+            int64_t *ids = (int64_t *) calloc (count, sizeof (int64_t));
+            assert (ids);
+            for (size_t index = 0; index < count; index++) {
+                json_t *id = json_array_get (value, index);
+                if (!json_is_integer (id) || json_integer_value (id) < 1) {
+                    free (ids);
+                    snprintf (message, message_size, "%s[%zu]: must be a "
+                              "job id (an integer above 0)", field, index);
+                    return message;
+                }
+                ids [index] = json_integer_value (id);
+            }
+            qsort (ids, count, sizeof (int64_t), s_int64_compare);
+            json_t *sorted = json_array ();
+            for (size_t index = 0; index < count; index++)
+                if (index == 0 || ids [index] != ids [index - 1])
+                    json_array_append_new (sorted, json_integer (ids [index]));
+            free (ids);
+            json_object_set_new (clean, name, sorted);
+            continue;
+        }
+        json_object_set (clean, name, value);
+    }
+    const char *required [] = { "tenant", confirm ? "job_ids" : NULL,
+                                confirm ? "reason" : NULL };
+    for (size_t index = 0; index < 3; index++)
+        if (required [index] && !json_object_get (clean, required [index])) {
+            snprintf (field, field_size, "args.%s", required [index]);
+            snprintf (message, message_size, "%s: required", field);
+            return message;
+        }
+    if (!confirm && !json_object_get (clean, "limit"))
+        json_object_set_new (clean, "limit", json_integer (list ? 100 : 1000));
+    if (list && !json_object_get (clean, "after_id"))
+        json_object_set_new (clean, "after_id", json_integer (0));
+    return NULL;
+}
+
+static void
+s_on_dead_letters (s_broker_t *self, s_peer_t *peer, int64_t request_id,
+                   const char *op, json_t *args)
+{
+    json_t *clean = json_object ();
+    char field [64], message [CW_MSG_REASON_SIZE];
+    if (!json_is_object (args)) {
+        json_decref (clean);
+        s_respond_error (self, peer->name, request_id, "malformed",
+                         "args: must be a map", "args");
+        return;
+    }
+    if (s_dlq_check (op, args, clean, field, sizeof (field), message,
+                     sizeof (message))) {
+        json_decref (clean);
+        s_respond_error (self, peer->name, request_id, "malformed", message,
+                         field);
+        return;
+    }
+    cw_store_req_t *req = cw_store_req_new (CW_STORE_ADMIN);
+    req->admin_op = strdup (op);
+    req->admin_args = clean;
+    req->request_id = request_id;
+    req->peer = zframe_dup (peer->routing);
+    if (streq (op, "replay.confirm")) {
+        req->admin_actor = zsys_sprintf ("admin:%s",
+                                         peer->user_id ? peer->user_id : "");
+        req->admin_policy = strdup (self->replay_policy);
+        req->admin_max_attempts = self->replay_max_attempts;
+    }
+    s_store_send (self, &req);
+}
+
 static void
 s_on_request (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
 {
@@ -827,6 +1028,11 @@ s_on_request (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
         zhashx_insert (self->calls, key, call);
         cw_core_on_call (self->core, zclock_time (), call->call_id, call->flow,
                          target ? json_string_value (target) : NULL, 0);
+        return;
+    }
+    if (streq (op, "dlq.list") || streq (op, "replay.preview")
+    ||  streq (op, "replay.confirm")) {
+        s_on_dead_letters (self, peer, request_id, op, args);
         return;
     }
     s_respond_error (self, peer->name, request_id, "unknown_op",
@@ -1101,6 +1307,16 @@ cw_broker_actor (zsock_t *pipe, void *args)
     cw_core_config_t core_config = config->core;
     core_config.payload_free = cw_store_payload_free;
     self.core = cw_core_new (&core_config);
+    //  A replayed job gets its flow's attempts again (replay.confirm)
+    json_t *policy = json_object ();
+    for (size_t index = 0; index < config->core.flow_count; index++)
+        json_object_set_new (policy, config->core.flows [index].flow,
+                             json_integer (config->core.flows [index]
+                                               .policy.max_attempts));
+    self.replay_policy = json_dumps (policy, JSON_COMPACT);
+    json_decref (policy);
+    assert (self.replay_policy);
+    self.replay_max_attempts = config->core.default_policy.max_attempts;
     self.versions = cw_version_new_contract ();
     self.peers = zhashx_new ();
     zhashx_set_destructor (self.peers, (zhashx_destructor_fn *) s_peer_destroy);
@@ -1226,6 +1442,7 @@ cw_broker_actor (zsock_t *pipe, void *args)
     zactor_destroy (&self.store);
     zhashx_destroy (&self.calls);
     zhashx_destroy (&self.peers);
+    free (self.replay_policy);
     cw_version_destroy (&self.versions);
     cw_core_destroy (&self.core);
 }

@@ -203,6 +203,58 @@ static const char s_sql_purge_finished[] =
 static const char s_sql_purge_expired[] =
     "SELECT erp_mw.purge_expired ($1::int)";
 
+//  Dead letters of one tenant, selected as PROTOCOL.md §4.9 says (NULL
+//  parameters select all), by ascending id, one more than asked for so
+//  the caller knows whether more match. The order and customer are the
+//  event's data.orderId / data.customerId (or the payload's own, for rows
+//  written without an envelope). jobs_dead_idx holds only dead rows.
+static const char s_sql_dlq_list[] =
+    "SELECT id, flow, tenant, idempotency_key, ordering_key,"
+    "   COALESCE (payload -> 'data' ->> 'orderId', payload ->> 'orderId'),"
+    "   COALESCE (payload -> 'data' ->> 'customerId',"
+    "             payload ->> 'customerId'),"
+    "   dead_reason, attempts, last_error,"
+    "   to_char (finished_at AT TIME ZONE 'UTC',"
+    "            'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+    "   correlation_id"
+    "  FROM erp_mw.jobs"
+    " WHERE state = 'dead' AND tenant = $1"
+    "   AND ($2::text IS NULL OR flow = $2)"
+    "   AND ($3::text IS NULL OR COALESCE (payload -> 'data' ->> 'orderId',"
+    "                                      payload ->> 'orderId') = $3)"
+    "   AND ($4::text IS NULL OR COALESCE (payload -> 'data' ->> 'customerId',"
+    "                                      payload ->> 'customerId') = $4)"
+    "   AND ($5::text IS NULL OR dead_reason = $5)"
+    "   AND ($6::timestamptz IS NULL OR finished_at >= $6::timestamptz)"
+    "   AND ($7::timestamptz IS NULL OR finished_at < $7::timestamptz)"
+    "   AND id > $8::bigint"
+    " ORDER BY id"
+    " LIMIT $9::int";
+
+//  Replays the listed jobs that are still dead and of the tenant, in
+//  place: ready now, same id and key, a fresh attempt budget (the flow's
+//  max_attempts from $5, else $6, beyond the attempts made), still ahead
+//  of the jobs of its ordering key. The audit row commits with them.
+static const char s_sql_replay[] =
+    "WITH r AS ("
+    "  UPDATE erp_mw.jobs"
+    "     SET state = 'ready', dead_reason = NULL, finished_at = NULL,"
+    "         next_run_at = now (),"
+    "         max_attempts = attempts"
+    "             + COALESCE (($5::jsonb ->> flow)::int, $6::int)"
+    "   WHERE id = ANY ($2::bigint[]) AND tenant = $1 AND state = 'dead'"
+    "  RETURNING id),"
+    " a AS ("
+    "  INSERT INTO erp_mw.audit_log (actor, action, target, detail)"
+    "  SELECT $3, 'replay', 'tenant:' || $1,"
+    "         jsonb_build_object ('reason', $4::text,"
+    "           'replayed', (SELECT jsonb_agg (id ORDER BY id) FROM r),"
+    "           'skipped', (SELECT COALESCE (jsonb_agg (x ORDER BY x), '[]')"
+    "                         FROM unnest ($2::bigint[]) AS x"
+    "                        WHERE x NOT IN (SELECT id FROM r)))"
+    "   WHERE EXISTS (SELECT 1 FROM r))"
+    " SELECT id FROM r ORDER BY id";
+
 typedef struct {
     const char *name;
     const char *sql;
@@ -222,6 +274,8 @@ static const s_statement_t s_statements[] = {
     {"lock_keys", s_sql_lock_keys, 1},
     {"purge_finished", s_sql_purge_finished, 2},
     {"purge_expired", s_sql_purge_expired, 1},
+    {"dlq_list", s_sql_dlq_list, 9},
+    {"replay", s_sql_replay, 6},
     {NULL, NULL, 0}
 };
 
@@ -420,6 +474,11 @@ cw_store_req_destroy (cw_store_req_t **self_p)
     cw_msg_destroy (&rejections);
     s_jobs_free (self->jobs, self->jobs_count);
     free (self->lost);
+    free (self->admin_op);
+    json_decref (self->admin_args);
+    free (self->admin_actor);
+    free (self->admin_policy);
+    json_decref (self->admin_result);
     free (self);
     *self_p = NULL;
 }
@@ -1057,6 +1116,123 @@ s_purge (s_store_t *self)
                    + (more ? CW_STORE_PURGE_PACE_MSEC : self->purge_msec);
 }
 
+//  --- Operator requests -------------------------------------------------------
+
+//  A string member of args, or NULL when absent (the broker checked it).
+static const char *
+s_arg (const json_t *args, const char *name)
+{
+    return json_string_value (json_object_get (args, name));
+}
+
+//  A row's column as a JSON string, or null.
+static json_t *
+s_column (cw_pg_rows_t *rows, int row, int column)
+{
+    const char *value = cw_pg_rows_value (rows, row, column);
+    return value ? json_string (value) : json_null ();
+}
+
+//  dlq.list and replay.preview: one SELECT with the selection.
+static void
+s_dlq_select (s_store_t *self, cw_store_req_t *req, bool preview)
+{
+    const json_t *args = req->admin_args;
+    char after [CW_STORE_INT_SIZE], limit [CW_STORE_INT_SIZE];
+    json_int_t wanted = json_integer_value (json_object_get (args, "limit"));
+    s_int_text (after, sizeof (after),
+                json_integer_value (json_object_get (args, "after_id")));
+    s_int_text (limit, sizeof (limit), wanted + 1);
+    const char *values [] = {
+        s_arg (args, "tenant"), s_arg (args, "flow"), s_arg (args, "order"),
+        s_arg (args, "customer"), s_arg (args, "reason"),
+        s_arg (args, "since"), s_arg (args, "until"), after, limit };
+    cw_pg_rows_t *rows = NULL;
+    if (cw_pg_exec (self->pg, "dlq_list", 9, values, &rows)) {
+        s_fail (req, self, req->admin_op);
+        return;
+    }
+    int count = cw_pg_rows_count (rows);
+    bool more = count > wanted;
+    if (more)
+        count = (int) wanted;
+    json_t *list = json_array ();
+    for (int row = 0; row < count; row++) {
+        json_int_t id = strtoll (cw_pg_rows_value (rows, row, 0), NULL, 10);
+        if (preview) {
+            json_array_append_new (list, json_integer (id));
+            continue;
+        }
+        json_t *job = json_object ();
+        json_object_set_new (job, "id", json_integer (id));
+        json_object_set_new (job, "flow", s_column (rows, row, 1));
+        json_object_set_new (job, "tenant", s_column (rows, row, 2));
+        json_object_set_new (job, "idempotency_key", s_column (rows, row, 3));
+        json_object_set_new (job, "ordering_key", s_column (rows, row, 4));
+        json_object_set_new (job, "order", s_column (rows, row, 5));
+        json_object_set_new (job, "customer", s_column (rows, row, 6));
+        json_object_set_new (job, "reason", s_column (rows, row, 7));
+        json_object_set_new (job, "attempts", json_integer (strtoll (
+            cw_pg_rows_value (rows, row, 8), NULL, 10)));
+        json_object_set_new (job, "last_error", s_column (rows, row, 9));
+        json_object_set_new (job, "died_at", s_column (rows, row, 10));
+        json_object_set_new (job, "correlation_id", s_column (rows, row, 11));
+        json_array_append_new (list, job);
+    }
+    cw_pg_rows_destroy (&rows);
+    req->admin_result = json_pack ("{s:o, s:b}", preview ? "job_ids" : "jobs",
+                                   list, "more", more);
+    req->status = 0;
+}
+
+//  replay.confirm: the ids still dead go back to ready, with the audit
+//  row, in one statement (one transaction).
+static void
+s_replay (s_store_t *self, cw_store_req_t *req)
+{
+    const json_t *ids = json_object_get (req->admin_args, "job_ids");
+    s_buf_t array = {0};
+    s_buf_begin (&array);
+    for (size_t index = 0; index < json_array_size (ids); index++)
+        s_buf_int (&array, json_integer_value (json_array_get (ids, index)));
+    s_buf_end (&array);
+    char max_attempts [CW_STORE_INT_SIZE];
+    s_int_text (max_attempts, sizeof (max_attempts), req->admin_max_attempts);
+    const char *values [] = {
+        s_arg (req->admin_args, "tenant"), array.data, req->admin_actor,
+        s_arg (req->admin_args, "reason"), req->admin_policy, max_attempts };
+    cw_pg_rows_t *rows = NULL;
+    int rc = cw_pg_exec (self->pg, "replay", 6, values, &rows);
+    free (array.data);
+    if (rc) {
+        s_fail (req, self, "replay.confirm");
+        return;
+    }
+    int count = 0;
+    int64_t *replayed = s_rows_ids (rows, &count);
+    cw_pg_rows_destroy (&rows);
+    json_t *done = json_array ();
+    json_t *skipped = json_array ();
+    for (size_t index = 0; index < json_array_size (ids); index++) {
+        json_int_t id = json_integer_value (json_array_get (ids, index));
+        json_array_append_new (s_ids_has (replayed, count, id) ? done : skipped,
+                               json_integer (id));
+    }
+    free (replayed);
+    req->admin_result = json_pack ("{s:o, s:o}", "replayed", done, "skipped",
+                                   skipped);
+    req->status = 0;
+}
+
+static void
+s_admin (s_store_t *self, cw_store_req_t *req)
+{
+    if (streq (req->admin_op, "replay.confirm"))
+        s_replay (self, req);
+    else
+        s_dlq_select (self, req, streq (req->admin_op, "replay.preview"));
+}
+
 //  --- Actor -----------------------------------------------------------------
 
 //  Tells the broker that jobs may be waiting (NOTIFY, LISTEN back, sweep):
@@ -1078,6 +1254,7 @@ s_run (s_store_t *self, cw_store_req_t *req)
         case CW_STORE_RELEASE: s_release (self, req); break;
         case CW_STORE_PUBLISH: s_publish (self, req); break;
         case CW_STORE_WAKE:    req->status = 0; break;
+        case CW_STORE_ADMIN:   s_admin (self, req); break;
     }
 }
 

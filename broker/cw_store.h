@@ -43,7 +43,8 @@ typedef enum {
     CW_STORE_RENEW,             //  Extend leases; report the lost ones
     CW_STORE_RELEASE,           //  Hand jobs back (ready, no attempt)
     CW_STORE_PUBLISH,           //  Inbox + jobs for a relay batch
-    CW_STORE_WAKE               //  Store -> broker: NOTIFY arrived
+    CW_STORE_WAKE,              //  Store -> broker: NOTIFY arrived
+    CW_STORE_ADMIN              //  An operator's dead-letter request
 } cw_store_op_t;
 
 //  One event of a PUBLISH, already validated by the broker.
@@ -87,6 +88,18 @@ typedef struct {
     int64_t publish_batch_id;   //  The relay's batch_id
     void *rejections;           //  The broker's cw_msg_t * (ACK) with the
                                 //  events it rejected; the store ignores it
+    //  ADMIN: dlq.list, replay.preview (args: the selection, checked by
+    //  the broker: strings or absent, limit and after_id integers) or
+    //  replay.confirm (args: tenant, job_ids ascending and distinct,
+    //  reason). peer (the client) and request_id ride along.
+    char *admin_op;             //  Owned
+    json_t *admin_args;         //  Owned
+    char *admin_actor;          //  replay.confirm: audit actor, owned
+    char *admin_policy;         //  replay.confirm: JSON {flow: max
+                                //  attempts}, owned
+    int64_t admin_max_attempts; //  replay.confirm: for other flows
+    int64_t request_id;         //  The REQUEST's id
+    json_t *admin_result;       //  Outcome: the RESPONSE's result, owned
     //  Outcome
     int status;                 //  0 done, -1 failed (see error)
     char error[CW_STORE_ERROR_SIZE];

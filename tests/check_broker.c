@@ -883,6 +883,327 @@ START_TEST (test_idle_peers_forgotten)
 }
 END_TEST
 
+static char *
+s_log_line (fixture_t *self, const char *event);
+
+//  An admin REQUEST op with args given as JSON text; returns the RESPONSE.
+static cw_msg_t *
+s_admin_json (zsock_t *admin, int64_t request_id, const char *op,
+              const char *args_json)
+{
+    json_error_t error;
+    json_t *args = json_loads (args_json, 0, &error);
+    ck_assert_msg (args != NULL, "%s: %s", args_json, error.text);
+    cw_msg_t *response = s_admin_request (admin, request_id, op, args,
+                                          WAIT_MSEC);
+    ck_assert_msg (response != NULL, "no RESPONSE to %s %s", op, args_json);
+    return response;
+}
+
+//  The RESPONSE to op args_json is error malformed naming field.
+static void
+s_admin_malformed (zsock_t *admin, int64_t request_id, const char *op,
+                   const char *args_json, const char *field)
+{
+    cw_msg_t *response = s_admin_json (admin, request_id, op, args_json);
+    ck_assert_msg (response->response.error_code
+                   && streq (response->response.error_code, "malformed"),
+                   "%s %s: not malformed", op, args_json);
+    ck_assert_msg (response->response.error_field
+                   && streq (response->response.error_field, field),
+                   "%s %s: field %s, not %s", op, args_json,
+                   response->response.error_field, field);
+    cw_msg_destroy (&response);
+}
+
+//  The ids of a result's array member name (job ids or job objects'
+//  ids), as "1,2,3".
+static char *
+s_result_ids (const cw_msg_t *response, const char *name)
+{
+    ck_assert_ptr_null (response->response.error_code);
+    json_t *array = json_object_get (response->response.result, name);
+    ck_assert_msg (json_is_array (array), "result has no array %s", name);
+    char *text = strdup ("");
+    for (size_t index = 0; index < json_array_size (array); index++) {
+        json_t *item = json_array_get (array, index);
+        json_t *id = json_is_object (item) ? json_object_get (item, "id")
+                                           : item;
+        ck_assert (json_is_integer (id));
+        char *longer = zsys_sprintf ("%s%s%lld", text, index ? "," : "",
+                                     (long long) json_integer_value (id));
+        free (text);
+        text = strdup (longer);
+        zstr_free (&longer);
+    }
+    return text;
+}
+
+//  Dead letters (PROTOCOL.md 4.9): dlq.list selects by tenant, order,
+//  customer, reason and time, pages with limit and after_id;
+//  replay.preview names the exact ids and changes nothing; replay.confirm
+//  makes the still-dead ones of the tenant ready in place (same id, a
+//  fresh attempt budget, still ahead of the job parked behind it) with
+//  one audit row, and skips the rest. Bad args are malformed, naming the
+//  member.
+START_TEST (test_dead_letters)
+{
+    fixture_t *self = s_fixture_new ();
+    zcert_t *operator = cw_curve_cert_new ("admin", "operator");
+    cw_fixture_cert_save (self->tmp, operator, "peers", "operator");
+    s_broker_start (self, NULL);
+    //  1: dead head of order O-1; 2: parked behind it; 3: a customer's,
+    //  exhausted, its payload an envelope; 4: another tenant's
+    s_sql (self,
+        "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, ordering_key,"
+        "  payload, state, dead_reason, attempts, last_error, finished_at)"
+        " VALUES ('http.generic', 't1', 'dl-1', 't1:O-1',"
+        "   '{\"orderId\": \"O-1\", \"want\": \"ok\", \"seq\": 1}', 'dead',"
+        "   'rejected', 1, 'rejected (422): name', now ())");
+    s_sql (self,
+        "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, ordering_key,"
+        "  payload)"
+        " VALUES ('http.generic', 't1', 'dl-2', 't1:O-1',"
+        "   '{\"orderId\": \"O-1\", \"want\": \"ok\", \"seq\": 2}')");
+    s_sql (self,
+        "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, ordering_key,"
+        "  payload, state, dead_reason, attempts, last_error, finished_at,"
+        "  correlation_id)"
+        " VALUES ('http.generic', 't1', 'dl-3', 't1:C-1',"
+        "   '{\"id\": \"dl-3\", \"data\": {\"customerId\": \"C-1\"}}', 'dead',"
+        "   'exhausted', 3, 'timeout after 1000 ms',"
+        "   now () - interval '2 days', 'corr-3')");
+    s_sql (self,
+        "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload,"
+        "  state, dead_reason, attempts, finished_at)"
+        " VALUES ('http.generic', 't2', 'dl-4', '{}', 'dead', 'rejected', 1,"
+        "   now ())");
+    char *id1 = cw_test_sql_value (self->uri, "SELECT id FROM erp_mw.jobs"
+                                              " WHERE idempotency_key = 'dl-1'");
+    char *id3 = cw_test_sql_value (self->uri, "SELECT id FROM erp_mw.jobs"
+                                              " WHERE idempotency_key = 'dl-3'");
+    char *id4 = cw_test_sql_value (self->uri, "SELECT id FROM erp_mw.jobs"
+                                              " WHERE idempotency_key = 'dl-4'");
+    zsock_t *admin = s_peer_new (self, operator);
+
+    //  dlq.list: the tenant's dead jobs, by id, with what an operator needs
+    cw_msg_t *response = s_admin_json (admin, 1, "dlq.list",
+                                       "{\"tenant\": \"t1\"}");
+    char *ids = s_result_ids (response, "jobs");
+    char *expected = zsys_sprintf ("%s,%s", id1, id3);
+    ck_assert_str_eq (ids, expected);
+    zstr_free (&expected);
+    free (ids);
+    json_t *result = response->response.result;
+    ck_assert (json_is_false (json_object_get (result, "more")));
+    json_t *first = json_array_get (json_object_get (result, "jobs"), 0);
+    json_t *second = json_array_get (json_object_get (result, "jobs"), 1);
+    ck_assert_str_eq (json_string_value (json_object_get (first, "order")),
+                      "O-1");
+    ck_assert (json_is_null (json_object_get (first, "customer")));
+    ck_assert_str_eq (json_string_value (json_object_get (first, "reason")),
+                      "rejected");
+    ck_assert_str_eq (json_string_value (json_object_get (first,
+                                                          "idempotency_key")),
+                      "dl-1");
+    ck_assert_str_eq (json_string_value (json_object_get (first,
+                                                          "ordering_key")),
+                      "t1:O-1");
+    ck_assert_int_eq (json_integer_value (json_object_get (first, "attempts")),
+                      1);
+    ck_assert_str_eq (json_string_value (json_object_get (first,
+                                                          "last_error")),
+                      "rejected (422): name");
+    const char *died = json_string_value (json_object_get (first, "died_at"));
+    ck_assert_msg (died && cw_envelope_time_valid (died), "died_at %s", died);
+    ck_assert_str_eq (json_string_value (json_object_get (second,
+                                                          "customer")),
+                      "C-1");
+    ck_assert_str_eq (json_string_value (json_object_get (second,
+                                                          "correlation_id")),
+                      "corr-3");
+    cw_msg_destroy (&response);
+    //  Paging
+    response = s_admin_json (admin, 2, "dlq.list",
+                             "{\"tenant\": \"t1\", \"limit\": 1}");
+    ids = s_result_ids (response, "jobs");
+    ck_assert_str_eq (ids, id1);
+    free (ids);
+    ck_assert (json_is_true (json_object_get (response->response.result,
+                                              "more")));
+    cw_msg_destroy (&response);
+    char *args = zsys_sprintf ("{\"tenant\": \"t1\", \"limit\": 1,"
+                               " \"after_id\": %s}", id1);
+    response = s_admin_json (admin, 3, "dlq.list", args);
+    zstr_free (&args);
+    ids = s_result_ids (response, "jobs");
+    ck_assert_str_eq (ids, id3);
+    free (ids);
+    ck_assert (json_is_false (json_object_get (response->response.result,
+                                               "more")));
+    cw_msg_destroy (&response);
+    //  Each selector
+    const char *selections [][2] = {
+        { "{\"tenant\": \"t1\", \"order\": \"O-1\"}", id1 },
+        { "{\"tenant\": \"t1\", \"customer\": \"C-1\"}", id3 },
+        { "{\"tenant\": \"t1\", \"reason\": \"exhausted\"}", id3 },
+        { "{\"tenant\": \"t1\", \"flow\": \"other.flow\"}", "" },
+        { "{\"tenant\": \"t2\"}", id4 },
+        { "{\"tenant\": \"t1\", \"since\": \"2000-01-01T00:00:00Z\","
+          " \"until\": \"2999-01-01T00:00:00+01:00\"}", NULL },
+        { "{\"tenant\": \"t1\", \"until\": \"2000-01-01T00:00:00Z\"}", "" },
+        { "{\"tenant\": \"t3\"}", "" }
+    };
+    char *both = zsys_sprintf ("%s,%s", id1, id3);
+    for (size_t index = 0; index < sizeof (selections) / sizeof (selections [0]);
+         index++) {
+        response = s_admin_json (admin, 10 + (int64_t) index, "dlq.list",
+                                 selections [index][0]);
+        ids = s_result_ids (response, "jobs");
+        const char *want = selections [index][1] ? selections [index][1] : both;
+        ck_assert_msg (streq (ids, want), "%s: %s, not %s",
+                       selections [index][0], ids, want);
+        free (ids);
+        cw_msg_destroy (&response);
+    }
+    zstr_free (&both);
+    //  The job that died two days ago, by time
+    response = s_admin_json (admin, 30, "dlq.list",
+                             "{\"tenant\": \"t1\", \"until\":"
+                             " \"2999-01-01T00:00:00Z\", \"reason\":"
+                             " \"exhausted\"}");
+    ids = s_result_ids (response, "jobs");
+    ck_assert_str_eq (ids, id3);
+    free (ids);
+    cw_msg_destroy (&response);
+
+    //  Bad args name the member
+    s_admin_malformed (admin, 40, "dlq.list", "{}", "args.tenant");
+    s_admin_malformed (admin, 41, "dlq.list", "{\"tenant\": \"\"}",
+                       "args.tenant");
+    s_admin_malformed (admin, 42, "dlq.list",
+                       "{\"tenant\": \"t1\", \"limit\": 0}", "args.limit");
+    s_admin_malformed (admin, 43, "dlq.list",
+                       "{\"tenant\": \"t1\", \"limit\": 1001}", "args.limit");
+    s_admin_malformed (admin, 44, "dlq.list",
+                       "{\"tenant\": \"t1\", \"customerId\": \"C-1\"}",
+                       "args.customerId");
+    s_admin_malformed (admin, 45, "dlq.list",
+                       "{\"tenant\": \"t1\", \"since\": \"yesterday\"}",
+                       "args.since");
+    s_admin_malformed (admin, 46, "dlq.list",
+                       "{\"tenant\": \"t1\", \"reason\": \"tired\"}",
+                       "args.reason");
+    s_admin_malformed (admin, 47, "replay.preview",
+                       "{\"tenant\": \"t1\", \"after_id\": 3}",
+                       "args.after_id");
+    s_admin_malformed (admin, 48, "replay.confirm",
+                       "{\"tenant\": \"t1\", \"job_ids\": [1]}",
+                       "args.reason");
+    s_admin_malformed (admin, 49, "replay.confirm",
+                       "{\"tenant\": \"t1\", \"job_ids\": [], \"reason\": \"x\"}",
+                       "args.job_ids");
+    s_admin_malformed (admin, 50, "replay.confirm",
+                       "{\"tenant\": \"t1\", \"job_ids\": [1, -2],"
+                       " \"reason\": \"x\"}", "args.job_ids");
+    s_admin_malformed (admin, 51, "replay.confirm",
+                       "{\"tenant\": 7, \"job_ids\": [1], \"reason\": \"x\"}",
+                       "args.tenant");
+    //  A worker key may not ask
+    zsock_t *worker = s_peer_new (self, self->worker);
+    cw_msg_t *request = cw_msg_new (CW_MSG_CLIENT, CW_MSG_REQUEST);
+    request->request.request_id = 60;
+    request->request.op = strdup ("dlq.list");
+    request->request.args = json_pack ("{s:s}", "tenant", "t1");
+    s_peer_send (worker, &request);
+    cw_msg_t *answer = s_peer_recv (worker, WAIT_MSEC);
+    ck_assert_ptr_nonnull (answer);
+    ck_assert_int_eq (answer->command, CW_MSG_ERROR);
+    ck_assert_str_eq (answer->error.code, "forbidden");
+    cw_msg_destroy (&answer);
+
+    //  Preview: the exact ids, nothing changed; the order waits meanwhile
+    s_ready (worker, "http.generic", 5);
+    response = s_admin_json (admin, 70, "replay.preview",
+                             "{\"tenant\": \"t1\", \"order\": \"O-1\"}");
+    ids = s_result_ids (response, "job_ids");
+    ck_assert_str_eq (ids, id1);
+    free (ids);
+    cw_msg_destroy (&response);
+    cw_msg_t *early = s_peer_recv (worker, 300);
+    ck_assert_msg (early == NULL, "job %lld sent while its order's head is dead",
+                   early ? (long long) early->job.job_id : 0LL);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                     " WHERE state = 'dead'"), 3);
+
+    //  Confirm: the tenant's dead one replayed; the other tenant's and an
+    //  unknown id skipped; one audit row with the actor and the reason
+    cw_msg_t *heartbeat = cw_msg_new (CW_MSG_WORKER, CW_MSG_HEARTBEAT);
+    s_peer_send (worker, &heartbeat);
+    args = zsys_sprintf ("{\"tenant\": \"t1\", \"job_ids\": [999999, %s, %s,"
+                         " %s], \"reason\": \"name fixed in the shop\"}",
+                         id4, id1, id1);
+    response = s_admin_json (admin, 71, "replay.confirm", args);
+    zstr_free (&args);
+    ids = s_result_ids (response, "replayed");
+    ck_assert_str_eq (ids, id1);
+    free (ids);
+    ids = s_result_ids (response, "skipped");
+    expected = zsys_sprintf ("%s,999999", id4);
+    ck_assert_str_eq (ids, expected);
+    zstr_free (&expected);
+    free (ids);
+    cw_msg_destroy (&response);
+    //  The head runs first, then the job parked behind it
+    int64_t order [4];
+    size_t order_count = 0;
+    s_work (worker, self, "SELECT count(*) FROM erp_mw.jobs"
+                          " WHERE state = 'done' AND tenant = 't1'", 2,
+            order, &order_count);
+    ck_assert_int_eq (order_count, 2);
+    ck_assert_int_eq (order [0], 1);
+    ck_assert_int_eq (order [1], 2);
+    //  In place: same row, the second attempt, a fresh budget of 3
+    char *sql = zsys_sprintf ("SELECT attempts || '/' || max_attempts"
+                              "  FROM erp_mw.jobs WHERE id = %s", id1);
+    cw_fixture_sql_eq (self->uri, sql, "2/4");
+    zstr_free (&sql);
+    const char *key = zcert_public_txt (operator);
+    sql = zsys_sprintf ("SELECT count(*) FROM erp_mw.audit_log"
+                        " WHERE action = 'replay' AND actor = 'admin:%s'"
+                        "   AND target = 'tenant:t1'"
+                        "   AND detail ->> 'reason' = 'name fixed in the shop'"
+                        "   AND detail -> 'replayed' = '[%s]'::jsonb"
+                        "   AND detail -> 'skipped' = '[%s, 999999]'::jsonb",
+                        key, id1, id4);
+    ck_assert_int_eq (s_count (self, sql), 1);
+    zstr_free (&sql);
+    //  Again: nothing dead to replay, skipped, no audit row
+    args = zsys_sprintf ("{\"tenant\": \"t1\", \"job_ids\": [%s],"
+                         " \"reason\": \"twice\"}", id1);
+    response = s_admin_json (admin, 72, "replay.confirm", args);
+    zstr_free (&args);
+    ids = s_result_ids (response, "skipped");
+    ck_assert_str_eq (ids, id1);
+    free (ids);
+    cw_msg_destroy (&response);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.audit_log"),
+                      1);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                     " WHERE state = 'dead'"), 2);
+    char *line = s_log_line (self, "replayed");
+    ck_assert_ptr_nonnull (line);
+    free (line);
+    free (id1);
+    free (id3);
+    free (id4);
+    zsock_destroy (&worker);
+    zsock_destroy (&admin);
+    zcert_destroy (&operator);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 START_TEST (test_publish)
 {
     fixture_t *self = s_fixture_new ();
@@ -1591,6 +1912,7 @@ main (void)
     tcase_add_test (security, test_oversized_frame_dropped);
     tcase_add_test (security, test_routing_id_reused);
     tcase_add_test (security, test_idle_peers_forgotten);
+    tcase_add_test (security, test_dead_letters);
     suite_add_tcase (suite, security);
     TCase *relay = tcase_create ("publish");
     tcase_set_timeout (relay, 60);
