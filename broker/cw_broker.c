@@ -450,19 +450,25 @@ s_store_answer (s_broker_t *self, cw_store_req_t *req)
                                  "changed, ask again", NULL);
                 break;
             }
-            json_t *replayed = json_object_get (req->admin_result, "replayed");
-            if (json_array_size (replayed) > 0) {
+            bool discard = streq (req->admin_op, "dlq.discard");
+            json_t *changed = json_object_get (req->admin_result,
+                                               discard ? "discarded"
+                                                       : "replayed");
+            if (json_array_size (changed) > 0) {
                 char count [CW_BROKER_INT_SIZE];
                 s_id_text (count, sizeof (count),
-                           (int64_t) json_array_size (replayed));
-                cw_log (CW_LOG_INFO, "replayed", "dead jobs replayed",
+                           (int64_t) json_array_size (changed));
+                cw_log (CW_LOG_INFO, discard ? "discarded" : "replayed",
+                        discard ? "dead jobs discarded"
+                                : "dead jobs replayed",
                         "tenant", json_string_value (json_object_get (
                             req->admin_args, "tenant")),
                         "actor", req->admin_actor, "reason",
                         json_string_value (json_object_get (req->admin_args,
                                                             "reason")),
                         "#count", count, NULL);
-                //  Ready now: claim them (an UPDATE sends no NOTIFY)
+                //  Ready now, or their keys' next jobs are: claim (an
+                //  UPDATE sends no NOTIFY)
                 if (!self->draining)
                     cw_core_on_wake (self->core, now);
             }
@@ -801,7 +807,7 @@ s_dlq_check (const char *op, json_t *args, json_t *clean, char *field,
              size_t field_size, char *message, size_t message_size)
 {
     bool list = streq (op, "dlq.list");
-    bool confirm = streq (op, "replay.confirm");
+    bool confirm = streq (op, "replay.confirm") || streq (op, "dlq.discard");
     static const char *const selection [] = {
         "tenant", "flow", "order", "customer", "reason", "since", "until",
         "limit", "after_id", NULL };
@@ -938,7 +944,7 @@ s_on_dead_letters (s_broker_t *self, s_peer_t *peer, int64_t request_id,
     req->admin_args = clean;
     req->request_id = request_id;
     req->peer = zframe_dup (peer->routing);
-    if (streq (op, "replay.confirm")) {
+    if (streq (op, "replay.confirm") || streq (op, "dlq.discard")) {
         req->admin_actor = zsys_sprintf ("admin:%s",
                                          peer->user_id ? peer->user_id : "");
         req->admin_policy = strdup (self->replay_policy);
@@ -1031,7 +1037,7 @@ s_on_request (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
         return;
     }
     if (streq (op, "dlq.list") || streq (op, "replay.preview")
-    ||  streq (op, "replay.confirm")) {
+    ||  streq (op, "replay.confirm") || streq (op, "dlq.discard")) {
         s_on_dead_letters (self, peer, request_id, op, args);
         return;
     }

@@ -255,6 +255,25 @@ static const char s_sql_replay[] =
     "   WHERE EXISTS (SELECT 1 FROM r))"
     " SELECT id FROM r ORDER BY id";
 
+//  Discards the listed jobs that are still dead and of the tenant: they
+//  leave the dead letters for 'discarded' (migration 012), which blocks
+//  no ordering key. The audit row commits with them.
+static const char s_sql_discard[] =
+    "WITH r AS ("
+    "  UPDATE erp_mw.jobs SET state = 'discarded'"
+    "   WHERE id = ANY ($2::bigint[]) AND tenant = $1 AND state = 'dead'"
+    "  RETURNING id),"
+    " a AS ("
+    "  INSERT INTO erp_mw.audit_log (actor, action, target, detail)"
+    "  SELECT $3, 'discard', 'tenant:' || $1,"
+    "         jsonb_build_object ('reason', $4::text,"
+    "           'discarded', (SELECT jsonb_agg (id ORDER BY id) FROM r),"
+    "           'skipped', (SELECT COALESCE (jsonb_agg (x ORDER BY x), '[]')"
+    "                         FROM unnest ($2::bigint[]) AS x"
+    "                        WHERE x NOT IN (SELECT id FROM r)))"
+    "   WHERE EXISTS (SELECT 1 FROM r))"
+    " SELECT id FROM r ORDER BY id";
+
 typedef struct {
     const char *name;
     const char *sql;
@@ -276,6 +295,7 @@ static const s_statement_t s_statements[] = {
     {"purge_expired", s_sql_purge_expired, 1},
     {"dlq_list", s_sql_dlq_list, 9},
     {"replay", s_sql_replay, 6},
+    {"discard", s_sql_discard, 4},
     {NULL, NULL, 0}
 };
 
@@ -1185,11 +1205,13 @@ s_dlq_select (s_store_t *self, cw_store_req_t *req, bool preview)
     req->status = 0;
 }
 
-//  replay.confirm: the ids still dead go back to ready, with the audit
-//  row, in one statement (one transaction).
+//  replay.confirm (the ids still dead go back to ready) or dlq.discard
+//  (they become discarded), with the audit row, in one statement (one
+//  transaction).
 static void
 s_replay (s_store_t *self, cw_store_req_t *req)
 {
+    bool discard = streq (req->admin_op, "dlq.discard");
     const json_t *ids = json_object_get (req->admin_args, "job_ids");
     s_buf_t array = {0};
     s_buf_begin (&array);
@@ -1202,10 +1224,11 @@ s_replay (s_store_t *self, cw_store_req_t *req)
         s_arg (req->admin_args, "tenant"), array.data, req->admin_actor,
         s_arg (req->admin_args, "reason"), req->admin_policy, max_attempts };
     cw_pg_rows_t *rows = NULL;
-    int rc = cw_pg_exec (self->pg, "replay", 6, values, &rows);
+    int rc = discard ? cw_pg_exec (self->pg, "discard", 4, values, &rows)
+                     : cw_pg_exec (self->pg, "replay", 6, values, &rows);
     free (array.data);
     if (rc) {
-        s_fail (req, self, "replay.confirm");
+        s_fail (req, self, req->admin_op);
         return;
     }
     int count = 0;
@@ -1219,15 +1242,17 @@ s_replay (s_store_t *self, cw_store_req_t *req)
                                json_integer (id));
     }
     free (replayed);
-    req->admin_result = json_pack ("{s:o, s:o}", "replayed", done, "skipped",
-                                   skipped);
+    req->admin_result = json_pack ("{s:o, s:o}",
+                                   discard ? "discarded" : "replayed", done,
+                                   "skipped", skipped);
     req->status = 0;
 }
 
 static void
 s_admin (s_store_t *self, cw_store_req_t *req)
 {
-    if (streq (req->admin_op, "replay.confirm"))
+    if (streq (req->admin_op, "replay.confirm")
+    ||  streq (req->admin_op, "dlq.discard"))
         s_replay (self, req);
     else
         s_dlq_select (self, req, streq (req->admin_op, "replay.preview"));

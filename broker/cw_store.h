@@ -89,9 +89,9 @@ typedef struct {
     void *rejections;           //  The broker's cw_msg_t * (ACK) with the
                                 //  events it rejected; the store ignores it
     //  ADMIN: dlq.list, replay.preview (args: the selection, checked by
-    //  the broker: strings or absent, limit and after_id integers) or
-    //  replay.confirm (args: tenant, job_ids ascending and distinct,
-    //  reason). peer (the client) and request_id ride along.
+    //  the broker: strings or absent, limit and after_id integers),
+    //  replay.confirm or dlq.discard (args: tenant, job_ids ascending and
+    //  distinct, reason). peer (the client) and request_id ride along.
     char *admin_op;             //  Owned
     json_t *admin_args;         //  Owned
     char *admin_actor;          //  replay.confirm: audit actor, owned

@@ -14,6 +14,7 @@ nobase_dist_pkgdata_DATA = \
     sql/erp_mw/009_lease_token.sql \
     sql/erp_mw/010_ordering_open_idx.sql \
     sql/erp_mw/011_ordering_lock.sql \
+    sql/erp_mw/012_jobs_discarded.sql \
     sql/shop/001_tables.sql \
     sql/shop/002_grants.sql \
     sql/shop/003_webshop_inbox_request.sql \

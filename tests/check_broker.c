@@ -978,6 +978,12 @@ START_TEST (test_dead_letters)
         "  state, dead_reason, attempts, finished_at)"
         " VALUES ('http.generic', 't2', 'dl-4', '{}', 'dead', 'rejected', 1,"
         "   now ())");
+    //  5: parked behind the customer's dead job 3
+    s_sql (self,
+        "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, ordering_key,"
+        "  payload)"
+        " VALUES ('http.generic', 't1', 'dl-5', 't1:C-1',"
+        "   '{\"customerId\": \"C-1\", \"want\": \"ok\", \"seq\": 5}')");
     char *id1 = cw_test_sql_value (self->uri, "SELECT id FROM erp_mw.jobs"
                                               " WHERE idempotency_key = 'dl-1'");
     char *id3 = cw_test_sql_value (self->uri, "SELECT id FROM erp_mw.jobs"
@@ -1194,6 +1200,49 @@ START_TEST (test_dead_letters)
     char *line = s_log_line (self, "replayed");
     ck_assert_ptr_nonnull (line);
     free (line);
+
+    //  Discard: the customer's dead job leaves the dead letters, stays
+    //  in the table, and the job parked behind it runs
+    s_admin_malformed (admin, 80, "dlq.discard",
+                       "{\"tenant\": \"t1\", \"job_ids\": [1]}",
+                       "args.reason");
+    args = zsys_sprintf ("{\"tenant\": \"t1\", \"job_ids\": [%s, %s],"
+                         " \"reason\": \"customer deleted\"}", id3, id4);
+    response = s_admin_json (admin, 81, "dlq.discard", args);
+    zstr_free (&args);
+    ids = s_result_ids (response, "discarded");
+    ck_assert_str_eq (ids, id3);
+    free (ids);
+    ids = s_result_ids (response, "skipped");
+    ck_assert_str_eq (ids, id4);
+    free (ids);
+    cw_msg_destroy (&response);
+    order_count = 0;
+    s_work (worker, self, "SELECT count(*) FROM erp_mw.jobs"
+                          " WHERE state = 'done' AND tenant = 't1'", 3,
+            order, &order_count);
+    ck_assert_int_eq (order_count, 1);
+    ck_assert_int_eq (order [0], 5);
+    sql = zsys_sprintf ("SELECT state || ' ' || dead_reason || ' ' || attempts"
+                        "  FROM erp_mw.jobs WHERE id = %s", id3);
+    cw_fixture_sql_eq (self->uri, sql, "discarded exhausted 3");
+    zstr_free (&sql);
+    sql = zsys_sprintf ("SELECT count(*) FROM erp_mw.audit_log"
+                        " WHERE action = 'discard' AND actor = 'admin:%s'"
+                        "   AND detail ->> 'reason' = 'customer deleted'"
+                        "   AND detail -> 'discarded' = '[%s]'::jsonb",
+                        key, id3);
+    ck_assert_int_eq (s_count (self, sql), 1);
+    zstr_free (&sql);
+    response = s_admin_json (admin, 82, "dlq.list", "{\"tenant\": \"t1\"}");
+    ids = s_result_ids (response, "jobs");
+    ck_assert_str_eq (ids, "");
+    free (ids);
+    cw_msg_destroy (&response);
+    //  The chain of the two audit rows holds
+    cw_fixture_sql_eq (self->uri, "SELECT checked || ' ' ||"
+                                  " (first_broken IS NULL)"
+                                  "  FROM erp_mw.audit_verify ()", "2 true");
     free (id1);
     free (id3);
     free (id4);

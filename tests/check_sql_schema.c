@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #define MIGRATE_TIMEOUT_MSEC 60000
-#define ERP_MW_FILES "11"       //  sql/erp_mw/*.sql
+#define ERP_MW_FILES "12"       //  sql/erp_mw/*.sql
 #define SHOP_FILES "4"          //  sql/shop/*.sql
 
 static char *s_dir;             //  Private temporary directory of a test
