@@ -94,6 +94,18 @@ typedef struct {
     int64_t replay_max_attempts;    //  retry/max_attempts
 } s_broker_t;
 
+//  The broker's clock, for the core and every timer of the shell: a
+//  monotonic one, so that a step of the wall clock (NTP, a resumed VM)
+//  neither freezes the broker (no heartbeats, no claims until the wall
+//  clock catches up) nor expires every lease and worker at once. It
+//  never meets the database's clock: the store turns times into
+//  intervals (cw_store.h, cw_store_req_t.now).
+static int64_t
+s_now (void)
+{
+    return zclock_mono ();
+}
+
 static void
 s_peer_destroy (s_peer_t **self_p)
 {
@@ -224,6 +236,7 @@ s_store_send (s_broker_t *self, cw_store_req_t **req_p)
 {
     zactor_t *actor = (*req_p)->op == CW_STORE_CLAIM ? self->claims
                                                      : self->store;
+    (*req_p)->now = s_now ();
     if (cw_store_send (actor, req_p) == 0)
         self->store_outstanding++;
 }
@@ -261,7 +274,7 @@ s_action (s_broker_t *self, const cw_core_action_t *action)
             snprintf (call->worker, sizeof (call->worker), "%s",
                       action->worker);
             call->deadline_msec = action->deadline_msec;
-            call->due_at = zclock_time () + action->deadline_msec
+            call->due_at = s_now () + action->deadline_msec
                          + self->call_grace_msec;
             s_send (self, action->worker, &msg);
             break;
@@ -361,7 +374,7 @@ s_actions (s_broker_t *self)
 static void
 s_store_answer (s_broker_t *self, cw_store_req_t *req)
 {
-    int64_t now = zclock_time ();
+    int64_t now = s_now ();
     if (req->op != CW_STORE_WAKE && self->store_outstanding > 0)
         self->store_outstanding--;
     switch (req->op) {
@@ -514,7 +527,7 @@ s_peer_require (s_broker_t *self, zframe_t *routing, zframe_t *frame)
                 "peer", name, "user_id", user_id, "role", role,
                 "previous_user_id", peer->user_id, "peer_address", address,
                 NULL);
-        cw_core_on_worker_gone (self->core, zclock_time (), name);
+        cw_core_on_worker_gone (self->core, s_now (), name);
         zhashx_delete (self->peers, name);
         peer = NULL;
     }
@@ -527,7 +540,7 @@ s_peer_require (s_broker_t *self, zframe_t *routing, zframe_t *frame)
         peer->address = strdup (address);
         zhashx_insert (self->peers, name, peer);
     }
-    peer->seen_at = zclock_time ();
+    peer->seen_at = s_now ();
     return peer;
 }
 
@@ -618,7 +631,7 @@ s_malformed (s_broker_t *self, s_peer_t *peer, const char *error,
 {
     self->malformed++;
     peer->malformed++;
-    int64_t now = zclock_time ();
+    int64_t now = s_now ();
     if (now - peer->logged_at >= CW_BROKER_LOG_INTERVAL) {
         char held [CW_BROKER_INT_SIZE];
         s_id_text (held, sizeof (held), peer->held_back);
@@ -1032,7 +1045,7 @@ s_on_request (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
         char key [CW_BROKER_INT_SIZE];
         s_id_text (key, sizeof (key), call->call_id);
         zhashx_insert (self->calls, key, call);
-        cw_core_on_call (self->core, zclock_time (), call->call_id, call->flow,
+        cw_core_on_call (self->core, s_now (), call->call_id, call->flow,
                          target ? json_string_value (target) : NULL, 0);
         return;
     }
@@ -1062,7 +1075,7 @@ s_on_reply (s_broker_t *self, const char *worker, cw_msg_t *msg)
     if (msg->reply.response)
         json_object_set (result, "response", msg->reply.response);
     s_respond (self, call->peer, call->request_id, &result);
-    cw_core_on_call_done (self->core, zclock_time (), call->call_id);
+    cw_core_on_call_done (self->core, s_now (), call->call_id);
     zhashx_delete (self->calls, key);
 }
 
@@ -1089,7 +1102,7 @@ s_names_join (char *const *names, size_t count)
 static void
 s_on_worker (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
 {
-    int64_t now = zclock_time ();
+    int64_t now = s_now ();
     const char *worker = peer->name;
     int rc = 0;
     switch (msg->command) {
@@ -1283,7 +1296,7 @@ s_on_pipe (s_broker_t *self)
     else
     if (streq (command, "DRAIN") && !self->draining) {
         self->draining = true;
-        int64_t now = zclock_time ();
+        int64_t now = s_now ();
         cw_log (CW_LOG_INFO, "drain_started", "draining: no more claims",
                 NULL);
         cw_core_on_drain (self->core, now, now + self->drain_msec);
@@ -1375,12 +1388,12 @@ cw_broker_actor (zsock_t *pipe, void *args)
         cw_log (CW_LOG_INFO, "broker_started", "broker bound",
                 "endpoint", zsock_endpoint (self.router),
                 "broker_id", config->core.broker_id, NULL);
-        cw_core_on_wake (self.core, zclock_time ());
+        cw_core_on_wake (self.core, s_now ());
         s_actions (&self);
     }
     bool exit_sent = false;
     while (ok) {
-        int64_t now = zclock_time ();
+        int64_t now = s_now ();
         int64_t deadline = cw_core_next_deadline (self.core);
         long timeout = CW_BROKER_TICK_MAX;
         if (deadline != INT64_MAX && deadline - now < timeout)
@@ -1405,7 +1418,7 @@ cw_broker_actor (zsock_t *pipe, void *args)
             }
         if (items [1].revents & ZMQ_POLLIN)
             s_on_router (&self);
-        now = zclock_time ();
+        now = s_now ();
         if (zhashx_size (self.calls))
             s_calls_overdue (&self, now);
         if (now >= self.sweep_at) {

@@ -3,8 +3,10 @@
 
     No I/O: no sockets, no SQL, no clock, no entropy, no logging. The shell
     (ZeroMQ ROUTER, PostgreSQL store, timers) and the simulator feed it
-    events, each with the current time `now` (epoch msec, never going
-    backwards), and pop the actions it queues, in order, with
+    events, each with the current time `now` (msec of the shell's clock,
+    never going backwards: the broker's is monotonic, not epoch time; every
+    time in this API is in that clock), and pop the actions it queues, in
+    order, with
     cw_core_next_action. After any event the shell must call cw_core_tick
     no later than cw_core_next_deadline.
 
@@ -108,7 +110,7 @@ typedef struct {
     const char *ordering_key;   //  NULL = unordered
     uint32_t attempts;          //  Failed attempts so far (store)
     uint32_t max_attempts;      //  0 = from the flow policy
-    int64_t lease_expires_at;   //  Our lease ends here (epoch msec)
+    int64_t lease_expires_at;   //  Our lease ends here (core time)
     int64_t lease_token;        //  The store's token of this lease
     int64_t deadline_msec;      //  0 = config job_deadline_msec
     void *payload;              //  Encoded envelope; core takes it
@@ -120,7 +122,7 @@ typedef struct {
     int64_t job_id;             //  The job
     int64_t lease_token;        //  Applies only under this lease
     cw_core_state_t state;      //  done, ready or dead
-    int64_t next_run_at;        //  When ready: run again at (epoch msec)
+    int64_t next_run_at;        //  When ready: run again at (core time)
     uint32_t attempts;          //  New failed-attempt count
     cw_core_dead_reason_t dead_reason;  //  When dead
     const char *worker;         //  Attempt: who ran it
@@ -172,7 +174,7 @@ typedef struct {
     const int64_t *job_ids;     //  RENEW, RELEASE
     const int64_t *lease_tokens;    //  RENEW, RELEASE: each job's token
     size_t job_count;           //  RENEW, RELEASE
-    int64_t lease_expires_at;   //  RENEW: new expiry (epoch msec)
+    int64_t lease_expires_at;   //  RENEW: new expiry (core time)
 } cw_core_action_t;
 
 //  Counters for metrics.
@@ -296,7 +298,7 @@ void
     cw_core_on_tick (cw_core_t *self, int64_t now);
 
 //  SIGTERM: no more CLAIM or dispatch; undispatched jobs are released at
-//  once; in-flight results are awaited until deadline (epoch msec), then
+//  once; in-flight results are awaited until deadline (core time), then
 //  the rest released; once all is committed, DISCONNECT to each worker
 //  and EXIT.
 void
@@ -321,7 +323,7 @@ void
 const cw_core_action_t *
     cw_core_next_action (cw_core_t *self);
 
-//  When cw_core_on_tick must run next (epoch msec); INT64_MAX if never.
+//  When cw_core_on_tick must run next (core time); INT64_MAX if never.
 int64_t
     cw_core_next_deadline (cw_core_t *self);
 

@@ -86,6 +86,9 @@ static const char s_sql_dead_payload[] =
 //  tests/sim: docs/simulation.md). A duration is stored clamped to the
 //  int column (24.8 days), started_at with it: an int64 from a worker
 //  overflowed now () - duration and failed the whole batch at every try.
+//  A retry's time is the broker's ($14 is the broker's clock when it sent
+//  the COMMIT), made an interval from the database's now (): the two
+//  clocks never meet (see s_renew).
 static const char s_sql_commit[] =
     "WITH t AS ("
     "  SELECT * FROM unnest ($2::bigint[], $3::text[], $4::bigint[],"
@@ -98,7 +101,8 @@ static const char s_sql_commit[] =
     "  UPDATE erp_mw.jobs j"
     "     SET state = t.state,"
     "         next_run_at = CASE WHEN t.state = 'ready'"
-    "             THEN to_timestamp (t.next_run_ms / 1000.0)"
+    "             THEN now () + GREATEST (t.next_run_ms - $14::bigint, 0)"
+    "                 * interval '1 millisecond'"
     "             ELSE j.next_run_at END,"
     "         attempts = t.attempts,"
     "         last_error = COALESCE (t.error, j.last_error),"
@@ -121,9 +125,14 @@ static const char s_sql_commit[] =
     "  ON CONFLICT (job_id, attempt) DO NOTHING)"
     " SELECT id FROM u";
 
+//  The lease runs $3 msec from the database's now (): the broker's clock
+//  (monotonic, its own) and the database's (another host's, maybe skewed)
+//  never meet. Leases are compared with now () by every broker's expire
+//  sweep, so an expiry in the broker's time would make a broker whose
+//  clock is behind renew leases that others see as already expired.
 static const char s_sql_renew[] =
     "UPDATE erp_mw.jobs j"
-    "   SET lease_expires_at = to_timestamp ($3::bigint / 1000.0)"
+    "   SET lease_expires_at = now () + $3::bigint * interval '1 millisecond'"
     "  FROM unnest ($2::bigint[], $4::bigint[]) AS l (id, token)"
     " WHERE j.id = l.id AND j.lease_token = l.token AND j.state = 'leased'"
     "   AND j.lease_owner = $1"
@@ -284,7 +293,7 @@ static const s_statement_t s_statements[] = {
     {"expire", s_sql_expire, 0},
     {"claim", s_sql_claim, 8},
     {"dead_payload", s_sql_dead_payload, 4},
-    {"commit", s_sql_commit, 13},
+    {"commit", s_sql_commit, 14},
     {"renew", s_sql_renew, 4},
     {"release", s_sql_release, 3},
     {"inbox", s_sql_inbox, 4},
@@ -390,7 +399,7 @@ typedef struct {
     zsock_t *pipe;              //  Actor pipe
     cw_pg_t *pg;                //  Statements connection
     cw_pg_t *listen;            //  LISTEN connection, NULL when none
-    int64_t listen_retry_at;    //  When to LISTEN again (epoch msec)
+    int64_t listen_retry_at;    //  When to LISTEN again (monotonic msec)
     int64_t notified_usec;      //  When a NOTIFY was last read (epoch usec)
     char *db_uri;               //  Owned copy
     char *broker_id;            //  Owned copy
@@ -690,7 +699,9 @@ s_claim (s_store_t *self, cw_store_req_t *req)
         job->ordering_key = s_strdup_or_null (cw_pg_rows_value (rows, row, 3));
         job->attempts = (uint32_t) s_parse_int (cw_pg_rows_value (rows, row, 4));
         job->max_attempts = (uint32_t) s_parse_int (cw_pg_rows_value (rows, row, 5));
-        job->lease_expires_at = s_parse_int (cw_pg_rows_value (rows, row, 6));
+        //  In the broker's clock: the lease began no earlier than the
+        //  request was sent, so it ends no earlier than this
+        job->lease_expires_at = req->now + req->lease_msec;
         job->lease_token = req->lease_token;
         job->payload = envelope;
         job->payload_size = 1;
@@ -759,11 +770,14 @@ s_commit (s_store_t *self, cw_store_req_t *req)
         s_buf_int (&arrays.buf [10], t->duration_msec < 0 ? 0 : t->duration_msec);
         s_buf_int (&arrays.buf [11], t->lease_token);
     }
-    const char *values [13] = { self->broker_id };
+    char sent [CW_STORE_INT_SIZE];
+    s_int_text (sent, sizeof (sent), req->now);
+    const char *values [14] = { self->broker_id };
     for (int index = 0; index < 12; index++)
         values [index + 1] = s_buf_end (&arrays.buf [index]);
+    values [13] = sent;
     cw_pg_rows_t *rows = NULL;
-    int rc = cw_pg_exec (self->pg, "commit", 13, values, &rows);
+    int rc = cw_pg_exec (self->pg, "commit", 14, values, &rows);
     s_arrays_free (&arrays);
     if (rc != 0) {
         s_fail (req, self, "commit");
@@ -799,8 +813,12 @@ s_renew (s_store_t *self, cw_store_req_t *req)
     s_buf_t ids = {0}, tokens = {0};
     s_ids_array (&ids, req->job_ids, req->job_count);
     s_ids_array (&tokens, req->lease_tokens, req->job_count);
+    //  What is left of the lease the core asked for, from the moment the
+    //  request was sent: run from the database's now (), later, the lease
+    //  ends no earlier than the core believes
     char expires [CW_STORE_INT_SIZE];
-    s_int_text (expires, sizeof (expires), req->lease_expires_at);
+    int64_t left = req->lease_expires_at - req->now;
+    s_int_text (expires, sizeof (expires), left > 0 ? left : 0);
     const char *values [] = { self->broker_id, ids.data, expires,
                               tokens.data };
     cw_pg_rows_t *rows = NULL;
@@ -949,8 +967,7 @@ s_publish_once (s_store_t *self, cw_store_req_t *req)
                 job->ordering_key = s_strdup_or_null (event->ordering_key);
                 job->max_attempts = (uint32_t) s_parse_int (
                     cw_pg_rows_value (rows, row, 2));
-                job->lease_expires_at = s_parse_int (
-                    cw_pg_rows_value (rows, row, 3));
+                job->lease_expires_at = req->now + req->lease_msec;
                 job->lease_token = req->lease_token;
                 job->payload = cw_envelope_dup (event->envelope);
                 job->payload_size = 1;
@@ -1006,7 +1023,7 @@ static void
 s_listen_close (s_store_t *self)
 {
     cw_pg_destroy (&self->listen);
-    self->listen_retry_at = zclock_time () + CW_STORE_LISTEN_RETRY_MSEC;
+    self->listen_retry_at = zclock_mono () + CW_STORE_LISTEN_RETRY_MSEC;
 }
 
 //  Opens the LISTEN connection (one attempt; the loop tries again after
@@ -1331,7 +1348,7 @@ cw_store_actor (zsock_t *pipe, void *args)
         }
         else
         if (!self.poll_only) {
-            int64_t wait = self.listen_retry_at - zclock_time ();
+            int64_t wait = self.listen_retry_at - zclock_mono ();
             timeout = wait > 0 ? (long) wait : 0;
         }
         if (self.expire_msec > 0) {
@@ -1352,7 +1369,7 @@ cw_store_actor (zsock_t *pipe, void *args)
         if (rc == -1 && zmq_errno () != EINTR)
             break;
         if (!self.listen && !self.poll_only
-        &&  zclock_time () >= self.listen_retry_at) {
+        &&  zclock_mono () >= self.listen_retry_at) {
             s_listen_open (&self);
             if (self.listen) {
                 //  Jobs may have come while not listening

@@ -62,6 +62,14 @@ typedef struct {
 //  owned by the request.
 typedef struct {
     cw_store_op_t op;
+    //  The broker's clock (its core's: monotonic msec) when it sent the
+    //  request. The store turns every time it exchanges with PostgreSQL
+    //  into an interval from this moment: a lease the database grants is
+    //  reported as ending at now + lease (it began no earlier), RENEW's
+    //  lease_expires_at and COMMIT's retry times go to the database as
+    //  intervals from its own now (). The broker's clock and the
+    //  database's (another host's, maybe skewed or stepped) never meet.
+    int64_t now;
     uint64_t batch_id;          //  The core's batch id (CLAIM, COMMIT, RENEW)
     //  CLAIM, PUBLISH: the token of the leases this request grants, set
     //  by the broker, never reused by one lease owner
@@ -79,7 +87,7 @@ typedef struct {
     int64_t *job_ids;
     int64_t *lease_tokens;
     size_t job_count;
-    int64_t lease_expires_at;   //  RENEW: epoch msec
+    int64_t lease_expires_at;   //  RENEW: in the broker's clock (see now)
     //  PUBLISH
     cw_store_event_t *events;
     size_t event_count;

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define WAIT_MSEC 20000
@@ -1769,6 +1770,239 @@ START_TEST (test_sighup_reloads_keys)
 }
 END_TEST
 
+//  libfaketime's library for threaded programs, or NULL when it is not
+//  installed (scripts/deps installs it).
+static const char *
+s_faketime_library (void)
+{
+    static const char *const paths [] = {
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1",
+        "/usr/local/lib/faketime/libfaketimeMT.so.1",
+        NULL };
+    for (size_t index = 0; paths [index]; index++)
+        if (access (paths [index], R_OK) == 0)
+            return paths [index];
+    return NULL;
+}
+
+//  One run of test_clock_skew: the broker's wall clock offset by skew
+//  (libfaketime: "-60" is a minute behind the database's host, "+60" a
+//  minute ahead), 1.5 s leases, a worker that takes 600 ms per job and
+//  asks one at a time, so the jobs claimed ahead of it wait up to 3 s
+//  and their leases must be renewed. Every job runs once; no lease in
+//  the table is ever seen expired while its job is held or running.
+static void
+s_clock_skew_run (const char *skew)
+{
+    const char *library = s_faketime_library ();
+    ck_assert_msg (library != NULL,
+                   "libfaketime is not installed (run scripts/deps)");
+    fixture_t *self = s_fixture_new ();
+    char *preload = zsys_sprintf ("LD_PRELOAD=%s", library);
+    char *faketime = zsys_sprintf ("FAKETIME=%s", skew);
+    const char *asan = getenv ("ASAN_OPTIONS");
+    //  ASan wants to be the first library; libfaketime is preloaded
+    char *asan_options = zsys_sprintf ("ASAN_OPTIONS=%s%sverify_asan_link_order=0",
+                                       asan ? asan : "", asan ? ":" : "");
+    const char *extra [] = {
+        preload, faketime, "FAKETIME_DONT_FAKE_MONOTONIC=1", asan_options,
+        "CW_BROKER_LEASE=1500ms", "CW_BROKER_RENEW_MARGIN=700ms",
+        "CW_BROKER_JOB_DEADLINE=800ms", NULL };
+    time_t started = time (NULL);
+    s_broker_start (self, extra);
+    char *log_path = zsys_sprintf ("%s/broker.log", self->tmp);
+    zsock_t *worker = s_peer_new (self, self->worker);
+    s_ready (worker, "http.generic", 1);
+    s_sql (self, "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload)"
+                 " SELECT 'http.generic', 't1', 'skew-' || n,"
+                 "        jsonb_build_object ('want', 'ok', 'seq', n)"
+                 "   FROM generate_series (1, 5) AS n");
+    int64_t seen [5] = { 0 };
+    size_t seen_count = 0;
+    long expired_seen = 0;
+    long long deadline = cw_test_now_msec () + WAIT_MSEC;
+    while (cw_test_now_msec () < deadline
+    &&     s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                          " WHERE state = 'done'") < 5) {
+        long expired = s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                      " WHERE state = 'leased'"
+                                      "   AND lease_expires_at < now ()");
+        if (expired > expired_seen)
+            expired_seen = expired;
+        cw_msg_t *job = s_peer_recv (worker, 100);
+        if (!job) {
+            cw_msg_t *heartbeat = cw_msg_new (CW_MSG_WORKER, CW_MSG_HEARTBEAT);
+            s_peer_send (worker, &heartbeat);
+            continue;
+        }
+        ck_assert_int_eq (job->command, CW_MSG_JOB);
+        for (size_t index = 0; index < seen_count; index++)
+            ck_assert_msg (seen [index] != job->job.job_id,
+                           "skew %s: job %lld sent twice", skew,
+                           (long long) job->job.job_id);
+        ck_assert_msg (seen_count < 5, "skew %s: a sixth JOB", skew);
+        seen [seen_count++] = job->job.job_id;
+        //  600 ms of work, heartbeating
+        long long done_at = cw_test_now_msec () + 600;
+        while (cw_test_now_msec () < done_at) {
+            cw_msg_t *heartbeat = cw_msg_new (CW_MSG_WORKER, CW_MSG_HEARTBEAT);
+            s_peer_send (worker, &heartbeat);
+            zclock_sleep (100);
+            expired = s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                     " WHERE state = 'leased'"
+                                     "   AND lease_expires_at < now ()");
+            if (expired > expired_seen)
+                expired_seen = expired;
+        }
+        s_answer (worker, job, "ok");
+        cw_msg_destroy (&job);
+    }
+    ck_assert_msg (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
+                                  " WHERE state = 'done'") == 5,
+                   "skew %s: %zu jobs sent, not all done", skew, seen_count);
+    ck_assert_int_eq (seen_count, 5);
+    ck_assert_msg (expired_seen == 0, "skew %s: %ld leases seen expired in"
+                   " the table while held", skew, expired_seen);
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.job_attempts"),
+                      5);
+    //  The broker did run with the skewed wall clock: its log's first
+    //  time stamp is about skew seconds off ours
+    char *log = cw_fixture_slurp (log_path);
+    ck_assert_ptr_nonnull (log);
+    const char *ts = strstr (log, "\"ts\":\"");
+    ck_assert_ptr_nonnull (ts);
+    struct tm stamp;
+    memset (&stamp, 0, sizeof (stamp));
+    ck_assert_ptr_nonnull (strptime (ts + 6, "%Y-%m-%dT%H:%M:%S", &stamp));
+    long long offset = (long long) timegm (&stamp) - (long long) started;
+    long long wanted = strtoll (skew, NULL, 10);
+    ck_assert_msg (offset > wanted - 15 && offset < wanted + 15,
+                   "skew %s: the broker's log is %lld s off", skew, offset);
+    free (log);
+    zstr_free (&log_path);
+    zsock_destroy (&worker);
+    s_fixture_destroy (&self);
+    zstr_free (&asan_options);
+    zstr_free (&faketime);
+    zstr_free (&preload);
+}
+
+//  Counts the HEARTBEATs the broker sends worker within msec, while the
+//  worker heartbeats too (so it stays alive).
+static int
+s_heartbeats_within (zsock_t *worker, int msec)
+{
+    int heartbeats = 0;
+    long long deadline = cw_test_now_msec () + msec;
+    while (cw_test_now_msec () < deadline) {
+        cw_msg_t *mine = cw_msg_new (CW_MSG_WORKER, CW_MSG_HEARTBEAT);
+        s_peer_send (worker, &mine);
+        zmq_pollitem_t item = { zsock_resolve (worker), 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll (&item, 1, 100) != 1)
+            continue;
+        zmsg_t *in = zmsg_recv (worker);
+        ck_assert_ptr_nonnull (in);
+        cw_msg_frame_t frames [CW_MSG_FRAMES];
+        size_t count = 0;
+        for (zframe_t *frame = zmsg_first (in); frame && count < CW_MSG_FRAMES;
+             frame = zmsg_next (in)) {
+            frames [count].data = zframe_data (frame);
+            frames [count].size = zframe_size (frame);
+            count++;
+        }
+        cw_msg_t *msg = cw_msg_decode (frames, count, NULL, NULL, 0);
+        zmsg_destroy (&in);
+        if (msg && msg->command == CW_MSG_HEARTBEAT)
+            heartbeats++;
+        cw_msg_destroy (&msg);
+    }
+    return heartbeats;
+}
+
+//  The broker's wall clock is stepped an hour back while it runs (NTP
+//  correcting a clock that ran ahead, a VM resumed from a snapshot): it
+//  goes on heartbeating its workers and dispatching jobs; stepped an hour
+//  forward, it does not count its worker lost. Before, its timers ran on
+//  the wall clock: a step back stopped heartbeats and claims for the hour
+//  (the workers then gave up on it), a step forward expired every worker
+//  and lease at once.
+START_TEST (test_clock_step)
+{
+    const char *library = s_faketime_library ();
+    ck_assert_msg (library != NULL,
+                   "libfaketime is not installed (run scripts/deps)");
+    fixture_t *self = s_fixture_new ();
+    char *step_path = zsys_sprintf ("%s/faketime", self->tmp);
+    cw_fixture_write (step_path, "+0\n");
+    char *preload = zsys_sprintf ("LD_PRELOAD=%s", library);
+    char *step_file = zsys_sprintf ("FAKETIME_TIMESTAMP_FILE=%s", step_path);
+    const char *asan = getenv ("ASAN_OPTIONS");
+    char *asan_options = zsys_sprintf ("ASAN_OPTIONS=%s%sverify_asan_link_order=0",
+                                       asan ? asan : "", asan ? ":" : "");
+    const char *extra [] = {
+        preload, step_file, "FAKETIME_NO_CACHE=1",
+        "FAKETIME_DONT_FAKE_MONOTONIC=1", asan_options, NULL };
+    s_broker_start (self, extra);
+    zsock_t *worker = s_peer_new (self, self->worker);
+    s_ready (worker, "http.generic", 5);
+    ck_assert_int_ge (s_heartbeats_within (worker, 600), 1);
+    const char *steps [] = { "-3600\n", "+3600\n" };
+    for (size_t index = 0; index < 2; index++) {
+        cw_fixture_write (step_path, steps [index]);
+        //  At 200 ms, a second holds about 5; one would do
+        int heartbeats = s_heartbeats_within (worker, 1000);
+        ck_assert_msg (heartbeats >= 2, "stepped %s: %d HEARTBEATs in 1 s",
+                       steps [index], heartbeats);
+        char *insert = zsys_sprintf (
+            "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload)"
+            " VALUES ('http.generic', 't1', 'step-%zu', '{\"want\": \"ok\"}')",
+            index);
+        s_sql (self, insert);
+        zstr_free (&insert);
+        char *done = zsys_sprintf ("SELECT count(*) FROM erp_mw.jobs"
+                                   " WHERE state = 'done'");
+        s_work (worker, self, done, (long) index + 1, NULL, NULL);
+        zstr_free (&done);
+    }
+    ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.job_attempts"
+                                     " WHERE outcome = 'ok'"), 2);
+    //  One session all along: the worker was never counted lost (a lost
+    //  one is told unknown_session and sends READY again)
+    char *log_path = zsys_sprintf ("%s/broker.log", self->tmp);
+    char *log = cw_fixture_slurp (log_path);
+    ck_assert_ptr_nonnull (log);
+    int sessions = 0;
+    for (const char *at = strstr (log, "\"event\":\"worker_ready\""); at;
+         at = strstr (at + 1, "\"event\":\"worker_ready\""))
+        sessions++;
+    ck_assert_int_eq (sessions, 1);
+    free (log);
+    zstr_free (&log_path);
+    zsock_destroy (&worker);
+    s_fixture_destroy (&self);
+    zstr_free (&asan_options);
+    zstr_free (&step_file);
+    zstr_free (&preload);
+    zstr_free (&step_path);
+}
+END_TEST
+
+//  The broker's host clock and the database's differ (hosts drift; NTP
+//  is not everywhere): a minute behind or ahead, the broker still holds
+//  its leases, renews them in time and runs each job once. Before, it
+//  sent RENEW an expiry in its own clock, which the database and every
+//  other broker's expire sweep read in theirs: a minute behind, every
+//  renewed lease was already expired in the table; a minute ahead, a
+//  claimed lease looked expired to the broker at once.
+START_TEST (test_clock_skew)
+{
+    s_clock_skew_run ("-60");
+    s_clock_skew_run ("+60");
+}
+END_TEST
+
 //  Runs the broker with env (NULL-terminated, after the fixture's
 //  certificate, peers and URI settings) and waits up to 10 s for it to
 //  exit; returns its exit code (-1: still running, killed). The log
@@ -1977,6 +2211,12 @@ main (void)
     tcase_add_test (drain, test_sigterm_releases);
     tcase_add_test (drain, test_drain_database_down);
     tcase_add_test (drain, test_sighup_reloads_keys);
+
+    TCase *clock = tcase_create ("clock");
+    tcase_set_timeout (clock, 60);
+    tcase_add_test (clock, test_clock_skew);
+    tcase_add_test (clock, test_clock_step);
+    suite_add_tcase (suite, clock);
     suite_add_tcase (suite, drain);
     TCase *config = tcase_create ("config");
     tcase_set_timeout (config, 30);

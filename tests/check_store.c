@@ -112,7 +112,10 @@ s_lease_op (zactor_t *store, cw_store_op_t op, int64_t id, int64_t token)
     req->job_ids[0] = id;
     req->lease_tokens[0] = token;
     req->job_count = 1;
-    req->lease_expires_at = (zclock_time () + 60000);
+    //  In the broker's clock, which the store never compares with the
+    //  database's: 60 s from the moment sent
+    req->now = zclock_mono ();
+    req->lease_expires_at = req->now + 60000;
     cw_store_req_t *done = s_ask (store, req);
     size_t lost = done->lost_count;
     cw_store_req_destroy (&done);
