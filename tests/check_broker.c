@@ -179,6 +179,32 @@ s_answer (zsock_t *dealer, const cw_msg_t *job, const char *want)
     s_peer_send (dealer, &result);
 }
 
+//  A worker peer's HEARTBEAT. A test worker that waits for jobs sends
+//  one per turn, as a real worker does: silent for a liveness (600 ms
+//  here) it would be counted lost, its jobs handed back and no more sent
+//  to it, which a slow machine reaches between two jobs.
+static void
+s_heartbeat (zsock_t *dealer)
+{
+    cw_msg_t *heartbeat = cw_msg_new (CW_MSG_WORKER, CW_MSG_HEARTBEAT);
+    s_peer_send (dealer, &heartbeat);
+}
+
+//  s_peer_recv for a worker peer in session: heartbeats every 100 ms
+//  while it waits, so the broker never counts it lost meanwhile.
+static cw_msg_t *
+s_worker_recv (zsock_t *dealer, int timeout_msec)
+{
+    long long deadline = cw_test_now_msec () + timeout_msec;
+    cw_msg_t *msg = NULL;
+    while (!msg && cw_test_now_msec () < deadline) {
+        s_heartbeat (dealer);
+        long long left = deadline - cw_test_now_msec ();
+        msg = s_peer_recv (dealer, left < 100 ? (int) left : 100);
+    }
+    return msg;
+}
+
 //  Answers each JOB by its data's "want" (ok, rejected, transient), or
 //  by want_default; records the order of data "seq" values in order[].
 //  Runs until until() holds or the timeout passes.
@@ -189,6 +215,7 @@ s_work (zsock_t *dealer, fixture_t *self, const char *done_sql, long expected,
     long long deadline = cw_test_now_msec () + WAIT_MSEC;
     int jobs = 0;
     while (cw_test_now_msec () < deadline) {
+        s_heartbeat (dealer);
         cw_msg_t *msg = s_peer_recv (dealer, 100);
         if (msg && msg->command == CW_MSG_JOB) {
             jobs++;
@@ -361,7 +388,7 @@ START_TEST (test_ordering)
     //  p-2 is never claimed while p-1 is dead: give the poll a few turns
     long long until = cw_test_now_msec () + 1000;
     while (cw_test_now_msec () < until) {
-        cw_msg_t *msg = s_peer_recv (worker, 100);
+        cw_msg_t *msg = s_worker_recv (worker, 100);
         ck_assert_msg (msg == NULL || msg->command != CW_MSG_JOB,
                        "job of a parked key dispatched");
         cw_msg_destroy (&msg);
@@ -409,6 +436,7 @@ START_TEST (test_targets)
     int sent [2] = {0, 0};
     while (s_count (self, done_sql) < 30 && cw_test_now_msec () < deadline)
         for (int index = 0; index < 2; index++) {
+            s_heartbeat (workers [index]);
             cw_msg_t *msg = s_peer_recv (workers [index], 50);
             if (msg && msg->command == CW_MSG_JOB) {
                 ck_assert_msg (streq (msg->job.target, targets [index]),
@@ -440,6 +468,7 @@ START_TEST (test_targets)
     long long until = cw_test_now_msec () + 1000;
     while (cw_test_now_msec () < until)
         for (int index = 0; index < 2; index++) {
+            s_heartbeat (workers [index]);
             cw_msg_t *msg = s_peer_recv (workers [index], 50);
             ck_assert_msg (msg == NULL || msg->command != CW_MSG_JOB,
                            "job of an unserved target dispatched");
@@ -1137,7 +1166,7 @@ START_TEST (test_dead_letters)
     ck_assert_str_eq (ids, id1);
     free (ids);
     cw_msg_destroy (&response);
-    cw_msg_t *early = s_peer_recv (worker, 300);
+    cw_msg_t *early = s_worker_recv (worker, 300);
     ck_assert_msg (early == NULL, "job %lld sent while its order's head is dead",
                    early ? (long long) early->job.job_id : 0LL);
     ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
@@ -1653,7 +1682,7 @@ START_TEST (test_sigterm_releases)
                  " SELECT 'http.generic', 't1', 'd-' || n, '{}'"
                  "   FROM generate_series (1, 20) AS n");
     //  Take jobs, answer none: they are in flight at SIGTERM
-    cw_msg_t *job = s_peer_recv (worker, WAIT_MSEC);
+    cw_msg_t *job = s_worker_recv (worker, WAIT_MSEC);
     ck_assert_ptr_nonnull (job);
     ck_assert_int_eq (job->command, CW_MSG_JOB);
     cw_msg_destroy (&job);
@@ -1700,7 +1729,7 @@ START_TEST (test_drain_database_down)
     s_ready (worker, "http.generic", 1);
     s_sql (self, "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload)"
                  " VALUES ('http.generic', 't1', 'down-1', '{}')");
-    cw_msg_t *job = s_peer_recv (worker, WAIT_MSEC);
+    cw_msg_t *job = s_worker_recv (worker, WAIT_MSEC);
     ck_assert_ptr_nonnull (job);
     ck_assert_int_eq (job->command, CW_MSG_JOB);
     cw_fixture_db_refuse (self->uri, true);
@@ -2126,7 +2155,7 @@ START_TEST (test_config_tables)
     zsock_t *relay = s_peer_new (self, self->relay);
     const char *keys [] = { "ws-1" };
     s_publish_status (relay, 1, "O-9", keys, 1);
-    cw_msg_t *job = s_peer_recv (worker, WAIT_MSEC);
+    cw_msg_t *job = s_worker_recv (worker, WAIT_MSEC);
     ck_assert_ptr_nonnull (job);
     ck_assert_int_eq (job->command, CW_MSG_JOB);
     ck_assert_str_eq (job->job.flow, "order.status");
