@@ -611,6 +611,17 @@ cw_core_config_check (const cw_core_config_t *config, char *reason,
                       ">= 1 when rate_per_sec is set", index, target->target);
             return -1;
         }
+        //  Tokens come back at most once per msec of the clock: a burst
+        //  under one msec of the rate would cap it at 1000 x burst/s
+        if (target->rate_per_sec
+        &&  (uint64_t) target->rate_per_sec > (uint64_t) target->burst * 1000) {
+            snprintf (reason, size, "targets[%zu] (\"%s\").burst: %u cannot "
+                      "carry rate_per_sec %u (at most 1000 x burst per "
+                      "second); use a burst of at least %u", index,
+                      target->target, target->burst, target->rate_per_sec,
+                      (target->rate_per_sec + 999) / 1000);
+            return -1;
+        }
     }
     if (size)
         reason[0] = 0;

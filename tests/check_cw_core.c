@@ -289,6 +289,17 @@ START_TEST (test_config)
     ck_assert_int_eq (cw_core_config_check (&config, reason, sizeof (reason)),
                       -1);
     ck_assert_ptr_nonnull (strstr (reason, "burst"));
+    //  A burst too small for the rate (tokens return once per msec):
+    //  5000/s needs a burst of 5
+    cw_core_target_t thin[] = {{"erp", 0, 5000, 4}};
+    config.targets = thin;
+    ck_assert_int_eq (cw_core_config_check (&config, reason, sizeof (reason)),
+                      -1);
+    ck_assert_msg (strstr (reason, "at least 5"), "%s", reason);
+    cw_core_target_t enough[] = {{"erp", 0, 5000, 5}};
+    config.targets = enough;
+    ck_assert_int_eq (cw_core_config_check (&config, reason, sizeof (reason)),
+                      0);
     cw_core_t *core = NULL;
     cw_core_destroy (&core);    //  Harmless on NULL
 }
