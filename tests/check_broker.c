@@ -84,6 +84,16 @@ s_fixture_destroy (fixture_t **self_p)
     *self_p = NULL;
 }
 
+//  An admin certificate, listed in the broker's peers (before it starts,
+//  or reloaded). Caller destroys it.
+static zcert_t *
+s_operator_cert (fixture_t *self)
+{
+    zcert_t *operator = cw_curve_cert_new ("admin", "operator");
+    cw_fixture_cert_save (self->tmp, operator, "peers", "operator");
+    return operator;
+}
+
 //  --- A peer speaking CWP/1 -------------------------------------------------
 
 static zsock_t *
@@ -645,8 +655,7 @@ s_reply (zsock_t *dealer, int64_t call_id, int http_status)
 START_TEST (test_reply_from_called_worker_only)
 {
     fixture_t *self = s_fixture_new ();
-    zcert_t *operator = cw_curve_cert_new ("admin", "operator");
-    cw_fixture_cert_save (self->tmp, operator, "peers", "operator");
+    zcert_t *operator = s_operator_cert (self);
     //  Long heartbeats: the called worker stays alive without sending
     const char *slow[] = {"CW_BROKER_SERVER_HEARTBEAT=5s", NULL};
     s_broker_start (self, slow);
@@ -708,8 +717,7 @@ END_TEST
 START_TEST (test_call_overdue)
 {
     fixture_t *self = s_fixture_new ();
-    zcert_t *operator = cw_curve_cert_new ("admin", "operator");
-    cw_fixture_cert_save (self->tmp, operator, "peers", "operator");
+    zcert_t *operator = s_operator_cert (self);
     const char *short_deadline[] = {"CW_BROKER_JOB_DEADLINE=500ms", NULL};
     s_broker_start (self, short_deadline);
     zsock_t *silent = s_peer_new (self, self->worker);
@@ -773,8 +781,7 @@ s_status_counter (zsock_t *admin, int64_t request_id, const char *name)
 START_TEST (test_oversized_frame_dropped)
 {
     fixture_t *self = s_fixture_new ();
-    zcert_t *operator = cw_curve_cert_new ("admin", "operator");
-    cw_fixture_cert_save (self->tmp, operator, "peers", "operator");
+    zcert_t *operator = s_operator_cert (self);
     s_broker_start (self, NULL);
     zsock_t *admin = s_peer_new (self, operator);
     ck_assert_int_eq (s_status_counter (admin, 1, "malformed"), 0);
@@ -821,8 +828,7 @@ END_TEST
 START_TEST (test_routing_id_reused)
 {
     fixture_t *self = s_fixture_new ();
-    zcert_t *operator = cw_curve_cert_new ("admin", "operator");
-    cw_fixture_cert_save (self->tmp, operator, "peers", "operator");
+    zcert_t *operator = s_operator_cert (self);
     s_broker_start (self, NULL);
     zsock_t *admin = zsock_new (ZMQ_DEALER);
     cw_curve_client_setup (admin, operator, zcert_public_txt (self->server));
@@ -871,8 +877,7 @@ END_TEST
 START_TEST (test_idle_peers_forgotten)
 {
     fixture_t *self = s_fixture_new ();
-    zcert_t *operator = cw_curve_cert_new ("admin", "operator");
-    cw_fixture_cert_save (self->tmp, operator, "peers", "operator");
+    zcert_t *operator = s_operator_cert (self);
     s_broker_start (self, NULL);
     const int clients = 20;
     for (int client = 0; client < clients; client++) {
@@ -979,8 +984,7 @@ s_result_ids (const cw_msg_t *response, const char *name)
 START_TEST (test_dead_letters)
 {
     fixture_t *self = s_fixture_new ();
-    zcert_t *operator = cw_curve_cert_new ("admin", "operator");
-    cw_fixture_cert_save (self->tmp, operator, "peers", "operator");
+    zcert_t *operator = s_operator_cert (self);
     s_broker_start (self, NULL);
     //  1: dead head of order O-1; 2: parked behind it; 3: a customer's,
     //  exhausted, its payload an envelope; 4: another tenant's
@@ -1286,8 +1290,7 @@ END_TEST
 START_TEST (test_publish)
 {
     fixture_t *self = s_fixture_new ();
-    zcert_t *operator = cw_curve_cert_new ("admin", "operator");
-    cw_fixture_cert_save (self->tmp, operator, "peers", "operator");
+    zcert_t *operator = s_operator_cert (self);
     s_broker_start (self, NULL);
     zsock_t *relay = s_peer_new (self, self->relay);
     for (int round = 0; round < 2; round++) {

@@ -75,19 +75,26 @@ s_server_new (void)
     return self;
 }
 
-//  Starts ZAP (after the certs are in place), then the router.
+//  Starts ZAP (after the certs are in place), then the router, with ZAP
+//  domain zap_domain (NULL: the default).
 static void
-s_server_start (server_t *self)
+s_server_start_domain (server_t *self, const char *zap_domain)
 {
     char error[ERROR_MAX];
     self->zap = cw_zap_new (self->certs, error, sizeof (error));
     ck_assert_msg (self->zap != NULL, "%s", error);
     self->router = zsock_new (ZMQ_ROUTER);
-    cw_curve_server_setup (self->router, self->cert, NULL);
+    cw_curve_server_setup (self->router, self->cert, zap_domain);
     self->monitor = cw_zap_monitor_new (self->router);
     ck_assert_int_ne (zsock_bind (self->router, "tcp://127.0.0.1:*"), -1);
     self->endpoint = strdup (zsock_endpoint (self->router));
     zsock_set_rcvtimeo (self->router, WAIT_MSEC);
+}
+
+static void
+s_server_start (server_t *self)
+{
+    s_server_start_domain (self, NULL);
 }
 
 static void
@@ -466,14 +473,7 @@ START_TEST (test_zap_domain)
 {
     server_t *server = s_server_new ();
     zcert_t *known = s_allow (server, "worker", "known");
-    char error[ERROR_MAX];
-    server->zap = cw_zap_new (server->certs, error, sizeof (error));
-    ck_assert_msg (server->zap != NULL, "%s", error);
-    server->router = zsock_new (ZMQ_ROUTER);
-    cw_curve_server_setup (server->router, server->cert, "elsewhere");
-    server->monitor = cw_zap_monitor_new (server->router);
-    ck_assert_int_ne (zsock_bind (server->router, "tcp://127.0.0.1:*"), -1);
-    server->endpoint = strdup (zsock_endpoint (server->router));
+    s_server_start_domain (server, "elsewhere");
     zsock_t *client = s_client_new (server, known);
     zstr_send (client, "let me in");
     ck_assert (cw_zap_wait (server->monitor, "handshake_failed_auth", 1,
