@@ -201,3 +201,14 @@ tests_check_cw_wire_SOURCES = tests/check_cw_wire.c
 tests_check_cw_wire_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
 tests_check_cw_wire_LDADD = lib/libcwrt.a proto/libcwproto.a $(RUNTIME_LIBS) \
     $(CHECK_LIBS)
+
+#  causeway (client): the operator CLI as a process against a real broker
+#  and PostgreSQL: status, dlq list, replay, usage and connection errors
+check_PROGRAMS += tests/check_client
+TESTS += tests/check_client
+tests_check_client_SOURCES = tests/check_client.c
+tests_check_client_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(DEP_CFLAGS)
+tests_check_client_LDADD = $(FIXTURE_LIBS) lib/libcwrt.a proto/libcwproto.a \
+    $(TEST_LIBS) $(RUNTIME_LIBS)
+EXTRA_tests_check_client_DEPENDENCIES = client/causeway \
+    broker/causeway-broker migrate/causeway-migrate
