@@ -291,8 +291,8 @@ START_TEST (test_certificate_refused)
     char *worker_secret = zsys_sprintf ("%s/peers/worker.secret", self->tmp);
     args[5] = worker_secret;
     ck_assert_int_eq (s_run (self, args, NULL, &output), 1);
-    s_has (output, "--cert");
-    s_has (output, "admin certificate");
+    s_has (output, "has role \"worker\": broker commands need an admin "
+                   "certificate");
     free (output);
 
     ck_assert_int_eq (chmod (stranger_secret, 0644), 0);
@@ -419,6 +419,374 @@ START_TEST (test_usage)
 }
 END_TEST
 
+//  --- Dead letters ------------------------------------------------------
+
+//  Makes five dead jobs of http.generic, each payload an envelope whose
+//  data names an order and a customer: t1 dl-1 (O-1, C-1), dl-2 (O-2,
+//  C-1), dl-3 (O-3, C-2), dl-5 (O-5, C-3, exhausted), and t2 dl-4 (O-1,
+//  C-1). dl-1's last error is long and holds a newline and an escape.
+static void
+s_dead_jobs (fixture_t *self)
+{
+    const char *rows[][6] = {
+        {"t1", "dl-1", "O-1", "C-1", "rejected",
+         "rejected (422): \x1b[31mname\nmust not be empty; the ERP also "
+         "says that the street, the city and the postal code are missing"},
+        {"t1", "dl-2", "O-2", "C-1", "rejected", "rejected (422): vat"},
+        {"t1", "dl-3", "O-3", "C-2", "rejected", "rejected (400): sku"},
+        {"t2", "dl-4", "O-1", "C-1", "rejected", "rejected (422): name"},
+        {"t1", "dl-5", "O-5", "C-3", "exhausted", "timeout after 1000 ms"}};
+    for (size_t index = 0; index < sizeof (rows) / sizeof (rows[0]);
+         index++) {
+        const char *const *row = rows[index];
+        char *sql = zsys_sprintf (
+            "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key,"
+            "  ordering_key, payload, state, dead_reason, attempts,"
+            "  last_error, finished_at)"
+            " VALUES ('http.generic', '%s', '%s', '%s:%s',"
+            "  jsonb_build_object ('id', '%s', 'source', 'shop',"
+            "    'type', 'order.created.v1', 'specversion', '1.0',"
+            "    'time', '2026-11-27T07:00:00Z', 'tenantid', '%s',"
+            "    'idempotencykey', '%s',"
+            "    'datacontenttype', 'application/json',"
+            "    'data', jsonb_build_object ('orderId', '%s',"
+            "      'customerId', '%s')),"
+            "  'dead', '%s', 1, $e$%s$e$, now ())",
+            row[0], row[1], row[0], row[2], row[1], row[0], row[1], row[2],
+            row[3], row[4], row[5]);
+        cw_fixture_sql_ok (self->uri, sql);
+        zstr_free (&sql);
+    }
+}
+
+//  The id of the job with idempotency key key. Caller frees.
+static char *
+s_id (fixture_t *self, const char *key)
+{
+    char *sql = zsys_sprintf ("SELECT id FROM erp_mw.jobs"
+                              " WHERE idempotency_key = '%s'", key);
+    char *id = cw_fixture_sql_value (self->uri, sql);
+    zstr_free (&sql);
+    return id;
+}
+
+//  The ids of result's array member name, joined by commas. Caller frees.
+static char *
+s_ids (const json_t *result, const char *name, const char *member)
+{
+    const json_t *list = json_object_get (result, name);
+    ck_assert_msg (json_is_array (list), "no array %s", name);
+    char *text = strdup ("");
+    size_t index;
+    const json_t *item;
+    json_array_foreach (list, index, item) {
+        const json_t *id = member ? json_object_get (item, member) : item;
+        ck_assert (json_is_integer (id));
+        char *longer = zsys_sprintf ("%s%s%" JSON_INTEGER_FORMAT, text,
+                                     index ? "," : "",
+                                     json_integer_value (id));
+        free (text);
+        text = strdup (longer);
+        zstr_free (&longer);
+    }
+    return text;
+}
+
+//  The longest line of text, in characters (UTF-8 aware).
+static size_t
+s_longest_line (const char *text)
+{
+    size_t longest = 0;
+    size_t current = 0;
+    for (; *text; text++) {
+        if (*text == '\n') {
+            longest = current > longest ? current : longest;
+            current = 0;
+        }
+        else
+        if (((unsigned char) *text & 0xC0) != 0x80)
+            current++;
+    }
+    return current > longest ? current : longest;
+}
+
+//  dlq list: by tenant, order, customer and reason, paging with --after,
+//  human (one line per job, errors cleaned and cut to the width) and
+//  --json (the broker's result).
+START_TEST (test_dlq_list)
+{
+    fixture_t *self = s_fixture_new ();
+    s_broker_start (self);
+    s_dead_jobs (self);
+    char *id1 = s_id (self, "dl-1");
+    char *id2 = s_id (self, "dl-2");
+    char *id3 = s_id (self, "dl-3");
+    char *id5 = s_id (self, "dl-5");
+    char *output = NULL;
+
+    //  --json: the tenant's dead jobs by id, with order and customer
+    const char *tenant[] = {"dlq", "list", "--tenant", "t1", NULL};
+    ck_assert_int_eq (s_admin (self, true, tenant, &output), 0);
+    json_t *result = s_json (output);
+    char *ids = s_ids (result, "jobs", "id");
+    char *expected = zsys_sprintf ("%s,%s,%s,%s", id1, id2, id3, id5);
+    ck_assert_str_eq (ids, expected);
+    zstr_free (&expected);
+    free (ids);
+    ck_assert (json_is_false (json_object_get (result, "more")));
+    json_t *first = json_array_get (json_object_get (result, "jobs"), 0);
+    ck_assert_str_eq (json_string_value (json_object_get (first, "order")),
+                      "O-1");
+    ck_assert_str_eq (json_string_value (json_object_get (first, "customer")),
+                      "C-1");
+    ck_assert_str_eq (json_string_value (json_object_get (first, "reason")),
+                      "rejected");
+    json_decref (result);
+    free (output);
+
+    //  Human: a header, one line per job, nothing wider than COLUMNS, the
+    //  long error cut, control characters gone, times to the second
+    const char *wide[] = {"COLUMNS=140", NULL};
+    const char *argv[ARGS_MAX] = {
+        "--broker", self->endpoint, "--broker-key", self->broker_pub,
+        "--cert", self->operator_secret, "dlq", "list", "--tenant", "t1",
+        NULL};
+    ck_assert_int_eq (s_run (self, argv, wide, &output), 0);
+    s_has (output, "ID");
+    s_has (output, "  LAST ERROR\n");
+    s_has (output, "O-1/C-1");
+    s_has (output, "O-5/C-3");
+    s_has (output, "exhausted");
+    s_has (output, "rejected (422):  [31mname must not be empty");
+    s_has (output, "...\n");
+    s_has (output, "Z  rejected (422): vat\n");
+    ck_assert_ptr_null (strchr (output, '\x1b'));
+    ck_assert_ptr_null (strstr (output, "postal code"));
+    ck_assert_uint_le (s_longest_line (output), 140);
+    ck_assert_ptr_null (strstr (output, "more match"));
+    char *line = zsys_sprintf ("\n%s ", id3);
+    s_has (output, line);
+    zstr_free (&line);
+    free (output);
+    //  Narrow: each last error on a line of its own below its job
+    const char *narrow[] = {"COLUMNS=80", NULL};
+    ck_assert_int_eq (s_run (self, argv, narrow, &output), 0);
+    ck_assert_uint_le (s_longest_line (output), 80);
+    s_has (output, "Z\n    rejected (422): vat\n");
+    s_has (output, "\n    LAST ERROR\n");
+    ck_assert_ptr_null (strstr (output, "postal code"));
+    free (output);
+
+    //  By order, by customer, by reason
+    const char *order[] = {"dlq", "list", "--tenant", "t1", "--order",
+                           "O-1", NULL};
+    ck_assert_int_eq (s_admin (self, true, order, &output), 0);
+    result = s_json (output);
+    ids = s_ids (result, "jobs", "id");
+    ck_assert_str_eq (ids, id1);
+    free (ids);
+    json_decref (result);
+    free (output);
+    const char *customer[] = {"dlq", "list", "--tenant", "t1", "--customer",
+                              "C-1", NULL};
+    ck_assert_int_eq (s_admin (self, true, customer, &output), 0);
+    result = s_json (output);
+    ids = s_ids (result, "jobs", "id");
+    expected = zsys_sprintf ("%s,%s", id1, id2);
+    ck_assert_str_eq (ids, expected);
+    zstr_free (&expected);
+    free (ids);
+    json_decref (result);
+    free (output);
+    ck_assert_int_eq (s_admin (self, false, customer, &output), 0);
+    s_has (output, "O-2/C-1");
+    ck_assert_ptr_null (strstr (output, "O-3"));
+    free (output);
+    const char *reason[] = {"dlq", "list", "--tenant", "t1", "--reason",
+                            "exhausted", "--since", "2000-01-01T00:00:00Z",
+                            NULL};
+    ck_assert_int_eq (s_admin (self, true, reason, &output), 0);
+    result = s_json (output);
+    ids = s_ids (result, "jobs", "id");
+    ck_assert_str_eq (ids, id5);
+    free (ids);
+    json_decref (result);
+    free (output);
+
+    //  Paging: --limit 2 says more match and how to go on; --after goes on
+    const char *page[] = {"dlq", "list", "--tenant", "t1", "--limit", "2",
+                          NULL};
+    ck_assert_int_eq (s_admin (self, false, page, &output), 0);
+    expected = zsys_sprintf ("2 shown; more match: --after %s", id2);
+    s_has (output, expected);
+    zstr_free (&expected);
+    ck_assert_ptr_null (strstr (output, "O-3/C-2"));
+    free (output);
+    const char *next[] = {"dlq", "list", "--tenant", "t1", "--limit", "2",
+                          "--after", id2, NULL};
+    ck_assert_int_eq (s_admin (self, true, next, &output), 0);
+    result = s_json (output);
+    ids = s_ids (result, "jobs", "id");
+    expected = zsys_sprintf ("%s,%s", id3, id5);
+    ck_assert_str_eq (ids, expected);
+    zstr_free (&expected);
+    free (ids);
+    ck_assert (json_is_false (json_object_get (result, "more")));
+    json_decref (result);
+    free (output);
+
+    //  Nothing matches: said so, exit 0
+    const char *none[] = {"dlq", "list", "--tenant", "t3", NULL};
+    ck_assert_int_eq (s_admin (self, false, none, &output), 0);
+    s_has (output, "no dead jobs match");
+    free (output);
+    free (id1);
+    free (id2);
+    free (id3);
+    free (id5);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+//  The broker cannot reach its database: dlq list gets the error
+//  RESPONSE unavailable, printed with its message; exit 1.
+START_TEST (test_dlq_unavailable)
+{
+    fixture_t *self = s_fixture_new ();
+    s_broker_start (self);
+    cw_fixture_db_refuse (self->uri, true);
+    char *output = NULL;
+    const char *list[] = {"dlq", "list", "--tenant", "t1", NULL};
+    int rc = s_admin (self, false, list, &output);
+    cw_fixture_db_refuse (self->uri, false);
+    ck_assert_msg (rc == 1, "exit %d:\n%s", rc, output);
+    s_has (output, "the broker answered dlq.list with error unavailable");
+    free (output);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
+//  replay: --dry-run shows the ids and changes nothing; --why replays
+//  them in place (ready, same row) with one audit row; a second run
+//  finds nothing and sends no confirm.
+START_TEST (test_replay)
+{
+    fixture_t *self = s_fixture_new ();
+    s_broker_start (self);
+    s_dead_jobs (self);
+    char *id1 = s_id (self, "dl-1");
+    char *id2 = s_id (self, "dl-2");
+    char *id3 = s_id (self, "dl-3");
+    char *output = NULL;
+
+    const char *dry[] = {"replay", "--tenant", "t1", "--customer", "C-1",
+                         "--dry-run", NULL};
+    ck_assert_int_eq (s_admin (self, false, dry, &output), 0);
+    char *expected = zsys_sprintf ("2 dead jobs match: %s %s", id1, id2);
+    s_has (output, expected);
+    zstr_free (&expected);
+    s_has (output, "dry run: nothing replayed");
+    free (output);
+    ck_assert_int_eq (s_admin (self, true, dry, &output), 0);
+    json_t *result = s_json (output);
+    char *ids = s_ids (result, "job_ids", NULL);
+    expected = zsys_sprintf ("%s,%s", id1, id2);
+    ck_assert_str_eq (ids, expected);
+    zstr_free (&expected);
+    free (ids);
+    ck_assert (json_is_false (json_object_get (result, "more")));
+    json_decref (result);
+    free (output);
+    ck_assert_int_eq (cw_fixture_sql_count (self->uri,
+                          "SELECT count(*) FROM erp_mw.jobs"
+                          " WHERE state = 'dead'"), 5);
+    ck_assert_int_eq (cw_fixture_sql_count (self->uri,
+                          "SELECT count(*) FROM erp_mw.audit_log"), 0);
+
+    //  Replay them
+    const char *replay[] = {"replay", "--tenant", "t1", "--customer", "C-1",
+                            "--why", "fixed", NULL};
+    ck_assert_int_eq (s_admin (self, false, replay, &output), 0);
+    expected = zsys_sprintf ("replayed 2: %s %s", id1, id2);
+    s_has (output, expected);
+    zstr_free (&expected);
+    ck_assert_ptr_null (strstr (output, "skipped"));
+    free (output);
+    //  In place, ready again (no worker serves the flow: a claim the
+    //  broker may make is handed back after a worker's liveness)
+    char *sql = zsys_sprintf ("SELECT count(*) FROM erp_mw.jobs"
+                              " WHERE id IN (%s, %s) AND state = 'ready'"
+                              "   AND lease_owner IS NULL AND attempts = 1"
+                              "   AND idempotency_key IN ('dl-1', 'dl-2')",
+                              id1, id2);
+    long long deadline = cw_test_now_msec () + WAIT_MSEC;
+    while (cw_fixture_sql_count (self->uri, sql) != 2
+           && cw_test_now_msec () < deadline)
+        usleep (50000);
+    ck_assert_int_eq (cw_fixture_sql_count (self->uri, sql), 2);
+    zstr_free (&sql);
+    ck_assert_int_eq (cw_fixture_sql_count (self->uri,
+                          "SELECT count(*) FROM erp_mw.jobs"
+                          " WHERE state = 'dead'"), 3);
+    sql = zsys_sprintf ("SELECT count(*) FROM erp_mw.audit_log"
+                        " WHERE action = 'replay' AND actor = 'admin:%s'"
+                        "   AND detail ->> 'reason' = 'fixed'"
+                        "   AND detail -> 'replayed' = '[%s, %s]'::jsonb",
+                        zcert_public_txt (self->operator), id1, id2);
+    ck_assert_int_eq (cw_fixture_sql_count (self->uri, sql), 1);
+    zstr_free (&sql);
+
+    //  Again: nothing matches, no confirm, no second audit row
+    ck_assert_int_eq (s_admin (self, false, replay, &output), 0);
+    s_has (output, "no dead jobs match: nothing to replay");
+    free (output);
+    ck_assert_int_eq (cw_fixture_sql_count (self->uri,
+                          "SELECT count(*) FROM erp_mw.audit_log"), 1);
+
+    //  --json, by order: the preview's ids and what the confirm did
+    const char *by_order[] = {"replay", "--tenant", "t1", "--order", "O-3",
+                              "--why", "sku added", NULL};
+    ck_assert_int_eq (s_admin (self, true, by_order, &output), 0);
+    result = s_json (output);
+    ids = s_ids (result, "replayed", NULL);
+    ck_assert_str_eq (ids, id3);
+    free (ids);
+    ids = s_ids (result, "skipped", NULL);
+    ck_assert_str_eq (ids, "");
+    free (ids);
+    ids = s_ids (result, "job_ids", NULL);
+    ck_assert_str_eq (ids, id3);
+    free (ids);
+    json_decref (result);
+    free (output);
+    ck_assert_int_eq (cw_fixture_sql_count (self->uri,
+                          "SELECT count(*) FROM erp_mw.audit_log"
+                          " WHERE action = 'replay'"), 2);
+    //  The other tenant's dead job is untouched
+    cw_fixture_sql_eq (self->uri, "SELECT state FROM erp_mw.jobs"
+                                  " WHERE idempotency_key = 'dl-4'", "dead");
+
+    //  --limit below the matches: the rest are left, and the output says so
+    const char *limited[] = {"replay", "--tenant", "t2", "--limit", "1",
+                             "--why", "one", NULL};
+    cw_fixture_sql_ok (self->uri,
+        "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload,"
+        "  state, dead_reason, attempts, finished_at)"
+        " VALUES ('http.generic', 't2', 'dl-6', '{}', 'dead', 'rejected', 1,"
+        "  now ())");
+    ck_assert_int_eq (s_admin (self, false, limited, &output), 0);
+    s_has (output, "more match beyond --limit");
+    s_has (output, "more dead jobs match");
+    free (output);
+    cw_fixture_sql_eq (self->uri, "SELECT state FROM erp_mw.jobs"
+                                  " WHERE idempotency_key = 'dl-6'", "dead");
+    free (id1);
+    free (id2);
+    free (id3);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -430,6 +798,12 @@ main (void)
     tcase_add_test (broker, test_wrong_broker_key);
     tcase_add_test (broker, test_certificate_refused);
     suite_add_tcase (suite, broker);
+    TCase *dead = tcase_create ("dead_letters");
+    tcase_set_timeout (dead, 60);
+    tcase_add_test (dead, test_dlq_list);
+    tcase_add_test (dead, test_dlq_unavailable);
+    tcase_add_test (dead, test_replay);
+    suite_add_tcase (suite, dead);
     TCase *usage = tcase_create ("usage");
     tcase_set_timeout (usage, 60);
     tcase_add_test (usage, test_usage);
