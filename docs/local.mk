@@ -26,3 +26,5 @@ EXTRA_DIST += docs/webshop.md docs/tokens.md
 EXTRA_DIST += docs/relay.md
 #  Seeded simulation of the broker's decision core (tests/sim)
 EXTRA_DIST += docs/simulation.md
+#  causeway, the operator client: status, dlq list, replay
+EXTRA_DIST += docs/operator.md
