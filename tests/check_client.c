@@ -205,8 +205,8 @@ START_TEST (test_status)
 }
 END_TEST
 
-//  No broker at the endpoint: exit 1 within the timeout, naming the
-//  endpoint and the wait.
+//  No broker at the endpoint: exit 1 within the timeout (--timeout, or
+//  10 s by default), naming the endpoint and the wait.
 START_TEST (test_unreachable)
 {
     fixture_t *self = s_fixture_new ();
@@ -236,6 +236,19 @@ START_TEST (test_unreachable)
                                    "1 s", endpoint);
     s_has (output, expected);
     s_has (output, "no connection could be made");
+    free (output);
+    zstr_free (&expected);
+    //  Without --timeout: 10 s
+    args[6] = "status";
+    args[7] = NULL;
+    started = cw_test_now_msec ();
+    ck_assert_int_eq (s_run (self, args, NULL, &output), 1);
+    took = cw_test_now_msec () - started;
+    ck_assert_int_ge (took, 9900);
+    ck_assert_int_lt (took, 15000);
+    expected = zsys_sprintf ("no answer from the broker at %s within 10 s",
+                             endpoint);
+    s_has (output, expected);
     free (output);
     zstr_free (&expected);
     zstr_free (&endpoint);
