@@ -3,15 +3,14 @@
 
     causeway [global options] <command> [arguments]; each command is one
     function in the table at the end. `cert` makes and shows CURVE
-    certificates (no broker needed); `status`, `dlq list` and `replay`
-    talk to a broker over CurveZMQ (client/cw_client: a DEALER socket,
+    certificates (no broker needed); `status`, `dlq list`, `dlq discard`
+    and `replay` talk to a broker over CurveZMQ (client/cw_client: a DEALER socket,
     CURVE client with an admin certificate, CWP/1 REQUEST / RESPONSE,
     proto/PROTOCOL.md §4.9). Global options: --broker, --broker-key,
     --cert (environment CAUSEWAY_BROKER, CAUSEWAY_BROKER_KEY,
     CAUSEWAY_CERT as fallback; flags win), --timeout, --json.
     Arguments are checked here, before connecting, by the rules of the
-    spec; the broker checks them again. Not yet: dlq discard (the broker
-    has dlq.discard), reconcile, slo.
+    spec; the broker checks them again. Not yet: reconcile, slo.
     Exit codes: 0 done, 1 failure, 2 bad usage. docs/operator.md.
     =========================================================================
 */
@@ -816,6 +815,8 @@ s_dlq_help (FILE *stream)
         "usage: causeway [global options] dlq list --tenant T [--flow F]\n"
         "           [--order O] [--customer C] [--reason R] [--since TIME]\n"
         "           [--until TIME] [--limit N] [--after ID]\n"
+        "       causeway [global options] dlq discard --tenant T [...]\n"
+        "           (--why TEXT | --dry-run)   (see dlq discard --help)\n"
         "\n"
         "Lists dead jobs (op \"dlq.list\") by ascending id: one line per\n"
         "job with its id, flow, order / customer, reason, attempts, time\n"
@@ -978,6 +979,9 @@ s_dlq_list (s_global_t *global, int argc, char *argv[])
 }
 
 static int
+s_dlq_discard (s_global_t *global, int argc, char *argv[]);
+
+static int
 s_dlq (s_global_t *global, int argc, char *argv[])
 {
     if (argc < 2 || s_is_help (argv [1]) || streq (argv [1], "help")) {
@@ -986,7 +990,10 @@ s_dlq (s_global_t *global, int argc, char *argv[])
     }
     if (streq (argv [1], "list"))
         return s_dlq_list (global, argc - 1, argv + 1);
-    return s_bad_usage ("dlq", "unknown subcommand \"%s\" (list)", argv [1]);
+    if (streq (argv [1], "discard"))
+        return s_dlq_discard (global, argc - 1, argv + 1);
+    return s_bad_usage ("dlq", "unknown subcommand \"%s\" (list, discard)",
+                        argv [1]);
 }
 
 //  -------------------------------------------------------------------------
@@ -1019,38 +1026,53 @@ s_replay_help (FILE *stream)
         "  --dry-run       show what would be replayed, change nothing\n");
 }
 
+//  What replay and dlq discard do with the dead jobs a selection matches:
+//  the command's words, the op that confirms and the result member that
+//  lists the jobs it changed.
+typedef struct {
+    const char *command;            //  "replay", "dlq discard"
+    const char *confirm_op;         //  "replay.confirm", "dlq.discard"
+    const char *done;               //  "replayed", "discarded"
+    const char *verb;               //  "replay", "discard"
+    void (*help) (FILE *stream);
+} s_action_t;
+
+//  Previews the selection (op "replay.preview": the exact ids), then,
+//  unless --dry-run, confirms those ids with action's op.
 static int
-s_replay (s_global_t *global, int argc, char *argv[])
+s_dead_action (const s_action_t *action, s_global_t *global, int argc,
+               char *argv[])
 {
+    const char *command = action->command;
     s_selection_t selection;
-    int rc = s_selection_parse ("replay", true, argc, argv, &selection);
+    int rc = s_selection_parse (command, true, argc, argv, &selection);
     if (rc < 0) {
-        s_replay_help (stdout);
+        action->help (stdout);
         return CW_CLIENT_EXIT_OK;
     }
     if (rc)
         return rc;
     cw_client_t *client = NULL;
-    rc = s_connect ("replay", global, &client);
+    rc = s_connect (command, global, &client);
     if (rc)
         return rc;
     json_t *args = s_selection_args (&selection);
     json_t *preview = NULL;
     json_t *confirm = NULL;
-    rc = s_ask ("replay", global, client, "replay.preview", &args, &preview);
+    rc = s_ask (command, global, client, "replay.preview", &args, &preview);
     if (rc)
         goto done;
     json_t *job_ids = json_object_get (preview, "job_ids");
     json_t *more = json_object_get (preview, "more");
     if (!s_ids_valid (job_ids) || !json_is_boolean (more)) {
-        rc = s_failure ("replay", "the broker's answer to replay.preview "
+        rc = s_failure (command, "the broker's answer to replay.preview "
                         "is not {job_ids: [ids], more}");
         goto done;
     }
     size_t count = json_array_size (job_ids);
     if (!global->json) {
         if (count == 0)
-            printf ("no dead jobs match: nothing to replay\n");
+            printf ("no dead jobs match: nothing to %s\n", action->verb);
         else {
             char label [CW_CLIENT_LABEL_SIZE];
             snprintf (label, sizeof (label), "%zu dead job%s match%s%s:",
@@ -1065,46 +1087,91 @@ s_replay (s_global_t *global, int argc, char *argv[])
             rc = s_print_json (preview);
         else
         if (count > 0)
-            printf ("dry run: nothing replayed\n");
+            printf ("dry run: nothing %s\n", action->done);
         goto done;
     }
     args = json_pack ("{s:s, s:O, s:s}", "tenant", selection.tenant,
                       "job_ids", job_ids, "reason", selection.why);
-    rc = s_ask ("replay", global, client, "replay.confirm", &args, &confirm);
+    rc = s_ask (command, global, client, action->confirm_op, &args, &confirm);
     if (rc)
         goto done;
-    json_t *replayed = json_object_get (confirm, "replayed");
+    json_t *changed = json_object_get (confirm, action->done);
     json_t *skipped = json_object_get (confirm, "skipped");
-    if (!s_ids_valid (replayed) || !s_ids_valid (skipped)) {
-        rc = s_failure ("replay", "the broker's answer to replay.confirm "
-                        "is not {replayed: [ids], skipped: [ids]}");
+    if (!s_ids_valid (changed) || !s_ids_valid (skipped)) {
+        rc = s_failure (command, "the broker's answer to %s is not {%s: "
+                        "[ids], skipped: [ids]}", action->confirm_op,
+                        action->done);
         goto done;
     }
     if (global->json) {
         json_t *both = json_pack ("{s:O, s:O, s:O, s:O}", "job_ids", job_ids,
-                                  "more", more, "replayed", replayed,
+                                  "more", more, action->done, changed,
                                   "skipped", skipped);
         rc = s_print_json (both);
         json_decref (both);
         goto done;
     }
     char label [CW_CLIENT_LABEL_SIZE];
-    snprintf (label, sizeof (label), "replayed %zu:",
-              json_array_size (replayed));
-    s_print_ids (label, replayed);
+    snprintf (label, sizeof (label), "%s %zu:", action->done,
+              json_array_size (changed));
+    s_print_ids (label, changed);
     if (json_array_size (skipped) > 0) {
         snprintf (label, sizeof (label), "skipped %zu (no longer dead, or "
                   "not of tenant):", json_array_size (skipped));
         s_print_ids (label, skipped);
     }
     if (json_is_true (more))
-        printf ("more dead jobs match: run the same replay again for the "
-                "next ones\n");
+        printf ("more dead jobs match: run the same %s again for the "
+                "next ones\n", command);
 done:
     json_decref (preview);
     json_decref (confirm);
     cw_client_destroy (&client);
     return rc;
+}
+
+static int
+s_replay (s_global_t *global, int argc, char *argv[])
+{
+    static const s_action_t action = {
+        "replay", "replay.confirm", "replayed", "replay", s_replay_help };
+    return s_dead_action (&action, global, argc, argv);
+}
+
+//  -------------------------------------------------------------------------
+//  causeway dlq discard
+
+static void
+s_discard_help (FILE *stream)
+{
+    fprintf (stream,
+        "usage: causeway [global options] dlq discard --tenant T [--flow F]\n"
+        "           [--order O] [--customer C] [--reason R] [--since TIME]\n"
+        "           [--until TIME] [--limit N] (--why TEXT | --dry-run)\n"
+        "\n"
+        "Discards dead jobs: they will never run, and no longer hold back\n"
+        "the later jobs of their order or customer, which run next. First\n"
+        "asks which dead jobs the selection matches (op \"replay.preview\")\n"
+        "and prints them; with --dry-run it stops there. Otherwise it\n"
+        "discards exactly those ids (op \"dlq.discard\"): each job still\n"
+        "dead becomes \"discarded\" (the row stays, with its attempts and\n"
+        "last error), and one audit row records the operator's key and\n"
+        "TEXT. --json prints {job_ids, more, discarded, skipped}.\n"
+        "\n");
+    s_selection_help (stream, true);
+    fprintf (stream,
+        "  --why TEXT      why (1..500 bytes, for the audit row); required\n"
+        "                  unless --dry-run\n"
+        "  --dry-run       show what would be discarded, change nothing\n");
+}
+
+static int
+s_dlq_discard (s_global_t *global, int argc, char *argv[])
+{
+    static const s_action_t action = {
+        "dlq discard", "dlq.discard", "discarded", "discard",
+        s_discard_help };
+    return s_dead_action (&action, global, argc, argv);
 }
 
 //  -------------------------------------------------------------------------
@@ -1120,7 +1187,7 @@ s_cert_command (s_global_t *global, int argc, char *argv[])
 static const s_command_t s_commands[] = {
     {"cert", s_cert_command, "make and inspect CURVE certificates"},
     {"status", s_status, "print the broker's counters"},
-    {"dlq", s_dlq, "list dead jobs (dlq list)"},
+    {"dlq", s_dlq, "list or discard dead jobs (dlq list, dlq discard)"},
     {"replay", s_replay, "replay dead jobs (preview, then confirm)"},
     {NULL, NULL, NULL}};
 

@@ -809,6 +809,82 @@ START_TEST (test_replay)
 }
 END_TEST
 
+//  causeway dlq discard: --dry-run changes nothing; with --why the
+//  selected dead jobs become discarded (rows kept), one audit row
+//  (action discard) names the operator and the reason; they no longer
+//  show in dlq list; --why is required.
+START_TEST (test_dlq_discard)
+{
+    fixture_t *self = s_fixture_new ();
+    s_broker_start (self);
+    s_dead_jobs (self);
+    char *id5 = s_id (self, "dl-5");
+    char *output = NULL;
+    const char *no_why[] = {"dlq", "discard", "--tenant", "t1", NULL};
+    ck_assert_int_eq (s_admin (self, false, no_why, &output), 2);
+    free (output);
+
+    const char *dry[] = {"dlq", "discard", "--tenant", "t1", "--reason",
+                         "exhausted", "--dry-run", NULL};
+    ck_assert_int_eq (s_admin (self, false, dry, &output), 0);
+    char *expected = zsys_sprintf ("1 dead job matches: %s", id5);
+    s_has (output, expected);
+    zstr_free (&expected);
+    s_has (output, "dry run: nothing discarded");
+    free (output);
+    cw_fixture_sql_eq (self->uri, "SELECT state FROM erp_mw.jobs"
+                                  " WHERE idempotency_key = 'dl-5'", "dead");
+
+    const char *discard[] = {"dlq", "discard", "--tenant", "t1", "--reason",
+                             "exhausted", "--why", "order cancelled", NULL};
+    ck_assert_int_eq (s_admin (self, true, discard, &output), 0);
+    json_t *result = s_json (output);
+    char *ids = s_ids (result, "discarded", NULL);
+    ck_assert_str_eq (ids, id5);
+    free (ids);
+    ids = s_ids (result, "skipped", NULL);
+    ck_assert_str_eq (ids, "");
+    free (ids);
+    json_decref (result);
+    free (output);
+    cw_fixture_sql_eq (self->uri, "SELECT state || ' ' || dead_reason"
+                                  "  FROM erp_mw.jobs"
+                                  " WHERE idempotency_key = 'dl-5'",
+                       "discarded exhausted");
+    char *sql = zsys_sprintf ("SELECT count(*) FROM erp_mw.audit_log"
+                              " WHERE action = 'discard'"
+                              "   AND actor = 'admin:%s'"
+                              "   AND detail ->> 'reason' = 'order cancelled'"
+                              "   AND detail -> 'discarded' = '[%s]'::jsonb",
+                              zcert_public_txt (self->operator), id5);
+    ck_assert_int_eq (cw_fixture_sql_count (self->uri, sql), 1);
+    zstr_free (&sql);
+    //  Gone from the dead letters; the others stay
+    const char *list[] = {"dlq", "list", "--tenant", "t1", NULL};
+    ck_assert_int_eq (s_admin (self, true, list, &output), 0);
+    result = s_json (output);
+    ids = s_ids (result, "jobs", "id");
+    char *id1 = s_id (self, "dl-1");
+    char *id2 = s_id (self, "dl-2");
+    char *id3 = s_id (self, "dl-3");
+    expected = zsys_sprintf ("%s,%s,%s", id1, id2, id3);
+    ck_assert_str_eq (ids, expected);
+    zstr_free (&expected);
+    free (id1);
+    free (id2);
+    free (id3);
+    free (ids);
+    json_decref (result);
+    free (output);
+    //  Again: nothing matches
+    ck_assert_int_eq (s_admin (self, false, discard, &output), 0);
+    s_has (output, "no dead jobs match: nothing to discard");
+    free (output);
+    free (id5);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -825,6 +901,7 @@ main (void)
     tcase_add_test (dead, test_dlq_list);
     tcase_add_test (dead, test_dlq_unavailable);
     tcase_add_test (dead, test_replay);
+    tcase_add_test (dead, test_dlq_discard);
     suite_add_tcase (suite, dead);
     TCase *usage = tcase_create ("usage");
     tcase_set_timeout (usage, 60);
