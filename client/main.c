@@ -448,7 +448,9 @@ static int
 s_broker_key (const char *command, const s_global_t *global, char *key)
 {
     const char *value = global->broker_key;
-    if (cw_client_key_valid (value)) {
+    //  A file first: a path can be 40 characters of the Z85 alphabet too
+    //  ("/tmp/causeway-quickstart/keys/broker.pub" is)
+    if (cw_client_key_valid (value) && access (value, F_OK) != 0) {
         snprintf (key, CW_CURVE_KEY_TXT + 1, "%s", value);
         return CW_CLIENT_EXIT_OK;
     }

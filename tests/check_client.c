@@ -192,6 +192,33 @@ START_TEST (test_status)
     json_decref (result);
     free (output);
 
+    //  A .pub whose path is 40 characters of the Z85 alphabet, as
+    //  /tmp/causeway-quickstart/keys/broker.pub is: read as the file it
+    //  names. Before, it was taken for a key, and the handshake failed.
+    char folder[] = "/tmp/cwkeyXXXXXX";
+    ck_assert_ptr_nonnull (mkdtemp (folder));
+    char *z85_path = zsys_sprintf ("%s/brokerkey12345678.pub", folder);
+    while (strlen (z85_path) < 40) {
+        char *longer = zsys_sprintf ("%s/k%s", folder,
+                                     z85_path + strlen (folder) + 1);
+        zstr_free (&z85_path);
+        z85_path = longer;
+    }
+    ck_assert_int_eq (strlen (z85_path), 40);
+    char *copy = cw_fixture_slurp (self->broker_pub);
+    ck_assert_ptr_nonnull (copy);
+    cw_fixture_write (z85_path, copy);
+    free (copy);
+    const char *by_path[] = {"--broker", self->endpoint, "--broker-key",
+                             z85_path, "--cert", self->operator_secret,
+                             "--timeout", "5s", "status", NULL};
+    ck_assert_int_eq (s_run (self, by_path, NULL, &output), 0);
+    s_has (output, "workers ");
+    free (output);
+    unlink (z85_path);
+    rmdir (folder);
+    zstr_free (&z85_path);
+
     //  A flag wins over its variable: --broker to where nothing listens
     const char *flag[] = {"--broker", "tcp://127.0.0.1:1", "--timeout",
                           "300ms", "status", NULL};
