@@ -1821,8 +1821,8 @@ s_faketime_library (void)
 
 //  One run of test_clock_skew: the broker's wall clock offset by skew
 //  (libfaketime: "-60" is a minute behind the database's host, "+60" a
-//  minute ahead), 1.5 s leases, a worker that takes 600 ms per job and
-//  asks one at a time, so the jobs claimed ahead of it wait up to 3 s
+//  minute ahead), 3 s leases, a worker that takes 600 ms per job and
+//  asks one at a time, so the jobs claimed ahead of it wait up to 4.2 s
 //  and their leases must be renewed. Every job runs once; no lease in
 //  the table is ever seen expired while its job is held or running.
 static void
@@ -1840,8 +1840,8 @@ s_clock_skew_run (const char *skew)
                                        asan ? asan : "", asan ? ":" : "");
     const char *extra [] = {
         preload, faketime, "FAKETIME_DONT_FAKE_MONOTONIC=1", asan_options,
-        "CW_BROKER_LEASE=1500ms", "CW_BROKER_RENEW_MARGIN=700ms",
-        "CW_BROKER_JOB_DEADLINE=800ms", NULL };
+        "CW_BROKER_LEASE=3s", "CW_BROKER_RENEW_MARGIN=1500ms",
+        "CW_BROKER_JOB_DEADLINE=1400ms", NULL };
     time_t started = time (NULL);
     s_broker_start (self, extra);
     char *log_path = zsys_sprintf ("%s/broker.log", self->tmp);
@@ -1850,14 +1850,14 @@ s_clock_skew_run (const char *skew)
     s_sql (self, "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload)"
                  " SELECT 'http.generic', 't1', 'skew-' || n,"
                  "        jsonb_build_object ('want', 'ok', 'seq', n)"
-                 "   FROM generate_series (1, 5) AS n");
-    int64_t seen [5] = { 0 };
+                 "   FROM generate_series (1, 8) AS n");
+    int64_t seen [8] = { 0 };
     size_t seen_count = 0;
     long expired_seen = 0;
     long long deadline = cw_test_now_msec () + WAIT_MSEC;
     while (cw_test_now_msec () < deadline
     &&     s_count (self, "SELECT count(*) FROM erp_mw.jobs"
-                          " WHERE state = 'done'") < 5) {
+                          " WHERE state = 'done'") < 8) {
         long expired = s_count (self, "SELECT count(*) FROM erp_mw.jobs"
                                       " WHERE state = 'leased'"
                                       "   AND lease_expires_at < now ()");
@@ -1874,7 +1874,7 @@ s_clock_skew_run (const char *skew)
             ck_assert_msg (seen [index] != job->job.job_id,
                            "skew %s: job %lld sent twice", skew,
                            (long long) job->job.job_id);
-        ck_assert_msg (seen_count < 5, "skew %s: a sixth JOB", skew);
+        ck_assert_msg (seen_count < 8, "skew %s: a ninth JOB", skew);
         seen [seen_count++] = job->job.job_id;
         //  600 ms of work, heartbeating
         long long done_at = cw_test_now_msec () + 600;
@@ -1892,13 +1892,13 @@ s_clock_skew_run (const char *skew)
         cw_msg_destroy (&job);
     }
     ck_assert_msg (s_count (self, "SELECT count(*) FROM erp_mw.jobs"
-                                  " WHERE state = 'done'") == 5,
+                                  " WHERE state = 'done'") == 8,
                    "skew %s: %zu jobs sent, not all done", skew, seen_count);
-    ck_assert_int_eq (seen_count, 5);
+    ck_assert_int_eq (seen_count, 8);
     ck_assert_msg (expired_seen == 0, "skew %s: %ld leases seen expired in"
                    " the table while held", skew, expired_seen);
     ck_assert_int_eq (s_count (self, "SELECT count(*) FROM erp_mw.job_attempts"),
-                      5);
+                      8);
     //  The broker did run with the skewed wall clock: its log's first
     //  time stamp is about skew seconds off ours
     char *log = cw_fixture_slurp (log_path);
