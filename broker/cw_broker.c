@@ -11,6 +11,7 @@
 #include "cw_broker.h"
 #include "cw_curve.h"
 #include "cw_event.h"
+#include "cw_http.h"
 #include "cw_log.h"
 #include "cw_msg.h"
 #include "cw_store.h"
@@ -18,6 +19,7 @@
 #include "cw_zap.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,17 @@
 #define CW_BROKER_FRAME_SLACK 1024     //  Over a body, in maxmsgsize
 #define CW_BROKER_PEER_IDLE_MIN 1000    //  Least silence before a peer
                                         //  record is forgotten, msec
+
+//  What GET /healthz and /metrics serve (libmicrohttpd's threads), as
+//  the broker loop last wrote it: the loop renders both every
+//  CW_BROKER_METRICS_MSEC and swaps them in under the lock; the handlers
+//  only copy them out. Nothing else of the broker is shared.
+typedef struct {
+    pthread_mutex_t lock;
+    char *metrics;              //  Prometheus text exposition, owned
+    char *health;               //  /healthz JSON body, owned
+    bool healthy;               //  200 (else 503)
+} s_health_t;
 
 //  One connected peer, by routing id.
 typedef struct {
@@ -92,6 +105,10 @@ typedef struct {
     uint64_t commit_lost;
     char *replay_policy;        //  JSON {flow: max_attempts} of retry/flows
     int64_t replay_max_attempts;    //  retry/max_attempts
+    bool db_up;                 //  The last store request succeeded
+    cw_http_t *http;            //  /healthz and /metrics, or NULL
+    s_health_t health;          //  What they serve
+    int64_t health_at;          //  Next rendering (s_now)
 } s_broker_t;
 
 //  The broker's clock, for the core and every timer of the shell: a
@@ -377,6 +394,8 @@ s_store_answer (s_broker_t *self, cw_store_req_t *req)
     int64_t now = s_now ();
     if (req->op != CW_STORE_WAKE && self->store_outstanding > 0)
         self->store_outstanding--;
+    if (req->op != CW_STORE_WAKE)
+        self->db_up = req->status == 0;
     switch (req->op) {
         case CW_STORE_CLAIM:
             if (req->status == 0)
@@ -796,6 +815,155 @@ s_on_publish (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
     s_store_send (self, &req);
 }
 
+//  The broker's counters (op status, /metrics). Caller owns the result.
+static json_t *
+s_status (s_broker_t *self)
+{
+    cw_core_stats_t stats;
+    cw_core_stats (self->core, &stats);
+    json_t *result = json_pack (
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+        " s:I, s:I, s:I, s:I, s:b, s:b}",
+        "held", (json_int_t) stats.held,
+        "queued", (json_int_t) stats.queued,
+        "inflight", (json_int_t) stats.inflight,
+        "workers", (json_int_t) stats.workers,
+        "dispatched", (json_int_t) stats.dispatched,
+        "commits", (json_int_t) stats.commits,
+        "malformed", (json_int_t) self->malformed,
+        "forbidden", (json_int_t) self->forbidden,
+        "published", (json_int_t) self->published,
+        "duplicates", (json_int_t) self->duplicates,
+        "rejected", (json_int_t) self->rejected,
+        "released", (json_int_t) stats.released,
+        "orphans_released", (json_int_t) stats.orphans_released,
+        "unknown_session", (json_int_t) self->unknown_session,
+        "commit_lost", (json_int_t) self->commit_lost,
+        "peers", (json_int_t) zhashx_size (self->peers),
+        "draining", self->draining,
+        "database_up", self->db_up);
+    return result;
+}
+
+//  --- GET /healthz and /metrics ------------------------------------------------
+
+//  Counters of s_status: Prometheus counters (the rest are gauges).
+static const char *const s_counters [] = {
+    "dispatched", "commits", "malformed", "forbidden", "published",
+    "duplicates", "rejected", "released", "orphans_released",
+    "unknown_session", "commit_lost", NULL };
+
+static bool
+s_is_counter (const char *name)
+{
+    for (size_t index = 0; s_counters [index]; index++)
+        if (streq (s_counters [index], name))
+            return true;
+    return false;
+}
+
+//  Renders /metrics and /healthz from the counters and swaps them in.
+static void
+s_health_render (s_broker_t *self)
+{
+    json_t *status = s_status (self);
+    zchunk_t *text = zchunk_new (NULL, 0);
+    const char *head = "# HELP causeway_broker_up 1 while the broker runs\n"
+                       "# TYPE causeway_broker_up gauge\n"
+                       "causeway_broker_up 1\n";
+    zchunk_extend (text, head, strlen (head));
+    const char *name;
+    json_t *value;
+    json_object_foreach (status, name, value) {
+        bool counter = s_is_counter (name);
+        char *lines = zsys_sprintf (
+            "# HELP causeway_broker_%s%s as in causeway status (docs/broker.md)\n"
+            "# TYPE causeway_broker_%s%s %s\n"
+            "causeway_broker_%s%s %lld\n",
+            name, counter ? "_total" : "",
+            name, counter ? "_total" : "", counter ? "counter" : "gauge",
+            name, counter ? "_total" : "",
+            json_is_boolean (value) ? (long long) json_is_true (value)
+                                    : (long long) json_integer_value (value));
+        zchunk_extend (text, lines, strlen (lines));
+        zstr_free (&lines);
+    }
+    zchunk_extend (text, "", 1);
+    bool healthy = self->db_up && !self->draining;
+    char *health = zsys_sprintf (
+        "{\"status\":\"%s\",\"database\":\"%s\",\"draining\":%s,"
+        "\"workers\":%lld}",
+        healthy ? "ok" : "unavailable", self->db_up ? "up" : "down",
+        self->draining ? "true" : "false",
+        (long long) json_integer_value (json_object_get (status, "workers")));
+    char *metrics = strdup ((char *) zchunk_data (text));
+    zchunk_destroy (&text);
+    json_decref (status);
+    pthread_mutex_lock (&self->health.lock);
+    free (self->health.metrics);
+    zstr_free (&self->health.health);
+    self->health.metrics = metrics;
+    self->health.health = health;
+    self->health.healthy = healthy;
+    pthread_mutex_unlock (&self->health.lock);
+}
+
+//  GET /metrics: the last rendering (libmicrohttpd's thread).
+static void
+s_http_metrics (cw_http_request_t *request, void *arg)
+{
+    s_health_t *health = (s_health_t *) arg;
+    pthread_mutex_lock (&health->lock);
+    char *text = strdup (health->metrics ? health->metrics : "");
+    pthread_mutex_unlock (&health->lock);
+    cw_http_reply_bytes (request, 200, "text/plain; version=0.0.4", text,
+                         strlen (text));
+    free (text);
+}
+
+//  GET /healthz: 200 while the database answers and the broker is not
+//  draining, else 503; the body says which.
+static void
+s_http_healthz (cw_http_request_t *request, void *arg)
+{
+    s_health_t *health = (s_health_t *) arg;
+    pthread_mutex_lock (&health->lock);
+    char *body = strdup (health->health ? health->health : "{}");
+    bool healthy = health->healthy;
+    pthread_mutex_unlock (&health->lock);
+    cw_http_reply_bytes (request, healthy ? 200 : 503, "application/json",
+                         body, strlen (body));
+    free (body);
+}
+
+//  Starts /healthz and /metrics on host:port. Returns false (logged) if
+//  it cannot listen there.
+static bool
+s_http_start (s_broker_t *self, const char *host, int port)
+{
+    s_health_render (self);
+    self->http = cw_http_new (host, port, 1);
+    char error [256] = "cannot create the HTTP server";
+    if (self->http) {
+        cw_http_route (self->http, "GET", "/metrics", s_http_metrics,
+                       &self->health);
+        cw_http_route (self->http, "GET", "/healthz", s_http_healthz,
+                       &self->health);
+        if (cw_http_start (self->http, error, sizeof (error)) == 0) {
+            char port_text [CW_BROKER_INT_SIZE];
+            s_id_text (port_text, sizeof (port_text),
+                       cw_http_port (self->http));
+            cw_log (CW_LOG_INFO, "http_started", "serving /healthz and "
+                    "/metrics", "host", host, "#port", port_text, NULL);
+            return true;
+        }
+    }
+    cw_log (CW_LOG_ERROR, "http_failed", "cannot serve /healthz and /metrics",
+            "host", host, "error", error, NULL);
+    cw_http_destroy (&self->http);
+    return false;
+}
+
 //  --- Dead letters (PROTOCOL.md 4.9) --------------------------------------------
 
 #define S_DLQ_TEXT_MAX 255          //  tenant, order, customer, bytes
@@ -973,28 +1141,7 @@ s_on_request (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
     const char *op = msg->request.op;
     json_t *args = msg->request.args;
     if (streq (op, "status")) {
-        cw_core_stats_t stats;
-        cw_core_stats (self->core, &stats);
-        json_t *result = json_pack (
-            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-            " s:I, s:I, s:I, s:I, s:b}",
-            "held", (json_int_t) stats.held,
-            "queued", (json_int_t) stats.queued,
-            "inflight", (json_int_t) stats.inflight,
-            "workers", (json_int_t) stats.workers,
-            "dispatched", (json_int_t) stats.dispatched,
-            "commits", (json_int_t) stats.commits,
-            "malformed", (json_int_t) self->malformed,
-            "forbidden", (json_int_t) self->forbidden,
-            "published", (json_int_t) self->published,
-            "duplicates", (json_int_t) self->duplicates,
-            "rejected", (json_int_t) self->rejected,
-            "released", (json_int_t) stats.released,
-            "orphans_released", (json_int_t) stats.orphans_released,
-            "unknown_session", (json_int_t) self->unknown_session,
-            "commit_lost", (json_int_t) self->commit_lost,
-            "peers", (json_int_t) zhashx_size (self->peers),
-            "draining", self->draining);
+        json_t *result = s_status (self);
         s_respond (self, peer->name, request_id, &result);
         return;
     }
@@ -1312,6 +1459,8 @@ cw_broker_actor (zsock_t *pipe, void *args)
     const cw_broker_config_t *config = (const cw_broker_config_t *) args;
     s_broker_t self;
     memset (&self, 0, sizeof (self));
+    pthread_mutex_init (&self.health.lock, NULL);
+    self.db_up = true;          //  The store connects before we go on
     self.pipe = pipe;
     self.lease_msec = config->core.lease_msec;
     self.drain_msec = config->drain_msec;
@@ -1383,6 +1532,8 @@ cw_broker_actor (zsock_t *pipe, void *args)
             ok = false;
         }
     }
+    if (ok && config->http_host)
+        ok = s_http_start (&self, config->http_host, config->http_port);
     zsock_signal (pipe, ok ? 0 : 1);
     if (ok) {
         cw_log (CW_LOG_INFO, "broker_started", "broker bound",
@@ -1398,6 +1549,8 @@ cw_broker_actor (zsock_t *pipe, void *args)
         long timeout = CW_BROKER_TICK_MAX;
         if (deadline != INT64_MAX && deadline - now < timeout)
             timeout = deadline > now ? (long) (deadline - now) : 0;
+        if (self.http && self.health_at - now < timeout)
+            timeout = self.health_at > now ? (long) (self.health_at - now) : 0;
         zmq_pollitem_t items [4] = {
             { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 },
             { zsock_resolve (self.router), 0, ZMQ_POLLIN, 0 },
@@ -1429,6 +1582,10 @@ cw_broker_actor (zsock_t *pipe, void *args)
             cw_core_on_tick (self.core, now);
             s_actions (&self);
         }
+        if (self.http && now >= self.health_at) {
+            s_health_render (&self);
+            self.health_at = now + CW_BROKER_METRICS_MSEC;
+        }
         //  EXIT once the core is done and the store has done all we asked
         if (self.exited && self.store_outstanding == 0 && !exit_sent) {
             cw_log (CW_LOG_INFO, "drain_finished", "drained", NULL);
@@ -1436,6 +1593,7 @@ cw_broker_actor (zsock_t *pipe, void *args)
             exit_sent = true;
         }
     }
+    cw_http_destroy (&self.http);
     zactor_destroy (&self.monitor);
     zsock_destroy (&self.router);
     //  Requests still in the store come back and are freed here
@@ -1462,6 +1620,9 @@ cw_broker_actor (zsock_t *pipe, void *args)
     zhashx_destroy (&self.calls);
     zhashx_destroy (&self.peers);
     free (self.replay_policy);
+    free (self.health.metrics);
+    zstr_free (&self.health.health);
+    pthread_mutex_destroy (&self.health.lock);
     cw_version_destroy (&self.versions);
     cw_core_destroy (&self.core);
 }

@@ -28,6 +28,8 @@
 
 #define CW_BROKER_MALFORMED_MAX 10      //  Malformed in a row: DISCONNECT
 #define CW_BROKER_LOG_INTERVAL 60000    //  Malformed log lines, per peer
+#define CW_BROKER_HTTP_HOST_SIZE 64     //  server/http host, bytes
+#define CW_BROKER_METRICS_MSEC 250      //  /metrics and /healthz refresh
 
 //  Event type -> job flow and target (PUBLISH).
 typedef struct {
@@ -49,6 +51,9 @@ typedef struct {
     cw_core_config_t core;      //  The core (broker_id, leases, tables)
     const cw_broker_route_t *routes;    //  PUBLISH mapping
     size_t route_count;
+    const char *http_host;      //  GET /healthz, /metrics on this address
+                                //  (an IP literal); NULL: no HTTP
+    int http_port;              //  Its port, 0: any free one
 } cw_broker_config_t;
 
 //  The broker actor; args is a cw_broker_config_t *.

@@ -21,13 +21,16 @@
 #include "cw_secret.h"
 #include "cw_zap.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #define CW_BROKER_EXIT_FAILED 1
@@ -67,6 +70,7 @@ typedef struct {
     int64_t retry_cap_msec;
     int64_t retry_max_attempts;
     const char *retry_flows;
+    const char *http;
     const char *targets;
     const char *routes;
     cw_log_level_t log_level;
@@ -83,6 +87,10 @@ static const cw_config_entry_t s_schema [] = {
     {.path = "server/peers", .env = "CW_BROKER_SERVER_PEERS",
      .type = CW_CONFIG_STRING, .default_value = NULL,
      .offset = S_AT (peers_dir), .help = "directory of allowed peers' .pub certificates"},
+    {.path = "server/http", .env = "CW_BROKER_SERVER_HTTP",
+     .type = CW_CONFIG_STRING, .default_value = "",
+     .offset = S_AT (http),
+     .help = "host:port of GET /healthz and /metrics, no authentication: keep it on loopback or a monitoring network (empty: off; port 0: any free port)"},
     {.path = "server/heartbeat", .env = "CW_BROKER_SERVER_HEARTBEAT",
      .type = CW_CONFIG_DURATION, .default_value = "1s", .min = 10, .max = 60000,
      .offset = S_AT (heartbeat_msec), .help = "heartbeat interval (peers use the same)"},
@@ -306,6 +314,41 @@ s_table (char *text, s_entry_t *entries, const char *setting, char *error,
 }
 
 
+//  Splits "host:port" (host an IPv4 literal or a bracketed IPv6 one)
+//  into host (brackets dropped) and port. Returns 0, or -1 if malformed.
+static int
+s_http_address (const char *text, char *host, size_t size, int *port_p)
+{
+    const char *colon = strrchr (text, ':');
+    if (!colon || colon == text || !colon [1])
+        return -1;
+    const char *start = text;
+    const char *end = colon;
+    if (*text == '[') {
+        if (end [-1] != ']')
+            return -1;
+        start++;
+        end--;
+    }
+    size_t length = (size_t) (end - start);
+    if (length == 0 || length >= size)
+        return -1;
+    memcpy (host, start, length);
+    host [length] = 0;
+    struct in6_addr any;
+    if (inet_pton (AF_INET, host, &any) != 1
+    &&  inet_pton (AF_INET6, host, &any) != 1)
+        return -1;
+    char *after = NULL;
+    errno = 0;
+    long port = strtol (colon + 1, &after, 10);
+    if (errno || *after || port < 0 || port > 65535
+    ||  !isdigit ((unsigned char) colon [1]))
+        return -1;
+    *port_p = (int) port;
+    return 0;
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -462,6 +505,19 @@ main (int argc, char *argv [])
     if (route_count >= 0
     &&  cw_core_config_check (&broker_config.core, error, sizeof (error)) != 0)
         route_count = -1;
+    char http_host [CW_BROKER_HTTP_HOST_SIZE] = "";
+    if (route_count >= 0 && *settings.http) {
+        if (s_http_address (settings.http, http_host, sizeof (http_host),
+                            &broker_config.http_port)) {
+            snprintf (error, sizeof (error), "config key \"server/http\": "
+                      "\"%s\" is not host:port (an IPv4 or [IPv6] literal "
+                      "and a port 0..65535, e.g. 127.0.0.1:9464)",
+                      settings.http);
+            route_count = -1;
+        }
+        else
+            broker_config.http_host = http_host;
+    }
     if (route_count < 0) {
         cw_log (CW_LOG_FATAL, "config_invalid", error, NULL);
         free (flows_text);

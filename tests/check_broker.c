@@ -10,6 +10,7 @@
 #include "cw_msg.h"
 #include "cw_fixture.h"
 #include "cw_test.h"
+#include "cw_test_http.h"
 
 #include <check.h>
 #include <czmq.h>
@@ -2083,6 +2084,139 @@ s_broker_exit_code (fixture_t *self, const char *const *extra,
     return code;
 }
 
+//  GET path on the broker's HTTP port until its status is want and its
+//  body holds needle (or WAIT_MSEC passes); fails otherwise.
+static void
+s_http_until (int port, const char *path, long want, const char *needle)
+{
+    cw_test_reply_t reply;
+    memset (&reply, 0, sizeof (reply));
+    long long deadline = cw_test_now_msec () + WAIT_MSEC;
+    while (true) {
+        cw_test_http (port, "GET", path, NULL, NULL, 0, &reply);
+        bool done = reply.status == want && reply.body
+                 && strstr (reply.body, needle);
+        if (done || cw_test_now_msec () > deadline) {
+            ck_assert_msg (done, "GET %s: %ld %s, wanted %ld with %s", path,
+                           reply.status, reply.body ? reply.body : "", want,
+                           needle);
+            cw_test_reply_free (&reply);
+            return;
+        }
+        cw_test_reply_free (&reply);
+        zclock_sleep (50);
+    }
+}
+
+//  server/http: GET /healthz is 200 while the database answers and the
+//  broker is not draining, 503 with the reason otherwise; GET /metrics
+//  is the Prometheus text of the status counters. A bad server/http is
+//  refused at start, naming the key.
+START_TEST (test_http_health)
+{
+    fixture_t *self = s_fixture_new ();
+    const char *bad [] = { "CW_BROKER_SERVER_HTTP=localhost:9464", NULL };
+    ck_assert_int_eq (s_broker_exit_code (self, bad, "http-bad.log"), 2);
+    char *bad_path = zsys_sprintf ("%s/http-bad.log", self->tmp);
+    char *bad_log = cw_fixture_slurp (bad_path);
+    ck_assert_msg (bad_log && strstr (bad_log, "server/http"), "%s", bad_log);
+    free (bad_log);
+    zstr_free (&bad_path);
+    const char *http [] = { "CW_BROKER_SERVER_HTTP=127.0.0.1:0", NULL };
+    s_broker_start (self, http);
+    char *line = s_log_line (self, "http_started");
+    ck_assert_ptr_nonnull (line);
+    const char *port_text = strstr (line, "\"port\":");
+    ck_assert_ptr_nonnull (port_text);
+    int port = atoi (port_text + 7);
+    ck_assert_int_gt (port, 0);
+    free (line);
+
+    s_http_until (port, "/healthz", 200, "\"status\":\"ok\"");
+    s_http_until (port, "/healthz", 200, "\"database\":\"up\"");
+    cw_test_reply_t reply;
+    cw_test_http (port, "GET", "/metrics", NULL, NULL, 0, &reply);
+    ck_assert_int_eq (reply.status, 200);
+    ck_assert_msg (strncmp (reply.content_type, "text/plain", 10) == 0, "%s",
+                   reply.content_type);
+    ck_assert_ptr_nonnull (strstr (reply.body, "\ncauseway_broker_up 1\n"));
+    ck_assert_ptr_nonnull (strstr (reply.body,
+        "# TYPE causeway_broker_dispatched_total counter\n"
+        "causeway_broker_dispatched_total 0\n"));
+    ck_assert_ptr_nonnull (strstr (reply.body,
+        "# TYPE causeway_broker_workers gauge\n"));
+    ck_assert_ptr_nonnull (strstr (reply.body,
+                                   "\ncauseway_broker_database_up 1\n"));
+    cw_test_reply_free (&reply);
+    cw_test_http (port, "POST", "/metrics", "x", NULL, 0, &reply);
+    ck_assert_int_eq (reply.status, 405);
+    cw_test_reply_free (&reply);
+
+    //  A job runs: the counters follow
+    zsock_t *worker = s_peer_new (self, self->worker);
+    s_ready (worker, "http.generic", 1);
+    s_sql (self, "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload)"
+                 " VALUES ('http.generic', 't1', 'http-1', '{\"want\": \"ok\"}')");
+    s_work (worker, self, "SELECT count(*) FROM erp_mw.jobs WHERE state = 'done'",
+            1, NULL, NULL);
+    s_http_until (port, "/metrics", 200,
+                  "\ncauseway_broker_dispatched_total 1\n");
+    s_http_until (port, "/metrics", 200, "\ncauseway_broker_workers 1\n");
+
+    //  The database refuses: 503 once a claim fails; back: 200 again
+    cw_fixture_db_refuse (self->uri, true);
+    long long deadline = cw_test_now_msec () + WAIT_MSEC;
+    bool down = false;
+    while (!down && cw_test_now_msec () < deadline) {
+        s_heartbeat (worker);
+        cw_test_http (port, "GET", "/healthz", NULL, NULL, 0, &reply);
+        down = reply.status == 503 && reply.body
+            && strstr (reply.body, "\"database\":\"down\"");
+        cw_test_reply_free (&reply);
+        zclock_sleep (50);
+    }
+    cw_fixture_db_refuse (self->uri, false);
+    ck_assert_msg (down, "healthz never said the database is down");
+    deadline = cw_test_now_msec () + WAIT_MSEC;
+    bool up = false;
+    while (!up && cw_test_now_msec () < deadline) {
+        s_heartbeat (worker);
+        cw_test_http (port, "GET", "/healthz", NULL, NULL, 0, &reply);
+        up = reply.status == 200;
+        cw_test_reply_free (&reply);
+        zclock_sleep (50);
+    }
+    ck_assert_msg (up, "healthz never came back to 200");
+
+    //  Draining (a job in flight holds it): 503, draining
+    s_sql (self, "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload)"
+                 " VALUES ('http.generic', 't1', 'http-2', '{}')");
+    cw_msg_t *job = s_worker_recv (worker, WAIT_MSEC);
+    ck_assert_ptr_nonnull (job);
+    ck_assert_int_eq (job->command, CW_MSG_JOB);
+    ck_assert_int_eq (kill (self->pid, SIGTERM), 0);
+    s_http_until (port, "/healthz", 503, "\"draining\":true");
+    s_answer (worker, job, "ok");
+    cw_msg_destroy (&job);
+    //  The drain ends, the HTTP server with it: exit 0 (under the
+    //  sanitizers, nothing leaked)
+    int status = 0;
+    pid_t done = 0;
+    deadline = cw_test_now_msec () + WAIT_MSEC;
+    while ((done = waitpid (self->pid, &status, WNOHANG)) == 0
+    &&     cw_test_now_msec () < deadline) {
+        s_heartbeat (worker);
+        usleep (20000);
+    }
+    ck_assert_msg (done == self->pid, "the broker did not end its drain");
+    self->pid = 0;
+    ck_assert (WIFEXITED (status));
+    ck_assert_int_eq (WEXITSTATUS (status), 0);
+    zsock_destroy (&worker);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 //  The broker that cannot bind its endpoint exits 1 at once. Before, it
 //  hung for ever: zactor_new returns the actor whatever it signals, so
 //  main.c's "cannot start" branch never ran and it waited for an
@@ -2243,6 +2377,11 @@ main (void)
     tcase_add_test (drain, test_sigterm_releases);
     tcase_add_test (drain, test_drain_database_down);
     tcase_add_test (drain, test_sighup_reloads_keys);
+
+    TCase *http = tcase_create ("http");
+    tcase_set_timeout (http, 60);
+    tcase_add_test (http, test_http_health);
+    suite_add_tcase (suite, http);
 
     TCase *clock = tcase_create ("clock");
     tcase_set_timeout (clock, 60);
