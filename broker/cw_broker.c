@@ -842,6 +842,29 @@ s_status (s_broker_t *self)
         "peers", (json_int_t) zhashx_size (self->peers),
         "draining", self->draining,
         "database_up", self->db_up);
+    //  What the core counted: results by outcome, and how jobs and
+    //  workers came and went
+    json_t *results = json_pack (
+        "{s:I, s:I, s:I, s:I, s:I}",
+        "ok", (json_int_t) stats.outcomes [CW_CORE_OK],
+        "rejected", (json_int_t) stats.outcomes [CW_CORE_REJECTED],
+        "duplicate", (json_int_t) stats.outcomes [CW_CORE_DUPLICATE],
+        "transient", (json_int_t) stats.outcomes [CW_CORE_TRANSIENT],
+        "version", (json_int_t) stats.outcomes [CW_CORE_VERSION]);
+    json_object_set_new (result, "results", results);
+    json_t *more = json_pack (
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+        "exhausted", (json_int_t) stats.exhausted,
+        "results_ignored", (json_int_t) stats.results_ignored,
+        "leases_lost", (json_int_t) stats.leases_lost,
+        "leases_expired", (json_int_t) stats.leases_expired,
+        "workers_lost", (json_int_t) stats.workers_lost,
+        "redispatched", (json_int_t) stats.redispatched,
+        "claims", (json_int_t) stats.claims,
+        "commit_failures", (json_int_t) stats.commit_failures,
+        "calls_failed", (json_int_t) stats.calls_failed);
+    json_object_update (result, more);
+    json_decref (more);
     return result;
 }
 
@@ -851,7 +874,9 @@ s_status (s_broker_t *self)
 static const char *const s_counters [] = {
     "dispatched", "commits", "malformed", "forbidden", "published",
     "duplicates", "rejected", "released", "orphans_released",
-    "unknown_session", "commit_lost", NULL };
+    "unknown_session", "commit_lost", "exhausted", "results_ignored",
+    "leases_lost", "leases_expired", "workers_lost", "redispatched",
+    "claims", "commit_failures", "calls_failed", NULL };
 
 static bool
 s_is_counter (const char *name)
@@ -875,6 +900,24 @@ s_health_render (s_broker_t *self)
     const char *name;
     json_t *value;
     json_object_foreach (status, name, value) {
+        if (json_is_object (value)) {
+            //  results: one series, labelled by outcome
+            char *lines = zsys_sprintf (
+                "# HELP causeway_broker_%s_total worker results by outcome\n"
+                "# TYPE causeway_broker_%s_total counter\n", name, name);
+            zchunk_extend (text, lines, strlen (lines));
+            zstr_free (&lines);
+            const char *label;
+            json_t *count;
+            json_object_foreach (value, label, count) {
+                lines = zsys_sprintf (
+                    "causeway_broker_%s_total{outcome=\"%s\"} %lld\n", name,
+                    label, (long long) json_integer_value (count));
+                zchunk_extend (text, lines, strlen (lines));
+                zstr_free (&lines);
+            }
+            continue;
+        }
         bool counter = s_is_counter (name);
         char *lines = zsys_sprintf (
             "# HELP causeway_broker_%s%s as in causeway status (docs/broker.md)\n"

@@ -605,6 +605,22 @@ s_status (s_global_t *global, int argc, char *argv[])
         const char *name;
         json_t *value;
         json_object_foreach (result, name, value) {
+            if (json_is_object (value)) {
+                //  A group of counters (results by outcome): one line each
+                const char *inner;
+                json_t *count;
+                json_object_foreach (value, inner, count) {
+                    char *dotted = zsys_sprintf ("%s.%s", name, inner);
+                    char *label = s_printable (dotted, CW_CLIENT_CELL_MAX);
+                    if (json_is_integer (count))
+                        printf ("%-*s %" JSON_INTEGER_FORMAT "\n",
+                                CW_CLIENT_NAME_WIDTH, label,
+                                json_integer_value (count));
+                    free (label);
+                    zstr_free (&dotted);
+                }
+                continue;
+            }
             char *label = s_printable (name, CW_CLIENT_CELL_MAX);
             if (json_is_integer (value))
                 printf ("%-*s %" JSON_INTEGER_FORMAT "\n",

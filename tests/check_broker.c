@@ -2162,6 +2162,10 @@ START_TEST (test_http_health)
     s_http_until (port, "/metrics", 200,
                   "\ncauseway_broker_dispatched_total 1\n");
     s_http_until (port, "/metrics", 200, "\ncauseway_broker_workers 1\n");
+    s_http_until (port, "/metrics", 200,
+                  "\ncauseway_broker_results_total{outcome=\"ok\"} 1\n");
+    s_http_until (port, "/metrics", 200,
+                  "# TYPE causeway_broker_claims_total counter\n");
 
     //  The database refuses: 503 once a claim fails; back: 200 again
     cw_fixture_db_refuse (self->uri, true);

@@ -172,6 +172,7 @@ START_TEST (test_status)
     ck_assert_int_eq (s_admin (self, false, status, &output), 0);
     s_has (output, "workers ");
     s_has (output, "draining ");
+    s_has (output, "results.ok ");
     ck_assert_ptr_null (strchr (output, '{'));
     free (output);
 
