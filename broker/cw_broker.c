@@ -887,6 +887,84 @@ s_is_counter (const char *name)
     return false;
 }
 
+static size_t
+s_min_size (size_t a, size_t b)
+{
+    return a < b ? a : b;
+}
+
+//  A Prometheus label value: backslash, double quote and line feed
+//  escaped. Caller frees.
+static char *
+s_label (const char *text)
+{
+    char *label = (char *) malloc (2 * strlen (text) + 1);
+    assert (label);
+    char *at = label;
+    for (; *text; text++) {
+        if (*text == '\\' || *text == '"' || *text == '\n')
+            *at++ = '\\';
+        *at++ = *text == '\n' ? 'n' : *text;
+    }
+    *at = 0;
+    return label;
+}
+
+#define S_METRICS_FLOWS_MAX 1000    //  Queues listed in /metrics at most
+
+//  The per-queue series (a flow at a target) of /metrics.
+static void
+s_flow_metrics (s_broker_t *self, zchunk_t *text)
+{
+    static const char *const outcomes [] = {
+        NULL, "ok", "rejected", "duplicate", "transient", "version" };
+    size_t count = cw_core_flow_stats (self->core, NULL, 0);
+    if (count > S_METRICS_FLOWS_MAX)
+        count = S_METRICS_FLOWS_MAX;
+    cw_core_flow_stats_t *stats = (cw_core_flow_stats_t *) calloc (
+        count + 1, sizeof (cw_core_flow_stats_t));
+    assert (stats);
+    count = s_min_size (cw_core_flow_stats (self->core, stats, count), count);
+    const char *head =
+        "# HELP causeway_broker_flow_queued jobs held for a flow at a target\n"
+        "# TYPE causeway_broker_flow_queued gauge\n"
+        "# HELP causeway_broker_flow_dispatched_total JOBs sent\n"
+        "# TYPE causeway_broker_flow_dispatched_total counter\n"
+        "# HELP causeway_broker_flow_results_total worker results by outcome\n"
+        "# TYPE causeway_broker_flow_results_total counter\n"
+        "# HELP causeway_broker_flow_exhausted_total transient results that "
+        "went dead\n"
+        "# TYPE causeway_broker_flow_exhausted_total counter\n";
+    zchunk_extend (text, head, strlen (head));
+    for (size_t index = 0; index < count; index++) {
+        char *flow = s_label (stats [index].flow);
+        char *target = s_label (stats [index].target ? stats [index].target
+                                                     : "");
+        char *lines = zsys_sprintf (
+            "causeway_broker_flow_queued{flow=\"%s\",target=\"%s\"} %zu\n"
+            "causeway_broker_flow_dispatched_total{flow=\"%s\",target=\"%s\"}"
+            " %llu\n"
+            "causeway_broker_flow_exhausted_total{flow=\"%s\",target=\"%s\"}"
+            " %llu\n",
+            flow, target, stats [index].queued, flow, target,
+            (unsigned long long) stats [index].dispatched, flow, target,
+            (unsigned long long) stats [index].exhausted);
+        zchunk_extend (text, lines, strlen (lines));
+        zstr_free (&lines);
+        for (int outcome = CW_CORE_OK; outcome <= CW_CORE_VERSION; outcome++) {
+            lines = zsys_sprintf (
+                "causeway_broker_flow_results_total{flow=\"%s\",target=\"%s\","
+                "outcome=\"%s\"} %llu\n", flow, target, outcomes [outcome],
+                (unsigned long long) stats [index].outcomes [outcome]);
+            zchunk_extend (text, lines, strlen (lines));
+            zstr_free (&lines);
+        }
+        free (flow);
+        free (target);
+    }
+    free (stats);
+}
+
 //  Renders /metrics and /healthz from the counters and swaps them in.
 static void
 s_health_render (s_broker_t *self)
@@ -931,6 +1009,7 @@ s_health_render (s_broker_t *self)
         zchunk_extend (text, lines, strlen (lines));
         zstr_free (&lines);
     }
+    s_flow_metrics (self, text);
     zchunk_extend (text, "", 1);
     bool healthy = self->db_up && !self->draining;
     char *health = zsys_sprintf (

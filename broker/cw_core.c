@@ -64,6 +64,9 @@ struct _s_queue_t {
     zlistx_t *jobs;             //  QUEUED jobs, borrowed, FIFO
     int64_t orphan_since;       //  Jobs queued and no worker serves the
                                 //  flow since then; INT64_MIN otherwise
+    uint64_t dispatched;        //  JOBs sent (cw_core_flow_stats)
+    uint64_t outcomes[CW_CORE_VERSION + 1]; //  Results by outcome
+    uint64_t exhausted;         //  Transient results that went dead
 };
 
 struct _s_key_t {
@@ -1182,6 +1185,7 @@ s_send (cw_core_t *self, int64_t now, s_job_t *job, s_worker_t *worker)
     action->action.deadline_msec = job->deadline_msec;
     action->send_seq = job->send_seq;
     self->stats.dispatched++;
+    job->queue->dispatched++;
 }
 
 //  How long jobs may wait here for a flow no worker serves: a worker's
@@ -1671,8 +1675,10 @@ cw_core_on_result (cw_core_t *self, int64_t now, const char *worker,
         s_step (self, now);
         return 0;
     }
+    s_queue_t *queue = job->queue;
     s_job_detach (self, job);
     self->stats.outcomes[outcome]++;
+    queue->outcomes[outcome]++;
 
     cw_core_transition_t *transition = &job->transition;
     s_transition_clear (transition);
@@ -1705,6 +1711,7 @@ cw_core_on_result (cw_core_t *self, int64_t now, const char *worker,
                 transition->state = CW_CORE_STATE_DEAD;
                 transition->dead_reason = CW_CORE_DEAD_EXHAUSTED;
                 self->stats.exhausted++;
+                queue->exhausted++;
             }
             else {
                 //  Retry-After wins, up to the cap; else full jitter
@@ -2206,6 +2213,30 @@ cw_core_stats (cw_core_t *self, cw_core_stats_t *stats)
     stats->pending = self->count[S_PENDING] + self->count[S_COMMITTING];
     stats->workers = zhashx_size (self->workers);
     stats->calls = zhashx_size (self->calls);
+}
+
+size_t
+cw_core_flow_stats (cw_core_t *self, cw_core_flow_stats_t *stats, size_t max)
+{
+    assert (self);
+    assert (stats || max == 0);
+    size_t count = 0;
+    for (s_queue_t *queue = (s_queue_t *) zlistx_first (self->queue_list);
+         queue; queue = (s_queue_t *) zlistx_next (self->queue_list)) {
+        if (count < max) {
+            cw_core_flow_stats_t *entry = &stats[count];
+            memset (entry, 0, sizeof (*entry));
+            entry->flow = queue->flow;
+            entry->target = queue->target ? queue->target->name : NULL;
+            entry->queued = zlistx_size (queue->jobs);
+            entry->dispatched = queue->dispatched;
+            memcpy (entry->outcomes, queue->outcomes,
+                    sizeof (entry->outcomes));
+            entry->exhausted = queue->exhausted;
+        }
+        count++;
+    }
+    return count;
 }
 
 //  --------------------------------------------------------------------------

@@ -202,6 +202,17 @@ typedef struct {
     uint64_t calls_failed;      //  CALL_FAILED actions
 } cw_core_stats_t;
 
+//  One queue's counters: the jobs of a flow at a target.
+typedef struct {
+    const char *flow;           //  Flow name (the core's: valid until the
+                                //  next call into it)
+    const char *target;         //  Target name, NULL = none (same)
+    size_t queued;              //  Held, not out, waiting to dispatch
+    uint64_t dispatched;        //  JOBs sent
+    uint64_t outcomes[CW_CORE_VERSION + 1]; //  Results by outcome
+    uint64_t exhausted;         //  Transient results that went dead
+} cw_core_flow_stats_t;
+
 //  Checks a configuration. Returns 0, or -1 with a reason naming the field
 //  in reason[size].
 int
@@ -334,6 +345,14 @@ bool
 //  Fills stats.
 void
     cw_core_stats (cw_core_t *self, cw_core_stats_t *stats);
+
+//  Fills stats (up to max entries) with one entry per queue the core has
+//  made, in the order it made them; returns how many queues there are
+//  (more than max: call again with room for them). Queues live as long
+//  as the core.
+size_t
+    cw_core_flow_stats (cw_core_t *self, cw_core_flow_stats_t *stats,
+                        size_t max);
 
 //  Verifies internal invariants. Returns 0, or -1 with what is broken in
 //  reason[size].

@@ -2166,6 +2166,12 @@ START_TEST (test_http_health)
                   "\ncauseway_broker_results_total{outcome=\"ok\"} 1\n");
     s_http_until (port, "/metrics", 200,
                   "# TYPE causeway_broker_claims_total counter\n");
+    s_http_until (port, "/metrics", 200,
+                  "\ncauseway_broker_flow_results_total{flow=\"http.generic\","
+                  "target=\"\",outcome=\"ok\"} 1\n");
+    s_http_until (port, "/metrics", 200,
+                  "\ncauseway_broker_flow_dispatched_total{flow=\"http.generic\","
+                  "target=\"\"} 1\n");
 
     //  The database refuses: 503 once a claim fails; back: 200 again
     cw_fixture_db_refuse (self->uri, true);

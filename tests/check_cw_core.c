@@ -548,6 +548,39 @@ START_TEST (test_outcomes)
 }
 END_TEST
 
+//  Per queue (a flow at a target): jobs queued, dispatched, results by
+//  outcome and exhausted, for /metrics
+START_TEST (test_flow_stats)
+{
+    cw_core_t *core = s_core ();
+    ck_assert_uint_eq (cw_core_flow_stats (core, NULL, 0), 0);
+    s_give (core, T0, 1, "a", NULL, NULL);
+    s_give (core, T0, 2, "a", NULL, NULL);
+    s_give (core, T0, 3, "b", "erp", NULL);
+    s_ready (core, T0, "wa", "a", 10);
+    s_pop (core);
+    cw_core_on_result (core, T0, "wa", 1, 1, CW_CORE_OK, 200, -1, NULL, 1);
+    cw_core_on_result (core, T0, "wa", 2, 1, CW_CORE_REJECTED, 422, -1,
+                       "name", 1);
+    s_pop (core);
+    cw_core_flow_stats_t stats[4];
+    ck_assert_uint_eq (cw_core_flow_stats (core, stats, 1), 2);
+    ck_assert_uint_eq (cw_core_flow_stats (core, stats, 4), 2);
+    ck_assert_str_eq (stats[0].flow, "a");
+    ck_assert_ptr_null (stats[0].target);
+    ck_assert_uint_eq (stats[0].queued, 0);
+    ck_assert_uint_eq (stats[0].dispatched, 2);
+    ck_assert_uint_eq (stats[0].outcomes[CW_CORE_OK], 1);
+    ck_assert_uint_eq (stats[0].outcomes[CW_CORE_REJECTED], 1);
+    ck_assert_uint_eq (stats[0].exhausted, 0);
+    ck_assert_str_eq (stats[1].flow, "b");
+    ck_assert_str_eq (stats[1].target, "erp");
+    ck_assert_uint_eq (stats[1].queued, 1);     //  No worker serves b
+    ck_assert_uint_eq (stats[1].dispatched, 0);
+    cw_core_destroy (&core);
+}
+END_TEST
+
 START_TEST (test_retry_timing)
 {
     //  customer.upsert: base 100, cap 10000, 3 attempts. After attempt 2
@@ -1409,6 +1442,7 @@ main (void)
     tcase_add_test (tcase, test_outcomes);
     tcase_add_test (tcase, test_retry_timing);
     tcase_add_test (tcase, test_exhausted);
+    tcase_add_test (tcase, test_flow_stats);
     tcase_add_test (tcase, test_worker_loss);
     tcase_add_test (tcase, test_lease_loss);
     tcase_add_test (tcase, test_renew_timing);
