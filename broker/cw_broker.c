@@ -106,6 +106,7 @@ typedef struct {
     char *replay_policy;        //  JSON {flow: max_attempts} of retry/flows
     int64_t replay_max_attempts;    //  retry/max_attempts
     bool db_up;                 //  The last store request succeeded
+    json_t *gauges;             //  The store's last GAUGES, or NULL
     cw_http_t *http;            //  /healthz and /metrics, or NULL
     s_health_t health;          //  What they serve
     int64_t health_at;          //  Next rendering (s_now)
@@ -392,7 +393,9 @@ static void
 s_store_answer (s_broker_t *self, cw_store_req_t *req)
 {
     int64_t now = s_now ();
-    if (req->op != CW_STORE_WAKE && self->store_outstanding > 0)
+    //  WAKE and GAUGES come unasked
+    if (req->op != CW_STORE_WAKE && req->op != CW_STORE_GAUGES
+    &&  self->store_outstanding > 0)
         self->store_outstanding--;
     if (req->op != CW_STORE_WAKE)
         self->db_up = req->status == 0;
@@ -471,6 +474,13 @@ s_store_answer (s_broker_t *self, cw_store_req_t *req)
         case CW_STORE_WAKE:
             if (!self->draining)
                 cw_core_on_wake (self->core, now);
+            break;
+        case CW_STORE_GAUGES:
+            if (req->status == 0) {
+                json_decref (self->gauges);
+                self->gauges = req->gauges;
+                req->gauges = NULL;
+            }
             break;
         case CW_STORE_ADMIN: {
             char peer [CW_BROKER_NAME_SIZE];
@@ -963,6 +973,33 @@ s_flow_metrics (s_broker_t *self, zchunk_t *text)
         free (target);
     }
     free (stats);
+    if (!self->gauges)
+        return;
+    //  From the table (the store's GAUGES): every broker's view
+    char *lines = zsys_sprintf (
+        "# HELP causeway_broker_oldest_due_seconds age of the oldest job due"
+        " and not claimed (the lag), from the table\n"
+        "# TYPE causeway_broker_oldest_due_seconds gauge\n"
+        "causeway_broker_oldest_due_seconds %.3f\n"
+        "# HELP causeway_broker_flow_dead_jobs dead letters by flow, from the"
+        " table\n"
+        "# TYPE causeway_broker_flow_dead_jobs gauge\n",
+        (double) json_integer_value (json_object_get (self->gauges,
+                                                      "oldest_due_msec"))
+            / 1000.0);
+    zchunk_extend (text, lines, strlen (lines));
+    zstr_free (&lines);
+    const char *name;
+    json_t *value;
+    json_object_foreach (json_object_get (self->gauges, "dead"), name, value) {
+        char *flow = s_label (name);
+        lines = zsys_sprintf ("causeway_broker_flow_dead_jobs{flow=\"%s\"}"
+                              " %lld\n", flow,
+                              (long long) json_integer_value (value));
+        zchunk_extend (text, lines, strlen (lines));
+        zstr_free (&lines);
+        free (flow);
+    }
 }
 
 //  Renders /metrics and /healthz from the counters and swaps them in.
@@ -1624,13 +1661,15 @@ cw_broker_actor (zsock_t *pipe, void *args)
         .retention_msec = config->retention_msec,
         .purge_msec = config->purge_msec,
         .expire_msec = config->core.poll_msec ? config->core.poll_msec
-                                              : CW_BROKER_EXPIRE_MSEC
+                                              : CW_BROKER_EXPIRE_MSEC,
+        .gauges_msec = config->http_host ? CW_BROKER_GAUGES_MSEC : 0
     };
     self.store = self.core ? zactor_new (cw_store_actor, &store_config) : NULL;
     cw_store_config_t claims_config = store_config;
     claims_config.poll_only = config->poll_only;
     claims_config.expire_msec = 0;
     claims_config.purge_msec = 0;
+    claims_config.gauges_msec = 0;
     self.claims = self.store ? zactor_new (cw_store_actor, &claims_config)
                              : NULL;
     bool ok = self.store != NULL && self.claims != NULL;
@@ -1731,7 +1770,8 @@ cw_broker_actor (zsock_t *pipe, void *args)
                     continue;
                 cw_store_req_t *req = cw_store_recv (
                     item == 0 ? self.store : self.claims);
-                if (req && req->op != CW_STORE_WAKE)
+                if (req && req->op != CW_STORE_WAKE
+                &&  req->op != CW_STORE_GAUGES)
                     self.store_outstanding--;
                 cw_store_req_destroy (&req);
             }
@@ -1744,6 +1784,7 @@ cw_broker_actor (zsock_t *pipe, void *args)
     free (self.replay_policy);
     free (self.health.metrics);
     zstr_free (&self.health.health);
+    json_decref (self.gauges);
     pthread_mutex_destroy (&self.health.lock);
     cw_version_destroy (&self.versions);
     cw_core_destroy (&self.core);

@@ -30,6 +30,8 @@
 #define CW_BROKER_LOG_INTERVAL 60000    //  Malformed log lines, per peer
 #define CW_BROKER_HTTP_HOST_SIZE 64     //  server/http host, bytes
 #define CW_BROKER_METRICS_MSEC 250      //  /metrics and /healthz refresh
+#define CW_BROKER_GAUGES_MSEC 5000      //  Lag and dead letters from the
+                                        //  table, with server/http
 
 //  Event type -> job flow and target (PUBLISH).
 typedef struct {

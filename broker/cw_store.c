@@ -19,6 +19,7 @@
 #define CW_STORE_LISTEN_RETRY_MSEC 1000     //  Re-LISTEN after a loss
 #define CW_STORE_INT_SIZE 32                //  Text of one int64
 #define S_WAKE "WAKE"                       //  Store -> broker frame
+#define S_GAUGES "GAUGES\x1f"               //  Store -> broker, + JSON
 #define CW_STORE_PURGE_BATCH 500            //  Rows per retention batch
 #define CW_STORE_PURGE_PACE_MSEC 250        //  Between full batches
 
@@ -283,6 +284,18 @@ static const char s_sql_discard[] =
     "   WHERE EXISTS (SELECT 1 FROM r))"
     " SELECT id FROM r ORDER BY id";
 
+//  What /metrics reports of the table (GAUGES): the age of the oldest
+//  job due and not claimed (the lag: jobs_ready_id_idx's first entry),
+//  and the dead jobs by flow (jobs_dead_idx holds only those).
+static const char s_sql_gauges[] =
+    "SELECT '', (SELECT COALESCE ((extract (epoch FROM now ()"
+    "                                - min (next_run_at)) * 1000)::bigint, 0)"
+    "              FROM erp_mw.jobs"
+    "             WHERE state = 'ready' AND next_run_at <= now ())"
+    " UNION ALL"
+    " SELECT flow, count (*) FROM erp_mw.jobs WHERE state = 'dead'"
+    "  GROUP BY flow";
+
 typedef struct {
     const char *name;
     const char *sql;
@@ -305,6 +318,7 @@ static const s_statement_t s_statements[] = {
     {"dlq_list", s_sql_dlq_list, 9},
     {"replay", s_sql_replay, 6},
     {"discard", s_sql_discard, 4},
+    {"gauges", s_sql_gauges, 0},
     {NULL, NULL, 0}
 };
 
@@ -412,6 +426,8 @@ typedef struct {
     int64_t purge_at;           //  Next retention batch (mono msec)
     int64_t purged_jobs;        //  Deleted in this cycle so far
     int64_t purged_rows;        //  Inbox/idempotency rows, likewise
+    int64_t gauges_msec;        //  GAUGES interval (0: none)
+    int64_t gauges_at;          //  Next GAUGES (mono msec)
 } s_store_t;
 
 static void
@@ -508,6 +524,7 @@ cw_store_req_destroy (cw_store_req_t **self_p)
     free (self->admin_actor);
     free (self->admin_policy);
     json_decref (self->admin_result);
+    json_decref (self->gauges);
     free (self);
     *self_p = NULL;
 }
@@ -531,8 +548,22 @@ cw_store_recv (zactor_t *store)
     if (!frame)
         return NULL;
     cw_store_req_t *req = NULL;
+    size_t gauges_size = strlen (S_GAUGES);
     if (zframe_streq (frame, S_WAKE))
         req = cw_store_req_new (CW_STORE_WAKE);
+    else
+    if (zframe_size (frame) >= gauges_size
+    &&  memcmp (zframe_data (frame), S_GAUGES, gauges_size) == 0) {
+        req = cw_store_req_new (CW_STORE_GAUGES);
+        req->status = -1;
+        if (zframe_size (frame) > gauges_size) {
+            req->gauges = json_loadb ((const char *) zframe_data (frame)
+                                          + gauges_size,
+                                      zframe_size (frame) - gauges_size, 0,
+                                      NULL);
+            req->status = json_is_object (req->gauges) ? 0 : -1;
+        }
+    }
     else
     if (zframe_size (frame) == sizeof (void *))
         memcpy (&req, zframe_data (frame), sizeof (void *));
@@ -1275,6 +1306,47 @@ s_admin (s_store_t *self, cw_store_req_t *req)
         s_dlq_select (self, req, streq (req->admin_op, "replay.preview"));
 }
 
+//  --- Gauges ----------------------------------------------------------------
+
+//  Every gauges_msec, between requests: one short query, its answer sent
+//  to the broker as a GAUGES it did not ask for (status -1 when the
+//  database did not answer, which the broker's /healthz shows).
+static void
+s_gauges (s_store_t *self)
+{
+    if (self->gauges_msec <= 0 || zclock_mono () < self->gauges_at)
+        return;
+    self->gauges_at = zclock_mono () + self->gauges_msec;
+    //  Sent as text, like a WAKE: a GAUGES nobody reads (the broker
+    //  stopping) leaks nothing
+    cw_pg_rows_t *rows = NULL;
+    if (cw_pg_exec (self->pg, "gauges", 0, NULL, &rows)) {
+        cw_store_req_t *failed = cw_store_req_new (CW_STORE_GAUGES);
+        s_fail (failed, self, "gauges");
+        cw_store_req_destroy (&failed);
+        zstr_send (self->pipe, S_GAUGES);
+        return;
+    }
+    json_t *dead = json_object ();
+    int64_t oldest = 0;
+    for (int row = 0; row < cw_pg_rows_count (rows); row++) {
+        const char *flow = cw_pg_rows_value (rows, row, 0);
+        int64_t value = s_parse_int (cw_pg_rows_value (rows, row, 1));
+        if (flow && *flow)
+            json_object_set_new (dead, flow, json_integer (value));
+        else
+            oldest = value;
+    }
+    cw_pg_rows_destroy (&rows);
+    json_t *gauges = json_pack ("{s:I, s:o}", "oldest_due_msec",
+                                (json_int_t) oldest, "dead", dead);
+    char *text = json_dumps (gauges, JSON_COMPACT);
+    json_decref (gauges);
+    assert (text);
+    zstr_sendf (self->pipe, "%s%s", S_GAUGES, text);
+    free (text);
+}
+
 //  --- Actor -----------------------------------------------------------------
 
 //  Tells the broker that jobs may be waiting (NOTIFY, LISTEN back, sweep):
@@ -1297,6 +1369,7 @@ s_run (s_store_t *self, cw_store_req_t *req)
         case CW_STORE_PUBLISH: s_publish (self, req); break;
         case CW_STORE_WAKE:    req->status = 0; break;
         case CW_STORE_ADMIN:   s_admin (self, req); break;
+        case CW_STORE_GAUGES:  req->status = 0; break;
     }
 }
 
@@ -1316,6 +1389,8 @@ cw_store_actor (zsock_t *pipe, void *args)
     self.retention_msec = config->retention_msec;
     self.purge_msec = config->purge_msec;
     self.purge_at = zclock_mono () + config->purge_msec;
+    self.gauges_msec = config->gauges_msec;
+    self.gauges_at = zclock_mono ();
     self.pg = cw_pg_new (self.db_uri);
     bool ok = cw_pg_connect (self.pg) == 0;
     for (const s_statement_t *statement = s_statements;
@@ -1365,6 +1440,13 @@ cw_store_actor (zsock_t *pipe, void *args)
             if (timeout < 0 || wait < timeout)
                 timeout = (long) wait;
         }
+        if (self.gauges_msec > 0) {
+            int64_t wait = self.gauges_at - zclock_mono ();
+            if (wait < 0)
+                wait = 0;
+            if (timeout < 0 || wait < timeout)
+                timeout = (long) wait;
+        }
         int rc = zmq_poll (items, count, timeout);
         if (rc == -1 && zmq_errno () != EINTR)
             break;
@@ -1385,6 +1467,7 @@ cw_store_actor (zsock_t *pipe, void *args)
             s_wake (pipe);
         }
         s_purge (&self);
+        s_gauges (&self);
         if (items [0].revents & ZMQ_POLLIN) {
             zmsg_t *msg = zmsg_recv (pipe);
             if (!msg)

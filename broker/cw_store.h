@@ -44,7 +44,11 @@ typedef enum {
     CW_STORE_RELEASE,           //  Hand jobs back (ready, no attempt)
     CW_STORE_PUBLISH,           //  Inbox + jobs for a relay batch
     CW_STORE_WAKE,              //  Store -> broker: NOTIFY arrived
-    CW_STORE_ADMIN              //  An operator's dead-letter request
+    CW_STORE_ADMIN,             //  An operator's dead-letter request
+    CW_STORE_GAUGES             //  Store -> broker, unasked, every
+                                //  gauges_msec: what the table holds (a
+                                //  text frame, made a request by
+                                //  cw_store_recv, like WAKE)
 } cw_store_op_t;
 
 //  One event of a PUBLISH, already validated by the broker.
@@ -108,6 +112,10 @@ typedef struct {
     int64_t admin_max_attempts; //  replay.confirm: for other flows
     int64_t request_id;         //  The REQUEST's id
     json_t *admin_result;       //  Outcome: the RESPONSE's result, owned
+    //  GAUGES (made by the store, never sent to it): {oldest_due_msec:
+    //  age of the oldest job due and not yet claimed (0: none), dead:
+    //  {flow: dead jobs}}, owned; status -1 if the query failed
+    json_t *gauges;
     //  Outcome
     int status;                 //  0 done, -1 failed (see error)
     char error[CW_STORE_ERROR_SIZE];
@@ -132,6 +140,8 @@ typedef struct {
     int64_t purge_msec;         //  Delete finished jobs and expired inbox
                                 //  rows this often, between requests, in
                                 //  short batches (0: never)
+    int64_t gauges_msec;        //  Send the broker a GAUGES this often,
+                                //  between requests (0: never)
 } cw_store_config_t;
 
 //  The store actor; args is a cw_store_config_t *. Signals 0 once

@@ -2173,6 +2173,23 @@ START_TEST (test_http_health)
                   "\ncauseway_broker_flow_dispatched_total{flow=\"http.generic\","
                   "target=\"\"} 1\n");
 
+    //  From the table, every 5 s: the lag (a job due an hour ago that no
+    //  worker takes) and the dead letters by flow
+    s_sql (self, "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key,"
+                 "  payload, next_run_at)"
+                 " VALUES ('nobody.serves', 't1', 'http-late', '{}',"
+                 "   now () - interval '1 hour')");
+    s_sql (self, "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key,"
+                 "  payload, state, dead_reason, finished_at)"
+                 " VALUES ('http.generic', 't1', 'http-dead', '{}', 'dead',"
+                 "   'rejected', now ())");
+    s_http_until (port, "/metrics", 200,
+                  "\ncauseway_broker_flow_dead_jobs{flow=\"http.generic\"} 1\n");
+    s_http_until (port, "/metrics", 200,
+                  "\ncauseway_broker_oldest_due_seconds 36");
+    //  Silent that long, the worker was counted lost: a new session
+    s_ready (worker, "http.generic", 1);
+
     //  The database refuses: 503 once a claim fails; back: 200 again
     cw_fixture_db_refuse (self->uri, true);
     long long deadline = cw_test_now_msec () + WAIT_MSEC;
