@@ -2122,6 +2122,21 @@ START_TEST (test_http_health)
     ck_assert_msg (bad_log && strstr (bad_log, "server/http"), "%s", bad_log);
     free (bad_log);
     zstr_free (&bad_path);
+    //  A port another socket holds: exit 1, http_failed
+    zsock_t *taken = zsock_new (ZMQ_ROUTER);
+    int taken_port = zsock_bind (taken, "tcp://127.0.0.1:*");
+    ck_assert_int_gt (taken_port, 0);
+    char *busy = zsys_sprintf ("CW_BROKER_SERVER_HTTP=127.0.0.1:%d",
+                               taken_port);
+    const char *busy_env [] = { busy, NULL };
+    ck_assert_int_eq (s_broker_exit_code (self, busy_env, "http-busy.log"), 1);
+    bad_path = zsys_sprintf ("%s/http-busy.log", self->tmp);
+    bad_log = cw_fixture_slurp (bad_path);
+    ck_assert_msg (bad_log && strstr (bad_log, "http_failed"), "%s", bad_log);
+    free (bad_log);
+    zstr_free (&bad_path);
+    zstr_free (&busy);
+    zsock_destroy (&taken);
     const char *http [] = { "CW_BROKER_SERVER_HTTP=127.0.0.1:0", NULL };
     s_broker_start (self, http);
     char *line = s_log_line (self, "http_started");
