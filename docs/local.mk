@@ -28,3 +28,5 @@ EXTRA_DIST += docs/relay.md
 EXTRA_DIST += docs/simulation.md
 #  causeway, the operator client: status, dlq list, replay
 EXTRA_DIST += docs/operator.md
+#  Operations: what to watch, who is paged, what to do
+EXTRA_DIST += docs/runbook.md
