@@ -105,6 +105,7 @@ typedef struct {
     uint64_t commit_lost;
     char *replay_policy;        //  JSON {flow: max_attempts} of retry/flows
     int64_t replay_max_attempts;    //  retry/max_attempts
+    int64_t replay_rate;        //  replay/rate
     bool db_up;                 //  The last store request succeeded
     json_t *gauges;             //  The store's last GAUGES, or NULL
     cw_http_t *http;            //  /healthz and /metrics, or NULL
@@ -1289,6 +1290,7 @@ s_on_dead_letters (s_broker_t *self, s_peer_t *peer, int64_t request_id,
                                          peer->user_id ? peer->user_id : "");
         req->admin_policy = strdup (self->replay_policy);
         req->admin_max_attempts = self->replay_max_attempts;
+        req->admin_rate = self->replay_rate;
     }
     s_store_send (self, &req);
 }
@@ -1644,6 +1646,7 @@ cw_broker_actor (zsock_t *pipe, void *args)
     json_decref (policy);
     assert (self.replay_policy);
     self.replay_max_attempts = config->core.default_policy.max_attempts;
+    self.replay_rate = config->replay_rate;
     self.versions = cw_version_new_contract ();
     self.peers = zhashx_new ();
     zhashx_set_destructor (self.peers, (zhashx_destructor_fn *) s_peer_destroy);

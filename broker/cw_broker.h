@@ -50,6 +50,8 @@ typedef struct {
     int64_t retention_msec;     //  Done jobs kept this long (0: for ever)
     int64_t purge_msec;         //  Retention runs this often
     int64_t drain_msec;         //  How long DRAIN awaits results
+    int64_t replay_rate;        //  Replayed jobs due per second (0: all
+                                //  at once)
     cw_core_config_t core;      //  The core (broker_id, leases, tables)
     const cw_broker_route_t *routes;    //  PUBLISH mapping
     size_t route_count;

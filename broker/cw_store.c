@@ -242,18 +242,28 @@ static const char s_sql_dlq_list[] =
     " LIMIT $9::int";
 
 //  Replays the listed jobs that are still dead and of the tenant, in
-//  place: ready now, same id and key, a fresh attempt budget (the flow's
+//  place: ready, same id and key, a fresh attempt budget (the flow's
 //  max_attempts from $5, else $6, beyond the attempts made), still ahead
-//  of the jobs of its ordering key. The audit row commits with them.
+//  of the jobs of its ordering key. They fall due $7 per second in id
+//  order (the first now; $7 = 0: all now), so a large replay does not
+//  reach the ERP at once even where no target cap is set. The audit row
+//  commits with them.
 static const char s_sql_replay[] =
-    "WITH r AS ("
-    "  UPDATE erp_mw.jobs"
+    "WITH o AS ("
+    "  SELECT id, row_number () OVER (ORDER BY id) - 1 AS n"
+    "    FROM erp_mw.jobs"
+    "   WHERE id = ANY ($2::bigint[]) AND tenant = $1 AND state = 'dead'),"
+    " r AS ("
+    "  UPDATE erp_mw.jobs j"
     "     SET state = 'ready', dead_reason = NULL, finished_at = NULL,"
-    "         next_run_at = now (),"
-    "         max_attempts = attempts"
-    "             + COALESCE (($5::jsonb ->> flow)::int, $6::int)"
-    "   WHERE id = ANY ($2::bigint[]) AND tenant = $1 AND state = 'dead'"
-    "  RETURNING id),"
+    "         next_run_at = now () + CASE WHEN $7::int > 0"
+    "             THEN o.n * 1000.0 / $7::int * interval '1 millisecond'"
+    "             ELSE interval '0' END,"
+    "         max_attempts = j.attempts"
+    "             + COALESCE (($5::jsonb ->> j.flow)::int, $6::int)"
+    "    FROM o"
+    "   WHERE j.id = o.id AND j.state = 'dead'"
+    "  RETURNING j.id),"
     " a AS ("
     "  INSERT INTO erp_mw.audit_log (actor, action, target, detail)"
     "  SELECT $3, 'replay', 'tenant:' || $1,"
@@ -316,7 +326,7 @@ static const s_statement_t s_statements[] = {
     {"purge_finished", s_sql_purge_finished, 2},
     {"purge_expired", s_sql_purge_expired, 1},
     {"dlq_list", s_sql_dlq_list, 9},
-    {"replay", s_sql_replay, 6},
+    {"replay", s_sql_replay, 7},
     {"discard", s_sql_discard, 4},
     {"gauges", s_sql_gauges, 0},
     {NULL, NULL, 0}
@@ -1266,14 +1276,16 @@ s_replay (s_store_t *self, cw_store_req_t *req)
     for (size_t index = 0; index < json_array_size (ids); index++)
         s_buf_int (&array, json_integer_value (json_array_get (ids, index)));
     s_buf_end (&array);
-    char max_attempts [CW_STORE_INT_SIZE];
+    char max_attempts [CW_STORE_INT_SIZE], rate [CW_STORE_INT_SIZE];
     s_int_text (max_attempts, sizeof (max_attempts), req->admin_max_attempts);
+    s_int_text (rate, sizeof (rate), req->admin_rate);
     const char *values [] = {
         s_arg (req->admin_args, "tenant"), array.data, req->admin_actor,
-        s_arg (req->admin_args, "reason"), req->admin_policy, max_attempts };
+        s_arg (req->admin_args, "reason"), req->admin_policy, max_attempts,
+        rate };
     cw_pg_rows_t *rows = NULL;
     int rc = discard ? cw_pg_exec (self->pg, "discard", 4, values, &rows)
-                     : cw_pg_exec (self->pg, "replay", 6, values, &rows);
+                     : cw_pg_exec (self->pg, "replay", 7, values, &rows);
     free (array.data);
     if (rc) {
         s_fail (req, self, req->admin_op);

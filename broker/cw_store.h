@@ -110,6 +110,8 @@ typedef struct {
     char *admin_policy;         //  replay.confirm: JSON {flow: max
                                 //  attempts}, owned
     int64_t admin_max_attempts; //  replay.confirm: for other flows
+    int64_t admin_rate;         //  replay.confirm: jobs due per second
+                                //  (0: all now)
     int64_t request_id;         //  The REQUEST's id
     json_t *admin_result;       //  Outcome: the RESPONSE's result, owned
     //  GAUGES (made by the store, never sent to it): {oldest_due_msec:

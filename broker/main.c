@@ -69,6 +69,7 @@ typedef struct {
     int64_t retry_base_msec;
     int64_t retry_cap_msec;
     int64_t retry_max_attempts;
+    int64_t replay_rate;
     const char *retry_flows;
     const char *http;
     const char *targets;
@@ -168,6 +169,10 @@ static const cw_config_entry_t s_schema [] = {
      .type = CW_CONFIG_STRING, .default_value = "",
      .offset = S_AT (retry_flows),
      .help = "per-flow policies: flow=attempts:base:cap,... (e.g. order.create=5:1s:1m)"},
+    {.path = "replay/rate", .env = "CW_BROKER_REPLAY_RATE",
+     .type = CW_CONFIG_INT, .default_value = "50", .min = 0, .max = 100000,
+     .offset = S_AT (replay_rate),
+     .help = "replayed dead jobs fall due at most this many per second, in id order (0: all at once)"},
     {.path = "targets/caps", .env = "CW_BROKER_TARGETS",
      .type = CW_CONFIG_STRING, .default_value = "",
      .offset = S_AT (targets),
@@ -475,6 +480,7 @@ main (int argc, char *argv [])
         .retention_msec = settings.retention_msec,
         .purge_msec = settings.purge_msec,
         .drain_msec = settings.drain_msec,
+        .replay_rate = settings.replay_rate,
         .routes = routes,
         .route_count = route_count > 0 ? (size_t) route_count : 0,
         .core = {

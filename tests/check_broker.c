@@ -1288,6 +1288,45 @@ START_TEST (test_dead_letters)
 }
 END_TEST
 
+//  replay/rate: replayed jobs fall due that many per second, in id
+//  order, so a large replay reaches the ERP at a bounded pace even with
+//  no target cap. Five at 2/s: due now, +0.5 s, ... +2 s.
+START_TEST (test_replay_paced)
+{
+    fixture_t *self = s_fixture_new ();
+    zcert_t *operator = s_operator_cert (self);
+    const char *paced [] = { "CW_BROKER_REPLAY_RATE=2", NULL };
+    s_broker_start (self, paced);
+    s_sql (self, "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key,"
+                 "  payload, state, dead_reason, attempts, finished_at)"
+                 " SELECT 'nobody.serves', 't1', 'pace-' || n, '{}', 'dead',"
+                 "   'exhausted', 3, now () FROM generate_series (1, 5) n");
+    char *ids = cw_test_sql_value (self->uri,
+        "SELECT string_agg (id::text, ',' ORDER BY id) FROM erp_mw.jobs");
+    zsock_t *admin = s_peer_new (self, operator);
+    char *args = zsys_sprintf ("{\"tenant\": \"t1\", \"job_ids\": [%s],"
+                               " \"reason\": \"paced\"}", ids);
+    cw_msg_t *response = s_admin_json (admin, 1, "replay.confirm", args);
+    zstr_free (&args);
+    char *replayed = s_result_ids (response, "replayed");
+    ck_assert_str_eq (replayed, ids);
+    free (replayed);
+    cw_msg_destroy (&response);
+    //  Half a second apart, in id order, the first now
+    ck_assert_int_eq (s_count (self,
+        "SELECT count(*) FROM (SELECT next_run_at - lag (next_run_at)"
+        "   OVER (ORDER BY id) AS gap FROM erp_mw.jobs) g"
+        " WHERE gap BETWEEN interval '499 ms' AND interval '501 ms'"), 4);
+    ck_assert_int_eq (s_count (self,
+        "SELECT count(*) FROM erp_mw.jobs WHERE state = 'ready'"
+        "   AND next_run_at <= now () + interval '100 ms'"), 1);
+    free (ids);
+    zsock_destroy (&admin);
+    zcert_destroy (&operator);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 START_TEST (test_publish)
 {
     fixture_t *self = s_fixture_new ();
@@ -2404,6 +2443,7 @@ main (void)
     tcase_add_test (security, test_routing_id_reused);
     tcase_add_test (security, test_idle_peers_forgotten);
     tcase_add_test (security, test_dead_letters);
+    tcase_add_test (security, test_replay_paced);
     suite_add_tcase (suite, security);
     TCase *relay = tcase_create ("publish");
     tcase_set_timeout (relay, 60);
