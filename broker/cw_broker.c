@@ -1295,6 +1295,59 @@ s_on_dead_letters (s_broker_t *self, s_peer_t *peer, int64_t request_id,
     s_store_send (self, &req);
 }
 
+//  slo {since, until?, flow?}: the contract's SLIs from the job rows
+//  (docs/broker.md). Checks args, then asks the store.
+static void
+s_on_slo (s_broker_t *self, s_peer_t *peer, int64_t request_id, json_t *args)
+{
+    const char *name;
+    json_t *value;
+    char field [64], message [CW_MSG_REASON_SIZE];
+    const char *problem = NULL;
+    if (!json_is_object (args)) {
+        s_respond_error (self, peer->name, request_id, "malformed",
+                         "args: must be a map", "args");
+        return;
+    }
+    json_object_foreach (args, name, value) {
+        snprintf (field, sizeof (field), "args.%s", name);
+        bool time = streq (name, "since") || streq (name, "until");
+        if (!time && !streq (name, "flow"))
+            problem = "not a member of slo (since, until, flow)";
+        else
+        if (!json_is_string (value))
+            problem = "must be a string";
+        else
+        if (time && !cw_envelope_time_valid (json_string_value (value)))
+            problem = "must be an RFC 3339 time with an offset, e.g. "
+                      "2025-01-31T10:02:03Z";
+        else
+        if (!time && (json_string_length (value) == 0
+                      || json_string_length (value) > S_DLQ_FLOW_MAX
+                      || strlen (json_string_value (value))
+                         != json_string_length (value)))
+            problem = "must be 1 to 64 bytes, without NUL";
+        if (problem)
+            break;
+    }
+    if (!problem && !json_object_get (args, "since")) {
+        snprintf (field, sizeof (field), "args.since");
+        problem = "required";
+    }
+    if (problem) {
+        snprintf (message, sizeof (message), "%s: %s", field, problem);
+        s_respond_error (self, peer->name, request_id, "malformed", message,
+                         field);
+        return;
+    }
+    cw_store_req_t *req = cw_store_req_new (CW_STORE_ADMIN);
+    req->admin_op = strdup ("slo");
+    req->admin_args = json_deep_copy (args);
+    req->request_id = request_id;
+    req->peer = zframe_dup (peer->routing);
+    s_store_send (self, &req);
+}
+
 static void
 s_on_request (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
 {
@@ -1355,6 +1408,10 @@ s_on_request (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
         zhashx_insert (self->calls, key, call);
         cw_core_on_call (self->core, s_now (), call->call_id, call->flow,
                          target ? json_string_value (target) : NULL, 0);
+        return;
+    }
+    if (streq (op, "slo")) {
+        s_on_slo (self, peer, request_id, args);
         return;
     }
     if (streq (op, "dlq.list") || streq (op, "replay.preview")

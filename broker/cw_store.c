@@ -294,6 +294,44 @@ static const char s_sql_discard[] =
     "   WHERE EXISTS (SELECT 1 FROM r))"
     " SELECT id FROM r ORDER BY id";
 
+//  The contract's SLIs over the jobs finished in [$1, $2) (op slo), per
+//  flow, then over the contract's sync flows, then over all: jobs done
+//  and dead; the p50 / p95 of event produced (or row created) -> done,
+//  in msec; jobs that needed more than one attempt, and of those how
+//  many ended done (the retry-to-success rate). jobs_finished_idx serves
+//  the done rows, jobs_dead_idx the dead ones. Last, the oldest done
+//  job left: retention may have deleted the start of a long window.
+static const char s_sql_slo[] =
+    "WITH j AS ("
+    "  SELECT flow, state, attempts,"
+    "         extract (epoch FROM finished_at"
+    "                  - COALESCE (produced_at, created_at)) * 1000 AS ms"
+    "    FROM erp_mw.jobs"
+    "   WHERE state IN ('done', 'dead') AND finished_at >= $1::timestamptz"
+    "     AND ($2::timestamptz IS NULL OR finished_at < $2::timestamptz)"
+    "     AND ($3::text IS NULL OR flow = $3)),"
+    " s AS ("
+    "  SELECT 'flow' AS kind, flow AS f, state, attempts, ms FROM j"
+    "  UNION ALL SELECT 'sync', NULL, state, attempts, ms FROM j"
+    "   WHERE flow IN ('customer.upsert', 'order.create', 'order.status')"
+    "  UNION ALL SELECT 'all', NULL, state, attempts, ms FROM j)"
+    " SELECT kind, f,"
+    "   count (*) FILTER (WHERE state = 'done'),"
+    "   count (*) FILTER (WHERE state = 'dead'),"
+    "   round (percentile_cont (0.5) WITHIN GROUP (ORDER BY ms)"
+    "          FILTER (WHERE state = 'done'))::bigint,"
+    "   round (percentile_cont (0.95) WITHIN GROUP (ORDER BY ms)"
+    "          FILTER (WHERE state = 'done'))::bigint,"
+    "   count (*) FILTER (WHERE attempts > 1),"
+    "   count (*) FILTER (WHERE attempts > 1 AND state = 'done')"
+    "  FROM s"
+    " GROUP BY kind, f"
+    " UNION ALL"
+    " SELECT 'oldest', to_char (min (finished_at) AT TIME ZONE 'UTC',"
+    "            'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+    "   NULL, NULL, NULL, NULL, NULL, NULL"
+    "  FROM erp_mw.jobs WHERE state = 'done'";
+
 //  What /metrics reports of the table (GAUGES): the age of the oldest
 //  job due and not claimed (the lag: jobs_ready_id_idx's first entry),
 //  and the dead jobs by flow (jobs_dead_idx holds only those).
@@ -329,6 +367,7 @@ static const s_statement_t s_statements[] = {
     {"replay", s_sql_replay, 7},
     {"discard", s_sql_discard, 4},
     {"gauges", s_sql_gauges, 0},
+    {"slo", s_sql_slo, 3},
     {NULL, NULL, 0}
 };
 
@@ -1308,9 +1347,84 @@ s_replay (s_store_t *self, cw_store_req_t *req)
     req->status = 0;
 }
 
+//  A count column as JSON (0 when NULL).
+static json_t *
+s_count_column (cw_pg_rows_t *rows, int row, int column)
+{
+    const char *value = cw_pg_rows_value (rows, row, column);
+    return json_integer (value ? strtoll (value, NULL, 10) : 0);
+}
+
+//  A msec column as JSON, null when NULL (no job done).
+static json_t *
+s_msec_column (cw_pg_rows_t *rows, int row, int column)
+{
+    const char *value = cw_pg_rows_value (rows, row, column);
+    return value ? json_integer (strtoll (value, NULL, 10)) : json_null ();
+}
+
+//  slo: the rows of s_sql_slo as {flows: [...], sync: {...}, all: {...},
+//  oldest_done_at}.
+static void
+s_slo (s_store_t *self, cw_store_req_t *req)
+{
+    const json_t *args = req->admin_args;
+    const char *values [] = {
+        s_arg (args, "since"), s_arg (args, "until"), s_arg (args, "flow") };
+    cw_pg_rows_t *rows = NULL;
+    if (cw_pg_exec (self->pg, "slo", 3, values, &rows)) {
+        s_fail (req, self, "slo");
+        return;
+    }
+    json_t *result = json_pack ("{s:[], s:n}", "flows", "oldest_done_at");
+    for (int row = 0; row < cw_pg_rows_count (rows); row++) {
+        const char *kind = cw_pg_rows_value (rows, row, 0);
+        if (streq (kind, "oldest")) {
+            json_object_set_new (result, "oldest_done_at",
+                                 s_column (rows, row, 1));
+            continue;
+        }
+        json_t *done = s_count_column (rows, row, 2);
+        json_t *figures = json_pack (
+            "{s:o, s:o, s:o, s:o, s:o, s:o}",
+            "done", done, "dead", s_count_column (rows, row, 3),
+            "latency_p50_ms", s_msec_column (rows, row, 4),
+            "latency_p95_ms", s_msec_column (rows, row, 5),
+            "retried", s_count_column (rows, row, 6),
+            "retried_done", s_count_column (rows, row, 7));
+        if (streq (kind, "flow")) {
+            json_object_set_new (figures, "flow", s_column (rows, row, 1));
+            json_array_append_new (json_object_get (result, "flows"), figures);
+        }
+        else
+            json_object_set_new (result, kind, figures);
+    }
+    cw_pg_rows_destroy (&rows);
+    //  Over no jobs, an aggregate row still comes for "all" and "sync"
+    //  only when some job matched: make both always there
+    const char *kinds [] = { "sync", "all" };
+    for (size_t index = 0; index < 2; index++)
+        if (!json_object_get (result, kinds [index]))
+            json_object_set_new (result, kinds [index], json_pack (
+                "{s:i, s:i, s:n, s:n, s:i, s:i}", "done", 0, "dead", 0,
+                "latency_p50_ms", "latency_p95_ms", "retried", 0,
+                "retried_done", 0));
+    //  The contract's targets these figures answer to (its "SLO / SLI
+    //  Targets": customer/order sync p95 < 2 minutes, retry-to-success
+    //  before the DLQ >= 98%)
+    json_object_set_new (result, "targets", json_pack (
+        "{s:i, s:f}", "sync_latency_p95_ms", 120000,
+        "retry_to_success", 0.98));
+    req->admin_result = result;
+    req->status = 0;
+}
+
 static void
 s_admin (s_store_t *self, cw_store_req_t *req)
 {
+    if (streq (req->admin_op, "slo"))
+        s_slo (self, req);
+    else
     if (streq (req->admin_op, "replay.confirm")
     ||  streq (req->admin_op, "dlq.discard"))
         s_replay (self, req);

@@ -10,7 +10,8 @@
     --cert (environment CAUSEWAY_BROKER, CAUSEWAY_BROKER_KEY,
     CAUSEWAY_CERT as fallback; flags win), --timeout, --json.
     Arguments are checked here, before connecting, by the rules of the
-    spec; the broker checks them again. Not yet: reconcile, slo.
+    spec; the broker checks them again. `slo` measures the contract's
+    service levels from the job rows. Not yet: reconcile.
     Exit codes: 0 done, 1 failure, 2 bad usage. docs/operator.md.
     =========================================================================
 */
@@ -27,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CW_CLIENT_EXIT_OK 0
@@ -569,11 +571,11 @@ s_status_help (FILE *stream)
         "usage: causeway [global options] status\n"
         "\n"
         "Asks the broker for its counters (op \"status\") and prints one\n"
-        "per line, or the result object with --json. Counters: held,\n"
-        "queued, inflight, workers, dispatched, commits, malformed,\n"
-        "forbidden, published, duplicates, rejected, released,\n"
-        "orphans_released, unknown_session, commit_lost, peers, draining\n"
-        "(docs/broker.md, \"Admin operations\").\n");
+        "per line (a group, such as results by outcome, one line per\n"
+        "member), or the result object with --json. Among them: held,\n"
+        "queued, inflight, workers, dispatched, commits, results, exhausted,\n"
+        "published, duplicates, rejected, database_up, draining; all are\n"
+        "in docs/broker.md, \"Admin operations\".\n");
 }
 
 static int
@@ -1193,6 +1195,234 @@ s_dlq_discard (s_global_t *global, int argc, char *argv[])
 }
 
 //  -------------------------------------------------------------------------
+//  causeway slo
+
+#define CW_CLIENT_WINDOW_MAX_DAYS 366       //  slo --window at most
+
+static void
+s_slo_help (FILE *stream)
+{
+    fprintf (stream,
+        "usage: causeway [global options] slo [--window N(m|h|d) | --since TIME]\n"
+        "           [--until TIME] [--flow F]\n"
+        "\n"
+        "The contract's service levels, measured from the jobs finished in\n"
+        "the window (op \"slo\"): per flow the jobs done and dead, the p50\n"
+        "and p95 of event produced -> done, the jobs that needed a retry\n"
+        "and how many of those ended done; then the contract's targets:\n"
+        "customer/order sync p95 under 2 minutes, retry-to-success before\n"
+        "the dead-letter queue at least 98%%. Done jobs older than the\n"
+        "broker's retention/finished are gone: the output says from when\n"
+        "the table still has them. --json prints the result.\n"
+        "\n"
+        "  --window N      the last N minutes (m), hours (h) or days (d);\n"
+        "                  default 24h, at most %dd\n"
+        "  --since TIME    from TIME instead (RFC 3339, with an offset)\n"
+        "  --until TIME    up to TIME (default: now)\n"
+        "  --flow F        one flow only\n", CW_CLIENT_WINDOW_MAX_DAYS);
+}
+
+//  "N" + m, h or d into seconds. Returns 0, or -1 if malformed or over
+//  CW_CLIENT_WINDOW_MAX_DAYS.
+static int
+s_window_parse (const char *text, int64_t *seconds)
+{
+    if (!*text || *text < '0' || *text > '9')
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    long long number = strtoll (text, &end, 10);
+    int64_t unit = streq (end, "m") ? 60 : streq (end, "h") ? 3600
+                 : streq (end, "d") ? 86400 : 0;
+    if (errno || !unit || number <= 0
+        || number > (long long) CW_CLIENT_WINDOW_MAX_DAYS * 86400 / unit)
+        return -1;
+    *seconds = number * unit;
+    return 0;
+}
+
+//  A duration in msec for people: "850 ms", "9.6 s", "2.5 min".
+static void
+s_msec_text (const json_t *value, char *text, size_t size)
+{
+    if (!json_is_integer (value)) {
+        snprintf (text, size, "-");
+        return;
+    }
+    json_int_t msec = json_integer_value (value);
+    if (msec < 1000)
+        snprintf (text, size, "%lld ms", (long long) msec);
+    else
+    if (msec < 120000)
+        snprintf (text, size, "%.1f s", (double) msec / 1000.0);
+    else
+        snprintf (text, size, "%.1f min", (double) msec / 60000.0);
+}
+
+//  "2 of 3 (66.7%)", or "-" when none needed a retry.
+static void
+s_rate_text (const json_t *figures, char *text, size_t size)
+{
+    json_int_t retried = json_integer_value (json_object_get (figures,
+                                                              "retried"));
+    json_int_t done = json_integer_value (json_object_get (figures,
+                                                           "retried_done"));
+    if (retried <= 0)
+        snprintf (text, size, "-");
+    else
+        snprintf (text, size, "%lld of %lld (%.1f%%)", (long long) done,
+                  (long long) retried, 100.0 * (double) done
+                                       / (double) retried);
+}
+
+static int
+s_slo (s_global_t *global, int argc, char *argv[])
+{
+    const char *window = NULL, *since = NULL, *until = NULL, *flow = NULL;
+    for (int index = 1; index < argc; index++) {
+        const char *arg = argv [index];
+        const char **target = NULL;
+        if (s_is_help (arg)) {
+            s_slo_help (stdout);
+            return CW_CLIENT_EXIT_OK;
+        }
+        if (streq (arg, "--window"))
+            target = &window;
+        else
+        if (streq (arg, "--since"))
+            target = &since;
+        else
+        if (streq (arg, "--until"))
+            target = &until;
+        else
+        if (streq (arg, "--flow"))
+            target = &flow;
+        else
+        if (s_global_option (arg))
+            return s_bad_usage ("slo", "%s is a global option: put it "
+                                "before the command (causeway %s ... slo)",
+                                arg, arg);
+        else
+            return s_bad_usage ("slo", "unknown option \"%s\"", arg);
+        if (index + 1 >= argc)
+            return s_bad_usage ("slo", "%s needs a value", arg);
+        if (*target)
+            return s_bad_usage ("slo", "%s is given twice", arg);
+        *target = argv [++index];
+    }
+    int64_t seconds = 86400;
+    if (window && since)
+        return s_bad_usage ("slo", "give --window or --since, not both");
+    if (window && s_window_parse (window, &seconds))
+        return s_bad_usage ("slo", "--window must be N followed by m, h or "
+                            "d (e.g. 24h, 30d), at most %dd",
+                            CW_CLIENT_WINDOW_MAX_DAYS);
+    if (since && !cw_envelope_time_valid (since))
+        return s_bad_usage ("slo", "--since must be an RFC 3339 time with "
+                            "an offset (2026-11-27T08:00:00Z)");
+    if (until && !cw_envelope_time_valid (until))
+        return s_bad_usage ("slo", "--until must be an RFC 3339 time with "
+                            "an offset (2026-11-27T08:00:00Z)");
+    if (flow && !s_text_valid (flow, CW_CLIENT_FLOW_MAX))
+        return s_bad_usage ("slo", "--flow must be 1..%d bytes of UTF-8",
+                            CW_CLIENT_FLOW_MAX);
+    char since_text [32];
+    if (!since) {
+        time_t start = time (NULL) - (time_t) seconds;
+        struct tm utc;
+        gmtime_r (&start, &utc);
+        strftime (since_text, sizeof (since_text), "%Y-%m-%dT%H:%M:%SZ",
+                  &utc);
+        since = since_text;
+    }
+    cw_client_t *client = NULL;
+    int rc = s_connect ("slo", global, &client);
+    if (rc)
+        return rc;
+    json_t *args = json_pack ("{s:s}", "since", since);
+    if (until)
+        json_object_set_new (args, "until", json_string (until));
+    if (flow)
+        json_object_set_new (args, "flow", json_string (flow));
+    json_t *result = NULL;
+    rc = s_ask ("slo", global, client, "slo", &args, &result);
+    cw_client_destroy (&client);
+    if (rc)
+        return rc;
+    json_t *flows = json_object_get (result, "flows");
+    json_t *sync = json_object_get (result, "sync");
+    json_t *all = json_object_get (result, "all");
+    json_t *targets = json_object_get (result, "targets");
+    if (!json_is_array (flows) || !json_is_object (sync)
+        || !json_is_object (all) || !json_is_object (targets)) {
+        json_decref (result);
+        return s_failure ("slo", "the broker's answer to slo is not {flows, "
+                          "sync, all, targets}");
+    }
+    if (global->json) {
+        rc = s_print_json (result);
+        json_decref (result);
+        return rc;
+    }
+    const char *oldest = json_string_value (json_object_get (result,
+                                                             "oldest_done_at"));
+    char *shown = s_printable (oldest ? oldest : "none", CW_CLIENT_CELL_MAX);
+    printf ("jobs finished since %s%s%s (oldest done job kept: %s)\n", since,
+            until ? " until " : "", until ? until : "", shown);
+    free (shown);
+    printf ("%-24s %7s %6s %9s %9s  %s\n", "FLOW", "DONE", "DEAD", "P50",
+            "P95", "RETRIED -> DONE");
+    size_t index;
+    json_t *entry;
+    json_array_foreach (flows, index, entry) {
+        const char *flow_name = json_string_value (json_object_get (entry,
+                                                                    "flow"));
+        char *name = s_printable (flow_name ? flow_name : "?", 24);
+        char p50 [32], p95 [32], rate [64];
+        s_msec_text (json_object_get (entry, "latency_p50_ms"), p50,
+                     sizeof (p50));
+        s_msec_text (json_object_get (entry, "latency_p95_ms"), p95,
+                     sizeof (p95));
+        s_rate_text (entry, rate, sizeof (rate));
+        printf ("%-24s %7lld %6lld %9s %9s  %s\n", name,
+                (long long) json_integer_value (json_object_get (entry, "done")),
+                (long long) json_integer_value (json_object_get (entry, "dead")),
+                p50, p95, rate);
+        free (name);
+    }
+    if (json_array_size (flows) == 0)
+        printf ("(no job finished in the window)\n");
+    //  The contract's targets
+    json_t *p95 = json_object_get (sync, "latency_p95_ms");
+    json_int_t p95_target = json_integer_value (json_object_get (
+        targets, "sync_latency_p95_ms"));
+    char text [64];
+    s_msec_text (p95, text, sizeof (text));
+    if (json_is_integer (p95))
+        printf ("customer/order sync p95: %s (target under %lld s): %s\n",
+                text, (long long) p95_target / 1000,
+                json_integer_value (p95) < p95_target ? "met" : "NOT MET");
+    else
+        printf ("customer/order sync p95: no customer.upsert, order.create "
+                "or order.status job done in the window\n");
+    double rate_target = json_number_value (json_object_get (
+        targets, "retry_to_success"));
+    json_int_t retried = json_integer_value (json_object_get (all, "retried"));
+    json_int_t retried_done = json_integer_value (json_object_get (
+        all, "retried_done"));
+    s_rate_text (all, text, sizeof (text));
+    if (retried > 0)
+        printf ("retry-to-success before the DLQ: %s (target at least "
+                "%.0f%%): %s\n", text, rate_target * 100.0,
+                (double) retried_done >= rate_target * (double) retried
+                    ? "met" : "NOT MET");
+    else
+        printf ("retry-to-success before the DLQ: no job needed a retry\n");
+    json_decref (result);
+    return CW_CLIENT_EXIT_OK;
+}
+
+//  -------------------------------------------------------------------------
 //  Dispatcher
 
 static int
@@ -1207,6 +1437,7 @@ static const s_command_t s_commands[] = {
     {"status", s_status, "print the broker's counters"},
     {"dlq", s_dlq, "list or discard dead jobs (dlq list, dlq discard)"},
     {"replay", s_replay, "replay dead jobs (preview, then confirm)"},
+    {"slo", s_slo, "the contract's service levels, from the job rows"},
     {NULL, NULL, NULL}};
 
 static void

@@ -1327,6 +1327,114 @@ START_TEST (test_replay_paced)
 }
 END_TEST
 
+//  slo: the contract's SLIs from the job rows finished since a time:
+//  per flow, over the sync flows, over all; latency percentiles from
+//  produced_at to finished_at; the retry-to-success rate; the oldest done
+//  job left (retention).
+START_TEST (test_slo)
+{
+    fixture_t *self = s_fixture_new ();
+    zcert_t *operator = s_operator_cert (self);
+    s_broker_start (self, NULL);
+    //  customer.upsert: ten done in 1..10 s; order.create: two done on
+    //  their second attempt in 30 s, one dead after three; http.generic:
+    //  one done in 500 ms; and one done three days ago
+    s_sql (self,
+        "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload,"
+        "  state, attempts, produced_at, finished_at)"
+        " SELECT 'customer.upsert', 't1', 'slo-c' || n, '{}'::jsonb, 'done', 1,"
+        "   now () - n * interval '1 second', now ()"
+        "   FROM generate_series (1, 10) n"
+        " UNION ALL SELECT 'order.create', 't1', 'slo-o' || n, '{}', 'done',"
+        "   2, now () - interval '30 seconds', now ()"
+        "   FROM generate_series (1, 2) n"
+        " UNION ALL SELECT 'http.generic', 't1', 'slo-h', '{}', 'done', 1,"
+        "   now () - interval '500 milliseconds', now ()"
+        " UNION ALL SELECT 'http.generic', 't1', 'slo-old', '{}', 'done', 1,"
+        "   now () - interval '3 days 1 second', now () - interval '3 days'");
+    s_sql (self,
+        "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload,"
+        "  state, dead_reason, attempts, produced_at, finished_at)"
+        " VALUES ('order.create', 't1', 'slo-d', '{}', 'dead', 'exhausted',"
+        "   3, now () - interval '1 minute', now ())");
+    char *since = cw_test_sql_value (self->uri,
+        "SELECT to_char ((now () - interval '1 hour') AT TIME ZONE 'UTC',"
+        "  'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')");
+    zsock_t *admin = s_peer_new (self, operator);
+    char *args = zsys_sprintf ("{\"since\": \"%s\"}", since);
+    cw_msg_t *response = s_admin_json (admin, 1, "slo", args);
+    zstr_free (&args);
+    ck_assert_ptr_null (response->response.error_code);
+    json_t *result = response->response.result;
+    json_t *flows = json_object_get (result, "flows");
+    ck_assert_int_eq (json_array_size (flows), 3);
+    json_t *customer = NULL, *order = NULL;
+    for (size_t index = 0; index < json_array_size (flows); index++) {
+        json_t *entry = json_array_get (flows, index);
+        const char *flow = json_string_value (json_object_get (entry, "flow"));
+        if (streq (flow, "customer.upsert"))
+            customer = entry;
+        if (streq (flow, "order.create"))
+            order = entry;
+    }
+    ck_assert_ptr_nonnull (customer);
+    ck_assert_ptr_nonnull (order);
+    ck_assert_int_eq (json_integer_value (json_object_get (customer, "done")),
+                      10);
+    //  percentile_cont over 1,000 ... 10,000 msec
+    ck_assert_int_eq (json_integer_value (json_object_get (customer,
+                          "latency_p50_ms")), 5500);
+    ck_assert_int_eq (json_integer_value (json_object_get (customer,
+                          "latency_p95_ms")), 9550);
+    ck_assert_int_eq (json_integer_value (json_object_get (order, "dead")), 1);
+    ck_assert_int_eq (json_integer_value (json_object_get (order, "retried")),
+                      3);
+    ck_assert_int_eq (json_integer_value (json_object_get (order,
+                          "retried_done")), 2);
+    json_t *sync = json_object_get (result, "sync");
+    ck_assert_int_eq (json_integer_value (json_object_get (sync, "done")), 12);
+    ck_assert_int_eq (json_integer_value (json_object_get (sync,
+                          "latency_p95_ms")), 30000);
+    json_t *all = json_object_get (result, "all");
+    ck_assert_int_eq (json_integer_value (json_object_get (all, "done")), 13);
+    ck_assert_int_eq (json_integer_value (json_object_get (all, "dead")), 1);
+    const char *oldest = json_string_value (json_object_get (result,
+                                                              "oldest_done_at"));
+    ck_assert_msg (oldest && cw_envelope_time_valid (oldest), "%s", oldest);
+    ck_assert_int_eq (json_integer_value (json_object_get (json_object_get (
+                          result, "targets"), "sync_latency_p95_ms")), 120000);
+    cw_msg_destroy (&response);
+    //  One flow; and a window with nothing in it
+    args = zsys_sprintf ("{\"since\": \"%s\", \"flow\": \"http.generic\"}",
+                         since);
+    response = s_admin_json (admin, 2, "slo", args);
+    zstr_free (&args);
+    flows = json_object_get (response->response.result, "flows");
+    ck_assert_int_eq (json_array_size (flows), 1);
+    ck_assert_int_eq (json_integer_value (json_object_get (
+                          json_array_get (flows, 0), "latency_p95_ms")), 500);
+    cw_msg_destroy (&response);
+    response = s_admin_json (admin, 3, "slo",
+                             "{\"since\": \"2000-01-01T00:00:00Z\","
+                             " \"until\": \"2000-01-02T00:00:00Z\"}");
+    ck_assert_int_eq (json_array_size (json_object_get (
+                          response->response.result, "flows")), 0);
+    ck_assert (json_is_null (json_object_get (json_object_get (
+        response->response.result, "all"), "latency_p95_ms")));
+    cw_msg_destroy (&response);
+    s_admin_malformed (admin, 4, "slo", "{}", "args.since");
+    s_admin_malformed (admin, 5, "slo", "{\"since\": \"yesterday\"}",
+                       "args.since");
+    s_admin_malformed (admin, 6, "slo",
+                       "{\"since\": \"2000-01-01T00:00:00Z\", \"window\": 1}",
+                       "args.window");
+    free (since);
+    zsock_destroy (&admin);
+    zcert_destroy (&operator);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 START_TEST (test_publish)
 {
     fixture_t *self = s_fixture_new ();
@@ -2444,6 +2552,7 @@ main (void)
     tcase_add_test (security, test_idle_peers_forgotten);
     tcase_add_test (security, test_dead_letters);
     tcase_add_test (security, test_replay_paced);
+    tcase_add_test (security, test_slo);
     suite_add_tcase (suite, security);
     TCase *relay = tcase_create ("publish");
     tcase_set_timeout (relay, 60);

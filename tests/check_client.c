@@ -913,6 +913,67 @@ START_TEST (test_dlq_discard)
 }
 END_TEST
 
+//  causeway slo: the figures per flow and the contract's targets, met or
+//  not, in human output and --json; bad usage names the flag.
+START_TEST (test_slo)
+{
+    fixture_t *self = s_fixture_new ();
+    s_broker_start (self);
+    //  order.create: four done in 2 s, then one dead after three attempts
+    //  and one done on its second: 1 of 2 retried ended done
+    cw_fixture_sql_ok (self->uri,
+        "INSERT INTO erp_mw.jobs (flow, tenant, idempotency_key, payload,"
+        "  state, dead_reason, attempts, produced_at, finished_at)"
+        " SELECT 'order.create', 't1', 'slo-' || n, '{}'::jsonb, 'done', NULL,"
+        "   1, now () - interval '2 seconds', now ()"
+        "   FROM generate_series (1, 4) n"
+        " UNION ALL SELECT 'order.create', 't1', 'slo-dead', '{}', 'dead',"
+        "   'exhausted', 3, now () - interval '1 minute', now ()"
+        " UNION ALL SELECT 'order.create', 't1', 'slo-retried', '{}', 'done',"
+        "   NULL, 2, now () - interval '2 seconds', now ()");
+    char *output = NULL;
+    const char *slo[] = {"slo", "--window", "1h", NULL};
+    ck_assert_int_eq (s_admin (self, false, slo, &output), 0);
+    s_has (output, "order.create");
+    s_has (output, "1 of 2 (50.0%)");
+    s_has (output, "customer/order sync p95: 2.0 s (target under 120 s): met");
+    s_has (output, "retry-to-success before the DLQ: 1 of 2 (50.0%) (target "
+                   "at least 98%): NOT MET");
+    free (output);
+    ck_assert_int_eq (s_admin (self, true, slo, &output), 0);
+    json_t *result = s_json (output);
+    json_t *all = json_object_get (result, "all");
+    ck_assert_int_eq (json_integer_value (json_object_get (all, "done")), 5);
+    ck_assert_int_eq (json_integer_value (json_object_get (all, "dead")), 1);
+    ck_assert_int_eq (json_integer_value (json_object_get (all,
+                          "latency_p95_ms")), 2000);
+    json_decref (result);
+    free (output);
+    //  A window before any of it
+    const char *empty[] = {"slo", "--since", "2000-01-01T00:00:00Z",
+                           "--until", "2000-01-02T00:00:00Z", NULL};
+    ck_assert_int_eq (s_admin (self, false, empty, &output), 0);
+    s_has (output, "(no job finished in the window)");
+    s_has (output, "no job needed a retry");
+    free (output);
+    //  Bad usage, before connecting
+    const char *bad_window[] = {"slo", "--window", "24x", NULL};
+    ck_assert_int_eq (s_admin (self, false, bad_window, &output), 2);
+    s_has (output, "--window");
+    free (output);
+    const char *both[] = {"slo", "--window", "1h", "--since",
+                          "2000-01-01T00:00:00Z", NULL};
+    ck_assert_int_eq (s_admin (self, false, both, &output), 2);
+    s_has (output, "--window or --since");
+    free (output);
+    const char *bad_since[] = {"slo", "--since", "yesterday", NULL};
+    ck_assert_int_eq (s_admin (self, false, bad_since, &output), 2);
+    s_has (output, "--since");
+    free (output);
+    s_fixture_destroy (&self);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -930,6 +991,7 @@ main (void)
     tcase_add_test (dead, test_dlq_unavailable);
     tcase_add_test (dead, test_replay);
     tcase_add_test (dead, test_dlq_discard);
+    tcase_add_test (dead, test_slo);
     suite_add_tcase (suite, dead);
     TCase *usage = tcase_create ("usage");
     tcase_set_timeout (usage, 60);
