@@ -561,6 +561,44 @@ s_global_option (const char *arg)
         || streq (arg, "--json");
 }
 
+//  An option command does not take: exit 2, with a hint when arg is a
+//  global option given after the command.
+static int
+s_option_unknown (const char *command, const char *arg)
+{
+    if (s_global_option (arg))
+        return s_bad_usage (command, "%s is a global option: put it before "
+                            "the command (causeway %s ... %s)", arg, arg,
+                            command);
+    return s_bad_usage (command, "unknown option \"%s\"", arg);
+}
+
+//  Takes the value of the option at argv[*index] into *target, moving
+//  *index past it. Returns an exit code: 2 when the value is missing or
+//  the option was given before.
+static int
+s_option_value (const char *command, int argc, char *argv[], int *index,
+                const char **target)
+{
+    const char *arg = argv [*index];
+    if (*index + 1 >= argc)
+        return s_bad_usage (command, "%s needs a value", arg);
+    if (*target)
+        return s_bad_usage (command, "%s is given twice", arg);
+    *target = argv [++*index];
+    return CW_CLIENT_EXIT_OK;
+}
+
+//  Exit 2 naming flag unless value (when given) is an RFC 3339 time.
+static int
+s_time_option (const char *command, const char *flag, const char *value)
+{
+    if (value && !cw_envelope_time_valid (value))
+        return s_bad_usage (command, "%s must be an RFC 3339 time with an "
+                            "offset (2026-11-27T08:00:00Z)", flag);
+    return CW_CLIENT_EXIT_OK;
+}
+
 //  -------------------------------------------------------------------------
 //  causeway status
 
@@ -586,9 +624,7 @@ s_status (s_global_t *global, int argc, char *argv[])
         return CW_CLIENT_EXIT_OK;
     }
     if (argc > 1 && s_global_option (argv [1]))
-        return s_bad_usage ("status", "%s is a global option: put it before "
-                            "the command (causeway %s ... status)", argv [1],
-                            argv [1]);
+        return s_option_unknown ("status", argv [1]);
     if (argc > 1)
         return s_bad_usage ("status", "unexpected argument \"%s\"", argv [1]);
     cw_client_t *client = NULL;
@@ -720,17 +756,10 @@ s_selection_parse (const char *command, bool replay, int argc, char *argv[],
         if (s_is_help (arg))
             return -1;
         else
-        if (s_global_option (arg))
-            return s_bad_usage (command, "%s is a global option: put it "
-                                "before the command (causeway %s ... %s)",
-                                arg, arg, command);
-        else
-            return s_bad_usage (command, "unknown option \"%s\"", arg);
-        if (index + 1 >= argc)
-            return s_bad_usage (command, "%s needs a value", arg);
-        if (*target)
-            return s_bad_usage (command, "%s is given twice", arg);
-        *target = argv [++index];
+            return s_option_unknown (command, arg);
+        int rc = s_option_value (command, argc, argv, &index, target);
+        if (rc)
+            return rc;
     }
     if (!selection->tenant)
         return s_bad_usage (command, "--tenant is required");
@@ -755,12 +784,11 @@ s_selection_parse (const char *command, bool replay, int argc, char *argv[],
             return s_bad_usage (command, "--reason must be rejected, "
                                 "exhausted, version_rejected or operator");
     }
-    if (selection->since && !cw_envelope_time_valid (selection->since))
-        return s_bad_usage (command, "--since must be an RFC 3339 time "
-                            "with an offset (2026-11-27T08:00:00Z)");
-    if (selection->until && !cw_envelope_time_valid (selection->until))
-        return s_bad_usage (command, "--until must be an RFC 3339 time "
-                            "with an offset (2026-11-27T08:00:00Z)");
+    int rc = s_time_option (command, "--since", selection->since);
+    if (!rc)
+        rc = s_time_option (command, "--until", selection->until);
+    if (rc)
+        return rc;
     int64_t limit_max = replay ? CW_CLIENT_PREVIEW_LIMIT_MAX
                                : CW_CLIENT_LIST_LIMIT_MAX;
     if (selection->limit
@@ -1298,17 +1326,10 @@ s_slo (s_global_t *global, int argc, char *argv[])
         if (streq (arg, "--flow"))
             target = &flow;
         else
-        if (s_global_option (arg))
-            return s_bad_usage ("slo", "%s is a global option: put it "
-                                "before the command (causeway %s ... slo)",
-                                arg, arg);
-        else
-            return s_bad_usage ("slo", "unknown option \"%s\"", arg);
-        if (index + 1 >= argc)
-            return s_bad_usage ("slo", "%s needs a value", arg);
-        if (*target)
-            return s_bad_usage ("slo", "%s is given twice", arg);
-        *target = argv [++index];
+            return s_option_unknown ("slo", arg);
+        int rc = s_option_value ("slo", argc, argv, &index, target);
+        if (rc)
+            return rc;
     }
     int64_t seconds = 86400;
     if (window && since)
@@ -1317,12 +1338,11 @@ s_slo (s_global_t *global, int argc, char *argv[])
         return s_bad_usage ("slo", "--window must be N followed by m, h or "
                             "d (e.g. 24h, 30d), at most %dd",
                             CW_CLIENT_WINDOW_MAX_DAYS);
-    if (since && !cw_envelope_time_valid (since))
-        return s_bad_usage ("slo", "--since must be an RFC 3339 time with "
-                            "an offset (2026-11-27T08:00:00Z)");
-    if (until && !cw_envelope_time_valid (until))
-        return s_bad_usage ("slo", "--until must be an RFC 3339 time with "
-                            "an offset (2026-11-27T08:00:00Z)");
+    int rc = s_time_option ("slo", "--since", since);
+    if (!rc)
+        rc = s_time_option ("slo", "--until", until);
+    if (rc)
+        return rc;
     if (flow && !s_text_valid (flow, CW_CLIENT_FLOW_MAX))
         return s_bad_usage ("slo", "--flow must be 1..%d bytes of UTF-8",
                             CW_CLIENT_FLOW_MAX);
@@ -1336,7 +1356,7 @@ s_slo (s_global_t *global, int argc, char *argv[])
         since = since_text;
     }
     cw_client_t *client = NULL;
-    int rc = s_connect ("slo", global, &client);
+    rc = s_connect ("slo", global, &client);
     if (rc)
         return rc;
     json_t *args = json_pack ("{s:s}", "since", since);
