@@ -19,6 +19,7 @@
 #include "cw_zap.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -826,15 +827,29 @@ s_on_publish (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
     s_store_send (self, &req);
 }
 
+//  The worker outcomes by the core's number, as the wire names them
+//  (status results, the /metrics outcome label).
+static const char *const s_outcome_names [CW_CORE_VERSION + 1] = {
+    [CW_CORE_OK] = "ok", [CW_CORE_REJECTED] = "rejected",
+    [CW_CORE_DUPLICATE] = "duplicate", [CW_CORE_TRANSIENT] = "transient",
+    [CW_CORE_VERSION] = "version" };
+
 //  The broker's counters (op status, /metrics). Caller owns the result.
 static json_t *
 s_status (s_broker_t *self)
 {
     cw_core_stats_t stats;
     cw_core_stats (self->core, &stats);
-    json_t *result = json_pack (
+    //  Results by outcome; the rest, how jobs and workers came and went
+    json_t *results = json_object ();
+    for (int outcome = CW_CORE_OK; outcome <= CW_CORE_VERSION; outcome++)
+        json_object_set_new (results, s_outcome_names [outcome],
+                             json_integer ((json_int_t)
+                                           stats.outcomes [outcome]));
+    return json_pack (
         "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-        " s:I, s:I, s:I, s:I, s:b, s:b}",
+        " s:I, s:I, s:I, s:I, s:b, s:b, s:o, s:I, s:I, s:I, s:I, s:I,"
+        " s:I, s:I, s:I, s:I}",
         "held", (json_int_t) stats.held,
         "queued", (json_int_t) stats.queued,
         "inflight", (json_int_t) stats.inflight,
@@ -852,19 +867,8 @@ s_status (s_broker_t *self)
         "commit_lost", (json_int_t) self->commit_lost,
         "peers", (json_int_t) zhashx_size (self->peers),
         "draining", self->draining,
-        "database_up", self->db_up);
-    //  What the core counted: results by outcome, and how jobs and
-    //  workers came and went
-    json_t *results = json_pack (
-        "{s:I, s:I, s:I, s:I, s:I}",
-        "ok", (json_int_t) stats.outcomes [CW_CORE_OK],
-        "rejected", (json_int_t) stats.outcomes [CW_CORE_REJECTED],
-        "duplicate", (json_int_t) stats.outcomes [CW_CORE_DUPLICATE],
-        "transient", (json_int_t) stats.outcomes [CW_CORE_TRANSIENT],
-        "version", (json_int_t) stats.outcomes [CW_CORE_VERSION]);
-    json_object_set_new (result, "results", results);
-    json_t *more = json_pack (
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+        "database_up", self->db_up,
+        "results", results,
         "exhausted", (json_int_t) stats.exhausted,
         "results_ignored", (json_int_t) stats.results_ignored,
         "leases_lost", (json_int_t) stats.leases_lost,
@@ -874,9 +878,6 @@ s_status (s_broker_t *self)
         "claims", (json_int_t) stats.claims,
         "commit_failures", (json_int_t) stats.commit_failures,
         "calls_failed", (json_int_t) stats.calls_failed);
-    json_object_update (result, more);
-    json_decref (more);
-    return result;
 }
 
 //  --- GET /healthz and /metrics ------------------------------------------------
@@ -898,10 +899,17 @@ s_is_counter (const char *name)
     return false;
 }
 
-static size_t
-s_min_size (size_t a, size_t b)
+//  Appends printf-style text to a /metrics rendering.
+static void
+s_append (zchunk_t *text, const char *format, ...)
 {
-    return a < b ? a : b;
+    va_list args;
+    va_start (args, format);
+    char *lines = zsys_vprintf (format, args);
+    va_end (args);
+    assert (lines);
+    zchunk_extend (text, lines, strlen (lines));
+    zstr_free (&lines);
 }
 
 //  A Prometheus label value: backslash, double quote and line feed
@@ -927,16 +935,14 @@ s_label (const char *text)
 static void
 s_flow_metrics (s_broker_t *self, zchunk_t *text)
 {
-    static const char *const outcomes [] = {
-        NULL, "ok", "rejected", "duplicate", "transient", "version" };
     size_t count = cw_core_flow_stats (self->core, NULL, 0);
     if (count > S_METRICS_FLOWS_MAX)
         count = S_METRICS_FLOWS_MAX;
     cw_core_flow_stats_t *stats = (cw_core_flow_stats_t *) calloc (
         count + 1, sizeof (cw_core_flow_stats_t));
     assert (stats);
-    count = s_min_size (cw_core_flow_stats (self->core, stats, count), count);
-    const char *head =
+    cw_core_flow_stats (self->core, stats, count);
+    s_append (text,
         "# HELP causeway_broker_flow_queued jobs held for a flow at a target\n"
         "# TYPE causeway_broker_flow_queued gauge\n"
         "# HELP causeway_broker_flow_dispatched_total JOBs sent\n"
@@ -945,13 +951,12 @@ s_flow_metrics (s_broker_t *self, zchunk_t *text)
         "# TYPE causeway_broker_flow_results_total counter\n"
         "# HELP causeway_broker_flow_exhausted_total transient results that "
         "went dead\n"
-        "# TYPE causeway_broker_flow_exhausted_total counter\n";
-    zchunk_extend (text, head, strlen (head));
+        "# TYPE causeway_broker_flow_exhausted_total counter\n");
     for (size_t index = 0; index < count; index++) {
         char *flow = s_label (stats [index].flow);
         char *target = s_label (stats [index].target ? stats [index].target
                                                      : "");
-        char *lines = zsys_sprintf (
+        s_append (text,
             "causeway_broker_flow_queued{flow=\"%s\",target=\"%s\"} %zu\n"
             "causeway_broker_flow_dispatched_total{flow=\"%s\",target=\"%s\"}"
             " %llu\n"
@@ -960,16 +965,12 @@ s_flow_metrics (s_broker_t *self, zchunk_t *text)
             flow, target, stats [index].queued, flow, target,
             (unsigned long long) stats [index].dispatched, flow, target,
             (unsigned long long) stats [index].exhausted);
-        zchunk_extend (text, lines, strlen (lines));
-        zstr_free (&lines);
-        for (int outcome = CW_CORE_OK; outcome <= CW_CORE_VERSION; outcome++) {
-            lines = zsys_sprintf (
+        for (int outcome = CW_CORE_OK; outcome <= CW_CORE_VERSION; outcome++)
+            s_append (text,
                 "causeway_broker_flow_results_total{flow=\"%s\",target=\"%s\","
-                "outcome=\"%s\"} %llu\n", flow, target, outcomes [outcome],
+                "outcome=\"%s\"} %llu\n", flow, target,
+                s_outcome_names [outcome],
                 (unsigned long long) stats [index].outcomes [outcome]);
-            zchunk_extend (text, lines, strlen (lines));
-            zstr_free (&lines);
-        }
         free (flow);
         free (target);
     }
@@ -977,7 +978,7 @@ s_flow_metrics (s_broker_t *self, zchunk_t *text)
     if (!self->gauges)
         return;
     //  From the table (the store's GAUGES): every broker's view
-    char *lines = zsys_sprintf (
+    s_append (text,
         "# HELP causeway_broker_oldest_due_seconds age of the oldest job due"
         " and not claimed (the lag), from the table\n"
         "# TYPE causeway_broker_oldest_due_seconds gauge\n"
@@ -988,17 +989,12 @@ s_flow_metrics (s_broker_t *self, zchunk_t *text)
         (double) json_integer_value (json_object_get (self->gauges,
                                                       "oldest_due_msec"))
             / 1000.0);
-    zchunk_extend (text, lines, strlen (lines));
-    zstr_free (&lines);
     const char *name;
     json_t *value;
     json_object_foreach (json_object_get (self->gauges, "dead"), name, value) {
         char *flow = s_label (name);
-        lines = zsys_sprintf ("causeway_broker_flow_dead_jobs{flow=\"%s\"}"
-                              " %lld\n", flow,
-                              (long long) json_integer_value (value));
-        zchunk_extend (text, lines, strlen (lines));
-        zstr_free (&lines);
+        s_append (text, "causeway_broker_flow_dead_jobs{flow=\"%s\"} %lld\n",
+                  flow, (long long) json_integer_value (value));
         free (flow);
     }
 }
@@ -1009,43 +1005,34 @@ s_health_render (s_broker_t *self)
 {
     json_t *status = s_status (self);
     zchunk_t *text = zchunk_new (NULL, 0);
-    const char *head = "# HELP causeway_broker_up 1 while the broker runs\n"
-                       "# TYPE causeway_broker_up gauge\n"
-                       "causeway_broker_up 1\n";
-    zchunk_extend (text, head, strlen (head));
+    s_append (text, "# HELP causeway_broker_up 1 while the broker runs\n"
+                    "# TYPE causeway_broker_up gauge\n"
+                    "causeway_broker_up 1\n");
     const char *name;
     json_t *value;
     json_object_foreach (status, name, value) {
         if (json_is_object (value)) {
             //  results: one series, labelled by outcome
-            char *lines = zsys_sprintf (
+            s_append (text,
                 "# HELP causeway_broker_%s_total worker results by outcome\n"
                 "# TYPE causeway_broker_%s_total counter\n", name, name);
-            zchunk_extend (text, lines, strlen (lines));
-            zstr_free (&lines);
             const char *label;
             json_t *count;
-            json_object_foreach (value, label, count) {
-                lines = zsys_sprintf (
-                    "causeway_broker_%s_total{outcome=\"%s\"} %lld\n", name,
-                    label, (long long) json_integer_value (count));
-                zchunk_extend (text, lines, strlen (lines));
-                zstr_free (&lines);
-            }
+            json_object_foreach (value, label, count)
+                s_append (text,
+                          "causeway_broker_%s_total{outcome=\"%s\"} %lld\n",
+                          name, label, (long long) json_integer_value (count));
             continue;
         }
-        bool counter = s_is_counter (name);
-        char *lines = zsys_sprintf (
+        const char *total = s_is_counter (name) ? "_total" : "";
+        s_append (text,
             "# HELP causeway_broker_%s%s as in causeway status (docs/broker.md)\n"
             "# TYPE causeway_broker_%s%s %s\n"
             "causeway_broker_%s%s %lld\n",
-            name, counter ? "_total" : "",
-            name, counter ? "_total" : "", counter ? "counter" : "gauge",
-            name, counter ? "_total" : "",
+            name, total, name, total, *total ? "counter" : "gauge",
+            name, total,
             json_is_boolean (value) ? (long long) json_is_true (value)
                                     : (long long) json_integer_value (value));
-        zchunk_extend (text, lines, strlen (lines));
-        zstr_free (&lines);
     }
     s_flow_metrics (self, text);
     zchunk_extend (text, "", 1);
@@ -1140,23 +1127,26 @@ s_int64_compare (const void *left, const void *right)
     return (a > b) - (a < b);
 }
 
-//  Checks args of a dead-letter op against its members; copies what it
-//  accepts into clean. Returns NULL, or the message for the member
-//  (field set to its "args.<name>").
+//  Checks args of a dead-letter op or slo against its members; copies
+//  what it accepts into clean. Returns NULL, or the message for the
+//  member (field set to its "args.<name>").
 static const char *
 s_dlq_check (const char *op, json_t *args, json_t *clean, char *field,
              size_t field_size, char *message, size_t message_size)
 {
     bool list = streq (op, "dlq.list");
     bool confirm = streq (op, "replay.confirm") || streq (op, "dlq.discard");
+    bool slo = streq (op, "slo");
     static const char *const selection [] = {
         "tenant", "flow", "order", "customer", "reason", "since", "until",
         "limit", "after_id", NULL };
     static const char *const confirmation [] = {
         "tenant", "job_ids", "reason", NULL };
+    static const char *const window [] = { "since", "until", "flow", NULL };
     static const char *const reasons [] = {
         "rejected", "exhausted", "version_rejected", "operator", NULL };
-    const char *const *members = confirm ? confirmation : selection;
+    const char *const *members = confirm ? confirmation
+                               : slo ? window : selection;
     const char *name;
     json_t *value;
     json_object_foreach (args, name, value) {
@@ -1246,7 +1236,8 @@ s_dlq_check (const char *op, json_t *args, json_t *clean, char *field,
         }
         json_object_set (clean, name, value);
     }
-    const char *required [] = { "tenant", confirm ? "job_ids" : NULL,
+    const char *required [] = { slo ? "since" : "tenant",
+                                confirm ? "job_ids" : NULL,
                                 confirm ? "reason" : NULL };
     for (size_t index = 0; index < 3; index++)
         if (required [index] && !json_object_get (clean, required [index])) {
@@ -1254,6 +1245,8 @@ s_dlq_check (const char *op, json_t *args, json_t *clean, char *field,
             snprintf (message, message_size, "%s: required", field);
             return message;
         }
+    if (slo)
+        return NULL;
     if (!confirm && !json_object_get (clean, "limit"))
         json_object_set_new (clean, "limit", json_integer (list ? 100 : 1000));
     if (list && !json_object_get (clean, "after_id"))
@@ -1261,9 +1254,11 @@ s_dlq_check (const char *op, json_t *args, json_t *clean, char *field,
     return NULL;
 }
 
+//  A dead-letter op or slo (docs/broker.md): checks args, then hands
+//  the request to the store.
 static void
-s_on_dead_letters (s_broker_t *self, s_peer_t *peer, int64_t request_id,
-                   const char *op, json_t *args)
+s_on_store_request (s_broker_t *self, s_peer_t *peer, int64_t request_id,
+                    const char *op, json_t *args)
 {
     json_t *clean = json_object ();
     char field [64], message [CW_MSG_REASON_SIZE];
@@ -1292,59 +1287,6 @@ s_on_dead_letters (s_broker_t *self, s_peer_t *peer, int64_t request_id,
         req->admin_max_attempts = self->replay_max_attempts;
         req->admin_rate = self->replay_rate;
     }
-    s_store_send (self, &req);
-}
-
-//  slo {since, until?, flow?}: the contract's SLIs from the job rows
-//  (docs/broker.md). Checks args, then asks the store.
-static void
-s_on_slo (s_broker_t *self, s_peer_t *peer, int64_t request_id, json_t *args)
-{
-    const char *name;
-    json_t *value;
-    char field [64], message [CW_MSG_REASON_SIZE];
-    const char *problem = NULL;
-    if (!json_is_object (args)) {
-        s_respond_error (self, peer->name, request_id, "malformed",
-                         "args: must be a map", "args");
-        return;
-    }
-    json_object_foreach (args, name, value) {
-        snprintf (field, sizeof (field), "args.%s", name);
-        bool time = streq (name, "since") || streq (name, "until");
-        if (!time && !streq (name, "flow"))
-            problem = "not a member of slo (since, until, flow)";
-        else
-        if (!json_is_string (value))
-            problem = "must be a string";
-        else
-        if (time && !cw_envelope_time_valid (json_string_value (value)))
-            problem = "must be an RFC 3339 time with an offset, e.g. "
-                      "2025-01-31T10:02:03Z";
-        else
-        if (!time && (json_string_length (value) == 0
-                      || json_string_length (value) > S_DLQ_FLOW_MAX
-                      || strlen (json_string_value (value))
-                         != json_string_length (value)))
-            problem = "must be 1 to 64 bytes, without NUL";
-        if (problem)
-            break;
-    }
-    if (!problem && !json_object_get (args, "since")) {
-        snprintf (field, sizeof (field), "args.since");
-        problem = "required";
-    }
-    if (problem) {
-        snprintf (message, sizeof (message), "%s: %s", field, problem);
-        s_respond_error (self, peer->name, request_id, "malformed", message,
-                         field);
-        return;
-    }
-    cw_store_req_t *req = cw_store_req_new (CW_STORE_ADMIN);
-    req->admin_op = strdup ("slo");
-    req->admin_args = json_deep_copy (args);
-    req->request_id = request_id;
-    req->peer = zframe_dup (peer->routing);
     s_store_send (self, &req);
 }
 
@@ -1410,13 +1352,10 @@ s_on_request (s_broker_t *self, s_peer_t *peer, cw_msg_t *msg)
                          target ? json_string_value (target) : NULL, 0);
         return;
     }
-    if (streq (op, "slo")) {
-        s_on_slo (self, peer, request_id, args);
-        return;
-    }
     if (streq (op, "dlq.list") || streq (op, "replay.preview")
-    ||  streq (op, "replay.confirm") || streq (op, "dlq.discard")) {
-        s_on_dead_letters (self, peer, request_id, op, args);
+    ||  streq (op, "replay.confirm") || streq (op, "dlq.discard")
+    ||  streq (op, "slo")) {
+        s_on_store_request (self, peer, request_id, op, args);
         return;
     }
     s_respond_error (self, peer->name, request_id, "unknown_op",
