@@ -1250,6 +1250,13 @@ s_column (cw_pg_rows_t *rows, int row, int column)
     return value ? json_string (value) : json_null ();
 }
 
+//  An integer column as JSON (0 when NULL).
+static json_t *
+s_count_column (cw_pg_rows_t *rows, int row, int column)
+{
+    return json_integer (s_parse_int (cw_pg_rows_value (rows, row, column)));
+}
+
 //  dlq.list and replay.preview: one SELECT with the selection.
 static void
 s_dlq_select (s_store_t *self, cw_store_req_t *req, bool preview)
@@ -1275,13 +1282,12 @@ s_dlq_select (s_store_t *self, cw_store_req_t *req, bool preview)
         count = (int) wanted;
     json_t *list = json_array ();
     for (int row = 0; row < count; row++) {
-        json_int_t id = strtoll (cw_pg_rows_value (rows, row, 0), NULL, 10);
         if (preview) {
-            json_array_append_new (list, json_integer (id));
+            json_array_append_new (list, s_count_column (rows, row, 0));
             continue;
         }
         json_t *job = json_object ();
-        json_object_set_new (job, "id", json_integer (id));
+        json_object_set_new (job, "id", s_count_column (rows, row, 0));
         json_object_set_new (job, "flow", s_column (rows, row, 1));
         json_object_set_new (job, "tenant", s_column (rows, row, 2));
         json_object_set_new (job, "idempotency_key", s_column (rows, row, 3));
@@ -1289,8 +1295,7 @@ s_dlq_select (s_store_t *self, cw_store_req_t *req, bool preview)
         json_object_set_new (job, "order", s_column (rows, row, 5));
         json_object_set_new (job, "customer", s_column (rows, row, 6));
         json_object_set_new (job, "reason", s_column (rows, row, 7));
-        json_object_set_new (job, "attempts", json_integer (strtoll (
-            cw_pg_rows_value (rows, row, 8), NULL, 10)));
+        json_object_set_new (job, "attempts", s_count_column (rows, row, 8));
         json_object_set_new (job, "last_error", s_column (rows, row, 9));
         json_object_set_new (job, "died_at", s_column (rows, row, 10));
         json_object_set_new (job, "correlation_id", s_column (rows, row, 11));
@@ -1347,20 +1352,12 @@ s_replay (s_store_t *self, cw_store_req_t *req)
     req->status = 0;
 }
 
-//  A count column as JSON (0 when NULL).
-static json_t *
-s_count_column (cw_pg_rows_t *rows, int row, int column)
-{
-    const char *value = cw_pg_rows_value (rows, row, column);
-    return json_integer (value ? strtoll (value, NULL, 10) : 0);
-}
-
 //  A msec column as JSON, null when NULL (no job done).
 static json_t *
 s_msec_column (cw_pg_rows_t *rows, int row, int column)
 {
     const char *value = cw_pg_rows_value (rows, row, column);
-    return value ? json_integer (strtoll (value, NULL, 10)) : json_null ();
+    return value ? json_integer (s_parse_int (value)) : json_null ();
 }
 
 //  slo: the rows of s_sql_slo as {flows: [...], sync: {...}, all: {...},
@@ -1384,10 +1381,10 @@ s_slo (s_store_t *self, cw_store_req_t *req)
                                  s_column (rows, row, 1));
             continue;
         }
-        json_t *done = s_count_column (rows, row, 2);
         json_t *figures = json_pack (
             "{s:o, s:o, s:o, s:o, s:o, s:o}",
-            "done", done, "dead", s_count_column (rows, row, 3),
+            "done", s_count_column (rows, row, 2),
+            "dead", s_count_column (rows, row, 3),
             "latency_p50_ms", s_msec_column (rows, row, 4),
             "latency_p95_ms", s_msec_column (rows, row, 5),
             "retried", s_count_column (rows, row, 6),
