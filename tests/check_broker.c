@@ -1850,10 +1850,8 @@ START_TEST (test_sigterm_releases)
     }
     ck_assert (disconnected);
     int status = 0;
-    deadline = cw_test_now_msec () + WAIT_MSEC;
-    while (waitpid (self->pid, &status, WNOHANG) == 0
-    &&     cw_test_now_msec () < deadline)
-        usleep (10000);
+    ck_assert_msg (cw_test_wait_exit (self->pid, WAIT_MSEC, &status) == 1,
+                   "the broker did not end its drain");
     self->pid = 0;
     ck_assert (WIFEXITED (status));
     ck_assert_int_eq (WEXITSTATUS (status), 0);
@@ -1889,14 +1887,10 @@ START_TEST (test_drain_database_down)
     long long signalled = cw_test_now_msec ();
     ck_assert_int_eq (kill (self->pid, SIGTERM), 0);
     int status = 0;
-    pid_t done = 0;
-    while ((done = waitpid (self->pid, &status, WNOHANG)) == 0
-    &&     cw_test_now_msec () < signalled + WAIT_MSEC)
-        usleep (10000);
+    bool done = cw_test_wait_exit (self->pid, WAIT_MSEC, &status) == 1;
     long long took = cw_test_now_msec () - signalled;
     cw_fixture_db_refuse (self->uri, false);
-    ck_assert_msg (done == self->pid, "broker still draining after %d ms",
-                   WAIT_MSEC);
+    ck_assert_msg (done, "broker still draining after %d ms", WAIT_MSEC);
     self->pid = 0;
     ck_assert (WIFEXITED (status));
     ck_assert_int_eq (WEXITSTATUS (status), 1);
@@ -2211,17 +2205,9 @@ s_broker_exit_code (fixture_t *self, const char *const *extra,
     pid_t pid = cw_test_spawn (argv, envp, log);
     ck_assert_int_gt (pid, 0);
     int status = 0, code = -1;
-    long long deadline = cw_test_now_msec () + 10000;
-    while (cw_test_now_msec () < deadline) {
-        pid_t done = waitpid (pid, &status, WNOHANG);
-        if (done == pid) {
-            code = WIFEXITED (status) ? WEXITSTATUS (status) : -1;
-            pid = 0;
-            break;
-        }
-        zclock_sleep (50);
-    }
-    if (pid > 0)
+    if (cw_test_wait_exit (pid, 10000, &status) == 1)
+        code = WIFEXITED (status) ? WEXITSTATUS (status) : -1;
+    else
         cw_test_kill (pid);
     for (int index = 0; index < 3; index++)
         zstr_free (&env [index]);
@@ -2390,14 +2376,8 @@ START_TEST (test_http_health)
     //  The drain ends, the HTTP server with it: exit 0 (under the
     //  sanitizers, nothing leaked)
     int status = 0;
-    pid_t done = 0;
-    deadline = cw_test_now_msec () + WAIT_MSEC;
-    while ((done = waitpid (self->pid, &status, WNOHANG)) == 0
-    &&     cw_test_now_msec () < deadline) {
-        s_heartbeat (worker);
-        usleep (20000);
-    }
-    ck_assert_msg (done == self->pid, "the broker did not end its drain");
+    ck_assert_msg (cw_test_wait_exit (self->pid, WAIT_MSEC, &status) == 1,
+                   "the broker did not end its drain");
     self->pid = 0;
     ck_assert (WIFEXITED (status));
     ck_assert_int_eq (WEXITSTATUS (status), 0);

@@ -586,14 +586,10 @@ START_TEST (test_signal_database_down)
     long long signalled = cw_test_now_msec ();
     ck_assert_int_eq (kill (self->relay_pid, SIGTERM), 0);
     int status = 0;
-    pid_t done = 0;
-    while (done == 0 && cw_test_now_msec () < signalled + WAIT_MSEC) {
-        done = waitpid (self->relay_pid, &status, WNOHANG);
-        usleep (5 * 1000);  //  Polling interval, not synchronisation
-    }
+    int done = cw_test_wait_exit (self->relay_pid, WAIT_MSEC, &status);
     long long took = cw_test_now_msec () - signalled;
     cw_fixture_sql_ok (cw_test_pguri (), allow);
-    ck_assert_int_eq (done, self->relay_pid);
+    ck_assert_int_eq (done, 1);
     self->relay_pid = 0;
     ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
     ck_assert_msg (took < 1000, "relay took %lld ms to exit on SIGTERM", took);

@@ -1162,14 +1162,8 @@ static void
 s_expect_config_exit (fixture_t *self, const char *key)
 {
     int status = 0;
-    pid_t done = 0;
-    int64_t deadline = zclock_mono () + 5000;
-    while (done == 0 && zclock_mono () < deadline) {
-        done = waitpid (self->pid, &status, WNOHANG);
-        if (done == 0)
-            zclock_sleep (20);
-    }
-    ck_assert_msg (done == self->pid, "worker still running");
+    ck_assert_msg (cw_test_wait_exit (self->pid, 5000, &status) == 1,
+                   "worker still running");
     self->pid = 0;
     ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 2);
     FILE *file = fopen (self->log_path, "r");

@@ -229,21 +229,31 @@ cw_test_spawn (const char *const argv[], const char *const envp[],
 }
 
 int
+cw_test_wait_exit (pid_t pid, int timeout_msec, int *status_p)
+{
+    long long deadline = cw_test_now_msec () + timeout_msec;
+    while (true) {
+        pid_t done = waitpid (pid, status_p, WNOHANG);
+        if (done == pid)
+            return 1;
+        if (done < 0)
+            return -1;
+        if (cw_test_now_msec () >= deadline)
+            return 0;
+        usleep (CW_TEST_POLL_USEC);
+    }
+}
+
+int
 cw_test_stop (pid_t pid, int timeout_msec)
 {
     if (pid <= 0)
         return -1;
     int status = 0;
     kill (pid, SIGTERM);
-    long long deadline = cw_test_now_msec () + timeout_msec;
-    while (cw_test_now_msec () < deadline) {
-        pid_t done = waitpid (pid, &status, WNOHANG);
-        if (done == pid)
-            return status;
-        if (done < 0)
-            return -1;
-        usleep (CW_TEST_POLL_USEC);
-    }
+    int exited = cw_test_wait_exit (pid, timeout_msec, &status);
+    if (exited)
+        return exited > 0 ? status : -1;
     kill (pid, SIGKILL);
     if (waitpid (pid, &status, 0) != pid)
         return -1;

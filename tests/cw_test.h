@@ -61,6 +61,12 @@ pid_t
     cw_test_spawn (const char *const argv[], const char *const envp[],
                    const char *log_path);
 
+//  Waits up to timeout_msec for the child pid to exit. Returns 1 with
+//  its status (as from waitpid) in *status_p once it has, 0 if it still
+//  runs, -1 if it is not our child.
+int
+    cw_test_wait_exit (pid_t pid, int timeout_msec, int *status_p);
+
 //  Stops a child by pid: SIGTERM, waits up to timeout_msec, then SIGKILL.
 //  Returns the exit status as from waitpid, or -1 if it was not our child.
 int
